@@ -1,1 +1,17 @@
-pub fn placeholder() {}
+//! The job-orchestrator's schema. Times are unix milliseconds (`BIGINT`) so that both SQLite and
+//! PostgreSQL compare them the same way; protobuf-shaped values (params, sources, outputs, event
+//! payloads) are stored as encoded protobuf bytes.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

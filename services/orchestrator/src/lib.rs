@@ -1,1 +1,16 @@
-pub fn placeholder() {}
+//! The job-orchestrator: owns the database, accounts, quota, job and task state, retries and progress
+//! events, and sends tasks to image-processors.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod dispatch;
+pub mod domain;
+pub mod error;
+pub mod events;
+
+pub use app::{spawn, Application, RunningOrchestrator};
+pub use config::{Cli, Command, Config};

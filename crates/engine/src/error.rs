@@ -1,0 +1,57 @@
+//! The engine's one error type, with the numeric codes of SPEC §5.
+
+/// Why an image could not be probed, decoded, transformed or encoded.
+#[derive(thiserror::Error, Debug)]
+pub enum EngineError {
+    /// Not a JPEG, PNG or WebP file (code 3003).
+    #[error("unsupported format: {0}")]
+    UnsupportedFormat(String),
+    /// Too many pixels, a side too small or a bad aspect ratio (code 3004).
+    #[error("invalid dimensions: {0}")]
+    InvalidDimensions(String),
+    /// The file claims a supported format but cannot be decoded (code 3017).
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+    /// The requested operation does not fit the image, e.g. a crop outside it (code 1003).
+    #[error("invalid recipe: {0}")]
+    InvalidRecipe(String),
+    /// The output could not be encoded (code 1006).
+    #[error("cannot encode image: {0}")]
+    Encode(String),
+}
+
+impl EngineError {
+    /// The numeric error code of SPEC §5.
+    pub fn code(&self) -> u32 {
+        match self {
+            EngineError::UnsupportedFormat(_) => 3003,
+            EngineError::InvalidDimensions(_) => 3004,
+            EngineError::Decode(_) => 3017,
+            EngineError::InvalidRecipe(_) => 1003,
+            EngineError::Encode(_) => 1006,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_spec_table() {
+        assert_eq!(EngineError::UnsupportedFormat(String::new()).code(), 3003);
+        assert_eq!(EngineError::InvalidDimensions(String::new()).code(), 3004);
+        assert_eq!(EngineError::Decode(String::new()).code(), 3017);
+        assert_eq!(EngineError::InvalidRecipe(String::new()).code(), 1003);
+        assert_eq!(EngineError::Encode(String::new()).code(), 1006);
+    }
+
+    #[test]
+    fn messages_carry_the_detail() {
+        let e = EngineError::InvalidRecipe("crop 10..20 is outside the 15 px wide image".into());
+        assert_eq!(
+            e.to_string(),
+            "invalid recipe: crop 10..20 is outside the 15 px wide image"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! The `transform` kind: auto-orient, crop, rotate, flip, resize, encode (in that order).
+
+use image::DynamicImage;
+
+use crate::decode::decode;
+use crate::encode::{render, resize_exact};
+use crate::probe::megapixels;
+use crate::{Crop, EngineError, Fit, Limits, Rendered, Resize, Rotation, TransformRecipe};
+
+/// JPEG quality used when the recipe says 0.
+const DEFAULT_QUALITY: u8 = 85;
+
+/// `progress(stage, percent)` is called as work advances (stages such as "decode", "resize", "encode").
+pub fn transform(
+    bytes: &[u8],
+    recipe: &TransformRecipe,
+    limits: &Limits,
+    progress: &mut dyn FnMut(&str, u32),
+) -> Result<Vec<Rendered>, EngineError> {
+    if recipe.quality > 100 {
+        return Err(EngineError::InvalidRecipe(format!(
+            "quality {} is out of range; use 1 to 100",
+            recipe.quality
+        )));
+    }
+    progress("decode", 0);
+    let decoded = decode(bytes, limits)?;
+    let source_format = decoded.info.format;
+    let mut image = if recipe.auto_orient {
+        progress("orient", 30);
+        decoded.oriented()
+    } else {
+        decoded.image
+    };
+    if let Some(crop) = &recipe.crop {
+        progress("crop", 35);
+        image = apply_crop(image, crop)?;
+    }
+    image = match recipe.rotate {
+        Rotation::None => image,
+        Rotation::R90 => image.rotate90(),
+        Rotation::R180 => image.rotate180(),
+        Rotation::R270 => image.rotate270(),
+    };
+    if recipe.flip_horizontal {
+        image = image.fliph();
+    }
+    if recipe.flip_vertical {
+        image = image.flipv();
+    }
+    if let Some(resize) = &recipe.resize {
+        progress("resize", 45);
+        let (w, h, cover) = target_size(image.width(), image.height(), resize, limits)?;
+        image = resize_exact(&image, w, h, cover)?;
+    }
+    progress("encode", 75);
+    let format = recipe.format.unwrap_or(source_format);
+    let quality = if recipe.quality == 0 {
+        DEFAULT_QUALITY
+    } else {
+        recipe.quality
+    };
+    let name = format!("image.{}", format.extension());
+    let rendered = render(&name, image, format, quality)?;
+    progress("thumbnail", 100);
+    Ok(vec![rendered])
+}
+
+/// Cuts the rectangle out, refusing one that is empty or reaches outside the image.
+fn apply_crop(image: DynamicImage, c: &Crop) -> Result<DynamicImage, EngineError> {
+    let (w, h) = (image.width(), image.height());
+    let inside = u64::from(c.x) + u64::from(c.width) <= u64::from(w)
+        && u64::from(c.y) + u64::from(c.height) <= u64::from(h);
+    if c.width == 0 || c.height == 0 || !inside {
+        return Err(EngineError::InvalidRecipe(format!(
+            "crop {}x{} at ({}, {}) does not fit inside the {w}x{h} image (after auto-orient); \
+             the crop must be non-empty and within the image",
+            c.width, c.height, c.x, c.y
+        )));
+    }
+    if (c.x, c.y, c.width, c.height) == (0, 0, w, h) {
+        return Ok(image);
+    }
+    Ok(image.crop_imm(c.x, c.y, c.width, c.height))
+}
+
+/// Output size for a resize, and whether the source is cropped centred (cover) rather than stretched.
+pub(crate) fn target_size(
+    src_w: u32,
+    src_h: u32,
+    r: &Resize,
+    limits: &Limits,
+) -> Result<(u32, u32, bool), EngineError> {
+    let scaled = |v: u32, num: u32, den: u32| -> u32 {
+        let den = u64::from(den.max(1));
+        ((u64::from(v) * u64::from(num) + den / 2) / den).clamp(1, u64::from(u32::MAX)) as u32
+    };
+    let (w, h, cover) = match (r.width, r.height) {
+        (0, 0) => {
+            return Err(EngineError::InvalidRecipe(
+                "resize needs a width, a height or both".into(),
+            ))
+        }
+        (0, th) if r.fit == Fit::Inside && th >= src_h => (src_w, src_h, false),
+        (tw, 0) if r.fit == Fit::Inside && tw >= src_w => (src_w, src_h, false),
+        (0, th) => (scaled(src_w, th, src_h), th, false),
+        (tw, 0) => (tw, scaled(src_h, tw, src_w), false),
+        (tw, th) => match r.fit {
+            Fit::Fill => (tw, th, false),
+            Fit::Cover => (tw, th, true),
+            Fit::Contain | Fit::Inside => {
+                // Scale by the tighter side: compare tw/src_w with th/src_h without floats.
+                let by_width = u64::from(tw) * u64::from(src_h) <= u64::from(th) * u64::from(src_w);
+                let (w, h) = if by_width {
+                    (tw, scaled(src_h, tw, src_w).min(th))
+                } else {
+                    (scaled(src_w, th, src_h).min(tw), th)
+                };
+                if r.fit == Fit::Inside && (w > src_w || h > src_h) {
+                    (src_w, src_h, false)
+                } else {
+                    (w, h, false)
+                }
+            }
+        },
+    };
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.max_pixels {
+        return Err(EngineError::InvalidRecipe(format!(
+            "resize to {w}x{h} ({}) is over the {} limit; ask for a smaller size",
+            megapixels(pixels),
+            megapixels(limits.max_pixels)
+        )));
+    }
+    Ok((w, h, cover))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{encode, gradient, jpeg_with_orientation};
+    use crate::Format;
+    use image::{GenericImageView, ImageFormat, Rgb, RgbImage};
+
+    fn run(bytes: &[u8], recipe: &TransformRecipe) -> Result<Rendered, EngineError> {
+        let mut out = transform(bytes, recipe, &Limits::default(), &mut |_, _| {})?;
+        assert_eq!(out.len(), 1);
+        Ok(out.remove(0))
+    }
+
+    fn resized(w: u32, h: u32, fit: Fit) -> TransformRecipe {
+        TransformRecipe {
+            resize: Some(Resize {
+                width: w,
+                height: h,
+                fit,
+            }),
+            ..TransformRecipe::default()
+        }
+    }
+
+    fn dims(r: &Rendered) -> (u32, u32) {
+        let img = image::load_from_memory(&r.data).expect("decodable");
+        assert_eq!((img.width(), img.height()), (r.width, r.height));
+        (r.width, r.height)
+    }
+
+    #[test]
+    fn each_fit_mode_gives_the_expected_size() {
+        let src = encode(&gradient(400, 200), ImageFormat::Png);
+        let cases = [
+            (Fit::Contain, 100, 100, (100, 50)),
+            (Fit::Contain, 1000, 1000, (1000, 500)),
+            (Fit::Inside, 100, 100, (100, 50)),
+            (Fit::Inside, 1000, 1000, (400, 200)),
+            (Fit::Cover, 100, 100, (100, 100)),
+            (Fit::Fill, 123, 77, (123, 77)),
+            (Fit::Contain, 200, 0, (200, 100)),
+            (Fit::Contain, 0, 50, (100, 50)),
+            (Fit::Inside, 800, 0, (400, 200)),
+            (Fit::Cover, 0, 400, (800, 400)),
+        ];
+        for (fit, w, h, want) in cases {
+            let r = run(&src, &resized(w, h, fit)).expect("resize");
+            assert_eq!(dims(&r), want, "{fit:?} {w}x{h}");
+        }
+    }
+
+    #[test]
+    fn cover_crops_the_centre() {
+        // Left third red, middle green, right third blue: cover to a square keeps the green middle.
+        let img = RgbImage::from_fn(300, 100, |x, _| match x / 100 {
+            0 => Rgb([255, 0, 0]),
+            1 => Rgb([0, 255, 0]),
+            _ => Rgb([0, 0, 255]),
+        });
+        let src = encode(&image::DynamicImage::ImageRgb8(img), ImageFormat::Png);
+        let r = run(&src, &resized(50, 50, Fit::Cover)).expect("cover");
+        let out = image::load_from_memory(&r.data).expect("png").to_rgb8();
+        for x in [2, 25, 47] {
+            let p = out.get_pixel(x, 25).0;
+            assert!(p[1] > 200 && p[0] < 40 && p[2] < 40, "x={x}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn resize_needs_a_side_and_a_sane_size() {
+        let src = encode(&gradient(40, 40), ImageFormat::Png);
+        assert_eq!(
+            run(&src, &resized(0, 0, Fit::Fill))
+                .expect_err("0x0")
+                .code(),
+            1003
+        );
+        let err = run(&src, &resized(100_000, 100_000, Fit::Fill)).expect_err("huge");
+        assert_eq!(err.code(), 1003);
+        assert!(err.to_string().contains("over the 50 MP limit"), "{err}");
+    }
+
+    #[test]
+    fn crop_inside_works_and_outside_is_refused() {
+        let src = encode(&gradient(100, 80), ImageFormat::Png);
+        let crop = |x, y, width, height| TransformRecipe {
+            crop: Some(Crop {
+                x,
+                y,
+                width,
+                height,
+            }),
+            ..TransformRecipe::default()
+        };
+        assert_eq!(
+            dims(&run(&src, &crop(10, 20, 50, 40)).expect("crop")),
+            (50, 40)
+        );
+        assert_eq!(
+            dims(&run(&src, &crop(0, 0, 100, 80)).expect("whole")),
+            (100, 80)
+        );
+        for bad in [
+            crop(60, 0, 50, 10),
+            crop(0, 70, 10, 11),
+            crop(0, 0, 0, 10),
+            crop(u32::MAX, 0, 2, 2),
+        ] {
+            let err = run(&src, &bad).expect_err("outside");
+            assert_eq!(err.code(), 1003, "{err}");
+        }
+    }
+
+    #[test]
+    fn rotation_swaps_dimensions_and_moves_pixels() {
+        let mut img = RgbImage::from_pixel(60, 30, Rgb([0, 0, 0]));
+        img.put_pixel(0, 0, Rgb([255, 255, 255]));
+        let src = encode(&image::DynamicImage::ImageRgb8(img), ImageFormat::Png);
+        let rot = |rotate| TransformRecipe {
+            rotate,
+            ..TransformRecipe::default()
+        };
+        let r90 = run(&src, &rot(Rotation::R90)).expect("r90");
+        assert_eq!(dims(&r90), (30, 60));
+        // After 90° clockwise the top-left pixel is at the top-right.
+        let out = image::load_from_memory(&r90.data).expect("png");
+        assert!(out.get_pixel(29, 0).0[0] > 200);
+        assert_eq!(
+            dims(&run(&src, &rot(Rotation::R180)).expect("r180")),
+            (60, 30)
+        );
+        assert_eq!(
+            dims(&run(&src, &rot(Rotation::R270)).expect("r270")),
+            (30, 60)
+        );
+    }
+
+    #[test]
+    fn flips_mirror_the_image() {
+        let mut img = RgbImage::from_pixel(20, 20, Rgb([0, 0, 0]));
+        img.put_pixel(0, 0, Rgb([255, 255, 255]));
+        let src = encode(&image::DynamicImage::ImageRgb8(img), ImageFormat::Png);
+        let recipe = TransformRecipe {
+            flip_horizontal: true,
+            flip_vertical: true,
+            ..TransformRecipe::default()
+        };
+        let out = image::load_from_memory(&run(&src, &recipe).expect("flip").data).expect("png");
+        assert!(out.get_pixel(19, 19).0[0] > 200);
+        assert!(out.get_pixel(0, 0).0[0] < 50);
+    }
+
+    #[test]
+    fn exif_orientation_6_is_applied_unless_turned_off() {
+        // Stored 40x20 with a bright left edge; orientation 6 means "rotate 90° clockwise to view".
+        let img = RgbImage::from_fn(
+            40,
+            20,
+            |x, _| if x < 5 { Rgb([255; 3]) } else { Rgb([0; 3]) },
+        );
+        let jpeg = jpeg_with_orientation(&image::DynamicImage::ImageRgb8(img), 6);
+        let r = run(&jpeg, &TransformRecipe::default()).expect("orient");
+        assert_eq!(dims(&r), (20, 40));
+        let out = image::load_from_memory(&r.data).expect("jpeg").to_rgb8();
+        assert!(
+            out.get_pixel(10, 1).0[0] > 200,
+            "left edge is now at the top"
+        );
+        assert!(out.get_pixel(10, 38).0[0] < 60);
+        let off = TransformRecipe {
+            auto_orient: false,
+            ..TransformRecipe::default()
+        };
+        assert_eq!(dims(&run(&jpeg, &off).expect("as stored")), (40, 20));
+    }
+
+    #[test]
+    fn format_follows_the_source_or_the_recipe() {
+        let png = encode(&gradient(30, 30), ImageFormat::Png);
+        let r = run(&png, &TransformRecipe::default()).expect("png");
+        assert_eq!((r.name.as_str(), r.format), ("image.png", Format::Png));
+        for (format, name) in [(Format::Jpeg, "image.jpg"), (Format::Webp, "image.webp")] {
+            let recipe = TransformRecipe {
+                format: Some(format),
+                ..TransformRecipe::default()
+            };
+            let r = run(&png, &recipe).expect("convert");
+            assert_eq!(r.name, name);
+            assert_eq!(
+                image::guess_format(&r.data).expect("guess"),
+                crate::decode::image_format(format)
+            );
+        }
+    }
+
+    #[test]
+    fn alpha_is_flattened_on_white_for_jpeg_and_kept_for_png() {
+        let rgba = image::RgbaImage::from_fn(30, 30, |x, _| {
+            image::Rgba([0, 0, 0, if x < 15 { 0 } else { 255 }])
+        });
+        let src = encode(&image::DynamicImage::ImageRgba8(rgba), ImageFormat::Png);
+        let jpeg = TransformRecipe {
+            format: Some(Format::Jpeg),
+            ..TransformRecipe::default()
+        };
+        let r = run(&src, &jpeg).expect("jpeg");
+        let out = image::load_from_memory(&r.data).expect("jpeg").to_rgb8();
+        assert!(out.get_pixel(3, 15).0.iter().all(|&c| c > 240));
+        assert!(out.get_pixel(27, 15).0.iter().all(|&c| c < 20));
+        assert_eq!(r.thumbnail.format, Format::Jpeg);
+        let png = run(&src, &TransformRecipe::default()).expect("png");
+        let out = image::load_from_memory(&png.data).expect("png");
+        assert_eq!(out.get_pixel(3, 15).0[3], 0);
+        assert_eq!(png.thumbnail.format, Format::Png);
+    }
+
+    #[test]
+    fn progress_rises_to_100() {
+        let src = encode(&gradient(300, 200), ImageFormat::Jpeg);
+        let mut seen = Vec::new();
+        transform(
+            &src,
+            &resized(64, 0, Fit::Contain),
+            &Limits::default(),
+            &mut |s, p| seen.push((s.to_string(), p)),
+        )
+        .expect("transform");
+        assert_eq!(seen.first().map(|s| s.1), Some(0));
+        assert_eq!(seen.last().map(|s| s.1), Some(100));
+        assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
+        assert!(seen.iter().any(|(s, _)| s == "resize"));
+    }
+
+    #[test]
+    fn bad_inputs_get_their_codes() {
+        let r = TransformRecipe::default();
+        assert_eq!(run(b"plain text", &r).expect_err("text").code(), 3003);
+        let small = encode(&gradient(10, 10), ImageFormat::Png);
+        assert_eq!(run(&small, &r).expect_err("small").code(), 3004);
+        let bad_q = TransformRecipe {
+            quality: 101,
+            ..TransformRecipe::default()
+        };
+        assert_eq!(run(&small, &bad_q).expect_err("quality").code(), 1003);
+    }
+}

@@ -1,0 +1,336 @@
+//! Objects in an S3-compatible bucket (AWS S3, Cloudflare R2, MinIO, Garage, s3s-fs).
+
+use std::fmt;
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use bytes::{Bytes, BytesMut};
+
+use crate::StorageError;
+
+/// How to reach an S3-compatible store; every field is optional.
+#[derive(Clone, Default)]
+pub struct S3Options {
+    /// Custom endpoint such as `https://<account>.r2.cloudflarestorage.com` or `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Signing region; defaults to `AWS_REGION`, else "auto" for R2 endpoints, else "us-east-1".
+    pub region: Option<String>,
+    /// Addresses buckets as `endpoint/bucket` instead of `bucket.endpoint` (MinIO, Garage).
+    pub path_style: bool,
+    /// Access key id; taken from `AWS_ACCESS_KEY_ID` when absent.
+    pub access_key_id: Option<String>,
+    /// Secret access key; taken from `AWS_SECRET_ACCESS_KEY` when absent.
+    pub secret_access_key: Option<String>,
+    /// Public URL prefix for objects (CDN or public bucket); `url()` returns `public_base_url/key`.
+    pub public_base_url: Option<String>,
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hand-written so that logging the options never prints the secret.
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("public_base_url", &self.public_base_url)
+            .finish()
+    }
+}
+
+/// A bucket, with an optional key prefix, in an S3-compatible store.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Empty, or ends with '/'; prepended to every key.
+    prefix: String,
+    public_base_url: Option<url::Url>,
+}
+
+impl S3Store {
+    /// Builds a client for `bucket[/prefix]`; no request is sent until the first operation.
+    pub(crate) fn new(
+        bucket_and_prefix: &str,
+        options: &S3Options,
+    ) -> Result<S3Store, StorageError> {
+        let (bucket, prefix) = bucket_and_prefix
+            .split_once('/')
+            .unwrap_or((bucket_and_prefix, ""));
+        if bucket.is_empty() {
+            return Err(StorageError::Config(
+                "S3 location must be s3://bucket[/prefix]".into(),
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            crate::key::validate(prefix)
+                .map_err(|err| StorageError::Config(format!("S3 prefix: {err}")))?;
+            format!("{prefix}/")
+        };
+
+        let endpoint = non_empty(&options.endpoint);
+        if let Some(endpoint) = endpoint {
+            http_url(endpoint, "S3 endpoint")?;
+        }
+        let public_base_url = non_empty(&options.public_base_url)
+            .map(|base| http_url(base, "public base URL"))
+            .transpose()?;
+
+        // Rustls with ring: no OpenSSL and no aws-lc (which needs cmake and a C toolchain).
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(http_client)
+            .region(Region::new(region(options.region.as_deref(), endpoint)))
+            .credentials_provider(credentials(options)?)
+            .force_path_style(options.path_style)
+            // Checksums only where the API requires them: several S3-compatible stores reject or
+            // mishandle the streaming trailer checksums the SDK sends by default.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(config.build()),
+            bucket: bucket.to_owned(),
+            prefix,
+            public_base_url,
+        })
+    }
+
+    /// Name of the bucket holding the objects.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn object_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        data: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let size = data.len();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .content_type(content_type)
+            .content_length(i64::try_from(size).unwrap_or(i64::MAX))
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|err| backend("put", key, &err))?;
+        tracing::debug!(key, bytes = size, bucket = %self.bucket, "stored object in S3");
+        Ok(())
+    }
+
+    pub(crate) async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes, StorageError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) if is_missing_object(&err) => {
+                return Err(StorageError::NotFound(key.to_owned()))
+            }
+            Err(err) => return Err(backend("get", key, &err)),
+        };
+        let too_large = || StorageError::TooLarge {
+            key: key.to_owned(),
+            limit: max_bytes,
+        };
+        // Refuse on the announced length before reading any of the body.
+        let announced = output
+            .content_length()
+            .and_then(|len| u64::try_from(len).ok());
+        if announced.is_some_and(|len| len > max_bytes) {
+            return Err(too_large());
+        }
+        let capacity = announced.unwrap_or(0).min(max_bytes);
+        let mut buffer = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        let mut body = output.body;
+        // The length header may be missing or wrong: also cap while streaming.
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|err| {
+                StorageError::Backend(format!("cannot read {key}: {}", DisplayErrorContext(&err)))
+            })?;
+            let total = u64::try_from(buffer.len() + chunk.len()).unwrap_or(u64::MAX);
+            if total > max_bytes {
+                return Err(too_large());
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(buffer.freeze())
+    }
+
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if is_missing_object(&err) => Ok(false),
+            Err(err) => Err(backend("head", key, &err)),
+        }
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send()
+            .await
+        {
+            // S3 answers 204 for missing keys; some compatible stores answer 404.
+            Ok(_) => Ok(()),
+            Err(err) if is_missing_object(&err) => Ok(()),
+            Err(err) => Err(backend("delete", key, &err)),
+        }
+    }
+
+    pub(crate) fn url(&self, key: &str) -> String {
+        let object_key = self.object_key(key);
+        if let Some(base) = &self.public_base_url {
+            let mut url = base.clone();
+            // Percent-encodes each segment; the base's own path is kept. Never fails for the
+            // http(s) URLs accepted at open.
+            let extended = url
+                .path_segments_mut()
+                .map(|mut segments| {
+                    segments.pop_if_empty().extend(object_key.split('/'));
+                })
+                .is_ok();
+            if extended {
+                return url.to_string();
+            }
+        }
+        format!("s3://{}/{object_key}", self.bucket)
+    }
+
+    pub(crate) async fn check(&self) -> Result<(), StorageError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(err) if status(&err) == Some(404) => Err(StorageError::Backend(format!(
+                "bucket {} does not exist",
+                self.bucket
+            ))),
+            Err(err) => Err(backend("check bucket", &self.bucket, &err)),
+        }
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn http_url(value: &str, what: &str) -> Result<url::Url, StorageError> {
+    let url = url::Url::parse(value)
+        .map_err(|err| StorageError::Config(format!("{what} {value:?}: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(StorageError::Config(format!(
+            "{what} {value:?} must be an http(s) URL"
+        )));
+    }
+    Ok(url)
+}
+
+fn region(configured: Option<&str>, endpoint: Option<&str>) -> String {
+    let from_env = || {
+        ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .find(|value| !value.trim().is_empty())
+    };
+    let is_r2 = endpoint.is_some_and(|e| e.contains(".r2.cloudflarestorage.com"));
+    configured
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .or_else(from_env)
+        .unwrap_or_else(|| if is_r2 { "auto" } else { "us-east-1" }.to_owned())
+}
+
+fn credentials(options: &S3Options) -> Result<Credentials, StorageError> {
+    let given = (
+        non_empty(&options.access_key_id),
+        non_empty(&options.secret_access_key),
+    );
+    match given {
+        (Some(id), Some(secret)) => Ok(Credentials::new(id, secret, None, None, "atelier-options")),
+        (None, None) => {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(secret)) => Ok(Credentials::new(
+                    id,
+                    secret,
+                    env("AWS_SESSION_TOKEN"),
+                    None,
+                    "atelier-environment",
+                )),
+                _ => Err(StorageError::Config(
+                    "S3 credentials missing: give an access key id and secret access key, or set \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                        .into(),
+                )),
+            }
+        }
+        _ => Err(StorageError::Config(
+            "S3 access key id and secret access key must be given together".into(),
+        )),
+    }
+}
+
+fn status<E>(err: &SdkError<E>) -> Option<u16> {
+    err.raw_response()
+        .map(|response| response.status().as_u16())
+}
+
+/// NoSuchKey, NotFound or a bare 404 mean the object is missing; NoSuchBucket does not.
+fn is_missing_object<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    let code = err.as_service_error().and_then(|e| e.code());
+    match code {
+        Some("NoSuchBucket") => false,
+        Some("NoSuchKey" | "NotFound") => true,
+        _ => status(err) == Some(404),
+    }
+}
+
+fn backend<E>(action: &str, key: &str, err: &SdkError<E>) -> StorageError
+where
+    E: std::error::Error + 'static,
+{
+    StorageError::Backend(format!(
+        "cannot {action} {key}: {}",
+        DisplayErrorContext(err)
+    ))
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the external test dependencies of Atelier:
+#   - s3s-fs (a real S3-compatible server backed by a folder), used by atelier-storage tests;
+#   - a running PostgreSQL on 127.0.0.1:5432.
+# Idempotent: safe to run again.
+set -euo pipefail
+
+S3S_FS_VERSION="0.14.1"
+
+if command -v s3s-fs >/dev/null 2>&1 || [ -x "${HOME}/.cargo/bin/s3s-fs" ]; then
+    echo "s3s-fs already installed"
+else
+    echo "installing s3s-fs ${S3S_FS_VERSION}"
+    cargo install s3s-fs --version "${S3S_FS_VERSION}" --features binary --locked
+fi
+
+if command -v pg_isready >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_isready >/dev/null 2>&1; then
+    PG_ISREADY="$(command -v pg_isready || ls /usr/lib/postgresql/*/bin/pg_isready | head -n 1)"
+    if "${PG_ISREADY}" -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+        echo "PostgreSQL already running"
+    else
+        PG_VERSION="$(ls /etc/postgresql | head -n 1)"
+        echo "starting PostgreSQL ${PG_VERSION}"
+        pg_ctlcluster --skip-systemctl-redirect "${PG_VERSION}" main start
+        for _ in $(seq 1 30); do
+            if "${PG_ISREADY}" -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+                echo "PostgreSQL ready"
+                break
+            fi
+            sleep 1
+        done
+        "${PG_ISREADY}" -h 127.0.0.1 -p 5432
+    fi
+else
+    echo "PostgreSQL is not installed (pg_isready not found)" >&2
+    exit 1
+fi

@@ -1,0 +1,69 @@
+//! WatchJob: replay the stored log after a sequence, then follow it live until the job is terminal.
+
+use std::time::Duration;
+
+use atelier_proto::v1 as pb;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::jobs::JobEventStream;
+use crate::context::Context;
+use crate::db;
+use crate::domain::JobState;
+use crate::error::ApiError;
+
+/// Events read from the database per round.
+const BATCH: u64 = 256;
+/// A watcher looks at the log at least this often even without a wake-up, as a safety net.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// Streams the job's events after `after` and ends once the terminal event has been sent.
+pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStream {
+    let (tx, rx) = mpsc::channel(64);
+    // Subscribe before the first read so no event falls between the replay and the live part.
+    let mut wake = ctx.bus.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let batch = match db::events::after(&ctx.db, &job_id, after, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(ApiError::from(e)))).await;
+                    return;
+                }
+            };
+            let full = batch.len() as u64 == BATCH;
+            for event in batch {
+                after = i64::try_from(event.sequence).unwrap_or(i64::MAX);
+                let terminal = is_terminal(&event);
+                if tx.send(Ok(event)).await.is_err() || terminal {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    woke = wake.recv() => match woke {
+                        Ok(id) if *id != *job_id => continue,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tokio::time::sleep(RECHECK) => break,
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+fn is_terminal(event: &pb::JobEvent) -> bool {
+    match &event.event {
+        Some(pb::job_event::Event::JobState(s)) => {
+            pb::JobState::try_from(s.state).ok().and_then(JobState::from_proto).is_some_and(JobState::is_terminal)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,175 @@
+//! Start-up: database and migrations, storage, the gRPC server (API, health, reflection) and the
+//! dispatcher, all stopped together by one cancellation token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use atelier_proto::v1::account_service_server::AccountServiceServer;
+use atelier_proto::v1::job_service_server::JobServiceServer;
+use atelier_storage::Storage;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::api::{accounts::Accounts, jobs::Jobs};
+use crate::auth::Auth;
+use crate::config::{seconds, Config};
+use crate::context::{Context, Policy};
+use crate::db;
+use crate::dispatch::{DispatchHandle, DispatchSettings, Dispatcher, Processors};
+use crate::domain::Kind;
+use crate::events::EventBus;
+
+/// Largest gRPC message accepted (upload chunks are far smaller).
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// A replica that is bound, migrated and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    ctx: Context,
+    dispatcher: Dispatcher,
+}
+
+impl Application {
+    /// Connects and migrates the database, opens storage and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        anyhow::ensure!(!config.admin_token.is_empty(), "the admin token must not be empty");
+        anyhow::ensure!(!config.service_token.is_empty(), "the service token must not be empty");
+        let prices = config.price_table()?;
+        let db = db::connect(&config.database_url).await.context("connecting to the database")?;
+        db::migrate(&db).await.context("migrating the database")?;
+        let storage = Storage::open(&config.storage, &config.s3_options()).await.context("opening storage")?;
+        let processors = Processors::new(&config.processors, &config.service_token)?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let owner = config.instance_id.clone().unwrap_or_else(|| format!("orchestrator-{}", uuid::Uuid::new_v4()));
+        let bus = EventBus::new();
+        let handle = DispatchHandle::default();
+        let ctx = Context {
+            auth: Auth::new(db.clone(), config.admin_token.clone()),
+            db: db.clone(),
+            bus: bus.clone(),
+            storage,
+            policy: Arc::new(Policy {
+                prices,
+                max_active_jobs: config.max_active_jobs,
+                max_upload_bytes: config.max_upload_bytes,
+                kinds: vec![Kind::Transform, Kind::BasicClean],
+            }),
+            dispatch: handle.clone(),
+        };
+        let settings = DispatchSettings {
+            owner,
+            concurrency: config.dispatch_concurrency,
+            lease: seconds(config.lease_seconds).max(std::time::Duration::from_millis(300)),
+            poll: seconds(config.poll_seconds).max(std::time::Duration::from_millis(10)),
+            max_attempts: i32::try_from(config.max_attempts.max(1)).unwrap_or(3),
+            retry_base: seconds(config.retry_base_seconds),
+            queue_timeout: seconds(config.queue_timeout_seconds),
+            attempt_timeout: seconds(config.attempt_timeout_seconds),
+            shutdown_grace: seconds(config.shutdown_grace_seconds),
+        };
+        let dispatcher = Dispatcher::new(db, bus, handle, processors, settings);
+        Ok(Self { listener, local_addr, ctx, dispatcher })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves and dispatches until `shutdown`; then stops accepting calls, lets running attempts finish
+    /// or hands them back, and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(atelier_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(atelier_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let jobs = JobServiceServer::new(Jobs::new(self.ctx.clone())).max_decoding_message_size(MAX_MESSAGE);
+        let accounts = AccountServiceServer::new(Accounts::new(self.ctx.clone()));
+        // Migrations ran and storage opened in build(): the replica is ready.
+        for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
+            health.set_service_status(service, ServingStatus::Serving).await;
+        }
+        let dispatch = tokio::spawn(self.dispatcher.run(shutdown.clone()));
+        let serve_shutdown = shutdown.clone();
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(jobs)
+            .add_service(accounts)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                serve_shutdown.cancelled().await;
+                for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
+                    health.set_service_status(service, ServingStatus::NotServing).await;
+                }
+            })
+            .await;
+        shutdown.cancel();
+        if let Err(e) = dispatch.await {
+            tracing::error!(error = %e, "dispatcher ended abnormally");
+        }
+        self.ctx.db.clone().close().await.ok();
+        served.context("serving gRPC")
+    }
+}
+
+/// Runs the migrations only (`atelier-orchestrator migrate`).
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let db = db::connect(&config.database_url).await.context("connecting to the database")?;
+    db::migrate(&db).await.context("migrating the database")?;
+    Ok(())
+}
+
+/// A replica running on a background task, for tests and tools.
+pub struct RunningOrchestrator {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningOrchestrator {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ip:port`, for gRPC clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it gracefully and waits until it has stopped.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.context("orchestrator task")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningOrchestrator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Builds and starts a replica on a background task.
+pub async fn spawn(config: Config) -> anyhow::Result<RunningOrchestrator> {
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Ok(RunningOrchestrator { addr, shutdown, task: Some(task) })
+}

@@ -1,0 +1,129 @@
+//! Who is calling: the admin (token given at start) or a tenant (API key), and which account it acts as.
+
+use sea_orm::DatabaseConnection;
+use subtle::ConstantTimeEq;
+use tonic::metadata::MetadataMap;
+
+use crate::db::{self, jobs::Scope};
+use crate::error::{ApiError, ApiResult};
+
+/// Metadata naming the account a tenant-wide key acts as.
+pub const ACCOUNT_HEADER: &str = "x-atelier-account";
+
+/// The longest account external id accepted.
+pub const MAX_ACCOUNT_LEN: usize = 128;
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Admin,
+    Tenant(TenantCaller),
+}
+
+/// A tenant's key and the account it acts as, if any.
+#[derive(Clone, Debug)]
+pub struct TenantCaller {
+    pub tenant_id: String,
+    /// The account a scoped key is bound to, or the one a tenant-wide key named for this call.
+    pub account: Option<String>,
+    /// Whether the key can act only as `account`.
+    pub scoped: bool,
+}
+
+impl TenantCaller {
+    /// The account the call acts as; calls that need one fail with a clear message without it.
+    pub fn require_account(&self) -> ApiResult<&str> {
+        self.account.as_deref().ok_or_else(|| ApiError::field(ACCOUNT_HEADER, "name the account with the x-atelier-account metadata"))
+    }
+
+    /// What this caller may see: the tenant, narrowed to the named account. An account that does not
+    /// exist yet sees nothing.
+    pub async fn scope(&self, db: &DatabaseConnection) -> ApiResult<Option<Scope>> {
+        let account_id = match &self.account {
+            None => None,
+            Some(external) => match db::accounts::find(db, &self.tenant_id, external).await? {
+                Some(account) => Some(account.id),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Scope { tenant_id: self.tenant_id.clone(), account_id }))
+    }
+}
+
+/// Resolves callers from `authorization: Bearer …` metadata.
+#[derive(Clone)]
+pub struct Auth {
+    db: DatabaseConnection,
+    admin_token: String,
+}
+
+impl Auth {
+    /// Checks keys against the database and the admin token.
+    pub fn new(db: DatabaseConnection, admin_token: String) -> Self {
+        Self { db, admin_token }
+    }
+
+    /// Who is calling; 1001 without valid credentials.
+    pub async fn caller(&self, metadata: &MetadataMap) -> ApiResult<Caller> {
+        let header = metadata
+            .get("authorization")
+            .ok_or(ApiError::Unauthenticated("missing credentials: send authorization: Bearer <api key>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or(ApiError::Unauthenticated("malformed authorization: expected Bearer <api key>"))?;
+        if !self.admin_token.is_empty() && bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())) {
+            return Ok(Caller::Admin);
+        }
+        let key = db::tenants::find_key(&self.db, token).await?.ok_or(ApiError::Unauthenticated("invalid or revoked API key"))?;
+        let named = named_account(metadata)?;
+        let (account, scoped) = match (key.account, named) {
+            (Some(bound), Some(named)) if bound != named => {
+                return Err(ApiError::PermissionDenied("this key acts only as its own account".into()));
+            }
+            (Some(bound), _) => (Some(bound), true),
+            (None, named) => (named, false),
+        };
+        Ok(Caller::Tenant(TenantCaller { tenant_id: key.tenant_id, account, scoped }))
+    }
+
+    /// The calling tenant; the admin token is not a tenant (1002).
+    pub async fn tenant(&self, metadata: &MetadataMap) -> ApiResult<TenantCaller> {
+        match self.caller(metadata).await? {
+            Caller::Tenant(t) => Ok(t),
+            Caller::Admin => Err(ApiError::PermissionDenied("the admin token cannot act as a tenant; use an API key".into())),
+        }
+    }
+
+    /// Admin calls only (1002 for tenants).
+    pub async fn admin(&self, metadata: &MetadataMap) -> ApiResult<()> {
+        match self.caller(metadata).await? {
+            Caller::Admin => Ok(()),
+            Caller::Tenant(_) => Err(ApiError::PermissionDenied("this call needs the admin token".into())),
+        }
+    }
+}
+
+fn named_account(metadata: &MetadataMap) -> ApiResult<Option<String>> {
+    let Some(value) = metadata.get(ACCOUNT_HEADER) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| ApiError::field(ACCOUNT_HEADER, "must be printable ASCII"))?.trim();
+    validate_account(ACCOUNT_HEADER, text)?;
+    Ok(Some(text.to_string()))
+}
+
+/// Checks an account external id as given in metadata or a request field.
+pub fn validate_account(field: &str, text: &str) -> ApiResult<()> {
+    if text.is_empty() {
+        return Err(ApiError::field(field, "must not be empty"));
+    }
+    if text.len() > MAX_ACCOUNT_LEN {
+        return Err(ApiError::field(field, format!("at most {MAX_ACCOUNT_LEN} bytes")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::field(field, "must not contain control characters"));
+    }
+    Ok(())
+}

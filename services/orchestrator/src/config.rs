@@ -1,0 +1,165 @@
+//! Configuration: every flag also reads an `ATELIER_*` environment variable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use atelier_storage::S3Options;
+use atelier_telemetry::LogFormat;
+
+use crate::domain::Kind;
+
+/// The job-orchestrator's command line.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "atelier-orchestrator", version, about = "Atelier job-orchestrator: accounts, quota, jobs, dispatch, events")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What to do; serving is the default.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API and dispatch tasks.
+    Serve,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+}
+
+/// Settings of one orchestrator replica.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// Address of the gRPC API.
+    #[arg(long, env = "ATELIER_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// `sqlite://path` (default, embedded) or `postgres://user@host/db`.
+    #[arg(long, env = "ATELIER_DATABASE_URL", default_value = "sqlite://var/atelier.db")]
+    pub database_url: String,
+    /// Token for administration calls (tenants, keys, quota, membership).
+    #[arg(long, env = "ATELIER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Token the processors accept in `x-api-key`.
+    #[arg(long, env = "ATELIER_SERVICE_TOKEN", hide_env_values = true)]
+    pub service_token: String,
+    /// Processor addresses, comma separated.
+    #[arg(long = "processor", env = "ATELIER_PROCESSORS", value_delimiter = ',', default_value = "http://127.0.0.1:50052")]
+    pub processors: Vec<String>,
+    /// Object storage for uploads, shared with the processors: a folder, or `s3://bucket[/prefix]`.
+    #[arg(long, env = "ATELIER_STORAGE", default_value = "var/objects")]
+    pub storage: String,
+    #[arg(long, env = "ATELIER_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "ATELIER_S3_REGION")]
+    pub s3_region: Option<String>,
+    #[arg(long, env = "ATELIER_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    #[arg(long, env = "ATELIER_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    #[arg(long, env = "ATELIER_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    #[arg(long, env = "ATELIER_S3_PUBLIC_BASE_URL")]
+    pub s3_public_base_url: Option<String>,
+    /// Task attempts this replica runs at once.
+    #[arg(long, env = "ATELIER_DISPATCH_CONCURRENCY", default_value_t = 8)]
+    pub dispatch_concurrency: usize,
+    /// Lease of a running task, renewed every third of it (seconds).
+    #[arg(long, env = "ATELIER_LEASE_SECONDS", default_value_t = 30.0)]
+    pub lease_seconds: f64,
+    /// How often the queue is read without a wake-up (seconds).
+    #[arg(long, env = "ATELIER_POLL_SECONDS", default_value_t = 0.5)]
+    pub poll_seconds: f64,
+    /// First retry delay, doubled per attempt (seconds).
+    #[arg(long, env = "ATELIER_RETRY_BASE_SECONDS", default_value_t = 2.0)]
+    pub retry_base_seconds: f64,
+    /// Attempts per task in all.
+    #[arg(long, env = "ATELIER_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// A task still queued after this fails with 1007 (seconds).
+    #[arg(long, env = "ATELIER_QUEUE_TIMEOUT_SECONDS", default_value_t = 600.0)]
+    pub queue_timeout_seconds: f64,
+    /// Deadline of one attempt of a local task (seconds).
+    #[arg(long, env = "ATELIER_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 120.0)]
+    pub attempt_timeout_seconds: f64,
+    /// Shutdown waits this long for running attempts, then hands them back (seconds).
+    #[arg(long, env = "ATELIER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0)]
+    pub shutdown_grace_seconds: f64,
+    /// Most active (queued or running) jobs per account.
+    #[arg(long, env = "ATELIER_MAX_ACTIVE_JOBS", default_value_t = 10)]
+    pub max_active_jobs: u32,
+    /// Largest upload (bytes).
+    #[arg(long, env = "ATELIER_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// Prices per task as `kind=units`, comma separated (defaults: every kind 1, pose_set 12).
+    #[arg(long, env = "ATELIER_PRICES", value_delimiter = ',')]
+    pub prices: Vec<String>,
+    /// This replica's name in task leases (default: a random id).
+    #[arg(long, env = "ATELIER_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Defaults for embedding (tests, tools): loopback on a free port, the given database and storage.
+    pub fn new(database_url: impl Into<String>, storage: impl Into<String>, processors: Vec<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.into(),
+            admin_token: "admin-token".into(),
+            service_token: "service-token".into(),
+            processors,
+            storage: storage.into(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: false,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_public_base_url: None,
+            dispatch_concurrency: 8,
+            lease_seconds: 30.0,
+            poll_seconds: 0.5,
+            retry_base_seconds: 2.0,
+            max_attempts: 3,
+            queue_timeout_seconds: 600.0,
+            attempt_timeout_seconds: 120.0,
+            shutdown_grace_seconds: 20.0,
+            max_active_jobs: 10,
+            max_upload_bytes: 10 * 1024 * 1024,
+            prices: Vec::new(),
+            instance_id: None,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// The S3 settings, when storage is `s3://…`.
+    pub fn s3_options(&self) -> S3Options {
+        S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            public_base_url: self.s3_public_base_url.clone(),
+        }
+    }
+
+    /// Prices by kind, defaults overridden by `--prices`.
+    pub fn price_table(&self) -> anyhow::Result<HashMap<Kind, i64>> {
+        let mut prices = HashMap::from([(Kind::Transform, 1), (Kind::BasicClean, 1), (Kind::Edit, 1), (Kind::Generate, 1), (Kind::PoseSet, 12)]);
+        for entry in &self.prices {
+            let (kind, units) = entry.split_once('=').ok_or_else(|| anyhow::anyhow!("price {entry:?}: expected kind=units"))?;
+            let kind = Kind::parse(kind.trim()).ok_or_else(|| anyhow::anyhow!("price {entry:?}: unknown kind"))?;
+            let units: i64 = units.trim().parse().map_err(|_| anyhow::anyhow!("price {entry:?}: units must be a whole number"))?;
+            anyhow::ensure!(units >= 0, "price {entry:?}: units must not be negative");
+            prices.insert(kind, units);
+        }
+        Ok(prices)
+    }
+}
+
+/// Seconds from the command line as a duration; negative or invalid values become zero.
+pub fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+}

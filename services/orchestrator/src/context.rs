@@ -1,0 +1,36 @@
+//! What every part of a running orchestrator shares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use atelier_storage::Storage;
+use sea_orm::DatabaseConnection;
+
+use crate::auth::Auth;
+use crate::dispatch::DispatchHandle;
+use crate::domain::Kind;
+use crate::events::EventBus;
+
+/// Settings that shape the API's answers.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Quota units per task (generate: per image) by kind.
+    pub prices: HashMap<Kind, i64>,
+    /// Most jobs an account may have queued or running (2003 beyond).
+    pub max_active_jobs: u32,
+    /// Largest upload accepted by UploadSource.
+    pub max_upload_bytes: u64,
+    /// Kinds some processor can run; others fail at submit with 3006.
+    pub kinds: Vec<Kind>,
+}
+
+/// Shared state of the services and the dispatcher.
+#[derive(Clone)]
+pub struct Context {
+    pub db: DatabaseConnection,
+    pub auth: Auth,
+    pub bus: EventBus,
+    pub storage: Storage,
+    pub policy: Arc<Policy>,
+    pub dispatch: DispatchHandle,
+}

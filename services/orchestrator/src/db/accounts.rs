@@ -1,0 +1,191 @@
+//! Accounts and the quota ledger. The balance is only ever changed together with a ledger row in the
+//! same transaction, so it always equals the ledger's sum; every row has a unique key so the same
+//! charge, refund or grant can never be booked twice.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
+
+use super::entities::{account, job, ledger};
+use super::statement;
+use crate::domain::{now_ms, JobState};
+
+/// The account of a tenant named by its external id.
+pub async fn find<C: ConnectionTrait>(db: &C, tenant_id: &str, external_id: &str) -> Result<Option<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account::Column::TenantId.eq(tenant_id))
+        .filter(account::Column::ExternalId.eq(external_id))
+        .one(db)
+        .await
+}
+
+/// Locks the account row until the transaction ends, so that submits of one account run one after
+/// another (active-job limit, idempotency). SQLite has a single writer, so it needs no lock.
+pub async fn lock<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<(), DbErr> {
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute(statement(db.get_database_backend(), "SELECT id FROM accounts WHERE id = ? FOR UPDATE", vec![account_id.into()]))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the account if it does not exist yet.
+pub async fn upsert<C: ConnectionTrait>(db: &C, tenant_id: &str, external_id: &str) -> Result<account::Model, DbErr> {
+    if let Some(found) = find(db, tenant_id, external_id).await? {
+        return Ok(found);
+    }
+    let inserted = account::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        tenant_id: Set(tenant_id.to_string()),
+        external_id: Set(external_id.to_string()),
+        balance: Set(0),
+        member: Set(false),
+        membership_expires_at: Set(None),
+        created_at: Set(now_ms()),
+    }
+    .insert(db)
+    .await;
+    match inserted {
+        Ok(model) => Ok(model),
+        // Another call created it at the same moment.
+        Err(e) if super::is_unique_violation(&e) => {
+            find(db, tenant_id, external_id).await?.ok_or(DbErr::RecordNotFound("account".into()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets or clears membership.
+pub async fn set_membership<C: ConnectionTrait>(
+    db: &C,
+    account: account::Model,
+    active: bool,
+    expires_at: Option<i64>,
+) -> Result<account::Model, DbErr> {
+    let mut model: account::ActiveModel = account.into();
+    model.member = Set(active);
+    model.membership_expires_at = Set(expires_at);
+    model.update(db).await
+}
+
+/// Whether the account may submit jobs now.
+pub fn is_member(account: &account::Model, now: i64) -> bool {
+    account.member && account.membership_expires_at.is_none_or(|t| t > now)
+}
+
+/// One booking on the ledger.
+pub struct Entry<'a> {
+    pub account_id: &'a str,
+    pub kind: &'static str,
+    pub amount: i64,
+    pub reason: &'a str,
+    pub unique_key: String,
+    pub job_id: Option<&'a str>,
+    pub task_id: Option<&'a str>,
+}
+
+/// Books an entry and moves the balance, once per unique key. Returns false when the key was already
+/// booked (nothing changes) or, for a debit, when the balance is too small (nothing changes either).
+pub async fn book<C: ConnectionTrait>(db: &C, entry: Entry<'_>) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let inserted = db
+        .execute(statement(
+            backend,
+            "INSERT INTO ledger (id, account_id, kind, amount, reason, unique_key, job_id, task_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (unique_key) DO NOTHING",
+            vec![
+                uuid::Uuid::now_v7().to_string().into(),
+                entry.account_id.into(),
+                entry.kind.into(),
+                entry.amount.into(),
+                entry.reason.into(),
+                entry.unique_key.clone().into(),
+                entry.job_id.map(str::to_string).into(),
+                entry.task_id.map(str::to_string).into(),
+                now_ms().into(),
+            ],
+        ))
+        .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // The guard keeps the balance from going below zero even if two debits race; the CHECK
+    // constraint of the table is the last line behind it.
+    let moved = db
+        .execute(statement(
+            backend,
+            "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? >= 0",
+            vec![entry.amount.into(), entry.account_id.into(), entry.amount.into()],
+        ))
+        .await?;
+    if moved.rows_affected() == 0 {
+        db.execute(statement(backend, "DELETE FROM ledger WHERE unique_key = ?", vec![entry.unique_key.into()])).await?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Refunds one task of a job, at most once, and counts it on the job.
+pub async fn refund_task<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    task_id: &str,
+    reason: &str,
+) -> Result<bool, DbErr> {
+    if job.unit_price == 0 {
+        return Ok(false);
+    }
+    let booked = book(
+        db,
+        Entry {
+            account_id: &job.account_id,
+            kind: "refund",
+            amount: job.unit_price,
+            reason,
+            unique_key: format!("refund:{task_id}"),
+            job_id: Some(&job.id),
+            task_id: Some(task_id),
+        },
+    )
+    .await?;
+    if booked {
+        db.execute(statement(
+            db.get_database_backend(),
+            "UPDATE jobs SET refunded = refunded + ? WHERE id = ?",
+            vec![job.unit_price.into(), job.id.clone().into()],
+        ))
+        .await?;
+    }
+    Ok(booked)
+}
+
+/// Jobs of the account that are not terminal yet.
+pub async fn active_jobs<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<u64, DbErr> {
+    job::Entity::find()
+        .filter(job::Column::AccountId.eq(account_id))
+        .filter(job::Column::State.is_in([JobState::Queued.as_str(), JobState::Running.as_str()]))
+        .count(db)
+        .await
+}
+
+/// A page of the account's ledger, newest first, after the entry `before` (exclusive).
+pub async fn ledger_page<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    before: Option<&str>,
+    limit: u64,
+) -> Result<Vec<ledger::Model>, DbErr> {
+    let mut query = ledger::Entity::find().filter(ledger::Column::AccountId.eq(account_id));
+    if let Some(before) = before {
+        // Ids are UUIDv7, so their order is their creation order.
+        query = query.filter(ledger::Column::Id.lt(before));
+    }
+    query.order_by_desc(ledger::Column::Id).limit(limit).all(db).await
+}
+
+/// The sum of the account's ledger, which must always equal its balance.
+pub async fn ledger_sum<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<i64, DbErr> {
+    let rows = ledger::Entity::find().filter(ledger::Column::AccountId.eq(account_id)).all(db).await?;
+    Ok(rows.iter().map(|r| r.amount).sum())
+}

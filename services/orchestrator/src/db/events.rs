@@ -1,0 +1,62 @@
+//! The job event log. Each event takes the next per-job sequence from `jobs.last_sequence` in the same
+//! transaction that records the change, so sequences have no gaps and a reconnecting watcher can
+//! replay exactly what it missed.
+
+use atelier_proto::v1 as pb;
+use prost::Message;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use super::entities::{job, job_event};
+use super::statement;
+use crate::domain::{now_ms, timestamp};
+
+/// Appends an event to the job's log and returns its sequence.
+pub async fn append<C: ConnectionTrait>(db: &C, job: &job::Model, event: pb::job_event::Event) -> Result<i64, DbErr> {
+    let now = now_ms();
+    let row = db
+        .query_one(statement(
+            db.get_database_backend(),
+            "UPDATE jobs SET last_sequence = last_sequence + 1, updated_at = ? WHERE id = ? RETURNING last_sequence",
+            vec![now.into(), job.id.clone().into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("job {}", job.id)))?;
+    let sequence: i64 = row.try_get_by_index(0)?;
+    let payload = pb::JobEvent { event: Some(event), ..Default::default() }.encode_to_vec();
+    job_event::ActiveModel {
+        job_id: Set(job.id.clone()),
+        tenant_id: Set(job.tenant_id.clone()),
+        account_id: Set(job.account_id.clone()),
+        sequence: Set(sequence),
+        payload: Set(payload),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(sequence)
+}
+
+/// Stored events of a job after `after`, in order, at most `limit`.
+pub async fn after<C: ConnectionTrait>(db: &C, job_id: &str, after: i64, limit: u64) -> Result<Vec<pb::JobEvent>, DbErr> {
+    let rows = job_event::Entity::find()
+        .filter(job_event::Column::JobId.eq(job_id))
+        .filter(job_event::Column::Sequence.gt(after))
+        .order_by_asc(job_event::Column::Sequence)
+        .limit(limit)
+        .all(db)
+        .await?;
+    rows.into_iter().map(decode).collect()
+}
+
+fn decode(row: job_event::Model) -> Result<pb::JobEvent, DbErr> {
+    let mut event = pb::JobEvent::decode(row.payload.as_slice())
+        .map_err(|e| DbErr::Custom(format!("event {} of job {} is unreadable: {e}", row.sequence, row.job_id)))?;
+    event.job_id = row.job_id;
+    event.sequence = u64::try_from(row.sequence).unwrap_or_default();
+    event.time = Some(timestamp(row.created_at));
+    event.cursor = row.id.to_string();
+    Ok(event)
+}

@@ -1,0 +1,268 @@
+//! Jobs: insert with their tasks, lookup within a tenant, listing, and the move to a terminal state.
+
+use atelier_proto::v1 as pb;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use super::entities::{job, task};
+use super::{accounts, events};
+use crate::domain::{final_job_state, now_ms, JobState, TaskState};
+
+/// A task to create with its job.
+pub struct NewTask {
+    /// Encoded `pb::Source` as the caller gave it.
+    pub source: Option<Vec<u8>>,
+    /// Encoded `pb::SourceRef` the processor reads.
+    pub source_ref: Option<Vec<u8>>,
+}
+
+/// Inserts a job, its tasks and its first event. The caller has charged the account in the same
+/// transaction.
+pub async fn insert<C: ConnectionTrait>(db: &C, model: job::ActiveModel, tasks: Vec<NewTask>) -> Result<job::Model, DbErr> {
+    let job = model.insert(db).await?;
+    let now = job.created_at;
+    for (idx, t) in tasks.into_iter().enumerate() {
+        task::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            job_id: Set(job.id.clone()),
+            idx: Set(i32::try_from(idx).unwrap_or(i32::MAX)),
+            source: Set(t.source),
+            source_ref: Set(t.source_ref),
+            state: Set(TaskState::Queued.as_str().to_string()),
+            attempts: Set(0),
+            stage: Set(String::new()),
+            percent: Set(0),
+            outputs: Set(None),
+            source_info: Set(None),
+            failure_code: Set(None),
+            failure_message: Set(None),
+            from_cache: Set(false),
+            lease_owner: Set(None),
+            lease_expires_at: Set(None),
+            run_after: Set(now),
+            created_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+        }
+        .insert(db)
+        .await?;
+    }
+    events::append(db, &job, pb::job_event::Event::JobState(pb::JobStateChanged { state: pb::JobState::Queued as i32, failure: None }))
+        .await?;
+    Ok(job)
+}
+
+/// Who may see a job: the tenant, and with an account named, only that account's jobs.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub tenant_id: String,
+    pub account_id: Option<String>,
+}
+
+/// The job with this id if the scope may see it. Other tenants' jobs look exactly like missing ones.
+pub async fn find<C: ConnectionTrait>(db: &C, scope: &Scope, id: &str) -> Result<Option<job::Model>, DbErr> {
+    let mut query = job::Entity::find_by_id(id.to_string()).filter(job::Column::TenantId.eq(&scope.tenant_id));
+    if let Some(account_id) = &scope.account_id {
+        query = query.filter(job::Column::AccountId.eq(account_id));
+    }
+    query.one(db).await
+}
+
+/// Reads the job and, on PostgreSQL, locks its row until the transaction ends. Every change of a job's
+/// tasks takes this lock first, so concurrent task updates of one job serialise and the last one sees
+/// every task terminal. SQLite has one writer, which serialises them already.
+pub async fn lock<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<job::Model>, DbErr> {
+    let mut query = job::Entity::find_by_id(id.to_string());
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    query.one(db).await
+}
+
+/// The job an account already submitted with this idempotency key.
+pub async fn find_by_idempotency<C: ConnectionTrait>(db: &C, account_id: &str, key: &str) -> Result<Option<job::Model>, DbErr> {
+    job::Entity::find()
+        .filter(job::Column::AccountId.eq(account_id))
+        .filter(job::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await
+}
+
+/// The tasks of these jobs, in job and index order.
+pub async fn tasks_of<C: ConnectionTrait>(db: &C, job_ids: &[String]) -> Result<Vec<task::Model>, DbErr> {
+    if job_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    task::Entity::find()
+        .filter(task::Column::JobId.is_in(job_ids.iter().cloned()))
+        .order_by_asc(task::Column::JobId)
+        .order_by_asc(task::Column::Idx)
+        .all(db)
+        .await
+}
+
+/// Filters of ListJobs, already validated.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub account_id: Option<String>,
+    /// `"key":"value"` as it appears in the stored JSON labels.
+    pub label: Option<(String, String)>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    /// Continue after this (created_at, id), newest first.
+    pub after: Option<(i64, String)>,
+}
+
+/// A page of jobs, newest first.
+pub async fn list<C: ConnectionTrait>(db: &C, tenant_id: &str, filter: &ListFilter, limit: u64) -> Result<Vec<job::Model>, DbErr> {
+    let mut query = job::Entity::find().filter(job::Column::TenantId.eq(tenant_id));
+    if let Some(state) = &filter.state {
+        query = query.filter(job::Column::State.eq(state));
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.filter(job::Column::Kind.eq(kind));
+    }
+    if let Some(account_id) = &filter.account_id {
+        query = query.filter(job::Column::AccountId.eq(account_id));
+    }
+    if let Some((key, value)) = &filter.label {
+        // Labels are stored as compact JSON, so a pair appears as this exact text.
+        let pair = serde_json::to_string(&serde_json::json!({ key: value })).unwrap_or_default();
+        let inner = pair.trim_start_matches('{').trim_end_matches('}').to_string();
+        query = query.filter(job::Column::Labels.contains(inner));
+    }
+    if let Some(from) = filter.created_from {
+        query = query.filter(job::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.created_to {
+        query = query.filter(job::Column::CreatedAt.lt(to));
+    }
+    if let Some((created_at, id)) = &filter.after {
+        query = query.filter(
+            Condition::any()
+                .add(job::Column::CreatedAt.lt(*created_at))
+                .add(Condition::all().add(job::Column::CreatedAt.eq(*created_at)).add(job::Column::Id.lt(id.clone()))),
+        );
+    }
+    query.order_by_desc(job::Column::CreatedAt).order_by_desc(job::Column::Id).limit(limit).all(db).await
+}
+
+/// Moves the job to its terminal state once all its tasks are terminal. Call with the job locked.
+pub async fn finish_if_done<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Option<JobState>, DbErr> {
+    if JobState::parse(&job.state).is_some_and(JobState::is_terminal) {
+        return Ok(None);
+    }
+    let tasks = tasks_of(db, std::slice::from_ref(&job.id)).await?;
+    let states: Vec<TaskState> = tasks.iter().filter_map(|t| TaskState::parse(&t.state)).collect();
+    if states.len() != tasks.len() || !states.iter().all(|s| s.is_terminal()) {
+        return Ok(None);
+    }
+    let state = final_job_state(&states, false);
+    set_terminal(db, job, state).await?;
+    Ok(Some(state))
+}
+
+async fn set_terminal<C: ConnectionTrait>(db: &C, job: &job::Model, state: JobState) -> Result<(), DbErr> {
+    let now = now_ms();
+    let mut model: job::ActiveModel = job.clone().into();
+    model.state = Set(state.as_str().to_string());
+    model.finished_at = Set(Some(now));
+    model.updated_at = Set(now);
+    model.update(db).await?;
+    events::append(db, job, pb::job_event::Event::JobState(pb::JobStateChanged { state: state.to_proto() as i32, failure: None }))
+        .await?;
+    Ok(())
+}
+
+/// Moves a queued job to RUNNING when its first task starts. Call with the job locked.
+pub async fn mark_running<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<(), DbErr> {
+    if job.state != JobState::Queued.as_str() {
+        return Ok(());
+    }
+    let mut model: job::ActiveModel = job.clone().into();
+    model.state = Set(JobState::Running.as_str().to_string());
+    model.updated_at = Set(now_ms());
+    model.update(db).await?;
+    events::append(db, job, pb::job_event::Event::JobState(pb::JobStateChanged { state: pb::JobState::Running as i32, failure: None }))
+        .await?;
+    Ok(())
+}
+
+/// Cancels every task not yet terminal, refunding each once, and ends the job CANCELLED. Returns the
+/// ids of tasks that were running, whose work must be stopped. A terminal job is left as it is.
+pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<String>, DbErr> {
+    if JobState::parse(&job.state).is_some_and(JobState::is_terminal) {
+        return Ok(Vec::new());
+    }
+    let tasks = tasks_of(db, std::slice::from_ref(&job.id)).await?;
+    let mut running = Vec::new();
+    let now = now_ms();
+    for t in tasks {
+        let Some(state) = TaskState::parse(&t.state) else { continue };
+        if state.is_terminal() {
+            continue;
+        }
+        if state == TaskState::Running {
+            running.push(t.id.clone());
+        }
+        let task_id = t.id.clone();
+        let attempts = t.attempts;
+        let mut model: task::ActiveModel = t.into();
+        model.state = Set(TaskState::Cancelled.as_str().to_string());
+        model.lease_owner = Set(None);
+        model.lease_expires_at = Set(None);
+        model.finished_at = Set(Some(now));
+        model.update(db).await?;
+        accounts::refund_task(db, job, &task_id, "task cancelled").await?;
+        events::append(
+            db,
+            job,
+            pb::job_event::Event::TaskState(pb::TaskStateChanged {
+                task_id,
+                state: pb::TaskState::Cancelled as i32,
+                attempts: u32::try_from(attempts).unwrap_or_default(),
+                failure: None,
+                retry_at: None,
+            }),
+        )
+        .await?;
+    }
+    set_terminal(db, job, JobState::Cancelled).await?;
+    Ok(running)
+}
+
+/// Where a queued job waits: runnable tasks of earlier jobs ahead of it, and a time estimate from
+/// recent task durations of its kind.
+pub async fn queue_position<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<(u32, u32), DbErr> {
+    let backend = db.get_database_backend();
+    let ahead = db
+        .query_one(super::statement(
+            backend,
+            "SELECT COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE t.state IN ('queued', 'retry_wait') AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?))",
+            vec![job.created_at.into(), job.created_at.into(), job.id.clone().into()],
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or_default();
+    let mean_ms = db
+        .query_one(super::statement(
+            backend,
+            "SELECT AVG(CAST(t.finished_at - t.started_at AS DOUBLE PRECISION)) FROM \
+             (SELECT t.finished_at, t.started_at FROM tasks t JOIN jobs j ON j.id = t.job_id \
+              WHERE j.kind = ? AND t.state = 'succeeded' AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL \
+              ORDER BY t.finished_at DESC LIMIT 50) t",
+            vec![job.kind.clone().into()],
+        ))
+        .await?
+        .and_then(|r| r.try_get_by_index::<Option<f64>>(0).ok().flatten())
+        .unwrap_or(0.0);
+    let position = u32::try_from(ahead).unwrap_or(u32::MAX);
+    let seconds = (mean_ms / 1000.0 * f64::from(position.saturating_add(1))).ceil();
+    Ok((position, if seconds.is_finite() && seconds > 0.0 { seconds.min(f64::from(u32::MAX)) as u32 } else { 0 }))
+}

@@ -1,0 +1,200 @@
+//! Dispatch: claim runnable tasks, run each attempt on a processor, keep its lease alive, and sweep
+//! tasks whose lease expired or that waited in the queue too long.
+
+mod processors;
+mod runner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use processors::Processors;
+
+use crate::db;
+use crate::events::EventBus;
+
+/// Timing and retry settings of dispatch.
+#[derive(Clone, Debug)]
+pub struct DispatchSettings {
+    /// This replica's name in leases.
+    pub owner: String,
+    /// Attempts run at once by this replica.
+    pub concurrency: usize,
+    pub lease: Duration,
+    /// How often the queue is looked at without a wake-up.
+    pub poll: Duration,
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub retry_base: Duration,
+    pub queue_timeout: Duration,
+    pub attempt_timeout: Duration,
+    /// How long shutdown waits for running attempts before handing them back.
+    pub shutdown_grace: Duration,
+}
+
+/// What the API needs from dispatch: wake it up and stop attempts of cancelled tasks.
+#[derive(Clone, Default)]
+pub struct DispatchHandle {
+    wake: Arc<Notify>,
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
+
+impl DispatchHandle {
+    /// New work is queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the attempts of these tasks if they run here (their processor streams are dropped).
+    pub fn cancel(&self, task_ids: &[String]) {
+        if let Ok(running) = self.running.lock() {
+            for id in task_ids {
+                if let Some(token) = running.get(id) {
+                    token.cancel();
+                }
+            }
+        }
+    }
+
+    fn register(&self, task_id: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(task_id.to_string(), token.clone());
+        }
+        token
+    }
+
+    fn unregister(&self, task_id: &str) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(task_id);
+        }
+    }
+}
+
+/// The dispatch loop of one replica.
+pub struct Dispatcher {
+    db: DatabaseConnection,
+    bus: EventBus,
+    handle: DispatchHandle,
+    processors: Processors,
+    settings: DispatchSettings,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the shared database and processors.
+    pub fn new(db: DatabaseConnection, bus: EventBus, handle: DispatchHandle, processors: Processors, settings: DispatchSettings) -> Self {
+        Self { db, bus, handle, processors, settings }
+    }
+
+    /// Runs until `shutdown`, then lets running attempts finish within the grace period and hands the
+    /// rest back to the queue.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(this.settings.concurrency.max(1)));
+        let hard_stop = CancellationToken::new();
+        let mut attempts = JoinSet::new();
+        let sweeper = tokio::spawn(this.clone().sweep(shutdown.clone()));
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let claimed = this.claim(1).await;
+            match claimed {
+                Ok(mut leases) if !leases.is_empty() => {
+                    let lease = leases.remove(0);
+                    let cancel = this.handle.register(&lease.task.id);
+                    let this = this.clone();
+                    let hard_stop = hard_stop.clone();
+                    attempts.spawn(async move {
+                        let task_id = lease.task.id.clone();
+                        this.clone().run_attempt(lease, cancel, hard_stop).await;
+                        this.handle.unregister(&task_id);
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Ok(_) => drop(permit),
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "claiming tasks failed");
+                }
+            }
+            // Reap finished attempts so the set does not grow.
+            while attempts.try_join_next().is_some() {}
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = this.handle.wake.notified() => {}
+                _ = tokio::time::sleep(this.settings.poll) => {}
+            }
+        }
+        tracing::info!(running = attempts.len(), "dispatch stopping; waiting for running attempts");
+        let drained = tokio::time::timeout(this.settings.shutdown_grace, async {
+            while attempts.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            hard_stop.cancel();
+            while attempts.join_next().await.is_some() {}
+        }
+        sweeper.abort();
+    }
+
+    async fn claim(&self, limit: u64) -> Result<Vec<db::tasks::Lease>, sea_orm::DbErr> {
+        let txn = self.db.begin().await?;
+        let leases = db::tasks::claim(&txn, &self.settings.owner, lease_ms(&self.settings), limit).await?;
+        txn.commit().await?;
+        for lease in &leases {
+            self.bus.notify(&lease.job.id);
+        }
+        Ok(leases)
+    }
+
+    /// Re-queues tasks whose lease expired and fails tasks that waited too long; every replica runs it,
+    /// and each change is guarded, so two sweepers never apply the same one twice.
+    async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = (self.settings.lease / 2).max(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self.sweep_once().await {
+                tracing::warn!(error = %e, "sweep failed");
+            }
+        }
+    }
+
+    async fn sweep_once(&self) -> Result<(), sea_orm::DbErr> {
+        for task in db::tasks::expired(&self.db, 100).await? {
+            let txn = self.db.begin().await?;
+            let recovered = db::tasks::recover(&txn, &task, self.settings.max_attempts).await?;
+            txn.commit().await?;
+            if recovered {
+                tracing::warn!(task_id = %task.id, job_id = %task.job_id, "lease expired; task taken back");
+                self.bus.notify(&task.job_id);
+                self.handle.wake();
+            }
+        }
+        let cutoff = crate::domain::now_ms() - i64::try_from(self.settings.queue_timeout.as_millis()).unwrap_or(i64::MAX);
+        for task in db::tasks::stale_queued(&self.db, cutoff, 100).await? {
+            let txn = self.db.begin().await?;
+            let message = format!("the task waited in the queue longer than {} s", self.settings.queue_timeout.as_secs());
+            let timed_out = db::tasks::time_out(&txn, &task, &message).await?;
+            txn.commit().await?;
+            if timed_out {
+                self.bus.notify(&task.job_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lease_ms(settings: &DispatchSettings) -> i64 {
+    i64::try_from(settings.lease.as_millis()).unwrap_or(30_000)
+}

@@ -1,0 +1,197 @@
+//! One attempt of one task: call the processor, record what it reports, keep the lease alive, and
+//! settle the attempt as success, retry, failure or hand-back.
+
+use std::sync::Arc;
+
+use atelier_codes::ErrorCode;
+use atelier_proto::v1 as pb;
+use prost::Message;
+use rand::Rng;
+use sea_orm::{DbErr, TransactionTrait};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{lease_ms, Dispatcher};
+
+/// Runs one change in its own transaction.
+macro_rules! in_txn {
+    ($db:expr, |$txn:ident| $body:expr) => {{
+        async {
+            let $txn = $db.begin().await?;
+            let out = $body.await?;
+            $txn.commit().await?;
+            Ok::<_, DbErr>(out)
+        }
+        .await
+    }};
+}
+use crate::db::tasks::{self, Lease, Outcome};
+use crate::domain::now_ms;
+
+/// How an attempt ended before it is settled in the database.
+enum Ended {
+    Succeeded { outputs: Vec<pb::Output>, from_cache: bool },
+    Failed { code: ErrorCode, transient: bool, message: String },
+    /// The processor was at capacity; the attempt does not count.
+    Busy,
+    /// Cancelled, taken over or timed out elsewhere: nothing more to record.
+    Lost,
+    /// This replica is shutting down: hand the task back.
+    Stopped,
+}
+
+impl Dispatcher {
+    pub(super) async fn run_attempt(self: Arc<Self>, lease: Lease, cancel: CancellationToken, hard_stop: CancellationToken) {
+        let span = tracing::info_span!("task", job_id = %lease.job.id, task_id = %lease.task.id, attempt = lease.attempt);
+        async move {
+            let ended = tokio::select! {
+                ended = self.call_processor(&lease) => ended,
+                _ = cancel.cancelled() => Ended::Lost,
+                _ = hard_stop.cancelled() => Ended::Stopped,
+                lost = self.keep_lease(&lease) => lost,
+            };
+            if let Err(e) = self.settle(&lease, ended).await {
+                // The lease will expire and the sweeper takes the task back.
+                tracing::error!(error = %e, "recording the end of the attempt failed");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Renews the lease until it is lost; never returns while the attempt is ours.
+    async fn keep_lease(&self, lease: &Lease) -> Ended {
+        let every = self.settings.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match tasks::renew(&self.db, lease, lease_ms(&self.settings)).await {
+                Ok(Outcome::Applied) => {}
+                Ok(Outcome::Lost) => return Ended::Lost,
+                Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+            }
+        }
+    }
+
+    async fn call_processor(&self, lease: &Lease) -> Ended {
+        let request = match self.process_request(lease) {
+            Ok(r) => r,
+            Err(message) => return Ended::Failed { code: ErrorCode::Internal, transient: false, message },
+        };
+        let mut client = self.processors.pick();
+        let stream = client.process(self.processors.request(request, self.settings.attempt_timeout)).await;
+        let mut stream = match stream {
+            Ok(s) => s.into_inner(),
+            Err(status) => return ended_by(&status),
+        };
+        let mut outputs = Vec::new();
+        loop {
+            let message = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return Ended::Failed {
+                        code: ErrorCode::Unavailable,
+                        transient: true,
+                        message: "the processor ended the task without completing it".into(),
+                    }
+                }
+                Err(status) => return ended_by(&status),
+            };
+            let recorded = match message.event {
+                Some(pb::process_event::Event::Accepted(a)) => {
+                    tracing::debug!(processor = %a.processor_id, "accepted");
+                    Ok(Outcome::Applied)
+                }
+                Some(pb::process_event::Event::SourceFetched(info)) => in_txn!(self.db, |txn| tasks::source_fetched(&txn, lease, info)),
+                Some(pb::process_event::Event::Progress(p)) => {
+                    in_txn!(self.db, |txn| tasks::progress(&txn, lease, &p.stage, p.percent))
+                }
+                Some(pb::process_event::Event::Log(l)) => {
+                    in_txn!(self.db, |txn| async { tasks::log(&txn, lease, &l.level, &l.message, "processor").await.map(|()| Outcome::Applied) })
+                }
+                Some(pb::process_event::Event::Output(o)) => {
+                    outputs.push(o);
+                    Ok(Outcome::Applied)
+                }
+                Some(pb::process_event::Event::Completed(c)) => return Ended::Succeeded { outputs, from_cache: c.from_cache },
+                None => Ok(Outcome::Applied),
+            };
+            match recorded {
+                Ok(Outcome::Applied) => {}
+                Ok(Outcome::Lost) => return Ended::Lost,
+                Err(e) => tracing::warn!(error = %e, "recording processor progress failed"),
+            }
+        }
+    }
+
+    fn process_request(&self, lease: &Lease) -> Result<pb::ProcessRequest, String> {
+        let params = pb::JobParams::decode(lease.job.params.as_slice()).map_err(|e| format!("stored parameters are unreadable: {e}"))?;
+        let source = match &lease.task.source_ref {
+            Some(blob) => Some(pb::SourceRef::decode(blob.as_slice()).map_err(|e| format!("stored source is unreadable: {e}"))?),
+            None => None,
+        };
+        Ok(pb::ProcessRequest {
+            job_id: lease.job.id.clone(),
+            task_id: lease.task.id.clone(),
+            tenant_id: lease.job.tenant_id.clone(),
+            attempt: u32::try_from(lease.attempt).unwrap_or_default(),
+            params: Some(params),
+            source,
+            // Each attempt writes under its own prefix, so a late write of a lost attempt never
+            // mixes with the outputs of the attempt that is recorded.
+            output_prefix: format!("t/{}/jobs/{}/{}/{}", lease.job.tenant_id, lease.job.id, lease.task.id, lease.attempt),
+        })
+    }
+
+    async fn settle(&self, lease: &Lease, ended: Ended) -> Result<(), DbErr> {
+        let job_id = lease.job.id.clone();
+        let outcome = match ended {
+            Ended::Succeeded { outputs, from_cache } => {
+                tracing::info!(outputs = outputs.len(), from_cache, "task succeeded");
+                in_txn!(self.db, |txn| tasks::succeed(&txn, lease, outputs, from_cache))?
+            }
+            Ended::Failed { code, transient, message } => {
+                let retryable = code.always_retryable() || (transient && matches!(code, ErrorCode::DownloadFailed | ErrorCode::ModelCallFailed));
+                let retry_at = (retryable && lease.attempt < self.settings.max_attempts).then(|| now_ms() + self.backoff_ms(lease.attempt));
+                tracing::warn!(code = code.number(), %message, retry = retry_at.is_some(), "attempt failed");
+                let failure = tasks::failure(code, &message);
+                in_txn!(self.db, |txn| tasks::fail(&txn, lease, failure, retry_at))?
+            }
+            Ended::Busy => {
+                tracing::info!("processor at capacity; task handed back");
+                in_txn!(self.db, |txn| tasks::hand_back(&txn, lease, now_ms() + 200))?
+            }
+            Ended::Stopped => {
+                tracing::info!("shutting down; task handed back");
+                in_txn!(self.db, |txn| tasks::hand_back(&txn, lease, now_ms()))?
+            }
+            Ended::Lost => Outcome::Lost,
+        };
+        if outcome == Outcome::Applied {
+            self.bus.notify(&job_id);
+            self.handle.wake();
+        }
+        Ok(())
+    }
+
+    /// Exponential backoff with ±25 % jitter, so retries of many tasks spread out.
+    fn backoff_ms(&self, attempt: i32) -> i64 {
+        let base = self.settings.retry_base.as_millis() as f64 * 2f64.powi(attempt.saturating_sub(1).clamp(0, 16));
+        let jitter = rand::rng().random_range(0.75..1.25);
+        (base * jitter) as i64
+    }
+}
+
+/// Reads a processor's status: capacity answers hand the task back, the rest are failures with codes.
+fn ended_by(status: &tonic::Status) -> Ended {
+    if status.code() == tonic::Code::ResourceExhausted {
+        return Ended::Busy;
+    }
+    let decoded = atelier_codes::decode(status);
+    let code = match (decoded.code, status.code()) {
+        // Our own deadline for the attempt.
+        (_, tonic::Code::DeadlineExceeded) => ErrorCode::TimedOut,
+        (code, _) => code,
+    };
+    Ended::Failed { code, transient: decoded.transient, message: decoded.message }
+}
+

@@ -1,0 +1,88 @@
+//! The orchestrator's one error type and its one mapping to a gRPC status (SPEC §5).
+
+use atelier_codes::{ErrorCode, FieldViolation};
+use tonic::Status;
+
+/// Everything a call of the orchestrator can fail with.
+#[derive(thiserror::Error, Debug)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("invalid request")]
+    BadRequest(Vec<FieldViolation>),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the idempotency key was already used with a different request")]
+    IdempotencyConflict,
+    #[error("account {0} has no active membership")]
+    MembershipRequired(String),
+    #[error("the job costs {needed} and the balance is {balance}")]
+    QuotaExhausted { needed: i64, balance: i64 },
+    #[error("the account already has {limit} active jobs, the most allowed; wait for one to finish")]
+    TooManyActiveJobs { limit: u32 },
+    #[error("{0}")]
+    ModelUnavailable(String),
+    #[error("{0}")]
+    UnsupportedFormat(String),
+    #[error("the upload is larger than {limit} bytes")]
+    SourceTooLarge { limit: u64 },
+    #[error("storage: {0}")]
+    Storage(#[from] atelier_storage::StorageError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A bad request naming one field.
+    pub fn field(field: &str, description: impl Into<String>) -> Self {
+        Self::BadRequest(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<sea_orm::TransactionError<ApiError>> for ApiError {
+    fn from(err: sea_orm::TransactionError<ApiError>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(e) => Self::Db(e),
+            sea_orm::TransactionError::Transaction(e) => e,
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        let code = match &err {
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            ApiError::BadRequest(violations) => return atelier_codes::bad_request(violations),
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::IdempotencyConflict => ErrorCode::IdempotencyConflict,
+            ApiError::MembershipRequired(_) => ErrorCode::MembershipRequired,
+            ApiError::QuotaExhausted { .. } => ErrorCode::QuotaExhausted,
+            ApiError::TooManyActiveJobs { .. } => ErrorCode::TooManyActiveJobs,
+            ApiError::ModelUnavailable(_) => ErrorCode::ModelUnavailable,
+            ApiError::UnsupportedFormat(_) => ErrorCode::UnsupportedFormat,
+            ApiError::SourceTooLarge { .. } => ErrorCode::SourceTooLarge,
+            ApiError::Storage(e) => {
+                tracing::error!(error = %e, "storage failure");
+                return atelier_codes::transient_status(ErrorCode::StorageFailed, "object storage is unavailable, try again");
+            }
+            ApiError::Db(e) => {
+                // The details stay in our logs; callers get a stable message.
+                tracing::error!(error = %e, "database failure");
+                return atelier_codes::status(ErrorCode::Internal, "internal error, try again");
+            }
+            ApiError::Internal(message) => {
+                tracing::error!(%message, "internal failure");
+                return atelier_codes::status(ErrorCode::Internal, "internal error, try again");
+            }
+        };
+        atelier_codes::status(code, err.to_string())
+    }
+}
+
+/// Result of an orchestrator call.
+pub type ApiResult<T> = Result<T, ApiError>;

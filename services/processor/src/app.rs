@@ -1,0 +1,300 @@
+//! Start-up: bind, open storage, assemble the gRPC server (auth, health, reflection) and serve until told
+//! to stop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use atelier_engine::Limits;
+use atelier_proto::v1::processor_service_server::{ProcessorServiceServer, SERVICE_NAME};
+use atelier_storage::{Storage, StorageError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::transport::server::Router;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::auth::ServiceToken;
+use crate::config::Config;
+use crate::download::{DownloadLimits, Downloader};
+use crate::process::{ProcessorApi, Shared};
+
+/// Why the processor could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The object storage could not be opened.
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] StorageError),
+    /// A gRPC component could not be built.
+    #[error("cannot build the gRPC server: {0}")]
+    Server(String),
+    /// The server failed while running.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A processor that is bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    health: HealthReporter,
+    storage: Storage,
+    ready: bool,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .field("ready", &self.ready)
+            .finish()
+    }
+}
+
+impl Application {
+    /// Binds the listener, opens storage and assembles the services; does not serve yet.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        if config.service_token.is_empty() {
+            return Err(StartError::Config(
+                "the service token must not be empty".into(),
+            ));
+        }
+        let storage = Storage::open(&config.storage, &config.s3_options()).await?;
+        let downloader = Downloader::new(
+            config.allow_private_sources.clone(),
+            DownloadLimits {
+                connect_timeout: config.download_connect_timeout,
+                total_timeout: config.download_timeout,
+                max_bytes: config.max_source_bytes,
+            },
+        )
+        .map_err(|e| StartError::Config(e.to_string()))?;
+        let shared = Shared {
+            storage: storage.clone(),
+            downloader,
+            processor_id: config.resolved_processor_id(),
+            max_source_bytes: config.max_source_bytes,
+            limits: Limits::default(),
+        };
+        let api = ProcessorApi::new(shared, config.max_concurrency);
+        let processor =
+            ProcessorServiceServer::with_interceptor(api, ServiceToken::new(&config.service_token));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        let ready = match storage.check().await {
+            Ok(()) => {
+                set_serving(&health).await;
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "storage is not reachable yet; health stays NOT_SERVING");
+                false
+            }
+        };
+
+        let router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1()?)
+            .add_service(reflection_v1alpha()?)
+            .add_service(processor);
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        tracing::info!(%local_addr, storage = %config.storage, max_concurrency = config.max_concurrency, "processor ready");
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            health,
+            storage,
+            ready,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting and lets in-flight streams finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        let Self {
+            listener,
+            router,
+            health,
+            storage,
+            ready,
+            ..
+        } = self;
+        if !ready {
+            tokio::spawn(wait_until_ready(storage, health.clone(), shutdown.clone()));
+        }
+        let stopping = {
+            let health = health.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down: no new calls, finishing the ones in flight");
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+                health
+                    .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                    .await;
+            }
+        };
+        router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+            .await?;
+        tracing::info!("processor stopped");
+        Ok(())
+    }
+}
+
+async fn set_serving(health: &HealthReporter) {
+    health.set_service_status("", ServingStatus::Serving).await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+}
+
+/// Retries the storage check with a growing pause until it answers, then reports SERVING.
+async fn wait_until_ready(storage: Storage, health: HealthReporter, shutdown: CancellationToken) {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        match storage.check().await {
+            Ok(()) => {
+                tracing::info!("storage reachable; SERVING");
+                set_serving(&health).await;
+                return;
+            }
+            Err(err) => tracing::warn!(error = %err, "storage still not reachable"),
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+}
+
+const ADVERTISED: [&str; 2] = [SERVICE_NAME, "grpc.health.v1.Health"];
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(atelier_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in ADVERTISED {
+        builder = builder.with_service_name(name);
+    }
+    builder
+}
+
+fn reflection_v1() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    StartError,
+> {
+    reflection_builder()
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()
+        .map_err(|e| StartError::Server(e.to_string()))
+}
+
+fn reflection_v1alpha() -> Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+    StartError,
+> {
+    reflection_builder()
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        .build_v1alpha()
+        .map_err(|e| StartError::Server(e.to_string()))
+}
+
+/// A processor serving on a background task, for tests and embedding; dropping it shuts it down.
+#[derive(Debug)]
+pub struct RunningProcessor {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    guard: DropGuard,
+    task: JoinHandle<Result<(), StartError>>,
+}
+
+impl RunningProcessor {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ip:port`, for a tonic channel.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that stops the processor when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, waits for in-flight streams to finish and returns how serving ended.
+    pub async fn stop(self) -> Result<(), StartError> {
+        let Self { guard, task, .. } = self;
+        drop(guard);
+        match task.await {
+            Ok(result) => result,
+            Err(join) => Err(StartError::Server(format!(
+                "server task ended abnormally: {join}"
+            ))),
+        }
+    }
+}
+
+/// Builds the processor and serves it on a background task.
+pub async fn spawn(config: Config) -> Result<RunningProcessor, StartError> {
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Ok(RunningProcessor {
+        addr,
+        guard: shutdown.clone().drop_guard(),
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,32 @@
+//! A processor at capacity answers RESOURCE_EXHAUSTED before accepting.
+
+use atelier_codes::ErrorCode;
+use atelier_proto::v1::process_event::Event;
+
+use crate::helpers::{spawn_app_with, Seen};
+
+#[tokio::test]
+async fn a_full_processor_refuses_at_once() {
+    let app = spawn_app_with(|c| c.max_concurrency = 1).await;
+    let mut client = app.client.clone();
+
+    let mut first = client
+        .process(app.transform_url("/stall"))
+        .await
+        .expect("first accepted")
+        .into_inner();
+    let accepted = first.message().await.expect("stream").and_then(|e| e.event);
+    assert!(matches!(accepted, Some(Event::Accepted(_))), "{accepted:?}");
+
+    let status = client
+        .process(app.transform_url("/image.jpg"))
+        .await
+        .expect_err("at capacity");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(atelier_codes::decode(&status).code, ErrorCode::Unavailable);
+
+    // Dropping the first stream frees the permit once the worker notices.
+    app.sources.wait_for(Seen::Request("/stall".into())).await;
+    drop(first);
+    app.sources.wait_for(Seen::Closed("/stall".into())).await;
+}
