@@ -17,6 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = std::fs::read(&input)?;
     let dir = Path::new(&dir);
     std::fs::create_dir_all(dir)?;
+    image::load_from_memory(&bytes)?.save(dir.join("source.preview.png"))?;
     let started = std::time::Instant::now();
     let outputs = basic_clean(
         &bytes,
@@ -46,9 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut rgba = img.into_rgba8();
             for p in rgba.pixels_mut() {
                 let a = u32::from(p.0[3]);
-                let bg = [20u32, 30, 90];
-                for c in 0..3 {
-                    p.0[c] = ((u32::from(p.0[c]) * a + bg[c] * (255 - a)) / 255) as u8;
+                for (v, bg) in p.0.iter_mut().zip([20u32, 30, 90]) {
+                    *v = ((u32::from(*v) * a + bg * (255 - a)) / 255) as u8;
                 }
                 p.0[3] = 255;
             }

@@ -82,7 +82,7 @@ pub fn basic_clean(
     Ok(out)
 }
 
-/// Auto levels (per-channel 0.5–99.5 % stretch, gain capped), a gentle S-curve, then an unsharp mask.
+/// Auto levels (per-channel 0.2–99.8 % stretch, gain capped), a gentle S-curve, then an unsharp mask.
 fn enhance(rgb: &RgbImage) -> RgbImage {
     let (w, h) = rgb.dimensions();
     let mut hist = [[0u64; 256]; 3];
@@ -92,8 +92,14 @@ fn enhance(rgb: &RgbImage) -> RgbImage {
         }
     }
     let total = u64::from(w) * u64::from(h);
+    let bounds: [(f32, f32); 3] = std::array::from_fn(|c| percentiles(&hist[c], total));
+    let shared_lo = bounds.iter().map(|b| b.0).fold(255.0, f32::min);
+    let shared_hi = bounds.iter().map(|b| b.1).fold(0.0, f32::max);
     let luts: [[u8; 256]; 3] = std::array::from_fn(|c| {
-        let (lo, hi) = percentiles(&hist[c], total);
+        // Halfway between the channel's own range and the shared one: levels get fixed, a colour
+        // cast gets corrected partly, and a strongly coloured product keeps its colour.
+        let lo = (bounds[c].0 + shared_lo) / 2.0;
+        let hi = (bounds[c].1 + shared_hi) / 2.0;
         // Never stretch more than 2x, so a low-contrast photo is not turned into noise.
         let (lo, hi) = if hi - lo < 128.0 {
             let mid = (lo + hi) / 2.0;
@@ -103,7 +109,7 @@ fn enhance(rgb: &RgbImage) -> RgbImage {
         };
         std::array::from_fn(|v| {
             let t = ((v as f32 - lo) / (hi - lo)).clamp(0.0, 1.0);
-            let s = t + 0.25 * (t * t * (3.0 - 2.0 * t) - t);
+            let s = t + 0.15 * (t * t * (3.0 - 2.0 * t) - t);
             (s * 255.0).round() as u8
         })
     });
@@ -131,9 +137,9 @@ fn enhance(rgb: &RgbImage) -> RgbImage {
     levelled
 }
 
-/// The 0.5 % and 99.5 % points of a histogram.
+/// The 0.2 % and 99.8 % points of a histogram.
 fn percentiles(hist: &[u64; 256], total: u64) -> (f32, f32) {
-    let cut = total / 200;
+    let cut = total / 500;
     let mut acc = 0;
     let mut lo = 0;
     for (v, &n) in hist.iter().enumerate() {
@@ -275,6 +281,22 @@ mod tests {
         }
         assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
         assert_eq!(seen.last().map(|s| s.1), Some(100));
+    }
+
+    #[test]
+    fn extreme_shapes_and_plain_images_do_not_break_it() {
+        for img in [
+            gradient(15, 6000),
+            gradient(6000, 15),
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 40, image::Rgb([230, 230, 230]))),
+        ] {
+            let out = run(&encode(&img, ImageFormat::Png), CleanTemplate::All);
+            assert_eq!(out.len(), 3);
+            for r in &out {
+                load(r);
+                assert!(r.thumbnail.width.max(r.thumbnail.height) <= 256);
+            }
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub(crate) fn cutout(rgb: &RgbImage, matte: &Matte) -> RgbaImage {
                 let b = matte.background.at(x, y, w, h);
                 let k = (255.0 / f32::from(a)).min(2.0);
                 let unmixed = [0, 1, 2].map(|c| b[c] + (p[c] - b[c]) * k);
-                let t = f32::from(a) / 255.0;
+                let t = (f32::from(a) / 255.0).powi(3);
                 let cov = f32::from(coverage[i]);
                 let colour = [0, 1, 2].map(|c| {
                     if cov >= 16.0 {

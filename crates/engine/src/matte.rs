@@ -121,7 +121,7 @@ fn fit_background(img: &RgbImage) -> (Background, f32) {
     let mut samples: Vec<(u32, u32, [u8; 3])> = Vec::new();
     for y in (0..h).step_by(step as usize) {
         for x in (0..w).step_by(step as usize) {
-            if x < strip || y < strip || x >= w - strip || y >= h - strip {
+            if x < strip || y < strip || x + strip >= w || y + strip >= h {
                 samples.push((x, y, img.get_pixel(x, y).0));
             }
         }
@@ -294,7 +294,11 @@ fn clean(soft: &[u8], dist: &[f32], w: usize, h: usize, lo: f32) -> Vec<u8> {
             (1, _) => 255,
             (_, 0) => 0,
             _ if solid[i] == 1 => soft[i].max(128),
-            _ => soft[i].min(127),
+            // Just outside the product: mostly background (or contact shadow), so fade faster.
+            _ => {
+                let t = u32::from(soft[i].min(127));
+                (t * t / 127) as u8
+            }
         })
         .collect();
     box_blur(&box_blur(&alpha, w, h, 1, 1), w, h, 1, 1)
@@ -349,6 +353,33 @@ mod tests {
         assert_eq!(m.alpha.get_pixel(100, 100).0[0], 0, "the ring's hole");
         assert_eq!(m.alpha.get_pixel(150, 100).0[0], 255, "the ring");
         assert_eq!(m.alpha.get_pixel(10, 10).0[0], 0, "a one-pixel speck");
+    }
+
+    #[test]
+    fn a_grey_product_with_a_soft_shadow_keeps_its_body() {
+        // Mid-grey disc (neutral, like a shadow but with a sharp edge) casting a soft shadow.
+        let img = RgbImage::from_fn(240, 180, |x, y| {
+            let (dx, dy) = (x as f32 - 120.0, y as f32 - 80.0);
+            let r = (dx * dx + dy * dy).sqrt();
+            let edge = (50.0 - r).clamp(0.0, 1.0);
+            let (sx, sy) = ((x as f32 - 130.0) / 70.0, (y as f32 - 140.0) / 18.0);
+            let shadow = 1.0 - 0.3 * (-(sx * sx + sy * sy)).exp();
+            let bg = [222.0 * shadow, 222.0 * shadow, 226.0 * shadow];
+            let fg = [128.0, 128.0, 131.0];
+            image::Rgb([0, 1, 2].map(|c| (bg[c] + (fg[c] - bg[c]) * edge) as u8))
+        });
+        let img = image::load_from_memory(&crate::testutil::encode(
+            &DynamicImage::ImageRgb8(img),
+            image::ImageFormat::Jpeg,
+        ))
+        .expect("jpeg")
+        .into_rgb8();
+        let m = estimate(&img).expect("matte");
+        for (x, y) in [(120, 80), (90, 80), (150, 80), (120, 50), (120, 120)] {
+            assert_eq!(m.alpha.get_pixel(x, y).0[0], 255, "disc at ({x},{y})");
+        }
+        assert_eq!(m.alpha.get_pixel(130, 150).0[0], 0, "shadow below the disc");
+        assert_eq!(m.alpha.get_pixel(200, 140).0[0], 0, "shadow to the right");
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::matte::Background;
 const DARKEST: f32 = 0.4;
 /// How far each channel's darkening may differ from the overall darkening and still be neutral.
 const NEUTRAL: f32 = 0.05;
-/// Largest luminance step between neighbours (after a light blur) that a shadow can contain.
-const MAX_STEP: i16 = 6;
+/// Largest luminance step between neighbours (after a 3×3 blur) that a shadow can contain.
+const MAX_STEP: i16 = 4;
 
 /// Clears `soft` (alpha, 0..=255) wherever a soft shadow reaches out from the clear background.
 pub(crate) fn clear_shadows(img: &RgbImage, bg: &Background, soft: &mut [u8]) {
@@ -31,18 +31,30 @@ pub(crate) fn clear_shadows(img: &RgbImage, bg: &Background, soft: &mut [u8]) {
             let p = [0, 1, 2].map(|c| f32::from(smooth[i * 3 + c]));
             let b = bg.at(x, y, w, h).map(|v| v.max(1.0));
             let ratio = luma(&p) / luma(&b);
-            lum[i] = luma(&p).round().clamp(0.0, 255.0) as u8;
+            let raw = img.get_pixel(x, y).0.map(f32::from);
+            lum[i] = luma(&raw).round().clamp(0.0, 255.0) as u8;
             shadow_like[i] = (DARKEST..0.99).contains(&ratio)
                 && (0..3).all(|c| (p[c] / b[c] - ratio).abs() < NEUTRAL);
         }
     }
-    let lum = box_blur(&lum, wu, hu, 1, 2);
+    let lum = box_blur(&lum, wu, hu, 1, 1);
+    // Only gently sloped pixels can be shadow: an edge is steep across it even where it runs almost
+    // parallel to a pixel row (where the step from one pixel to the next along it is small).
+    let gentle: Vec<bool> = (0..wu * hu)
+        .map(|i| {
+            let (x, y) = (i % wu, i / wu);
+            let l = |xx: usize, yy: usize| i16::from(lum[yy * wu + xx]);
+            let gx = l((x + 1).min(wu - 1), y) - l(x.saturating_sub(1), y);
+            let gy = l(x, (y + 1).min(hu - 1)) - l(x, y.saturating_sub(1));
+            gx.abs().max(gy.abs()) <= 2 * MAX_STEP
+        })
+        .collect();
     let mut stack: Vec<usize> = (0..soft.len()).filter(|&i| soft[i] == 0).collect();
     while let Some(i) = stack.pop() {
         let (x, y) = (i % wu, i / wu);
         let mut grow = |j: usize| {
             let step = (i16::from(lum[i]) - i16::from(lum[j])).abs();
-            if soft[j] != 0 && shadow_like[j] && step <= MAX_STEP {
+            if soft[j] != 0 && shadow_like[j] && gentle[j] && step <= MAX_STEP {
                 soft[j] = 0;
                 stack.push(j);
             }

@@ -5,7 +5,7 @@ use image::DynamicImage;
 use crate::decode::decode;
 use crate::encode::{render, resize_exact};
 use crate::probe::megapixels;
-use crate::{Crop, EngineError, Fit, Limits, Rendered, Resize, Rotation, TransformRecipe};
+use crate::{Crop, EngineError, Fit, Format, Limits, Rendered, Resize, Rotation, TransformRecipe};
 
 /// JPEG quality used when the recipe says 0.
 const DEFAULT_QUALITY: u8 = 85;
@@ -55,6 +55,7 @@ pub fn transform(
     }
     progress("encode", 75);
     let format = recipe.format.unwrap_or(source_format);
+    check_encodable(image.width(), image.height(), format)?;
     let quality = if recipe.quality == 0 {
         DEFAULT_QUALITY
     } else {
@@ -64,6 +65,23 @@ pub fn transform(
     let rendered = render(&name, image, format, quality)?;
     progress("thumbnail", 100);
     Ok(vec![rendered])
+}
+
+/// JPEG stores sides in 16 bits and WebP in 14; say so instead of failing inside the encoder.
+fn check_encodable(w: u32, h: u32, format: Format) -> Result<(), EngineError> {
+    let max = match format {
+        Format::Jpeg => 65_535,
+        Format::Webp => 16_383,
+        Format::Png => return Ok(()),
+    };
+    if w > max || h > max {
+        return Err(EngineError::InvalidRecipe(format!(
+            "a {w}x{h} image cannot be written as {}: its sides are limited to {max} pixels; \
+             resize it or choose PNG",
+            format.extension()
+        )));
+    }
+    Ok(())
 }
 
 /// Cuts the rectangle out, refusing one that is empty or reaches outside the image.
@@ -139,7 +157,6 @@ pub(crate) fn target_size(
 mod tests {
     use super::*;
     use crate::testutil::{encode, gradient, jpeg_with_orientation};
-    use crate::Format;
     use image::{GenericImageView, ImageFormat, Rgb, RgbImage};
 
     fn run(bytes: &[u8], recipe: &TransformRecipe) -> Result<Rendered, EngineError> {
@@ -366,6 +383,19 @@ mod tests {
         assert_eq!(seen.last().map(|s| s.1), Some(100));
         assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
         assert!(seen.iter().any(|(s, _)| s == "resize"));
+    }
+
+    #[test]
+    fn sides_the_output_format_cannot_store_are_refused() {
+        let src = encode(&gradient(20_000, 20), ImageFormat::Png);
+        let webp = TransformRecipe {
+            format: Some(Format::Webp),
+            ..TransformRecipe::default()
+        };
+        let err = run(&src, &webp).expect_err("too wide for webp");
+        assert_eq!(err.code(), 1003, "{err}");
+        assert!(err.to_string().contains("16383"), "{err}");
+        run(&src, &TransformRecipe::default()).expect("png has no such limit");
     }
 
     #[test]

@@ -43,6 +43,16 @@ pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStrea
             if full {
                 continue;
             }
+            // Caught up: a job that is already over has nothing more to say (a watcher that resumed
+            // after the terminal event ends here).
+            match db::jobs::state_and_sequence(&ctx.db, &job_id).await {
+                Ok(Some((state, last))) if state.is_terminal() && after >= last => return,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(ApiError::from(e)))).await;
+                    return;
+                }
+            }
             loop {
                 tokio::select! {
                     _ = tx.closed() => return,

@@ -266,3 +266,9 @@ pub async fn queue_position<C: ConnectionTrait>(db: &C, job: &job::Model) -> Res
     let seconds = (mean_ms / 1000.0 * f64::from(position.saturating_add(1))).ceil();
     Ok((position, if seconds.is_finite() && seconds > 0.0 { seconds.min(f64::from(u32::MAX)) as u32 } else { 0 }))
 }
+
+/// The job's state and last event sequence.
+pub async fn state_and_sequence<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<(JobState, i64)>, DbErr> {
+    let job = job::Entity::find_by_id(id.to_string()).one(db).await?;
+    Ok(job.and_then(|j| JobState::parse(&j.state).map(|s| (s, j.last_sequence))))
+}

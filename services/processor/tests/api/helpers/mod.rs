@@ -1,7 +1,6 @@
 //! `spawn_app()` and what tests share: images, the source server, stream helpers.
 
-pub mod images;
-pub mod source;
+pub use atelier_testkit::{images, source};
 
 use atelier_codes::{decode, Decoded};
 use atelier_processor::{Config, RunningProcessor};

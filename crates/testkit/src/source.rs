@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Mutex};
 
-use super::images;
+use crate::images;
 
 /// Over the 10 MiB cap.
 const TOO_LARGE: usize = 10 * 1024 * 1024 + 1024;

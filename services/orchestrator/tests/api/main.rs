@@ -1,0 +1,11 @@
+//! Integration tests of the job-orchestrator against a real processor, real storage and real HTTP
+//! sources, on SQLite and on PostgreSQL (a fresh database per test).
+
+mod helpers;
+
+mod accounts;
+mod auth;
+mod jobs;
+mod ops;
+mod quota;
+mod watch;
