@@ -33,11 +33,7 @@ impl Decoded {
 pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, EngineError> {
     let info = probe(bytes, limits)?;
     if info.format == Format::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(EngineError::Decode(
-            "the JPEG ends before its image data does (no end-of-image marker); the file was \
-             probably cut short during upload or download"
-                .into(),
-        ));
+        return Err(truncated_jpeg());
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format(info.format));
     reader.limits(decoder_limits(&info, limits));
@@ -59,6 +55,83 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, EngineErr
         image,
         orientation,
     })
+}
+
+/// Decodes a JPEG at 1/2, 1/4 or 1/8 scale, the smallest that still gives at least `min_w`×`min_h`
+/// (stored axes). None when no reduction is possible or the colour type needs the full decoder.
+pub(crate) fn decode_jpeg_scaled(
+    bytes: &[u8],
+    limits: &Limits,
+    min_w: u32,
+    min_h: u32,
+) -> Result<Option<Decoded>, EngineError> {
+    let info = probe(bytes, limits)?;
+    if info.format != Format::Jpeg {
+        return Ok(None);
+    }
+    if !jpeg_is_complete(bytes) {
+        return Err(truncated_jpeg());
+    }
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    let budget = limits.max_pixels.saturating_mul(8).saturating_add(64 << 20);
+    decoder.set_max_decoding_buffer_size(usize::try_from(budget).unwrap_or(usize::MAX));
+    // The decoder picks a scale that satisfies either axis; choose one that satisfies both.
+    let reduced = |d: u32| (info.width.div_ceil(d), info.height.div_ceil(d));
+    let Some((rw, rh)) = [8, 4, 2]
+        .into_iter()
+        .map(reduced)
+        .find(|&(w, h)| w >= min_w && h >= min_h)
+    else {
+        return Ok(None);
+    };
+    let clamp16 = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+    let (w, h) = decoder
+        .scale(clamp16(rw), clamp16(rh))
+        .map_err(|e| EngineError::Decode(format!("{e}; the JPEG may be damaged")))?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    let format = decoder.info().map(|i| i.pixel_format);
+    if (w, h) != (rw, rh)
+        || !matches!(
+            format,
+            Some(jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8)
+        )
+    {
+        return Ok(None);
+    }
+    let orientation = decoder.exif_data().and_then(exif_orientation).unwrap_or(1);
+    let pixels = decoder
+        .decode()
+        .map_err(|e| EngineError::Decode(format!("{e}; the JPEG may be damaged")))?;
+    let image = match format {
+        Some(jpeg_decoder::PixelFormat::L8) => image::GrayImage::from_raw(w, h, pixels)
+            .map(|g| DynamicImage::ImageRgb8(DynamicImage::ImageLuma8(g).into_rgb8())),
+        _ => image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+    }
+    .ok_or_else(|| {
+        EngineError::Decode("the JPEG decoded to fewer pixels than its header says".into())
+    })?;
+    Ok(Some(Decoded {
+        info,
+        image,
+        orientation,
+    }))
+}
+
+/// The EXIF orientation of a JPEG (1 when absent), read from its headers only.
+pub(crate) fn jpeg_orientation(bytes: &[u8]) -> u8 {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    if decoder.read_info().is_err() {
+        return 1;
+    }
+    decoder.exif_data().and_then(exif_orientation).unwrap_or(1)
+}
+
+fn truncated_jpeg() -> EngineError {
+    EngineError::Decode(
+        "the JPEG ends before its image data does (no end-of-image marker); the file was \
+         probably cut short during upload or download"
+            .into(),
+    )
 }
 
 /// The second guard: the decoder may not exceed the probed dimensions nor allocate more than a
@@ -207,8 +280,49 @@ mod tests {
     }
 
     #[test]
+    fn a_jpeg_can_be_decoded_at_a_reduced_scale() {
+        let img = crate::testutil::product_photo(800, 600);
+        let jpeg = encode(&img, ImageFormat::Jpeg);
+        let small = decode_jpeg_scaled(&jpeg, &Limits::default(), 100, 75)
+            .expect("decode")
+            .expect("reducible");
+        assert_eq!((small.image.width(), small.image.height()), (100, 75));
+        let half = decode_jpeg_scaled(&jpeg, &Limits::default(), 300, 10)
+            .expect("decode")
+            .expect("reducible");
+        assert_eq!((half.image.width(), half.image.height()), (400, 300));
+        assert!(decode_jpeg_scaled(&jpeg, &Limits::default(), 500, 375)
+            .expect("decode")
+            .is_none());
+        // The reduced decode looks like the full one, shrunk.
+        let full = decode(&jpeg, &Limits::default()).expect("full").image;
+        let shrunk = crate::encode::resize_exact(&full, 100, 75, false)
+            .expect("resize")
+            .into_rgb8();
+        let diff: u64 = shrunk
+            .as_raw()
+            .iter()
+            .zip(small.image.into_rgb8().as_raw())
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        assert!(
+            diff / (100 * 75 * 3) < 4,
+            "mean difference {}",
+            diff / (100 * 75 * 3)
+        );
+        let cut = &jpeg[..jpeg.len() / 2];
+        assert_eq!(
+            decode_jpeg_scaled(cut, &Limits::default(), 100, 75)
+                .err()
+                .map(|e| e.code()),
+            Some(3017)
+        );
+    }
+
+    #[test]
     fn reads_the_exif_orientation_of_a_jpeg() {
         let jpeg = jpeg_with_orientation(&gradient(40, 20), 6);
+        assert_eq!(jpeg_orientation(&jpeg), 6);
         let d = decode(&jpeg, &Limits::default()).expect("decode");
         assert_eq!(d.orientation, 6);
         let oriented = d.oriented();

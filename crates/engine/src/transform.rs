@@ -2,10 +2,13 @@
 
 use image::DynamicImage;
 
-use crate::decode::decode;
+use crate::decode::{decode, decode_jpeg_scaled, jpeg_orientation};
 use crate::encode::{render, resize_exact};
 use crate::probe::megapixels;
-use crate::{Crop, EngineError, Fit, Format, Limits, Rendered, Resize, Rotation, TransformRecipe};
+use crate::probe::probe;
+use crate::{
+    Crop, EngineError, Fit, Format, Limits, Rendered, Resize, Rotation, SourceInfo, TransformRecipe,
+};
 
 /// JPEG quality used when the recipe says 0.
 const DEFAULT_QUALITY: u8 = 85;
@@ -24,7 +27,16 @@ pub fn transform(
         )));
     }
     progress("decode", 0);
-    let decoded = decode(bytes, limits)?;
+    let info = probe(bytes, limits)?;
+    let planned = plan(bytes, &info, recipe, limits)?;
+    let reduced = match planned.and_then(|p| reduced_decode_size(&info, p)) {
+        Some((w, h)) => decode_jpeg_scaled(bytes, limits, w, h)?,
+        None => None,
+    };
+    let decoded = match reduced {
+        Some(d) => d,
+        None => decode(bytes, limits)?,
+    };
     let source_format = decoded.info.format;
     let mut image = if recipe.auto_orient {
         progress("orient", 30);
@@ -50,7 +62,10 @@ pub fn transform(
     }
     if let Some(resize) = &recipe.resize {
         progress("resize", 45);
-        let (w, h, cover) = target_size(image.width(), image.height(), resize, limits)?;
+        let (w, h, cover) = match planned {
+            Some(p) => p.target,
+            None => target_size(image.width(), image.height(), resize, limits)?,
+        };
         image = resize_exact(&image, w, h, cover)?;
     }
     progress("encode", 75);
@@ -65,6 +80,49 @@ pub fn transform(
     let rendered = render(&name, image, format, quality)?;
     progress("thumbnail", 100);
     Ok(vec![rendered])
+}
+
+/// A resize worked out before decoding: the output size and how much smaller it is than the source.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// Output width, height, and whether cover cropping applies.
+    target: (u32, u32, bool),
+    /// Output size over source size, on the axis that needs the most detail.
+    scale: f64,
+}
+
+/// For a JPEG resized without a crop, the output size is known before decoding (from the header,
+/// the EXIF orientation and the rotation), which lets the decoder work at a reduced scale.
+fn plan(
+    bytes: &[u8],
+    info: &SourceInfo,
+    recipe: &TransformRecipe,
+    limits: &Limits,
+) -> Result<Option<Plan>, EngineError> {
+    let (Some(resize), None, Format::Jpeg) = (&recipe.resize, &recipe.crop, info.format) else {
+        return Ok(None);
+    };
+    let orientation = if recipe.auto_orient {
+        jpeg_orientation(bytes)
+    } else {
+        1
+    };
+    let swap = (orientation >= 5) != matches!(recipe.rotate, Rotation::R90 | Rotation::R270);
+    let (w, h) = if swap {
+        (info.height, info.width)
+    } else {
+        (info.width, info.height)
+    };
+    let target = target_size(w, h, resize, limits)?;
+    let scale = (f64::from(target.0) / f64::from(w)).max(f64::from(target.1) / f64::from(h));
+    Ok(Some(Plan { target, scale }))
+}
+
+/// The decode size (stored axes) for a plan whose output is at most half the source; the scale is
+/// the same on both axes, so the orientation does not matter here.
+fn reduced_decode_size(info: &SourceInfo, plan: Plan) -> Option<(u32, u32)> {
+    let size = |v: u32| (f64::from(v) * plan.scale).ceil() as u32;
+    (plan.scale <= 0.5).then(|| (size(info.width), size(info.height)))
 }
 
 /// JPEG stores sides in 16 bits and WebP in 14; say so instead of failing inside the encoder.
@@ -383,6 +441,42 @@ mod tests {
         assert_eq!(seen.last().map(|s| s.1), Some(100));
         assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
         assert!(seen.iter().any(|(s, _)| s == "resize"));
+    }
+
+    #[test]
+    fn a_large_jpeg_shrunk_a_lot_is_decoded_at_reduced_scale_correctly() {
+        // Stored 800x400 with orientation 6 (viewed 400x800); a resize to 100 wide lets the decoder
+        // work at 1/4 scale. The output must match the full-size path's geometry.
+        let img = RgbImage::from_fn(
+            800,
+            400,
+            |x, _| if x < 100 { Rgb([255; 3]) } else { Rgb([0; 3]) },
+        );
+        let jpeg = jpeg_with_orientation(&image::DynamicImage::ImageRgb8(img), 6);
+        let info = probe(&jpeg, &Limits::default()).expect("probe");
+        let recipe = resized(100, 0, Fit::Contain);
+        let p = plan(&jpeg, &info, &recipe, &Limits::default())
+            .expect("plan")
+            .expect("jpeg");
+        assert_eq!(p.target, (100, 200, false));
+        assert_eq!(reduced_decode_size(&info, p), Some((200, 100)));
+        let r = run(&jpeg, &recipe).expect("resize");
+        assert_eq!(dims(&r), (100, 200));
+        let out = image::load_from_memory(&r.data).expect("jpeg").to_rgb8();
+        assert!(
+            out.get_pixel(50, 5).0[0] > 200,
+            "the bright stored-left edge is on top"
+        );
+        assert!(out.get_pixel(50, 100).0[0] < 50);
+        // Cover and fill still get their exact boxes.
+        assert_eq!(
+            dims(&run(&jpeg, &resized(60, 60, Fit::Cover)).expect("cover")),
+            (60, 60)
+        );
+        assert_eq!(
+            dims(&run(&jpeg, &resized(90, 30, Fit::Fill)).expect("fill")),
+            (90, 30)
+        );
     }
 
     #[test]

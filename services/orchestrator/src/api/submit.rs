@@ -73,10 +73,8 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
         };
         match &params.params {
             Some(pb::job_params::Params::Transform(t)) => check_transform(t, &mut bad),
-            Some(pb::job_params::Params::BasicClean(c)) => {
-                if pb::CleanTemplate::try_from(c.template).is_err() {
-                    bad.push(FieldViolation::new("params.basic_clean.template", "unknown template"));
-                }
+            Some(pb::job_params::Params::BasicClean(c)) if pb::CleanTemplate::try_from(c.template).is_err() => {
+                bad.push(FieldViolation::new("params.basic_clean.template", "unknown template"));
             }
             _ => {}
         }

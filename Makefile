@@ -1,0 +1,33 @@
+# Atelier: the two commands that matter are `make demo` and `make test`.
+
+CARGO ?= cargo
+SHELL := /bin/bash
+
+.PHONY: demo test setup lint fmt build clean-var
+
+## Build, start both services on the embedded defaults (SQLite + var/objects), run the sample jobs, stop.
+demo:
+	bash scripts/demo.sh
+
+## Install what the tests need (s3s-fs, a running PostgreSQL), then run every test.
+test: setup
+	bash scripts/test.sh
+
+## Test dependencies only: idempotent.
+setup:
+	bash scripts/install-test-deps.sh
+
+## Formatting and lints, as CI checks them.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+build:
+	$(CARGO) build --locked --workspace
+
+## Remove the embedded database and objects written by the demo.
+clean-var:
+	rm -rf var
