@@ -29,6 +29,8 @@ pub struct SourceServer {
 }
 
 struct Bodies {
+    /// Requests seen per path, for routes that change their answer over time.
+    counts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     jpeg: Vec<u8>,
     png_small: Vec<u8>,
     truncated: Vec<u8>,
@@ -44,6 +46,7 @@ impl SourceServer {
         let addr = listener.local_addr().expect("source addr");
         let (tx, rx) = mpsc::unbounded_channel();
         let bodies = Arc::new(Bodies {
+            counts: std::sync::Mutex::new(std::collections::HashMap::new()),
             jpeg: images::jpeg(),
             png_small: images::png(10, 10),
             truncated: images::truncated_jpeg(),
@@ -125,8 +128,36 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
             return;
         }
         p if p.starts_with("/redirect/") => redirect(&mut socket, &p["/redirect/".len()..]).await,
+        // `/flaky/N/name`: the first N requests answer 500, later ones the JPEG.
+        p if p.starts_with("/flaky/") => {
+            let failures: u32 = p.split('/').nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+            if b.count(p) <= failures {
+                head(&mut socket, "500 Internal Server Error", "text/plain", Some(0)).await
+            } else {
+                ok(&mut socket, "image/jpeg", &b.jpeg).await
+            }
+        }
+        // `/stall-once/name`: the first request stalls until the client hangs up, later ones get the JPEG.
+        p if p.starts_with("/stall-once/") => {
+            if b.count(p) == 1 {
+                let _ = stall(&mut socket).await;
+                let _ = seen.send(Seen::Closed(path));
+                return;
+            }
+            ok(&mut socket, "image/jpeg", &b.jpeg).await
+        }
         _ => head(&mut socket, "404 Not Found", "text/plain", Some(0)).await,
     };
+}
+
+impl Bodies {
+    /// Counts a request for `path` and returns how many there have been, this one included.
+    fn count(&self, path: &str) -> u32 {
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = counts.entry(path.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
 }
 
 async fn read_request_path(socket: &mut TcpStream) -> Option<String> {

@@ -8,4 +8,5 @@ mod auth;
 mod jobs;
 mod ops;
 mod quota;
+mod retries;
 mod watch;

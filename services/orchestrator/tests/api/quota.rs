@@ -95,7 +95,7 @@ async fn concurrent_submits_never_overdraw(backend: Backend) {
     app.member(&t, "rush", 10).await;
     let request = transform_job(&[app.sources.url("/image.jpg")]);
     let mut calls = tokio::task::JoinSet::new();
-    for _ in 0..32 {
+    for _ in 0..64 {
         let jobs = app.jobs.clone();
         let request = crate::helpers::as_account(request.clone(), &t.key, "rush");
         calls.spawn(async move { jobs.clone().submit_job(request).await.map(|r| r.into_inner()) });
