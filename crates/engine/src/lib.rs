@@ -11,6 +11,7 @@ mod error;
 mod filter;
 mod matte;
 mod probe;
+mod resize;
 mod shadow;
 #[cfg(test)]
 mod testutil;

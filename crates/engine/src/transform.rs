@@ -2,13 +2,11 @@
 
 use image::DynamicImage;
 
-use crate::decode::{decode, decode_jpeg_scaled, jpeg_orientation};
+use crate::decode::{decode, decode_jpeg_scaled};
 use crate::encode::{render, resize_exact};
-use crate::probe::megapixels;
 use crate::probe::probe;
-use crate::{
-    Crop, EngineError, Fit, Format, Limits, Rendered, Resize, Rotation, SourceInfo, TransformRecipe,
-};
+use crate::resize::{plan, reduced_decode_size, target_size};
+use crate::{Crop, EngineError, Format, Limits, Rendered, Rotation, TransformRecipe};
 
 /// JPEG quality used when the recipe says 0.
 const DEFAULT_QUALITY: u8 = 85;
@@ -33,9 +31,11 @@ pub fn transform(
         Some((w, h)) => decode_jpeg_scaled(bytes, limits, w, h)?,
         None => None,
     };
-    let decoded = match reduced {
-        Some(d) => d,
-        None => decode(bytes, limits)?,
+    // The planned size is used only with the reduced decode it was planned for; the full decoder
+    // reads the orientation itself, and the size is then worked out from its pixels.
+    let (decoded, planned) = match reduced {
+        Some(d) => (d, planned),
+        None => (decode(bytes, limits)?, None),
     };
     let source_format = decoded.info.format;
     let mut image = if recipe.auto_orient {
@@ -78,51 +78,8 @@ pub fn transform(
     };
     let name = format!("image.{}", format.extension());
     let rendered = render(&name, image, format, quality)?;
-    progress("thumbnail", 100);
+    progress("done", 100);
     Ok(vec![rendered])
-}
-
-/// A resize worked out before decoding: the output size and how much smaller it is than the source.
-#[derive(Clone, Copy)]
-struct Plan {
-    /// Output width, height, and whether cover cropping applies.
-    target: (u32, u32, bool),
-    /// Output size over source size, on the axis that needs the most detail.
-    scale: f64,
-}
-
-/// For a JPEG resized without a crop, the output size is known before decoding (from the header,
-/// the EXIF orientation and the rotation), which lets the decoder work at a reduced scale.
-fn plan(
-    bytes: &[u8],
-    info: &SourceInfo,
-    recipe: &TransformRecipe,
-    limits: &Limits,
-) -> Result<Option<Plan>, EngineError> {
-    let (Some(resize), None, Format::Jpeg) = (&recipe.resize, &recipe.crop, info.format) else {
-        return Ok(None);
-    };
-    let orientation = if recipe.auto_orient {
-        jpeg_orientation(bytes)
-    } else {
-        1
-    };
-    let swap = (orientation >= 5) != matches!(recipe.rotate, Rotation::R90 | Rotation::R270);
-    let (w, h) = if swap {
-        (info.height, info.width)
-    } else {
-        (info.width, info.height)
-    };
-    let target = target_size(w, h, resize, limits)?;
-    let scale = (f64::from(target.0) / f64::from(w)).max(f64::from(target.1) / f64::from(h));
-    Ok(Some(Plan { target, scale }))
-}
-
-/// The decode size (stored axes) for a plan whose output is at most half the source; the scale is
-/// the same on both axes, so the orientation does not matter here.
-fn reduced_decode_size(info: &SourceInfo, plan: Plan) -> Option<(u32, u32)> {
-    let size = |v: u32| (f64::from(v) * plan.scale).ceil() as u32;
-    (plan.scale <= 0.5).then(|| (size(info.width), size(info.height)))
 }
 
 /// JPEG stores sides in 16 bits and WebP in 14; say so instead of failing inside the encoder.
@@ -160,61 +117,11 @@ fn apply_crop(image: DynamicImage, c: &Crop) -> Result<DynamicImage, EngineError
     Ok(image.crop_imm(c.x, c.y, c.width, c.height))
 }
 
-/// Output size for a resize, and whether the source is cropped centred (cover) rather than stretched.
-pub(crate) fn target_size(
-    src_w: u32,
-    src_h: u32,
-    r: &Resize,
-    limits: &Limits,
-) -> Result<(u32, u32, bool), EngineError> {
-    let scaled = |v: u32, num: u32, den: u32| -> u32 {
-        let den = u64::from(den.max(1));
-        ((u64::from(v) * u64::from(num) + den / 2) / den).clamp(1, u64::from(u32::MAX)) as u32
-    };
-    let (w, h, cover) = match (r.width, r.height) {
-        (0, 0) => {
-            return Err(EngineError::InvalidRecipe(
-                "resize needs a width, a height or both".into(),
-            ))
-        }
-        (0, th) if r.fit == Fit::Inside && th >= src_h => (src_w, src_h, false),
-        (tw, 0) if r.fit == Fit::Inside && tw >= src_w => (src_w, src_h, false),
-        (0, th) => (scaled(src_w, th, src_h), th, false),
-        (tw, 0) => (tw, scaled(src_h, tw, src_w), false),
-        (tw, th) => match r.fit {
-            Fit::Fill => (tw, th, false),
-            Fit::Cover => (tw, th, true),
-            Fit::Contain | Fit::Inside => {
-                // Scale by the tighter side: compare tw/src_w with th/src_h without floats.
-                let by_width = u64::from(tw) * u64::from(src_h) <= u64::from(th) * u64::from(src_w);
-                let (w, h) = if by_width {
-                    (tw, scaled(src_h, tw, src_w).min(th))
-                } else {
-                    (scaled(src_w, th, src_h).min(tw), th)
-                };
-                if r.fit == Fit::Inside && (w > src_w || h > src_h) {
-                    (src_w, src_h, false)
-                } else {
-                    (w, h, false)
-                }
-            }
-        },
-    };
-    let pixels = u64::from(w) * u64::from(h);
-    if pixels > limits.max_pixels {
-        return Err(EngineError::InvalidRecipe(format!(
-            "resize to {w}x{h} ({}) is over the {} limit; ask for a smaller size",
-            megapixels(pixels),
-            megapixels(limits.max_pixels)
-        )));
-    }
-    Ok((w, h, cover))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::{encode, gradient, jpeg_with_orientation};
+    use crate::{Fit, Resize};
     use image::{GenericImageView, ImageFormat, Rgb, RgbImage};
 
     fn run(bytes: &[u8], recipe: &TransformRecipe) -> Result<Rendered, EngineError> {

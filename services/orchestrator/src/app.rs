@@ -100,6 +100,10 @@ impl Application {
         for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
             health.set_service_status(service, ServingStatus::Serving).await;
         }
+        if sea_orm::ConnectionTrait::get_database_backend(&self.ctx.db) == sea_orm::DatabaseBackend::Postgres {
+            let pool = self.ctx.db.get_postgres_connection_pool().clone();
+            crate::events::listen_postgres(pool, self.ctx.bus.clone(), self.ctx.dispatch.clone(), shutdown.clone());
+        }
         let dispatch = tokio::spawn(self.dispatcher.run(shutdown.clone()));
         let serve_shutdown = shutdown.clone();
         let served = tonic::transport::Server::builder()

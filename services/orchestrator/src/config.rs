@@ -61,7 +61,7 @@ pub struct Config {
     pub s3_secret_access_key: Option<String>,
     #[arg(long, env = "ATELIER_S3_PUBLIC_BASE_URL")]
     pub s3_public_base_url: Option<String>,
-    /// Task attempts this replica runs at once.
+    /// Task attempts this replica runs at once; 0 makes an API-only replica that runs none.
     #[arg(long, env = "ATELIER_DISPATCH_CONCURRENCY", default_value_t = 8)]
     pub dispatch_concurrency: usize,
     /// Lease of a running task, renewed every third of it (seconds).

@@ -36,7 +36,29 @@ pub async fn append<C: ConnectionTrait>(db: &C, job: &job::Model, event: pb::job
     }
     .insert(db)
     .await?;
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // Delivered at commit to every replica's listener, so watchers anywhere see the event.
+        db.execute(statement(sea_orm::DatabaseBackend::Postgres, "SELECT pg_notify(?, ?)", vec![EVENTS_CHANNEL.into(), job.id.clone().into()]))
+            .await?;
+    }
     Ok(sequence)
+}
+
+/// PostgreSQL channel announcing "job X has new events" (payload: the job id).
+pub const EVENTS_CHANNEL: &str = "atelier_job_events";
+/// PostgreSQL channel asking every replica to stop a task's running attempt (payload: the task id).
+pub const CANCEL_CHANNEL: &str = "atelier_task_cancel";
+
+/// Tells every replica to stop the attempts of these tasks; delivered at commit.
+pub async fn announce_cancel<C: ConnectionTrait>(db: &C, task_ids: &[String]) -> Result<(), DbErr> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    for id in task_ids {
+        db.execute(statement(sea_orm::DatabaseBackend::Postgres, "SELECT pg_notify(?, ?)", vec![CANCEL_CHANNEL.into(), id.clone().into()]))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Stored events of a job after `after`, in order, at most `limit`.

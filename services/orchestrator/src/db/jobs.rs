@@ -232,6 +232,7 @@ pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<
         .await?;
     }
     set_terminal(db, job, JobState::Cancelled).await?;
+    events::announce_cancel(db, &running).await?;
     Ok(running)
 }
 

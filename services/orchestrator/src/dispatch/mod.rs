@@ -95,7 +95,12 @@ impl Dispatcher {
     /// rest back to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
-        let slots = Arc::new(Semaphore::new(this.settings.concurrency.max(1)));
+        if this.settings.concurrency == 0 {
+            // An API-only replica: it still takes back expired leases, but runs nothing itself.
+            this.sweep(shutdown).await;
+            return;
+        }
+        let slots = Arc::new(Semaphore::new(this.settings.concurrency));
         let hard_stop = CancellationToken::new();
         let mut attempts = JoinSet::new();
         let sweeper = tokio::spawn(this.clone().sweep(shutdown.clone()));

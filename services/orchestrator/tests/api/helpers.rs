@@ -56,6 +56,8 @@ pub struct TestApp {
     pub storage: Storage,
     pub sources: SourceServer,
     pub database_url: String,
+    /// The storage folder shared by the services.
+    pub objects: String,
     _root: tempfile::TempDir,
 }
 
@@ -119,6 +121,7 @@ pub async fn spawn_app_with(
         storage,
         sources: SourceServer::start().await,
         database_url,
+        objects,
         _root: root,
     }
 }

@@ -8,5 +8,6 @@ mod auth;
 mod jobs;
 mod ops;
 mod quota;
+mod replicas;
 mod retries;
 mod watch;

@@ -1,0 +1,425 @@
+//! The command line: global connection flags and one subcommand per API call.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// `atelier`: the command-line client of Atelier.
+#[derive(Debug, Parser)]
+#[command(
+    name = "atelier",
+    version,
+    about = "Command-line client of Atelier: upload images, submit and watch jobs, manage accounts"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where and as whom to call, and how to print.
+#[derive(Clone, Debug, Args)]
+pub struct Global {
+    /// Orchestrator address.
+    #[arg(long, global = true, env = "ATELIER_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    pub endpoint: String,
+    /// API key of the tenant (`atl_…`), sent as `authorization: Bearer`.
+    #[arg(long, global = true, env = "ATELIER_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Account (external id) a tenant-wide key acts as, sent as `x-atelier-account`.
+    #[arg(long, global = true, env = "ATELIER_ACCOUNT")]
+    pub account: Option<String>,
+    /// Admin token of the orchestrator, for `admin` commands.
+    #[arg(long, global = true, env = "ATELIER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Machine output: one JSON object per result, one per line.
+    #[arg(long, global = true, env = "ATELIER_JSON")]
+    pub json: bool,
+}
+
+/// One call of the API.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload a local JPEG, PNG or WebP file; prints the upload id.
+    Upload {
+        /// The file to upload.
+        file: PathBuf,
+    },
+    /// Submit a job; local files among the sources are uploaded first.
+    Submit(SubmitArgs),
+    /// Follow a job's events until it ends, then print its outputs.
+    Watch(WatchArgs),
+    /// Show a job.
+    Get {
+        job_id: String,
+    },
+    /// List jobs, newest first.
+    List(ListArgs),
+    /// Cancel every task of a job that is not finished yet (refunded).
+    Cancel {
+        job_id: String,
+    },
+    /// Show the account: balance, membership, active jobs.
+    Account(AccountArgs),
+    /// List the account's quota ledger (grants, charges, refunds).
+    Ledger(LedgerArgs),
+    /// Administration with the admin token.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Check a service's gRPC health; exits 0 only when it is SERVING.
+    Health(HealthArgs),
+}
+
+/// Job kinds the CLI can submit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Resize, crop, rotate, flip, convert.
+    Transform,
+    /// Background removal: matting.png, white-bg.jpg, enhanced.jpg.
+    #[value(alias = "basic_clean")]
+    BasicClean,
+}
+
+/// `submit KIND SOURCES...`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// What to make.
+    #[arg(value_enum)]
+    pub kind: KindArg,
+    /// http(s) URLs, `upload:<id>`, or local files (uploaded first).
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+    #[command(flatten)]
+    pub transform: TransformArgs,
+    /// basic-clean: which outputs to make.
+    #[arg(long, value_enum, help_heading = "basic-clean")]
+    pub template: Option<TemplateArg>,
+    /// Submitting again with the same key returns the original job instead of a new one.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// A label `key=value` on the job; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Receives signed webhook deliveries of this job's terminal events.
+    #[arg(long)]
+    pub callback_url: Option<String>,
+    /// Follow the job until it ends, like `watch`.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// Options of `submit transform`.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "transform")]
+pub struct TransformArgs {
+    /// Target width in pixels (height follows the aspect ratio when not given).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub width: Option<u32>,
+    /// Target height in pixels (width follows the aspect ratio when not given).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub height: Option<u32>,
+    /// How the image fits the width × height box.
+    #[arg(long, value_enum)]
+    pub fit: Option<FitArg>,
+    /// Crop before resizing: `X,Y,WIDTH,HEIGHT` in source pixels.
+    #[arg(long, value_name = "X,Y,W,H", value_parser = parse_crop)]
+    pub crop: Option<[u32; 4]>,
+    /// Output format (default: the source's).
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// JPEG/WebP quality 1..=100 (default 85).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub quality: Option<u32>,
+    /// Clockwise rotation in degrees: 0, 90, 180 or 270.
+    #[arg(long, value_parser = parse_rotation)]
+    pub rotate: Option<u32>,
+    /// Mirror left to right.
+    #[arg(long)]
+    pub flip_h: bool,
+    /// Mirror top to bottom.
+    #[arg(long)]
+    pub flip_v: bool,
+}
+
+impl TransformArgs {
+    /// Whether any transform option was given.
+    pub fn any(&self) -> bool {
+        self.width.is_some()
+            || self.height.is_some()
+            || self.fit.is_some()
+            || self.crop.is_some()
+            || self.format.is_some()
+            || self.quality.is_some()
+            || self.rotate.is_some()
+            || self.flip_h
+            || self.flip_v
+    }
+}
+
+/// `--fit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FitArg {
+    /// Inside the box, keeping the aspect ratio; may upscale.
+    Contain,
+    /// Cover the box, cropping the overflow.
+    Cover,
+    /// Stretch to exactly the box.
+    Fill,
+    /// Like contain, but never upscales.
+    Inside,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    #[value(alias = "jpg")]
+    Jpeg,
+    Png,
+    Webp,
+}
+
+/// `--template`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TemplateArg {
+    /// matting + white-bg + enhanced.
+    All,
+    /// matting.png: the product on a transparent background.
+    Matting,
+    /// white-bg.jpg: the product centred on white.
+    #[value(alias = "white_bg")]
+    WhiteBg,
+    /// enhanced.jpg: levels, contrast, sharpening.
+    Enhanced,
+}
+
+/// Job states, for `list --state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Queued,
+    Running,
+    Succeeded,
+    #[value(alias = "partially_succeeded")]
+    PartiallySucceeded,
+    Failed,
+    Cancelled,
+}
+
+/// `watch JOB_ID`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    pub job_id: String,
+    /// Only events after this sequence (resume an earlier watch).
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Only jobs with this label, `key=value`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Option<String>,
+    /// 1..=100 (default 20).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub page_size: Option<u32>,
+    /// The `next page` token of an earlier list.
+    #[arg(long)]
+    pub page_token: Option<String>,
+}
+
+/// `account`.
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// As admin: the tenant of the account named by --account.
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+/// `ledger`.
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// As admin: the tenant of the account named by --account.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub page_size: Option<u32>,
+    #[arg(long)]
+    pub page_token: Option<String>,
+}
+
+/// `admin …`: calls that need the admin token.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a tenant; prints its id.
+    CreateTenant { name: String },
+    /// Issue an API key; prints the secret (shown only once).
+    CreateKey {
+        tenant_id: String,
+        /// Make a key that acts only as this account (default: tenant-wide).
+        #[arg(long)]
+        for_account: Option<String>,
+    },
+    /// Revoke an API key by its id.
+    RevokeKey { key_id: String },
+    /// Create an account (a no-op when it exists).
+    UpsertAccount { tenant_id: String, external_id: String },
+    /// Add quota units to an account.
+    Grant {
+        tenant_id: String,
+        account: String,
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        amount: i64,
+        /// Why, for the ledger.
+        #[arg(long, default_value = "granted with the atelier CLI")]
+        reason: String,
+        /// A second grant with the same key changes nothing.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Turn an account's membership on or off.
+    Membership {
+        tenant_id: String,
+        account: String,
+        #[arg(long, action = ArgAction::Set, required = true, value_name = "true|false")]
+        active: bool,
+        /// When the membership ends, RFC 3339 (e.g. 2030-01-01T00:00:00Z).
+        #[arg(long, value_parser = parse_timestamp)]
+        expires_at: Option<prost_types::Timestamp>,
+    },
+}
+
+/// `health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Keep trying for up to this many seconds until the service is SERVING.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub wait: Option<f64>,
+    /// The service name to check (default: the whole server).
+    #[arg(long, default_value = "")]
+    pub service: String,
+}
+
+/// Parses `key=value`; the key must be non-empty.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("label `{s}` must be key=value"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("label `{s}` has an empty key"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Parses `X,Y,WIDTH,HEIGHT`.
+pub fn parse_crop(s: &str) -> Result<[u32; 4], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [x, y, w, h] = parts.as_slice() else {
+        return Err(format!("crop `{s}` must be X,Y,WIDTH,HEIGHT"));
+    };
+    let number = |v: &str| v.parse::<u32>().map_err(|_| format!("crop `{s}`: `{v}` is not a whole number"));
+    let crop = [number(x)?, number(y)?, number(w)?, number(h)?];
+    if crop[2] == 0 || crop[3] == 0 {
+        return Err(format!("crop `{s}`: width and height must be above 0"));
+    }
+    Ok(crop)
+}
+
+/// Parses a clockwise rotation of 0, 90, 180 or 270 degrees.
+pub fn parse_rotation(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "0" => Ok(0),
+        "90" => Ok(90),
+        "180" => Ok(180),
+        "270" => Ok(270),
+        _ => Err(format!("rotation `{s}` must be 0, 90, 180 or 270")),
+    }
+}
+
+/// Parses an RFC 3339 time.
+pub fn parse_timestamp(s: &str) -> Result<prost_types::Timestamp, String> {
+    s.trim().parse().map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2030-01-01T00:00:00Z"))
+}
+
+/// Parses a non-negative, finite number of seconds.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_need_a_key_and_an_equals_sign() {
+        assert_eq!(parse_label("team=shoes").ok(), Some(("team".into(), "shoes".into())));
+        assert_eq!(parse_label("note=a=b").ok(), Some(("note".into(), "a=b".into())));
+        assert_eq!(parse_label("empty=").ok(), Some(("empty".into(), String::new())));
+        assert!(parse_label("novalue").is_err());
+        assert!(parse_label("=value").is_err());
+        assert!(parse_label(" =value").is_err());
+    }
+
+    #[test]
+    fn crops_rotations_times_and_seconds() {
+        assert_eq!(parse_crop("1, 2,30,40"), Ok([1, 2, 30, 40]));
+        assert!(parse_crop("1,2,3").is_err());
+        assert!(parse_crop("1,2,0,4").is_err());
+        assert!(parse_crop("a,2,3,4").is_err());
+        assert_eq!(parse_rotation("270"), Ok(270));
+        assert!(parse_rotation("45").is_err());
+        assert_eq!(parse_timestamp("2030-01-01T00:00:00Z").map(|t| t.seconds), Ok(1_893_456_000));
+        assert!(parse_timestamp("tomorrow").is_err());
+        assert_eq!(parse_seconds("1.5"), Ok(1.5));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "atelier",
+            "submit",
+            "transform",
+            "a.jpg",
+            "--width",
+            "800",
+            "--format",
+            "webp",
+            "--label",
+            "a=b",
+            "--json",
+        ]);
+        let cli = match cli {
+            Ok(cli) => cli,
+            Err(e) => panic!("parse failed: {e}"),
+        };
+        assert!(cli.global.json);
+        let Command::Submit(submit) = cli.command else { panic!("not submit") };
+        assert_eq!(submit.kind, KindArg::Transform);
+        assert_eq!(submit.transform.width, Some(800));
+        assert_eq!(submit.labels, vec![("a".to_string(), "b".to_string())]);
+    }
+
+    #[test]
+    fn usage_mistakes_are_refused_by_the_parser() {
+        for args in [
+            vec!["atelier", "submit", "resize", "a.jpg"],
+            vec!["atelier", "submit", "transform"],
+            vec!["atelier", "submit", "transform", "a.jpg", "--quality", "0"],
+            vec!["atelier", "submit", "transform", "a.jpg", "--rotate", "45"],
+            vec!["atelier", "submit", "transform", "a.jpg", "--label", "nope"],
+            vec!["atelier", "admin", "grant", "t", "a", "0"],
+            vec!["atelier", "admin", "membership", "t", "a"],
+            vec!["atelier", "admin", "membership", "t", "a", "--active", "maybe"],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_err(), "{args:?} should be refused");
+        }
+    }
+}
