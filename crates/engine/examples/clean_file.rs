@@ -29,7 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for r in outputs {
         let path = dir.join(&r.name);
         std::fs::write(&path, &r.data)?;
-        let thumb = format!("thumb-{}.{}", r.name, r.thumbnail.format.extension());
+        let stem = r.name.split('.').next().unwrap_or("output");
+        let thumb = format!("thumb-{stem}.{}", r.thumbnail.format.extension());
         std::fs::write(dir.join(&thumb), &r.thumbnail.data)?;
         println!(
             "{} {}x{} {} bytes; {thumb} {}x{}",

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod auth;
+mod crashes;
 mod jobs;
 mod ops;
 mod quota;

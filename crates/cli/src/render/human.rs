@@ -1,0 +1,189 @@
+//! Short, aligned text for people.
+
+use std::fmt::Write as _;
+
+use atelier_proto::v1 as pb;
+
+use super::names;
+
+/// `error 3004 INVALID_DIMENSIONS: message`.
+pub fn failure(f: &pb::Failure) -> String {
+    format!("error {} {}: {}", f.code, f.reason, f.message)
+}
+
+/// Where a source came from: the URL or `upload:<id>`.
+pub fn source(s: Option<&pb::Source>) -> String {
+    match s.and_then(|s| s.source.as_ref()) {
+        Some(pb::source::Source::Url(url)) => url.clone(),
+        Some(pb::source::Source::UploadId(id)) => format!("upload:{id}"),
+        None => "-".into(),
+    }
+}
+
+/// `white-bg.jpg  640x480  48213 bytes  file:///…`.
+pub fn output(o: &pb::Output) -> String {
+    let cached = if o.from_cache { "  (from cache)" } else { "" };
+    format!("{}  {}x{}  {} bytes  {}{cached}", o.name, o.width, o.height, o.bytes, o.url)
+}
+
+/// A job: a header line `job <id> <STATE> …`, then one block per task with its outputs or failure.
+pub fn job(j: &pb::Job) -> String {
+    let mut out = String::new();
+    let tasks = match j.tasks.len() {
+        1 => "1 task".to_string(),
+        n => format!("{n} tasks"),
+    };
+    let _ = writeln!(
+        out,
+        "job {}  {}  {}  {tasks}  cost {}, refunded {}",
+        j.id,
+        names::job_state(j.state),
+        names::kind(j.kind),
+        j.cost,
+        j.refunded
+    );
+    let mut when = format!("  account {}", if j.account.is_empty() { "-" } else { &j.account });
+    if let Some(t) = &j.created_at {
+        let _ = write!(when, "  created {t}");
+    }
+    if let Some(t) = &j.finished_at {
+        let _ = write!(when, "  finished {t}");
+    }
+    let _ = writeln!(out, "{when}");
+    if j.state == pb::JobState::Queued as i32 {
+        let _ = writeln!(out, "  queue position {}, about {} s", j.queue_position, j.estimated_seconds);
+    }
+    if !j.labels.is_empty() {
+        let mut labels: Vec<_> = j.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        let _ = writeln!(out, "  labels {}", labels.join(", "));
+    }
+    for t in &j.tasks {
+        let mut line = format!("  task {}  {}", t.index, names::task_state(t.state));
+        if t.attempts > 0 {
+            let _ = write!(line, "  attempt {}", t.attempts);
+        }
+        if !names::task_is_terminal(t.state) && !t.stage.is_empty() {
+            let _ = write!(line, "  {} {}%", t.stage, t.percent);
+        }
+        let _ = write!(line, "  {}", source(t.source.as_ref()));
+        if t.from_cache {
+            line.push_str("  (from cache)");
+        }
+        let _ = writeln!(out, "{line}");
+        if let Some(f) = &t.failure {
+            let _ = writeln!(out, "    {}", failure(f));
+        }
+        for o in &t.outputs {
+            let _ = writeln!(out, "    {}", output(o));
+        }
+    }
+    out
+}
+
+/// One line per job, for `list`.
+pub fn job_row(j: &pb::Job) -> String {
+    let created = j.created_at.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
+    format!(
+        "{}  {:<19}  {:<11}  {:>3} tasks  {}  {}",
+        j.id,
+        names::job_state(j.state),
+        names::kind(j.kind),
+        j.tasks.len(),
+        created,
+        if j.account.is_empty() { "-" } else { &j.account }
+    )
+}
+
+/// An account: balance, membership, active jobs.
+pub fn account(a: &pb::Account) -> String {
+    let membership = match (a.member, &a.membership_expires_at) {
+        (true, Some(t)) => format!("active until {t}"),
+        (true, None) => "active".to_string(),
+        (false, _) => "none".to_string(),
+    };
+    format!(
+        "account {} (tenant {})\n  balance      {}\n  membership   {membership}\n  active jobs  {}\n",
+        a.external_id, a.tenant_id, a.balance, a.active_jobs
+    )
+}
+
+/// One ledger row.
+pub fn ledger_entry(e: &pb::LedgerEntry) -> String {
+    let created = e.created_at.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
+    let mut line = format!("{created}  {:<6}  {:>+6}  {}", e.kind, e.amount, e.reason);
+    if !e.job_id.is_empty() {
+        let _ = write!(line, "  job {}", e.job_id);
+    }
+    if !e.task_id.is_empty() {
+        let _ = write!(line, "  task {}", e.task_id);
+    }
+    line
+}
+
+/// A ten-cell bar: `[#####-----]`.
+pub fn bar(percent: u32) -> String {
+    let filled = (percent.min(100) as usize + 5) / 10;
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(10 - filled))
+}
+
+/// `task 0 [#####-----] 50% resize`.
+pub fn progress_line(index: u32, percent: u32, stage: &str) -> String {
+    format!("task {index} {} {}% {stage}", bar(percent), percent.min(100)).trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_fill_by_tenths() {
+        assert_eq!(bar(0), "[----------]");
+        assert_eq!(bar(50), "[#####-----]");
+        assert_eq!(bar(100), "[##########]");
+        assert_eq!(bar(250), "[##########]");
+        assert_eq!(progress_line(0, 50, "resize"), "task 0 [#####-----] 50% resize");
+        assert_eq!(progress_line(3, 7, ""), "task 3 [#---------] 7%");
+    }
+
+    #[test]
+    fn a_finished_job_lists_outputs_and_failures() {
+        let j = pb::Job {
+            id: "j1".into(),
+            account: "shopper".into(),
+            kind: pb::JobKind::BasicClean as i32,
+            state: pb::JobState::PartiallySucceeded as i32,
+            cost: 2,
+            refunded: 1,
+            tasks: vec![
+                pb::Task {
+                    index: 0,
+                    state: pb::TaskState::Succeeded as i32,
+                    attempts: 1,
+                    source: Some(crate::requests::upload_source("u1")),
+                    outputs: vec![pb::Output {
+                        name: "white-bg.jpg".into(),
+                        url: "file:///tmp/white-bg.jpg".into(),
+                        width: 640,
+                        height: 480,
+                        bytes: 1234,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+                pb::Task {
+                    index: 1,
+                    state: pb::TaskState::Failed as i32,
+                    failure: Some(pb::Failure { code: 3004, reason: "INVALID_DIMENSIONS".into(), message: "10x10".into() }),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = job(&j);
+        assert!(text.starts_with("job j1  PARTIALLY_SUCCEEDED  basic_clean  2 tasks  cost 2, refunded 1\n"), "{text}");
+        assert!(text.contains("  task 0  SUCCEEDED  attempt 1  upload:u1\n"), "{text}");
+        assert!(text.contains("    white-bg.jpg  640x480  1234 bytes  file:///tmp/white-bg.jpg\n"), "{text}");
+        assert!(text.contains("    error 3004 INVALID_DIMENSIONS: 10x10\n"), "{text}");
+    }
+}
