@@ -130,9 +130,19 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
         p if p.starts_with("/redirect/") => redirect(&mut socket, &p["/redirect/".len()..]).await,
         // `/flaky/N/name`: the first N requests answer 500, later ones the JPEG.
         p if p.starts_with("/flaky/") => {
-            let failures: u32 = p.split('/').nth(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let failures: u32 = p
+                .split('/')
+                .nth(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             if b.count(p) <= failures {
-                head(&mut socket, "500 Internal Server Error", "text/plain", Some(0)).await
+                head(
+                    &mut socket,
+                    "500 Internal Server Error",
+                    "text/plain",
+                    Some(0),
+                )
+                .await
             } else {
                 ok(&mut socket, "image/jpeg", &b.jpeg).await
             }
@@ -153,7 +163,10 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
 impl Bodies {
     /// Counts a request for `path` and returns how many there have been, this one included.
     fn count(&self, path: &str) -> u32 {
-        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = counts.entry(path.to_string()).or_insert(0);
         *n += 1;
         *n

@@ -37,16 +37,31 @@ pub struct Application {
 impl Application {
     /// Connects and migrates the database, opens storage and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        anyhow::ensure!(!config.admin_token.is_empty(), "the admin token must not be empty");
-        anyhow::ensure!(!config.service_token.is_empty(), "the service token must not be empty");
+        anyhow::ensure!(
+            !config.admin_token.is_empty(),
+            "the admin token must not be empty"
+        );
+        anyhow::ensure!(
+            !config.service_token.is_empty(),
+            "the service token must not be empty"
+        );
         let prices = config.price_table()?;
-        let db = db::connect(&config.database_url).await.context("connecting to the database")?;
+        let db = db::connect(&config.database_url)
+            .await
+            .context("connecting to the database")?;
         db::migrate(&db).await.context("migrating the database")?;
-        let storage = Storage::open(&config.storage, &config.s3_options()).await.context("opening storage")?;
+        let storage = Storage::open(&config.storage, &config.s3_options())
+            .await
+            .context("opening storage")?;
         let processors = Processors::new(&config.processors, &config.service_token)?;
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
-        let owner = config.instance_id.clone().unwrap_or_else(|| format!("orchestrator-{}", uuid::Uuid::new_v4()));
+        let owner = config
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| format!("orchestrator-{}", uuid::Uuid::new_v4()));
         let bus = EventBus::new();
         let handle = DispatchHandle::default();
         let ctx = Context {
@@ -74,7 +89,12 @@ impl Application {
             shutdown_grace: seconds(config.shutdown_grace_seconds),
         };
         let dispatcher = Dispatcher::new(db, bus, handle, processors, settings);
-        Ok(Self { listener, local_addr, ctx, dispatcher })
+        Ok(Self {
+            listener,
+            local_addr,
+            ctx,
+            dispatcher,
+        })
     }
 
     /// The bound address.
@@ -94,15 +114,25 @@ impl Application {
             .register_encoded_file_descriptor_set(atelier_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let jobs = JobServiceServer::new(Jobs::new(self.ctx.clone())).max_decoding_message_size(MAX_MESSAGE);
+        let jobs = JobServiceServer::new(Jobs::new(self.ctx.clone()))
+            .max_decoding_message_size(MAX_MESSAGE);
         let accounts = AccountServiceServer::new(Accounts::new(self.ctx.clone()));
         // Migrations ran and storage opened in build(): the replica is ready.
         for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
-            health.set_service_status(service, ServingStatus::Serving).await;
+            health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
         }
-        if sea_orm::ConnectionTrait::get_database_backend(&self.ctx.db) == sea_orm::DatabaseBackend::Postgres {
+        if sea_orm::ConnectionTrait::get_database_backend(&self.ctx.db)
+            == sea_orm::DatabaseBackend::Postgres
+        {
             let pool = self.ctx.db.get_postgres_connection_pool().clone();
-            crate::events::listen_postgres(pool, self.ctx.bus.clone(), self.ctx.dispatch.clone(), shutdown.clone());
+            crate::events::listen_postgres(
+                pool,
+                self.ctx.bus.clone(),
+                self.ctx.dispatch.clone(),
+                shutdown.clone(),
+            );
         }
         let dispatch = tokio::spawn(self.dispatcher.run(shutdown.clone()));
         let serve_shutdown = shutdown.clone();
@@ -115,7 +145,9 @@ impl Application {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 serve_shutdown.cancelled().await;
                 for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
-                    health.set_service_status(service, ServingStatus::NotServing).await;
+                    health
+                        .set_service_status(service, ServingStatus::NotServing)
+                        .await;
                 }
             })
             .await;
@@ -130,7 +162,9 @@ impl Application {
 
 /// Runs the migrations only (`atelier-orchestrator migrate`).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let db = db::connect(&config.database_url).await.context("connecting to the database")?;
+    let db = db::connect(&config.database_url)
+        .await
+        .context("connecting to the database")?;
     db::migrate(&db).await.context("migrating the database")?;
     Ok(())
 }
@@ -175,5 +209,9 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningOrchestrator> {
     let addr = app.local_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Ok(RunningOrchestrator { addr, shutdown, task: Some(task) })
+    Ok(RunningOrchestrator {
+        addr,
+        shutdown,
+        task: Some(task),
+    })
 }

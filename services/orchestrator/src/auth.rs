@@ -33,7 +33,12 @@ pub struct TenantCaller {
 impl TenantCaller {
     /// The account the call acts as; calls that need one fail with a clear message without it.
     pub fn require_account(&self) -> ApiResult<&str> {
-        self.account.as_deref().ok_or_else(|| ApiError::field(ACCOUNT_HEADER, "name the account with the x-atelier-account metadata"))
+        self.account.as_deref().ok_or_else(|| {
+            ApiError::field(
+                ACCOUNT_HEADER,
+                "name the account with the x-atelier-account metadata",
+            )
+        })
     }
 
     /// What this caller may see: the tenant, narrowed to the named account. An account that does not
@@ -46,7 +51,10 @@ impl TenantCaller {
                 None => return Ok(None),
             },
         };
-        Ok(Some(Scope { tenant_id: self.tenant_id.clone(), account_id }))
+        Ok(Some(Scope {
+            tenant_id: self.tenant_id.clone(),
+            account_id,
+        }))
     }
 }
 
@@ -67,34 +75,53 @@ impl Auth {
     pub async fn caller(&self, metadata: &MetadataMap) -> ApiResult<Caller> {
         let header = metadata
             .get("authorization")
-            .ok_or(ApiError::Unauthenticated("missing credentials: send authorization: Bearer <api key>"))?;
+            .ok_or(ApiError::Unauthenticated(
+                "missing credentials: send authorization: Bearer <api key>",
+            ))?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or(ApiError::Unauthenticated("malformed authorization: expected Bearer <api key>"))?;
-        if !self.admin_token.is_empty() && bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())) {
+            .ok_or(ApiError::Unauthenticated(
+                "malformed authorization: expected Bearer <api key>",
+            ))?;
+        if !self.admin_token.is_empty()
+            && bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes()))
+        {
             return Ok(Caller::Admin);
         }
-        let key = db::tenants::find_key(&self.db, token).await?.ok_or(ApiError::Unauthenticated("invalid or revoked API key"))?;
+        let key = db::tenants::find_key(&self.db, token)
+            .await?
+            .ok_or(ApiError::Unauthenticated("invalid or revoked API key"))?;
         let named = named_account(metadata)?;
         let (account, scoped) = match (key.account, named) {
             (Some(bound), Some(named)) if bound != named => {
-                return Err(ApiError::PermissionDenied("this key acts only as its own account".into()));
+                return Err(ApiError::PermissionDenied(
+                    "this key acts only as its own account".into(),
+                ));
             }
             (Some(bound), _) => (Some(bound), true),
             (None, named) => (named, false),
         };
-        Ok(Caller::Tenant(TenantCaller { tenant_id: key.tenant_id, account, scoped }))
+        Ok(Caller::Tenant(TenantCaller {
+            tenant_id: key.tenant_id,
+            account,
+            scoped,
+        }))
     }
 
     /// The calling tenant; the admin token is not a tenant (1002).
     pub async fn tenant(&self, metadata: &MetadataMap) -> ApiResult<TenantCaller> {
         match self.caller(metadata).await? {
             Caller::Tenant(t) => Ok(t),
-            Caller::Admin => Err(ApiError::PermissionDenied("the admin token cannot act as a tenant; use an API key".into())),
+            Caller::Admin => Err(ApiError::PermissionDenied(
+                "the admin token cannot act as a tenant; use an API key".into(),
+            )),
         }
     }
 
@@ -102,14 +129,21 @@ impl Auth {
     pub async fn admin(&self, metadata: &MetadataMap) -> ApiResult<()> {
         match self.caller(metadata).await? {
             Caller::Admin => Ok(()),
-            Caller::Tenant(_) => Err(ApiError::PermissionDenied("this call needs the admin token".into())),
+            Caller::Tenant(_) => Err(ApiError::PermissionDenied(
+                "this call needs the admin token".into(),
+            )),
         }
     }
 }
 
 fn named_account(metadata: &MetadataMap) -> ApiResult<Option<String>> {
-    let Some(value) = metadata.get(ACCOUNT_HEADER) else { return Ok(None) };
-    let text = value.to_str().map_err(|_| ApiError::field(ACCOUNT_HEADER, "must be printable ASCII"))?.trim();
+    let Some(value) = metadata.get(ACCOUNT_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::field(ACCOUNT_HEADER, "must be printable ASCII"))?
+        .trim();
     validate_account(ACCOUNT_HEADER, text)?;
     Ok(Some(text.to_string()))
 }
@@ -120,10 +154,16 @@ pub fn validate_account(field: &str, text: &str) -> ApiResult<()> {
         return Err(ApiError::field(field, "must not be empty"));
     }
     if text.len() > MAX_ACCOUNT_LEN {
-        return Err(ApiError::field(field, format!("at most {MAX_ACCOUNT_LEN} bytes")));
+        return Err(ApiError::field(
+            field,
+            format!("at most {MAX_ACCOUNT_LEN} bytes"),
+        ));
     }
     if text.chars().any(char::is_control) {
-        return Err(ApiError::field(field, "must not contain control characters"));
+        return Err(ApiError::field(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }

@@ -11,7 +11,11 @@ use crate::domain::Kind;
 
 /// The job-orchestrator's command line.
 #[derive(Clone, Debug, clap::Parser)]
-#[command(name = "atelier-orchestrator", version, about = "Atelier job-orchestrator: accounts, quota, jobs, dispatch, events")]
+#[command(
+    name = "atelier-orchestrator",
+    version,
+    about = "Atelier job-orchestrator: accounts, quota, jobs, dispatch, events"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -35,7 +39,11 @@ pub struct Config {
     #[arg(long, env = "ATELIER_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     /// `sqlite://path` (default, embedded) or `postgres://user@host/db`.
-    #[arg(long, env = "ATELIER_DATABASE_URL", default_value = "sqlite://var/atelier.db")]
+    #[arg(
+        long,
+        env = "ATELIER_DATABASE_URL",
+        default_value = "sqlite://var/atelier.db"
+    )]
     pub database_url: String,
     /// Token for administration calls (tenants, keys, quota, membership).
     #[arg(long, env = "ATELIER_ADMIN_TOKEN", hide_env_values = true)]
@@ -44,7 +52,12 @@ pub struct Config {
     #[arg(long, env = "ATELIER_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: String,
     /// Processor addresses, comma separated.
-    #[arg(long = "processor", env = "ATELIER_PROCESSORS", value_delimiter = ',', default_value = "http://127.0.0.1:50052")]
+    #[arg(
+        long = "processor",
+        env = "ATELIER_PROCESSORS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50052"
+    )]
     pub processors: Vec<String>,
     /// Object storage for uploads, shared with the processors: a folder, or `s3://bucket[/prefix]`.
     #[arg(long, env = "ATELIER_STORAGE", default_value = "var/objects")]
@@ -103,7 +116,11 @@ pub struct Config {
 
 impl Config {
     /// Defaults for embedding (tests, tools): loopback on a free port, the given database and storage.
-    pub fn new(database_url: impl Into<String>, storage: impl Into<String>, processors: Vec<String>) -> Self {
+    pub fn new(
+        database_url: impl Into<String>,
+        storage: impl Into<String>,
+        processors: Vec<String>,
+    ) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database_url.into(),
@@ -147,11 +164,23 @@ impl Config {
 
     /// Prices by kind, defaults overridden by `--prices`.
     pub fn price_table(&self) -> anyhow::Result<HashMap<Kind, i64>> {
-        let mut prices = HashMap::from([(Kind::Transform, 1), (Kind::BasicClean, 1), (Kind::Edit, 1), (Kind::Generate, 1), (Kind::PoseSet, 12)]);
+        let mut prices = HashMap::from([
+            (Kind::Transform, 1),
+            (Kind::BasicClean, 1),
+            (Kind::Edit, 1),
+            (Kind::Generate, 1),
+            (Kind::PoseSet, 12),
+        ]);
         for entry in &self.prices {
-            let (kind, units) = entry.split_once('=').ok_or_else(|| anyhow::anyhow!("price {entry:?}: expected kind=units"))?;
-            let kind = Kind::parse(kind.trim()).ok_or_else(|| anyhow::anyhow!("price {entry:?}: unknown kind"))?;
-            let units: i64 = units.trim().parse().map_err(|_| anyhow::anyhow!("price {entry:?}: units must be a whole number"))?;
+            let (kind, units) = entry
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("price {entry:?}: expected kind=units"))?;
+            let kind = Kind::parse(kind.trim())
+                .ok_or_else(|| anyhow::anyhow!("price {entry:?}: unknown kind"))?;
+            let units: i64 = units
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("price {entry:?}: units must be a whole number"))?;
             anyhow::ensure!(units >= 0, "price {entry:?}: units must not be negative");
             prices.insert(kind, units);
         }

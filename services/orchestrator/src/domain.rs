@@ -90,7 +90,10 @@ string_enum!(TaskState, pb::TaskState,
 impl JobState {
     /// Terminal states never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::PartiallySucceeded | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::PartiallySucceeded | Self::Failed | Self::Cancelled
+        )
     }
 }
 
@@ -146,12 +149,17 @@ pub fn now_ms() -> i64 {
 
 /// A stored time as a protobuf timestamp.
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 /// A protobuf timestamp as a stored time.
 pub fn from_timestamp(ts: &prost_types::Timestamp) -> i64 {
-    ts.seconds.saturating_mul(1000).saturating_add(i64::from(ts.nanos) / 1_000_000)
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos) / 1_000_000)
 }
 
 #[cfg(test)]
@@ -160,7 +168,14 @@ mod tests {
 
     #[test]
     fn states_round_trip() {
-        for s in ["queued", "running", "retry_wait", "succeeded", "failed", "cancelled"] {
+        for s in [
+            "queued",
+            "running",
+            "retry_wait",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ] {
             assert_eq!(TaskState::parse(s).map(TaskState::as_str), Some(s));
         }
         assert_eq!(Kind::parse("basic_clean"), Some(Kind::BasicClean));
@@ -170,11 +185,23 @@ mod tests {
     #[test]
     fn final_state_follows_tasks() {
         use TaskState::*;
-        assert_eq!(final_job_state(&[Succeeded, Succeeded], false), JobState::Succeeded);
-        assert_eq!(final_job_state(&[Succeeded, Failed], false), JobState::PartiallySucceeded);
+        assert_eq!(
+            final_job_state(&[Succeeded, Succeeded], false),
+            JobState::Succeeded
+        );
+        assert_eq!(
+            final_job_state(&[Succeeded, Failed], false),
+            JobState::PartiallySucceeded
+        );
         assert_eq!(final_job_state(&[Failed, Failed], false), JobState::Failed);
-        assert_eq!(final_job_state(&[Cancelled, Failed], true), JobState::Cancelled);
-        assert_eq!(final_job_state(&[Succeeded, Cancelled], true), JobState::Cancelled);
+        assert_eq!(
+            final_job_state(&[Cancelled, Failed], true),
+            JobState::Cancelled
+        );
+        assert_eq!(
+            final_job_state(&[Succeeded, Cancelled], true),
+            JobState::Cancelled
+        );
     }
 
     #[test]

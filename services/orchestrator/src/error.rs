@@ -20,7 +20,9 @@ pub enum ApiError {
     MembershipRequired(String),
     #[error("the job costs {needed} and the balance is {balance}")]
     QuotaExhausted { needed: i64, balance: i64 },
-    #[error("the account already has {limit} active jobs, the most allowed; wait for one to finish")]
+    #[error(
+        "the account already has {limit} active jobs, the most allowed; wait for one to finish"
+    )]
     TooManyActiveJobs { limit: u32 },
     #[error("{0}")]
     ModelUnavailable(String),
@@ -68,7 +70,10 @@ impl From<ApiError> for Status {
             ApiError::SourceTooLarge { .. } => ErrorCode::SourceTooLarge,
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
-                return atelier_codes::transient_status(ErrorCode::StorageFailed, "object storage is unavailable, try again");
+                return atelier_codes::transient_status(
+                    ErrorCode::StorageFailed,
+                    "object storage is unavailable, try again",
+                );
             }
             ApiError::Db(e) => {
                 // The details stay in our logs; callers get a stable message.

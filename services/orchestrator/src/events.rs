@@ -42,12 +42,19 @@ impl EventBus {
 
 /// Follows PostgreSQL notifications so that this replica's watchers see events recorded by other
 /// replicas, and attempts running here stop when another replica cancels their task.
-pub fn listen_postgres(pool: sqlx::PgPool, bus: EventBus, dispatch: DispatchHandle, shutdown: CancellationToken) {
+pub fn listen_postgres(
+    pool: sqlx::PgPool,
+    bus: EventBus,
+    dispatch: DispatchHandle,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             let listener = async {
                 let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                listener.listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL]).await?;
+                listener
+                    .listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL])
+                    .await?;
                 loop {
                     // recv() reconnects by itself; watchers re-read the log on their own timer, so
                     // a notification lost in a reconnect only delays them.

@@ -8,13 +8,16 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    atelier_telemetry::init(cli.config.log_format).map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    atelier_telemetry::init(cli.config.log_format)
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => app::migrate(&cli.config).await,
         Command::Serve => {
             let shutdown = CancellationToken::new();
             tokio::spawn(atelier_telemetry::cancel_on_signal(shutdown.clone()));
-            let app = Application::build(cli.config).await.context("starting the orchestrator")?;
+            let app = Application::build(cli.config)
+                .await
+                .context("starting the orchestrator")?;
             tracing::info!(addr = %app.local_addr(), "orchestrator listening");
             app.run_until_stopped(shutdown).await
         }

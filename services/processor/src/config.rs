@@ -7,15 +7,7 @@ use atelier_storage::S3Options;
 
 use crate::download::IpNet;
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use atelier_telemetry::LogFormat;
 
 /// Everything the processor needs to start.
 #[derive(Clone, Debug, clap::Parser)]

@@ -6,7 +6,6 @@ pub mod auth;
 pub mod config;
 pub mod download;
 pub mod process;
-pub mod telemetry;
 
 pub use app::{spawn, Application, RunningProcessor, StartError};
 pub use config::{Config, LogFormat};

@@ -26,13 +26,20 @@ impl Accounts {
 
     /// The account a call is about: a tenant's own (request field or metadata), or for the admin the
     /// one named by tenant id and account.
-    async fn target(&self, metadata: &MetadataMap, tenant_id: &str, account: &str) -> ApiResult<account::Model> {
+    async fn target(
+        &self,
+        metadata: &MetadataMap,
+        tenant_id: &str,
+        account: &str,
+    ) -> ApiResult<account::Model> {
         let (tenant_id, external) = match self.ctx.auth.caller(metadata).await? {
             Caller::Admin => (tenant_id.to_string(), account.to_string()),
             Caller::Tenant(t) => {
                 let own = match (&t.account, account) {
                     (Some(named), "") => named.clone(),
-                    (Some(named), requested) if t.scoped && named != requested => return Err(ApiError::NotFound("account")),
+                    (Some(named), requested) if t.scoped && named != requested => {
+                        return Err(ApiError::NotFound("account"))
+                    }
                     (_, "") => return Err(ApiError::field("account", "name the account")),
                     (_, requested) => requested.to_string(),
                 };
@@ -40,7 +47,9 @@ impl Accounts {
             }
         };
         validate_account("account", &external)?;
-        db::accounts::find(&self.ctx.db, &tenant_id, &external).await?.ok_or(ApiError::NotFound("account"))
+        db::accounts::find(&self.ctx.db, &tenant_id, &external)
+            .await?
+            .ok_or(ApiError::NotFound("account"))
     }
 
     async fn render(&self, account: &account::Model) -> ApiResult<pb::Account> {
@@ -48,14 +57,27 @@ impl Accounts {
         Ok(convert::account(account, active))
     }
 
-    async fn admin_account(&self, metadata: &MetadataMap, tenant_id: &str, external: &str) -> ApiResult<account::Model> {
+    async fn admin_account(
+        &self,
+        metadata: &MetadataMap,
+        tenant_id: &str,
+        external: &str,
+    ) -> ApiResult<account::Model> {
         self.ctx.auth.admin(metadata).await?;
         validate_account("account", external)?;
-        db::accounts::find(&self.ctx.db, tenant_id, external).await?.ok_or(ApiError::NotFound("account"))
+        db::accounts::find(&self.ctx.db, tenant_id, external)
+            .await?
+            .ok_or(ApiError::NotFound("account"))
     }
 
-    async fn grant(&self, metadata: &MetadataMap, req: pb::GrantQuotaRequest) -> ApiResult<pb::Account> {
-        let account = self.admin_account(metadata, &req.tenant_id, &req.account).await?;
+    async fn grant(
+        &self,
+        metadata: &MetadataMap,
+        req: pb::GrantQuotaRequest,
+    ) -> ApiResult<pb::Account> {
+        let account = self
+            .admin_account(metadata, &req.tenant_id, &req.account)
+            .await?;
         if req.amount <= 0 {
             return Err(ApiError::field("amount", "must be positive"));
         }
@@ -64,104 +86,197 @@ impl Accounts {
         } else {
             format!("grant:{}:{}", account.id, req.idempotency_key)
         };
-        let reason = if req.reason.is_empty() { "quota granted" } else { req.reason.as_str() };
+        let reason = if req.reason.is_empty() {
+            "quota granted"
+        } else {
+            req.reason.as_str()
+        };
         let txn = self.ctx.db.begin().await?;
         db::accounts::book(
             &txn,
-            db::accounts::Entry { account_id: &account.id, kind: "grant", amount: req.amount, reason, unique_key: key, job_id: None, task_id: None },
+            db::accounts::Entry {
+                account_id: &account.id,
+                kind: "grant",
+                amount: req.amount,
+                reason,
+                unique_key: key,
+                job_id: None,
+                task_id: None,
+            },
         )
         .await?;
         txn.commit().await?;
-        let account = db::accounts::find(&self.ctx.db, &account.tenant_id, &account.external_id).await?.ok_or(ApiError::NotFound("account"))?;
+        let account = db::accounts::find(&self.ctx.db, &account.tenant_id, &account.external_id)
+            .await?
+            .ok_or(ApiError::NotFound("account"))?;
         self.render(&account).await
     }
 }
 
 #[tonic::async_trait]
 impl AccountService for Accounts {
-    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         let req = request.get_ref();
-        let account = self.target(request.metadata(), &req.tenant_id, &req.account).await?;
+        let account = self
+            .target(request.metadata(), &req.tenant_id, &req.account)
+            .await?;
         Ok(Response::new(self.render(&account).await?))
     }
 
-    async fn list_ledger(&self, request: Request<pb::ListLedgerRequest>) -> Result<Response<pb::ListLedgerResponse>, Status> {
+    async fn list_ledger(
+        &self,
+        request: Request<pb::ListLedgerRequest>,
+    ) -> Result<Response<pb::ListLedgerResponse>, Status> {
         let req = request.get_ref();
         let limit = page_size(req.page_size, 50, 500)?;
-        let account = self.target(request.metadata(), &req.tenant_id, &req.account).await?;
+        let account = self
+            .target(request.metadata(), &req.tenant_id, &req.account)
+            .await?;
         let before = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
-        let rows = db::accounts::ledger_page(&self.ctx.db, &account.id, before, limit).await.map_err(ApiError::from)?;
+        let rows = db::accounts::ledger_page(&self.ctx.db, &account.id, before, limit)
+            .await
+            .map_err(ApiError::from)?;
         let next_page_token = match rows.last() {
             Some(last) if rows.len() as u64 == limit => last.id.clone(),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListLedgerResponse { entries: rows.iter().map(convert::ledger_entry).collect(), next_page_token }))
+        Ok(Response::new(pb::ListLedgerResponse {
+            entries: rows.iter().map(convert::ledger_entry).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn create_tenant(&self, request: Request<pb::CreateTenantRequest>) -> Result<Response<pb::Tenant>, Status> {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::Tenant>, Status> {
         self.ctx.auth.admin(request.metadata()).await?;
         let name = request.get_ref().name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(ApiError::field("name", "1..=200 bytes").into());
         }
-        let t = db::tenants::create(&self.ctx.db, name).await.map_err(ApiError::from)?;
-        Ok(Response::new(pb::Tenant { id: t.id, name: t.name, created_at: Some(timestamp(t.created_at)) }))
+        let t = db::tenants::create(&self.ctx.db, name)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::Tenant {
+            id: t.id,
+            name: t.name,
+            created_at: Some(timestamp(t.created_at)),
+        }))
     }
 
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         self.ctx.auth.admin(request.metadata()).await?;
         let req = request.get_ref();
-        db::tenants::find(&self.ctx.db, &req.tenant_id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("tenant"))?;
+        db::tenants::find(&self.ctx.db, &req.tenant_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("tenant"))?;
         let account = (!req.account.is_empty()).then_some(req.account.as_str());
         if let Some(a) = account {
             validate_account("account", a)?;
         }
-        let (key, secret) = db::tenants::create_key(&self.ctx.db, &req.tenant_id, account).await.map_err(ApiError::from)?;
-        Ok(Response::new(pb::CreateApiKeyResponse { key: Some(api_key(key)), secret }))
+        let (key, secret) = db::tenants::create_key(&self.ctx.db, &req.tenant_id, account)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            key: Some(api_key(key)),
+            secret,
+        }))
     }
 
-    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
         self.ctx.auth.admin(request.metadata()).await?;
-        let key = db::tenants::revoke_key(&self.ctx.db, &request.get_ref().key_id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("api key"))?;
+        let key = db::tenants::revoke_key(&self.ctx.db, &request.get_ref().key_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("api key"))?;
         Ok(Response::new(api_key(key)))
     }
 
-    async fn upsert_account(&self, request: Request<pb::UpsertAccountRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn upsert_account(
+        &self,
+        request: Request<pb::UpsertAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         self.ctx.auth.admin(request.metadata()).await?;
         let req = request.get_ref();
         validate_account("external_id", &req.external_id)?;
-        db::tenants::find(&self.ctx.db, &req.tenant_id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("tenant"))?;
-        let account = db::accounts::upsert(&self.ctx.db, &req.tenant_id, &req.external_id).await.map_err(ApiError::from)?;
+        db::tenants::find(&self.ctx.db, &req.tenant_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("tenant"))?;
+        let account = db::accounts::upsert(&self.ctx.db, &req.tenant_id, &req.external_id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(self.render(&account).await?))
     }
 
-    async fn grant_quota(&self, request: Request<pb::GrantQuotaRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn grant_quota(
+        &self,
+        request: Request<pb::GrantQuotaRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         let (metadata, _, req) = request.into_parts();
         Ok(Response::new(self.grant(&metadata, req).await?))
     }
 
-    async fn set_membership(&self, request: Request<pb::SetMembershipRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn set_membership(
+        &self,
+        request: Request<pb::SetMembershipRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         let req = request.get_ref();
-        let account = self.admin_account(request.metadata(), &req.tenant_id, &req.account).await?;
+        let account = self
+            .admin_account(request.metadata(), &req.tenant_id, &req.account)
+            .await?;
         let expires = req.expires_at.as_ref().map(from_timestamp);
-        let account = db::accounts::set_membership(&self.ctx.db, account, req.active, expires).await.map_err(ApiError::from)?;
+        let account = db::accounts::set_membership(&self.ctx.db, account, req.active, expires)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(self.render(&account).await?))
     }
 
-    async fn create_webhook_endpoint(&self, _r: Request<pb::CreateWebhookEndpointRequest>) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        Err(Status::unimplemented("webhook endpoints are not available yet"))
+    async fn create_webhook_endpoint(
+        &self,
+        _r: Request<pb::CreateWebhookEndpointRequest>,
+    ) -> Result<Response<pb::WebhookEndpoint>, Status> {
+        Err(Status::unimplemented(
+            "webhook endpoints are not available yet",
+        ))
     }
 
-    async fn list_webhook_endpoints(&self, _r: Request<pb::ListWebhookEndpointsRequest>) -> Result<Response<pb::ListWebhookEndpointsResponse>, Status> {
-        Err(Status::unimplemented("webhook endpoints are not available yet"))
+    async fn list_webhook_endpoints(
+        &self,
+        _r: Request<pb::ListWebhookEndpointsRequest>,
+    ) -> Result<Response<pb::ListWebhookEndpointsResponse>, Status> {
+        Err(Status::unimplemented(
+            "webhook endpoints are not available yet",
+        ))
     }
 
-    async fn delete_webhook_endpoint(&self, _r: Request<pb::DeleteWebhookEndpointRequest>) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        Err(Status::unimplemented("webhook endpoints are not available yet"))
+    async fn delete_webhook_endpoint(
+        &self,
+        _r: Request<pb::DeleteWebhookEndpointRequest>,
+    ) -> Result<Response<pb::WebhookEndpoint>, Status> {
+        Err(Status::unimplemented(
+            "webhook endpoints are not available yet",
+        ))
     }
 
-    async fn list_webhook_deliveries(&self, _r: Request<pb::ListWebhookDeliveriesRequest>) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
-        Err(Status::unimplemented("webhook deliveries are not available yet"))
+    async fn list_webhook_deliveries(
+        &self,
+        _r: Request<pb::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
+        Err(Status::unimplemented(
+            "webhook deliveries are not available yet",
+        ))
     }
 }
 

@@ -17,9 +17,14 @@ pub fn job(model: &job::Model, tasks: &[task::Model]) -> pb::Job {
         id: model.id.clone(),
         account: model.account.clone(),
         kind: Kind::parse(&model.kind).map_or(pb::JobKind::Unspecified, Kind::to_proto) as i32,
-        state: JobState::parse(&model.state).map_or(pb::JobState::Unspecified, JobState::to_proto) as i32,
+        state: JobState::parse(&model.state).map_or(pb::JobState::Unspecified, JobState::to_proto)
+            as i32,
         params,
-        tasks: tasks.iter().filter(|t| t.job_id == model.id).map(self::task).collect(),
+        tasks: tasks
+            .iter()
+            .filter(|t| t.job_id == model.id)
+            .map(self::task)
+            .collect(),
         labels,
         idempotency_key: model.idempotency_key.clone().unwrap_or_default(),
         callback_url: model.callback_url.clone().unwrap_or_default(),
@@ -48,8 +53,12 @@ pub fn task(model: &task::Model) -> pb::Task {
     pb::Task {
         id: model.id.clone(),
         index: u32::try_from(model.idx).unwrap_or_default(),
-        source: model.source.as_deref().and_then(|b| pb::Source::decode(b).ok()),
-        state: TaskState::parse(&model.state).map_or(pb::TaskState::Unspecified, TaskState::to_proto) as i32,
+        source: model
+            .source
+            .as_deref()
+            .and_then(|b| pb::Source::decode(b).ok()),
+        state: TaskState::parse(&model.state)
+            .map_or(pb::TaskState::Unspecified, TaskState::to_proto) as i32,
         attempts: u32::try_from(model.attempts).unwrap_or_default(),
         stage: model.stage.clone(),
         percent: u32::try_from(model.percent).unwrap_or_default(),
@@ -58,7 +67,10 @@ pub fn task(model: &task::Model) -> pb::Task {
         from_cache: model.from_cache,
         started_at: model.started_at.map(timestamp),
         finished_at: model.finished_at.map(timestamp),
-        source_info: model.source_info.as_deref().and_then(|b| pb::SourceInfo::decode(b).ok()),
+        source_info: model
+            .source_info
+            .as_deref()
+            .and_then(|b| pb::SourceInfo::decode(b).ok()),
     }
 }
 

@@ -30,11 +30,16 @@ impl Jobs {
     }
 
     async fn scope(&self, caller: &TenantCaller) -> ApiResult<Scope> {
-        caller.scope(&self.ctx.db).await?.ok_or(ApiError::NotFound("job"))
+        caller
+            .scope(&self.ctx.db)
+            .await?
+            .ok_or(ApiError::NotFound("job"))
     }
 
     async fn load(&self, scope: &Scope, job_id: &str) -> ApiResult<pb::Job> {
-        let job = db::jobs::find(&self.ctx.db, scope, job_id).await?.ok_or(ApiError::NotFound("job"))?;
+        let job = db::jobs::find(&self.ctx.db, scope, job_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
         self.render(job).await
     }
 
@@ -49,7 +54,11 @@ impl Jobs {
         Ok(out)
     }
 
-    async fn submit(&self, caller: TenantCaller, request: pb::SubmitJobRequest) -> ApiResult<pb::Job> {
+    async fn submit(
+        &self,
+        caller: TenantCaller,
+        request: pb::SubmitJobRequest,
+    ) -> ApiResult<pb::Job> {
         let external = caller.require_account()?.to_string();
         let submission = Submission::try_from(request)?;
         if !self.ctx.policy.kinds.contains(&submission.kind) {
@@ -62,7 +71,13 @@ impl Jobs {
             .await?
             .ok_or_else(|| ApiError::MembershipRequired(external.clone()))?;
         let tasks = self.task_sources(&caller, &account.id, &submission).await?;
-        let unit_price = self.ctx.policy.prices.get(&submission.kind).copied().unwrap_or(1);
+        let unit_price = self
+            .ctx
+            .policy
+            .prices
+            .get(&submission.kind)
+            .copied()
+            .unwrap_or(1);
         let cost = unit_price.saturating_mul(i64::try_from(tasks.len()).unwrap_or(i64::MAX));
         let fingerprint = submission.fingerprint();
         let max_active = self.ctx.policy.max_active_jobs;
@@ -80,7 +95,9 @@ impl Jobs {
             }
         }
         // Re-read under the lock: balance and membership may have changed since.
-        let account = db::accounts::find(&txn, &caller.tenant_id, &external).await?.ok_or(ApiError::NotFound("account"))?;
+        let account = db::accounts::find(&txn, &caller.tenant_id, &external)
+            .await?
+            .ok_or(ApiError::NotFound("account"))?;
         let now = now_ms();
         if !db::accounts::is_member(&account, now) {
             return Err(ApiError::MembershipRequired(external));
@@ -103,9 +120,13 @@ impl Jobs {
         )
         .await?;
         if !charged {
-            return Err(ApiError::QuotaExhausted { needed: cost, balance: account.balance });
+            return Err(ApiError::QuotaExhausted {
+                needed: cost,
+                balance: account.balance,
+            });
         }
-        let labels = serde_json::to_string(&submission.labels).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let labels = serde_json::to_string(&submission.labels)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
         let model = job::ActiveModel {
             id: Set(job_id),
             tenant_id: Set(caller.tenant_id.clone()),
@@ -136,43 +157,89 @@ impl Jobs {
     }
 
     /// Resolves every source to what the processor reads; uploads must belong to the caller.
-    async fn task_sources(&self, caller: &TenantCaller, account_id: &str, s: &Submission) -> ApiResult<Vec<db::jobs::NewTask>> {
+    async fn task_sources(
+        &self,
+        caller: &TenantCaller,
+        account_id: &str,
+        s: &Submission,
+    ) -> ApiResult<Vec<db::jobs::NewTask>> {
         if s.kind == Kind::Generate {
-            return Ok(vec![db::jobs::NewTask { source: None, source_ref: None }]);
+            return Ok(vec![db::jobs::NewTask {
+                source: None,
+                source_ref: None,
+            }]);
         }
         let mut tasks = Vec::with_capacity(s.sources.len());
         for (i, spec) in s.sources.iter().enumerate() {
             let (source, source_ref) = match spec {
-                SourceSpec::Url(url) => (pb::source::Source::Url(url.clone()), pb::source_ref::Source::Url(url.clone())),
+                SourceSpec::Url(url) => (
+                    pb::source::Source::Url(url.clone()),
+                    pb::source_ref::Source::Url(url.clone()),
+                ),
                 SourceSpec::Upload(id) => {
                     let found = db::uploads::find(&self.ctx.db, &caller.tenant_id, id)
                         .await?
                         .filter(|u| !caller.scoped || u.account_id == account_id)
-                        .ok_or_else(|| ApiError::field(&format!("sources[{i}].upload_id"), "no such upload"))?;
-                    (pb::source::Source::UploadId(id.clone()), pb::source_ref::Source::ObjectKey(found.object_key))
+                        .ok_or_else(|| {
+                            ApiError::field(&format!("sources[{i}].upload_id"), "no such upload")
+                        })?;
+                    (
+                        pb::source::Source::UploadId(id.clone()),
+                        pb::source_ref::Source::ObjectKey(found.object_key),
+                    )
                 }
             };
             tasks.push(db::jobs::NewTask {
-                source: Some(pb::Source { source: Some(source) }.encode_to_vec()),
-                source_ref: Some(pb::SourceRef { source: Some(source_ref) }.encode_to_vec()),
+                source: Some(
+                    pb::Source {
+                        source: Some(source),
+                    }
+                    .encode_to_vec(),
+                ),
+                source_ref: Some(
+                    pb::SourceRef {
+                        source: Some(source_ref),
+                    }
+                    .encode_to_vec(),
+                ),
             });
         }
         Ok(tasks)
     }
 
-    async fn list(&self, caller: TenantCaller, req: pb::ListJobsRequest) -> ApiResult<pb::ListJobsResponse> {
+    async fn list(
+        &self,
+        caller: TenantCaller,
+        req: pb::ListJobsRequest,
+    ) -> ApiResult<pb::ListJobsResponse> {
         let limit = page_size(req.page_size, 20, 100)?;
         let mut filter = db::jobs::ListFilter::default();
         if req.state != 0 {
-            let state = pb::JobState::try_from(req.state).ok().and_then(JobState::from_proto);
-            filter.state = Some(state.ok_or_else(|| ApiError::field("state", "unknown job state"))?.as_str().to_string());
+            let state = pb::JobState::try_from(req.state)
+                .ok()
+                .and_then(JobState::from_proto);
+            filter.state = Some(
+                state
+                    .ok_or_else(|| ApiError::field("state", "unknown job state"))?
+                    .as_str()
+                    .to_string(),
+            );
         }
         if req.kind != 0 {
-            let kind = pb::JobKind::try_from(req.kind).ok().and_then(Kind::from_proto);
-            filter.kind = Some(kind.ok_or_else(|| ApiError::field("kind", "unknown job kind"))?.as_str().to_string());
+            let kind = pb::JobKind::try_from(req.kind)
+                .ok()
+                .and_then(Kind::from_proto);
+            filter.kind = Some(
+                kind.ok_or_else(|| ApiError::field("kind", "unknown job kind"))?
+                    .as_str()
+                    .to_string(),
+            );
         }
         if !req.label.is_empty() {
-            let (k, v) = req.label.split_once('=').ok_or_else(|| ApiError::field("label", "expected key=value"))?;
+            let (k, v) = req
+                .label
+                .split_once('=')
+                .ok_or_else(|| ApiError::field("label", "expected key=value"))?;
             filter.label = Some((k.to_string(), v.to_string()));
         }
         if let Some(range) = &req.created {
@@ -199,14 +266,21 @@ impl Jobs {
             Some(last) if jobs.len() as u64 == limit => encode_token(last.created_at, &last.id),
             _ => String::new(),
         };
-        Ok(pb::ListJobsResponse { jobs: jobs.iter().map(|j| convert::job(j, &tasks)).collect(), next_page_token })
+        Ok(pb::ListJobsResponse {
+            jobs: jobs.iter().map(|j| convert::job(j, &tasks)).collect(),
+            next_page_token,
+        })
     }
 
     async fn cancel(&self, caller: TenantCaller, job_id: &str) -> ApiResult<pb::Job> {
         let scope = self.scope(&caller).await?;
-        db::jobs::find(&self.ctx.db, &scope, job_id).await?.ok_or(ApiError::NotFound("job"))?;
+        db::jobs::find(&self.ctx.db, &scope, job_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
         let txn = self.ctx.db.begin().await?;
-        let job = db::jobs::lock(&txn, job_id).await?.ok_or(ApiError::NotFound("job"))?;
+        let job = db::jobs::lock(&txn, job_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
         let running = db::jobs::cancel(&txn, &job).await?;
         txn.commit().await?;
         self.ctx.dispatch.cancel(&running);
@@ -214,14 +288,22 @@ impl Jobs {
         self.load(&scope, job_id).await
     }
 
-    async fn logs(&self, caller: TenantCaller, req: pb::ListJobLogsRequest) -> ApiResult<pb::ListJobLogsResponse> {
+    async fn logs(
+        &self,
+        caller: TenantCaller,
+        req: pb::ListJobLogsRequest,
+    ) -> ApiResult<pb::ListJobLogsResponse> {
         let limit = page_size(req.page_size, 100, 1000)?;
         let scope = self.scope(&caller).await?;
-        db::jobs::find(&self.ctx.db, &scope, &req.job_id).await?.ok_or(ApiError::NotFound("job"))?;
+        db::jobs::find(&self.ctx.db, &scope, &req.job_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
         let mut after: i64 = if req.page_token.is_empty() {
             0
         } else {
-            req.page_token.parse().map_err(|_| ApiError::field("page_token", "not a token from a previous page"))?
+            req.page_token
+                .parse()
+                .map_err(|_| ApiError::field("page_token", "not a token from a previous page"))?
         };
         let mut entries = Vec::new();
         // Logs are events among others: read the log in batches until the page is full.
@@ -231,15 +313,28 @@ impl Jobs {
             after = i64::try_from(last.sequence).unwrap_or(i64::MAX);
             for event in batch {
                 if let Some(pb::job_event::Event::Log(line)) = event.event {
-                    entries.push(pb::LogEntry { sequence: event.sequence, time: event.time, line: Some(line) });
+                    entries.push(pb::LogEntry {
+                        sequence: event.sequence,
+                        time: event.time,
+                        line: Some(line),
+                    });
                     if entries.len() as u64 == limit {
-                        let token = entries.last().map(|e| e.sequence.to_string()).unwrap_or_default();
-                        return Ok(pb::ListJobLogsResponse { entries, next_page_token: token });
+                        let token = entries
+                            .last()
+                            .map(|e| e.sequence.to_string())
+                            .unwrap_or_default();
+                        return Ok(pb::ListJobLogsResponse {
+                            entries,
+                            next_page_token: token,
+                        });
                     }
                 }
             }
         }
-        Ok(pb::ListJobLogsResponse { entries, next_page_token: String::new() })
+        Ok(pb::ListJobLogsResponse {
+            entries,
+            next_page_token: String::new(),
+        })
     }
 }
 
@@ -249,7 +344,9 @@ fn encode_token(created_at: i64, id: &str) -> String {
 
 fn decode_token(token: &str) -> ApiResult<(i64, String)> {
     let bad = || ApiError::field("page_token", "not a token from a previous page");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (created, id) = text.split_once(':').ok_or_else(bad)?;
     Ok((created.parse().map_err(|_| bad())?, id.to_string()))
@@ -259,61 +356,111 @@ pub type JobEventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>
 
 #[tonic::async_trait]
 impl JobService for Jobs {
-    async fn submit_job(&self, request: Request<pb::SubmitJobRequest>) -> Result<Response<pb::Job>, Status> {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        Ok(Response::new(self.submit(caller, request.into_inner()).await?))
+        Ok(Response::new(
+            self.submit(caller, request.into_inner()).await?,
+        ))
     }
 
-    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
         let scope = self.scope(&caller).await?;
-        Ok(Response::new(self.load(&scope, &request.get_ref().job_id).await?))
+        Ok(Response::new(
+            self.load(&scope, &request.get_ref().job_id).await?,
+        ))
     }
 
-    async fn list_jobs(&self, request: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        Ok(Response::new(self.list(caller, request.into_inner()).await?))
+        Ok(Response::new(
+            self.list(caller, request.into_inner()).await?,
+        ))
     }
 
-    async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        Ok(Response::new(self.cancel(caller, &request.get_ref().job_id).await?))
+        Ok(Response::new(
+            self.cancel(caller, &request.get_ref().job_id).await?,
+        ))
     }
 
     type WatchJobStream = JobEventStream;
 
-    async fn watch_job(&self, request: Request<pb::WatchJobRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
         let scope = self.scope(&caller).await?;
         let req = request.into_inner();
-        db::jobs::find(&self.ctx.db, &scope, &req.job_id).await.map_err(ApiError::from)?.ok_or(ApiError::NotFound("job"))?;
-        let after = i64::try_from(req.after_sequence).map_err(|_| ApiError::field("after_sequence", "too large"))?;
-        Ok(Response::new(watch::job_events(self.ctx.clone(), req.job_id, after)))
+        db::jobs::find(&self.ctx.db, &scope, &req.job_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("job"))?;
+        let after = i64::try_from(req.after_sequence)
+            .map_err(|_| ApiError::field("after_sequence", "too large"))?;
+        Ok(Response::new(watch::job_events(
+            self.ctx.clone(),
+            req.job_id,
+            after,
+        )))
     }
 
     type WatchEventsStream = JobEventStream;
 
-    async fn watch_events(&self, _request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
         Err(Status::unimplemented("WatchEvents is not available yet"))
     }
 
-    async fn list_job_logs(&self, request: Request<pb::ListJobLogsRequest>) -> Result<Response<pb::ListJobLogsResponse>, Status> {
+    async fn list_job_logs(
+        &self,
+        request: Request<pb::ListJobLogsRequest>,
+    ) -> Result<Response<pb::ListJobLogsResponse>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        Ok(Response::new(self.logs(caller, request.into_inner()).await?))
+        Ok(Response::new(
+            self.logs(caller, request.into_inner()).await?,
+        ))
     }
 
-    async fn upload_source(&self, request: Request<Streaming<pb::UploadSourceRequest>>) -> Result<Response<pb::Upload>, Status> {
+    async fn upload_source(
+        &self,
+        request: Request<Streaming<pb::UploadSourceRequest>>,
+    ) -> Result<Response<pb::Upload>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        Ok(Response::new(upload::receive(&self.ctx, caller, request.into_inner()).await?))
+        Ok(Response::new(
+            upload::receive(&self.ctx, caller, request.into_inner()).await?,
+        ))
     }
 
-    async fn list_models(&self, request: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
         self.ctx.auth.tenant(request.metadata()).await?;
         // No model provider is configured on any processor yet.
         Ok(Response::new(pb::ListModelsResponse::default()))
     }
 
-    async fn get_stats(&self, _request: Request<pb::GetStatsRequest>) -> Result<Response<pb::Stats>, Status> {
+    async fn get_stats(
+        &self,
+        _request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::Stats>, Status> {
         Err(Status::unimplemented("GetStats is not available yet"))
     }
 }
@@ -325,8 +472,14 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {
         let t = encode_token(1_700_000_000_000, "0190-abc");
-        assert_eq!(decode_token(&t).expect("valid"), (1_700_000_000_000, "0190-abc".to_string()));
+        assert_eq!(
+            decode_token(&t).expect("valid"),
+            (1_700_000_000_000, "0190-abc".to_string())
+        );
         assert!(decode_token("%%%").is_err());
-        assert!(decode_token(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nocolon")).is_err());
+        assert!(
+            decode_token(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nocolon"))
+                .is_err()
+        );
     }
 }

@@ -52,8 +52,14 @@ impl Submission {
         for (k, v) in &self.labels {
             h.update(format!("label:{}:{k}={v}\n", k.len()));
         }
-        h.update(format!("callback:{}\n", self.callback_url.as_deref().unwrap_or_default()));
-        h.update(format!("deadline:{}\n", self.deadline_ms.unwrap_or_default()));
+        h.update(format!(
+            "callback:{}\n",
+            self.callback_url.as_deref().unwrap_or_default()
+        ));
+        h.update(format!(
+            "deadline:{}\n",
+            self.deadline_ms.unwrap_or_default()
+        ));
         hex::encode(h.finalize())
     }
 }
@@ -67,14 +73,22 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
         let kind = match &params.params {
             Some(p) => Some(Kind::of(p)),
             None => {
-                bad.push(FieldViolation::new("params", "set exactly one of transform, basic_clean, edit, generate, pose_set"));
+                bad.push(FieldViolation::new(
+                    "params",
+                    "set exactly one of transform, basic_clean, edit, generate, pose_set",
+                ));
                 None
             }
         };
         match &params.params {
             Some(pb::job_params::Params::Transform(t)) => check_transform(t, &mut bad),
-            Some(pb::job_params::Params::BasicClean(c)) if pb::CleanTemplate::try_from(c.template).is_err() => {
-                bad.push(FieldViolation::new("params.basic_clean.template", "unknown template"));
+            Some(pb::job_params::Params::BasicClean(c))
+                if pb::CleanTemplate::try_from(c.template).is_err() =>
+            {
+                bad.push(FieldViolation::new(
+                    "params.basic_clean.template",
+                    "unknown template",
+                ));
             }
             _ => {}
         }
@@ -83,10 +97,19 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
             bad.push(FieldViolation::new("sources", "give at least one source"));
         }
         if !needs_source && !req.sources.is_empty() {
-            bad.push(FieldViolation::new("sources", "generate jobs take no sources"));
+            bad.push(FieldViolation::new(
+                "sources",
+                "generate jobs take no sources",
+            ));
         }
         if req.sources.len() > MAX_SOURCES {
-            bad.push(FieldViolation::new("sources", format!("at most {MAX_SOURCES} sources per job, got {}", req.sources.len())));
+            bad.push(FieldViolation::new(
+                "sources",
+                format!(
+                    "at most {MAX_SOURCES} sources per job, got {}",
+                    req.sources.len()
+                ),
+            ));
         }
         let mut sources = Vec::new();
         for (i, s) in req.sources.iter().take(MAX_SOURCES).enumerate() {
@@ -98,23 +121,39 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
                 },
                 Some(pb::source::Source::UploadId(id)) => match uuid::Uuid::parse_str(id) {
                     Ok(_) => sources.push(SourceSpec::Upload(id.clone())),
-                    Err(_) => bad.push(FieldViolation::new(format!("{field}.upload_id"), "not an upload id")),
+                    Err(_) => bad.push(FieldViolation::new(
+                        format!("{field}.upload_id"),
+                        "not an upload id",
+                    )),
                 },
                 None => bad.push(FieldViolation::new(field, "set url or upload_id")),
             }
         }
         if req.labels.len() > MAX_LABELS {
-            bad.push(FieldViolation::new("labels", format!("at most {MAX_LABELS} labels")));
+            bad.push(FieldViolation::new(
+                "labels",
+                format!("at most {MAX_LABELS} labels"),
+            ));
         }
         for (k, v) in &req.labels {
-            if k.is_empty() || k.len() > MAX_LABEL_LEN || v.len() > MAX_LABEL_LEN || k.chars().chain(v.chars()).any(char::is_control) {
+            if k.is_empty()
+                || k.len() > MAX_LABEL_LEN
+                || v.len() > MAX_LABEL_LEN
+                || k.chars().chain(v.chars()).any(char::is_control)
+            {
                 bad.push(FieldViolation::new("labels", format!("keys 1..={MAX_LABEL_LEN} bytes, values up to {MAX_LABEL_LEN}, no control characters")));
                 break;
             }
         }
         let idempotency_key = non_empty(req.idempotency_key);
-        if idempotency_key.as_ref().is_some_and(|k| k.len() > MAX_KEY_LEN || k.chars().any(char::is_control)) {
-            bad.push(FieldViolation::new("idempotency_key", format!("at most {MAX_KEY_LEN} bytes, no control characters")));
+        if idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.len() > MAX_KEY_LEN || k.chars().any(char::is_control))
+        {
+            bad.push(FieldViolation::new(
+                "idempotency_key",
+                format!("at most {MAX_KEY_LEN} bytes, no control characters"),
+            ));
         }
         let callback_url = non_empty(req.callback_url);
         if let Some(url) = &callback_url {
@@ -163,28 +202,49 @@ fn check_url(u: &str) -> Result<(), String> {
 
 fn check_transform(t: &pb::TransformParams, bad: &mut Vec<FieldViolation>) {
     if !matches!(t.rotate, 0 | 90 | 180 | 270) {
-        bad.push(FieldViolation::new("params.transform.rotate", "one of 0, 90, 180, 270"));
+        bad.push(FieldViolation::new(
+            "params.transform.rotate",
+            "one of 0, 90, 180, 270",
+        ));
     }
     if t.quality > 100 {
-        bad.push(FieldViolation::new("params.transform.quality", "1..=100, or 0 for the default"));
+        bad.push(FieldViolation::new(
+            "params.transform.quality",
+            "1..=100, or 0 for the default",
+        ));
     }
     if pb::ImageFormat::try_from(t.format).is_err() {
-        bad.push(FieldViolation::new("params.transform.format", "unknown format"));
+        bad.push(FieldViolation::new(
+            "params.transform.format",
+            "unknown format",
+        ));
     }
     if let Some(r) = &t.resize {
         if r.width == 0 && r.height == 0 {
-            bad.push(FieldViolation::new("params.transform.resize", "give a width, a height or both"));
+            bad.push(FieldViolation::new(
+                "params.transform.resize",
+                "give a width, a height or both",
+            ));
         }
         if r.width > MAX_SIDE || r.height > MAX_SIDE {
-            bad.push(FieldViolation::new("params.transform.resize", format!("sides up to {MAX_SIDE}")));
+            bad.push(FieldViolation::new(
+                "params.transform.resize",
+                format!("sides up to {MAX_SIDE}"),
+            ));
         }
         if pb::Fit::try_from(r.fit).is_err() {
-            bad.push(FieldViolation::new("params.transform.resize.fit", "unknown fit"));
+            bad.push(FieldViolation::new(
+                "params.transform.resize.fit",
+                "unknown fit",
+            ));
         }
     }
     if let Some(c) = &t.crop {
         if c.width == 0 || c.height == 0 {
-            bad.push(FieldViolation::new("params.transform.crop", "width and height must be positive"));
+            bad.push(FieldViolation::new(
+                "params.transform.crop",
+                "width and height must be positive",
+            ));
         }
     }
 }
@@ -195,8 +255,18 @@ mod tests {
 
     fn transform_request(sources: usize) -> pb::SubmitJobRequest {
         pb::SubmitJobRequest {
-            params: Some(pb::JobParams { params: Some(pb::job_params::Params::Transform(pb::TransformParams::default())) }),
-            sources: (0..sources).map(|i| pb::Source { source: Some(pb::source::Source::Url(format!("https://example.com/{i}.jpg"))) }).collect(),
+            params: Some(pb::JobParams {
+                params: Some(pb::job_params::Params::Transform(
+                    pb::TransformParams::default(),
+                )),
+            }),
+            sources: (0..sources)
+                .map(|i| pb::Source {
+                    source: Some(pb::source::Source::Url(format!(
+                        "https://example.com/{i}.jpg"
+                    ))),
+                })
+                .collect(),
             ..Default::default()
         }
     }
@@ -217,16 +287,28 @@ mod tests {
 
     #[test]
     fn refuses_missing_and_too_many_sources() {
-        assert_eq!(fields(Submission::try_from(transform_request(0)).unwrap_err()), ["sources"]);
-        assert!(fields(Submission::try_from(transform_request(101)).unwrap_err()).contains(&"sources".to_string()));
+        assert_eq!(
+            fields(Submission::try_from(transform_request(0)).unwrap_err()),
+            ["sources"]
+        );
+        assert!(
+            fields(Submission::try_from(transform_request(101)).unwrap_err())
+                .contains(&"sources".to_string())
+        );
     }
 
     #[test]
     fn refuses_bad_fields_together() {
         let mut req = transform_request(1);
-        req.sources.push(pb::Source { source: Some(pb::source::Source::Url("file:///etc/passwd".into())) });
+        req.sources.push(pb::Source {
+            source: Some(pb::source::Source::Url("file:///etc/passwd".into())),
+        });
         req.params = Some(pb::JobParams {
-            params: Some(pb::job_params::Params::Transform(pb::TransformParams { rotate: 45, quality: 101, ..Default::default() })),
+            params: Some(pb::job_params::Params::Transform(pb::TransformParams {
+                rotate: 45,
+                quality: 101,
+                ..Default::default()
+            })),
         });
         let f = fields(Submission::try_from(req).unwrap_err());
         assert!(f.contains(&"sources[1].url".to_string()));
@@ -239,8 +321,12 @@ mod tests {
         let mut a = transform_request(2);
         a.labels.insert("a".into(), "1".into());
         a.labels.insert("b".into(), "2".into());
-        let fa = Submission::try_from(a.clone()).expect("valid").fingerprint();
-        let fb = Submission::try_from(a.clone()).expect("valid").fingerprint();
+        let fa = Submission::try_from(a.clone())
+            .expect("valid")
+            .fingerprint();
+        let fb = Submission::try_from(a.clone())
+            .expect("valid")
+            .fingerprint();
         assert_eq!(fa, fb);
         a.labels.insert("b".into(), "3".into());
         assert_ne!(fa, Submission::try_from(a).expect("valid").fingerprint());

@@ -16,17 +16,26 @@ use crate::error::{ApiError, ApiResult};
 const MAX_FILENAME: usize = 255;
 
 /// Reads the stream, refusing it as soon as it passes the cap, and stores the bytes.
-pub async fn receive(ctx: &Context, caller: TenantCaller, mut stream: Streaming<pb::UploadSourceRequest>) -> ApiResult<pb::Upload> {
+pub async fn receive(
+    ctx: &Context,
+    caller: TenantCaller,
+    mut stream: Streaming<pb::UploadSourceRequest>,
+) -> ApiResult<pb::Upload> {
     let external = caller.require_account()?.to_string();
     let limit = ctx.policy.max_upload_bytes;
     let mut metadata = pb::UploadMetadata::default();
     let mut data = BytesMut::new();
     let mut first = true;
-    while let Some(part) = stream.message().await.map_err(|s| ApiError::field("chunk", format!("the upload stream broke: {}", s.message())))? {
+    while let Some(part) = stream.message().await.map_err(|s| {
+        ApiError::field("chunk", format!("the upload stream broke: {}", s.message()))
+    })? {
         match part.part {
             Some(pb::upload_source_request::Part::Metadata(m)) if first => metadata = m,
             Some(pb::upload_source_request::Part::Metadata(_)) => {
-                return Err(ApiError::field("metadata", "send metadata only as the first message"));
+                return Err(ApiError::field(
+                    "metadata",
+                    "send metadata only as the first message",
+                ));
             }
             Some(pb::upload_source_request::Part::Chunk(chunk)) => {
                 if (data.len() + chunk.len()) as u64 > limit {
@@ -42,10 +51,15 @@ pub async fn receive(ctx: &Context, caller: TenantCaller, mut stream: Streaming<
         return Err(ApiError::field("chunk", "the upload is empty"));
     }
     if metadata.filename.len() > MAX_FILENAME || metadata.filename.chars().any(char::is_control) {
-        return Err(ApiError::field("metadata.filename", format!("at most {MAX_FILENAME} bytes, no control characters")));
+        return Err(ApiError::field(
+            "metadata.filename",
+            format!("at most {MAX_FILENAME} bytes, no control characters"),
+        ));
     }
     let content_type = sniff(&data).ok_or_else(|| {
-        ApiError::UnsupportedFormat("the upload is not a JPEG, PNG or WebP image (checked from its bytes)".into())
+        ApiError::UnsupportedFormat(
+            "the upload is not a JPEG, PNG or WebP image (checked from its bytes)".into(),
+        )
     })?;
     let account = db::accounts::upsert(&ctx.db, &caller.tenant_id, &external).await?;
     let id = uuid::Uuid::now_v7().to_string();

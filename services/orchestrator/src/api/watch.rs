@@ -71,9 +71,10 @@ pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStrea
 
 fn is_terminal(event: &pb::JobEvent) -> bool {
     match &event.event {
-        Some(pb::job_event::Event::JobState(s)) => {
-            pb::JobState::try_from(s.state).ok().and_then(JobState::from_proto).is_some_and(JobState::is_terminal)
-        }
+        Some(pb::job_event::Event::JobState(s)) => pb::JobState::try_from(s.state)
+            .ok()
+            .and_then(JobState::from_proto)
+            .is_some_and(JobState::is_terminal),
         _ => false,
     }
 }

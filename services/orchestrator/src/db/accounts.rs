@@ -3,8 +3,8 @@
 //! charge, refund or grant can never be booked twice.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use super::entities::{account, job, ledger};
@@ -12,7 +12,11 @@ use super::statement;
 use crate::domain::{now_ms, JobState};
 
 /// The account of a tenant named by its external id.
-pub async fn find<C: ConnectionTrait>(db: &C, tenant_id: &str, external_id: &str) -> Result<Option<account::Model>, DbErr> {
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    external_id: &str,
+) -> Result<Option<account::Model>, DbErr> {
     account::Entity::find()
         .filter(account::Column::TenantId.eq(tenant_id))
         .filter(account::Column::ExternalId.eq(external_id))
@@ -24,14 +28,22 @@ pub async fn find<C: ConnectionTrait>(db: &C, tenant_id: &str, external_id: &str
 /// another (active-job limit, idempotency). SQLite has a single writer, so it needs no lock.
 pub async fn lock<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<(), DbErr> {
     if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        db.execute(statement(db.get_database_backend(), "SELECT id FROM accounts WHERE id = ? FOR UPDATE", vec![account_id.into()]))
-            .await?;
+        db.execute(statement(
+            db.get_database_backend(),
+            "SELECT id FROM accounts WHERE id = ? FOR UPDATE",
+            vec![account_id.into()],
+        ))
+        .await?;
     }
     Ok(())
 }
 
 /// Creates the account if it does not exist yet.
-pub async fn upsert<C: ConnectionTrait>(db: &C, tenant_id: &str, external_id: &str) -> Result<account::Model, DbErr> {
+pub async fn upsert<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    external_id: &str,
+) -> Result<account::Model, DbErr> {
     if let Some(found) = find(db, tenant_id, external_id).await? {
         return Ok(found);
     }
@@ -49,9 +61,9 @@ pub async fn upsert<C: ConnectionTrait>(db: &C, tenant_id: &str, external_id: &s
     match inserted {
         Ok(model) => Ok(model),
         // Another call created it at the same moment.
-        Err(e) if super::is_unique_violation(&e) => {
-            find(db, tenant_id, external_id).await?.ok_or(DbErr::RecordNotFound("account".into()))
-        }
+        Err(e) if super::is_unique_violation(&e) => find(db, tenant_id, external_id)
+            .await?
+            .ok_or(DbErr::RecordNotFound("account".into())),
         Err(e) => Err(e),
     }
 }
@@ -116,11 +128,20 @@ pub async fn book<C: ConnectionTrait>(db: &C, entry: Entry<'_>) -> Result<bool, 
         .execute(statement(
             backend,
             "UPDATE accounts SET balance = balance + ? WHERE id = ? AND balance + ? >= 0",
-            vec![entry.amount.into(), entry.account_id.into(), entry.amount.into()],
+            vec![
+                entry.amount.into(),
+                entry.account_id.into(),
+                entry.amount.into(),
+            ],
         ))
         .await?;
     if moved.rows_affected() == 0 {
-        db.execute(statement(backend, "DELETE FROM ledger WHERE unique_key = ?", vec![entry.unique_key.into()])).await?;
+        db.execute(statement(
+            backend,
+            "DELETE FROM ledger WHERE unique_key = ?",
+            vec![entry.unique_key.into()],
+        ))
+        .await?;
         return Ok(false);
     }
     Ok(true)
@@ -181,11 +202,18 @@ pub async fn ledger_page<C: ConnectionTrait>(
         // Ids are UUIDv7, so their order is their creation order.
         query = query.filter(ledger::Column::Id.lt(before));
     }
-    query.order_by_desc(ledger::Column::Id).limit(limit).all(db).await
+    query
+        .order_by_desc(ledger::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }
 
 /// The sum of the account's ledger, which must always equal its balance.
 pub async fn ledger_sum<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<i64, DbErr> {
-    let rows = ledger::Entity::find().filter(ledger::Column::AccountId.eq(account_id)).all(db).await?;
+    let rows = ledger::Entity::find()
+        .filter(ledger::Column::AccountId.eq(account_id))
+        .all(db)
+        .await?;
     Ok(rows.iter().map(|r| r.amount).sum())
 }

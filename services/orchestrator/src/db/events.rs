@@ -5,7 +5,8 @@
 use atelier_proto::v1 as pb;
 use prost::Message;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use super::entities::{job, job_event};
@@ -13,7 +14,11 @@ use super::statement;
 use crate::domain::{now_ms, timestamp};
 
 /// Appends an event to the job's log and returns its sequence.
-pub async fn append<C: ConnectionTrait>(db: &C, job: &job::Model, event: pb::job_event::Event) -> Result<i64, DbErr> {
+pub async fn append<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    event: pb::job_event::Event,
+) -> Result<i64, DbErr> {
     let now = now_ms();
     let row = db
         .query_one(statement(
@@ -24,7 +29,11 @@ pub async fn append<C: ConnectionTrait>(db: &C, job: &job::Model, event: pb::job
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("job {}", job.id)))?;
     let sequence: i64 = row.try_get_by_index(0)?;
-    let payload = pb::JobEvent { event: Some(event), ..Default::default() }.encode_to_vec();
+    let payload = pb::JobEvent {
+        event: Some(event),
+        ..Default::default()
+    }
+    .encode_to_vec();
     job_event::ActiveModel {
         job_id: Set(job.id.clone()),
         tenant_id: Set(job.tenant_id.clone()),
@@ -38,8 +47,12 @@ pub async fn append<C: ConnectionTrait>(db: &C, job: &job::Model, event: pb::job
     .await?;
     if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         // Delivered at commit to every replica's listener, so watchers anywhere see the event.
-        db.execute(statement(sea_orm::DatabaseBackend::Postgres, "SELECT pg_notify(?, ?)", vec![EVENTS_CHANNEL.into(), job.id.clone().into()]))
-            .await?;
+        db.execute(statement(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_notify(?, ?)",
+            vec![EVENTS_CHANNEL.into(), job.id.clone().into()],
+        ))
+        .await?;
     }
     Ok(sequence)
 }
@@ -55,14 +68,23 @@ pub async fn announce_cancel<C: ConnectionTrait>(db: &C, task_ids: &[String]) ->
         return Ok(());
     }
     for id in task_ids {
-        db.execute(statement(sea_orm::DatabaseBackend::Postgres, "SELECT pg_notify(?, ?)", vec![CANCEL_CHANNEL.into(), id.clone().into()]))
-            .await?;
+        db.execute(statement(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT pg_notify(?, ?)",
+            vec![CANCEL_CHANNEL.into(), id.clone().into()],
+        ))
+        .await?;
     }
     Ok(())
 }
 
 /// Stored events of a job after `after`, in order, at most `limit`.
-pub async fn after<C: ConnectionTrait>(db: &C, job_id: &str, after: i64, limit: u64) -> Result<Vec<pb::JobEvent>, DbErr> {
+pub async fn after<C: ConnectionTrait>(
+    db: &C,
+    job_id: &str,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<pb::JobEvent>, DbErr> {
     let rows = job_event::Entity::find()
         .filter(job_event::Column::JobId.eq(job_id))
         .filter(job_event::Column::Sequence.gt(after))
@@ -74,8 +96,12 @@ pub async fn after<C: ConnectionTrait>(db: &C, job_id: &str, after: i64, limit: 
 }
 
 fn decode(row: job_event::Model) -> Result<pb::JobEvent, DbErr> {
-    let mut event = pb::JobEvent::decode(row.payload.as_slice())
-        .map_err(|e| DbErr::Custom(format!("event {} of job {} is unreadable: {e}", row.sequence, row.job_id)))?;
+    let mut event = pb::JobEvent::decode(row.payload.as_slice()).map_err(|e| {
+        DbErr::Custom(format!(
+            "event {} of job {} is unreadable: {e}",
+            row.sequence, row.job_id
+        ))
+    })?;
     event.job_id = row.job_id;
     event.sequence = u64::try_from(row.sequence).unwrap_or_default();
     event.time = Some(timestamp(row.created_at));

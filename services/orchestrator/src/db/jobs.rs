@@ -2,8 +2,8 @@
 
 use atelier_proto::v1 as pb;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use super::entities::{job, task};
@@ -20,7 +20,11 @@ pub struct NewTask {
 
 /// Inserts a job, its tasks and its first event. The caller has charged the account in the same
 /// transaction.
-pub async fn insert<C: ConnectionTrait>(db: &C, model: job::ActiveModel, tasks: Vec<NewTask>) -> Result<job::Model, DbErr> {
+pub async fn insert<C: ConnectionTrait>(
+    db: &C,
+    model: job::ActiveModel,
+    tasks: Vec<NewTask>,
+) -> Result<job::Model, DbErr> {
     let job = model.insert(db).await?;
     let now = job.created_at;
     for (idx, t) in tasks.into_iter().enumerate() {
@@ -49,8 +53,15 @@ pub async fn insert<C: ConnectionTrait>(db: &C, model: job::ActiveModel, tasks: 
         .insert(db)
         .await?;
     }
-    events::append(db, &job, pb::job_event::Event::JobState(pb::JobStateChanged { state: pb::JobState::Queued as i32, failure: None }))
-        .await?;
+    events::append(
+        db,
+        &job,
+        pb::job_event::Event::JobState(pb::JobStateChanged {
+            state: pb::JobState::Queued as i32,
+            failure: None,
+        }),
+    )
+    .await?;
     Ok(job)
 }
 
@@ -62,8 +73,13 @@ pub struct Scope {
 }
 
 /// The job with this id if the scope may see it. Other tenants' jobs look exactly like missing ones.
-pub async fn find<C: ConnectionTrait>(db: &C, scope: &Scope, id: &str) -> Result<Option<job::Model>, DbErr> {
-    let mut query = job::Entity::find_by_id(id.to_string()).filter(job::Column::TenantId.eq(&scope.tenant_id));
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    scope: &Scope,
+    id: &str,
+) -> Result<Option<job::Model>, DbErr> {
+    let mut query =
+        job::Entity::find_by_id(id.to_string()).filter(job::Column::TenantId.eq(&scope.tenant_id));
     if let Some(account_id) = &scope.account_id {
         query = query.filter(job::Column::AccountId.eq(account_id));
     }
@@ -82,7 +98,11 @@ pub async fn lock<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<job::Mo
 }
 
 /// The job an account already submitted with this idempotency key.
-pub async fn find_by_idempotency<C: ConnectionTrait>(db: &C, account_id: &str, key: &str) -> Result<Option<job::Model>, DbErr> {
+pub async fn find_by_idempotency<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    key: &str,
+) -> Result<Option<job::Model>, DbErr> {
     job::Entity::find()
         .filter(job::Column::AccountId.eq(account_id))
         .filter(job::Column::IdempotencyKey.eq(key))
@@ -91,7 +111,10 @@ pub async fn find_by_idempotency<C: ConnectionTrait>(db: &C, account_id: &str, k
 }
 
 /// The tasks of these jobs, in job and index order.
-pub async fn tasks_of<C: ConnectionTrait>(db: &C, job_ids: &[String]) -> Result<Vec<task::Model>, DbErr> {
+pub async fn tasks_of<C: ConnectionTrait>(
+    db: &C,
+    job_ids: &[String],
+) -> Result<Vec<task::Model>, DbErr> {
     if job_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -118,7 +141,12 @@ pub struct ListFilter {
 }
 
 /// A page of jobs, newest first.
-pub async fn list<C: ConnectionTrait>(db: &C, tenant_id: &str, filter: &ListFilter, limit: u64) -> Result<Vec<job::Model>, DbErr> {
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    filter: &ListFilter,
+    limit: u64,
+) -> Result<Vec<job::Model>, DbErr> {
     let mut query = job::Entity::find().filter(job::Column::TenantId.eq(tenant_id));
     if let Some(state) = &filter.state {
         query = query.filter(job::Column::State.eq(state));
@@ -132,7 +160,10 @@ pub async fn list<C: ConnectionTrait>(db: &C, tenant_id: &str, filter: &ListFilt
     if let Some((key, value)) = &filter.label {
         // Labels are stored as compact JSON, so a pair appears as this exact text.
         let pair = serde_json::to_string(&serde_json::json!({ key: value })).unwrap_or_default();
-        let inner = pair.trim_start_matches('{').trim_end_matches('}').to_string();
+        let inner = pair
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .to_string();
         query = query.filter(job::Column::Labels.contains(inner));
     }
     if let Some(from) = filter.created_from {
@@ -145,19 +176,34 @@ pub async fn list<C: ConnectionTrait>(db: &C, tenant_id: &str, filter: &ListFilt
         query = query.filter(
             Condition::any()
                 .add(job::Column::CreatedAt.lt(*created_at))
-                .add(Condition::all().add(job::Column::CreatedAt.eq(*created_at)).add(job::Column::Id.lt(id.clone()))),
+                .add(
+                    Condition::all()
+                        .add(job::Column::CreatedAt.eq(*created_at))
+                        .add(job::Column::Id.lt(id.clone())),
+                ),
         );
     }
-    query.order_by_desc(job::Column::CreatedAt).order_by_desc(job::Column::Id).limit(limit).all(db).await
+    query
+        .order_by_desc(job::Column::CreatedAt)
+        .order_by_desc(job::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }
 
 /// Moves the job to its terminal state once all its tasks are terminal. Call with the job locked.
-pub async fn finish_if_done<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Option<JobState>, DbErr> {
+pub async fn finish_if_done<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+) -> Result<Option<JobState>, DbErr> {
     if JobState::parse(&job.state).is_some_and(JobState::is_terminal) {
         return Ok(None);
     }
     let tasks = tasks_of(db, std::slice::from_ref(&job.id)).await?;
-    let states: Vec<TaskState> = tasks.iter().filter_map(|t| TaskState::parse(&t.state)).collect();
+    let states: Vec<TaskState> = tasks
+        .iter()
+        .filter_map(|t| TaskState::parse(&t.state))
+        .collect();
     if states.len() != tasks.len() || !states.iter().all(|s| s.is_terminal()) {
         return Ok(None);
     }
@@ -166,15 +212,26 @@ pub async fn finish_if_done<C: ConnectionTrait>(db: &C, job: &job::Model) -> Res
     Ok(Some(state))
 }
 
-async fn set_terminal<C: ConnectionTrait>(db: &C, job: &job::Model, state: JobState) -> Result<(), DbErr> {
+async fn set_terminal<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    state: JobState,
+) -> Result<(), DbErr> {
     let now = now_ms();
     let mut model: job::ActiveModel = job.clone().into();
     model.state = Set(state.as_str().to_string());
     model.finished_at = Set(Some(now));
     model.updated_at = Set(now);
     model.update(db).await?;
-    events::append(db, job, pb::job_event::Event::JobState(pb::JobStateChanged { state: state.to_proto() as i32, failure: None }))
-        .await?;
+    events::append(
+        db,
+        job,
+        pb::job_event::Event::JobState(pb::JobStateChanged {
+            state: state.to_proto() as i32,
+            failure: None,
+        }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -187,8 +244,15 @@ pub async fn mark_running<C: ConnectionTrait>(db: &C, job: &job::Model) -> Resul
     model.state = Set(JobState::Running.as_str().to_string());
     model.updated_at = Set(now_ms());
     model.update(db).await?;
-    events::append(db, job, pb::job_event::Event::JobState(pb::JobStateChanged { state: pb::JobState::Running as i32, failure: None }))
-        .await?;
+    events::append(
+        db,
+        job,
+        pb::job_event::Event::JobState(pb::JobStateChanged {
+            state: pb::JobState::Running as i32,
+            failure: None,
+        }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -202,7 +266,9 @@ pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<
     let mut running = Vec::new();
     let now = now_ms();
     for t in tasks {
-        let Some(state) = TaskState::parse(&t.state) else { continue };
+        let Some(state) = TaskState::parse(&t.state) else {
+            continue;
+        };
         if state.is_terminal() {
             continue;
         }
@@ -238,7 +304,10 @@ pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<
 
 /// Where a queued job waits: runnable tasks of earlier jobs ahead of it, and a time estimate from
 /// recent task durations of its kind.
-pub async fn queue_position<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<(u32, u32), DbErr> {
+pub async fn queue_position<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+) -> Result<(u32, u32), DbErr> {
     let backend = db.get_database_backend();
     let ahead = db
         .query_one(super::statement(
@@ -265,11 +334,21 @@ pub async fn queue_position<C: ConnectionTrait>(db: &C, job: &job::Model) -> Res
         .unwrap_or(0.0);
     let position = u32::try_from(ahead).unwrap_or(u32::MAX);
     let seconds = (mean_ms / 1000.0 * f64::from(position.saturating_add(1))).ceil();
-    Ok((position, if seconds.is_finite() && seconds > 0.0 { seconds.min(f64::from(u32::MAX)) as u32 } else { 0 }))
+    Ok((
+        position,
+        if seconds.is_finite() && seconds > 0.0 {
+            seconds.min(f64::from(u32::MAX)) as u32
+        } else {
+            0
+        },
+    ))
 }
 
 /// The job's state and last event sequence.
-pub async fn state_and_sequence<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<(JobState, i64)>, DbErr> {
+pub async fn state_and_sequence<C: ConnectionTrait>(
+    db: &C,
+    id: &str,
+) -> Result<Option<(JobState, i64)>, DbErr> {
     let job = job::Entity::find_by_id(id.to_string()).one(db).await?;
     Ok(job.and_then(|j| JobState::parse(&j.state).map(|s| (s, j.last_sequence))))
 }

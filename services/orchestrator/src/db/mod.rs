@@ -11,7 +11,10 @@ pub mod uploads;
 use std::time::Duration;
 
 use atelier_migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr, Statement, Value};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    Statement, Value,
+};
 
 /// Opens the database. SQLite gets a single connection: SQLite has one writer at a time anyway, and
 /// one connection turns "database is locked" failures into an orderly queue.
@@ -21,7 +24,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         let path = path.split('?').next().unwrap_or_default();
         if let Some(parent) = std::path::Path::new(path).parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    DbErr::Custom(format!("cannot create {}: {e}", parent.display()))
+                })?;
             }
         }
         if !url.contains('?') {
@@ -29,7 +34,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         }
     }
     let mut options = ConnectOptions::new(url.clone());
-    options.sqlx_logging(false).connect_timeout(Duration::from_secs(10)).acquire_timeout(Duration::from_secs(30));
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30));
     if url.starts_with("sqlite:") {
         options.max_connections(1).min_connections(1);
     } else {
@@ -37,7 +45,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     }
     let db = Database::connect(options).await?;
     if db.get_database_backend() == DatabaseBackend::Sqlite {
-        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;").await?;
+        db.execute_unprepared(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        )
+        .await?;
     }
     Ok(db)
 }
@@ -71,7 +82,10 @@ pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Sta
 
 /// Whether an error is a unique-constraint violation (a raced insert of the same key).
 pub fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 #[cfg(test)]
@@ -80,7 +94,11 @@ mod tests {
 
     #[test]
     fn placeholders_are_numbered_for_postgres() {
-        let s = statement(DatabaseBackend::Postgres, "UPDATE t SET a = ? WHERE b = ?", vec![1.into(), 2.into()]);
+        let s = statement(
+            DatabaseBackend::Postgres,
+            "UPDATE t SET a = ? WHERE b = ?",
+            vec![1.into(), 2.into()],
+        );
         assert_eq!(s.sql, "UPDATE t SET a = $1 WHERE b = $2");
         let s = statement(DatabaseBackend::Sqlite, "SELECT ?", vec![1.into()]);
         assert_eq!(s.sql, "SELECT ?");

@@ -3,7 +3,10 @@
 
 use atelier_proto::v1 as pb;
 use prost::Message;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use super::entities::{job, task};
 use super::{accounts, events, jobs, statement};
@@ -27,7 +30,13 @@ pub enum Outcome {
     Lost,
 }
 
-fn task_event(task_id: &str, state: TaskState, attempts: i32, failure: Option<pb::Failure>, retry_at: Option<i64>) -> pb::job_event::Event {
+fn task_event(
+    task_id: &str,
+    state: TaskState,
+    attempts: i32,
+    failure: Option<pb::Failure>,
+    retry_at: Option<i64>,
+) -> pb::job_event::Event {
     pb::job_event::Event::TaskState(pb::TaskStateChanged {
         task_id: task_id.to_string(),
         state: state.to_proto() as i32,
@@ -41,10 +50,19 @@ fn task_event(task_id: &str, state: TaskState, attempts: i32, failure: Option<pb
 /// counted. On PostgreSQL candidates are picked `FOR UPDATE SKIP LOCKED`, so replicas never claim the
 /// same task and never wait on each other; a task whose job row is busy is left for the next round
 /// rather than waited for, which keeps the lock order (job, then task) of every other change.
-pub async fn claim<C: ConnectionTrait>(db: &C, owner: &str, lease_ms: i64, limit: u64) -> Result<Vec<Lease>, DbErr> {
+pub async fn claim<C: ConnectionTrait>(
+    db: &C,
+    owner: &str,
+    lease_ms: i64,
+    limit: u64,
+) -> Result<Vec<Lease>, DbErr> {
     let backend = db.get_database_backend();
     let now = now_ms();
-    let skip_locked = if backend == DatabaseBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let skip_locked = if backend == DatabaseBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     let rows = db
         .query_all(statement(
             backend,
@@ -61,7 +79,11 @@ pub async fn claim<C: ConnectionTrait>(db: &C, owner: &str, lease_ms: i64, limit
         let job_id: String = row.try_get_by_index(1)?;
         let job = if backend == DatabaseBackend::Postgres {
             let locked = db
-                .query_one(statement(backend, "SELECT id FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED", vec![job_id.clone().into()]))
+                .query_one(statement(
+                    backend,
+                    "SELECT id FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED",
+                    vec![job_id.clone().into()],
+                ))
                 .await?;
             if locked.is_none() {
                 continue;
@@ -83,11 +105,23 @@ pub async fn claim<C: ConnectionTrait>(db: &C, owner: &str, lease_ms: i64, limit
         if updated.rows_affected() == 0 {
             continue;
         }
-        let Some(task) = task::Entity::find_by_id(task_id).one(db).await? else { continue };
+        let Some(task) = task::Entity::find_by_id(task_id).one(db).await? else {
+            continue;
+        };
         jobs::mark_running(db, &job).await?;
-        events::append(db, &job, task_event(&task.id, TaskState::Running, task.attempts, None, None)).await?;
+        events::append(
+            db,
+            &job,
+            task_event(&task.id, TaskState::Running, task.attempts, None, None),
+        )
+        .await?;
         let attempt = task.attempts;
-        leases.push(Lease { task, job, owner: owner.to_string(), attempt });
+        leases.push(Lease {
+            task,
+            job,
+            owner: owner.to_string(),
+            attempt,
+        });
     }
     Ok(leases)
 }
@@ -96,59 +130,138 @@ pub async fn claim<C: ConnectionTrait>(db: &C, owner: &str, lease_ms: i64, limit
 const GUARD: &str = "id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?";
 
 fn guard_values(lease: &Lease) -> [sea_orm::Value; 3] {
-    [lease.task.id.clone().into(), lease.owner.clone().into(), lease.attempt.into()]
+    [
+        lease.task.id.clone().into(),
+        lease.owner.clone().into(),
+        lease.attempt.into(),
+    ]
 }
 
 /// Extends the lease; `Lost` when the attempt is no longer this replica's.
-pub async fn renew<C: ConnectionTrait>(db: &C, lease: &Lease, lease_ms: i64) -> Result<Outcome, DbErr> {
+pub async fn renew<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    lease_ms: i64,
+) -> Result<Outcome, DbErr> {
     let mut values = vec![(now_ms() + lease_ms).into()];
     values.extend(guard_values(lease));
-    let r = db.execute(statement(db.get_database_backend(), &format!("UPDATE tasks SET lease_expires_at = ? WHERE {GUARD}"), values)).await?;
-    Ok(if r.rows_affected() == 0 { Outcome::Lost } else { Outcome::Applied })
+    let r = db
+        .execute(statement(
+            db.get_database_backend(),
+            &format!("UPDATE tasks SET lease_expires_at = ? WHERE {GUARD}"),
+            values,
+        ))
+        .await?;
+    Ok(if r.rows_affected() == 0 {
+        Outcome::Lost
+    } else {
+        Outcome::Applied
+    })
 }
 
-async fn guarded_update<C: ConnectionTrait>(db: &C, lease: &Lease, set: &str, mut values: Vec<sea_orm::Value>) -> Result<Outcome, DbErr> {
+async fn guarded_update<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    set: &str,
+    mut values: Vec<sea_orm::Value>,
+) -> Result<Outcome, DbErr> {
     // Lock order: job first, like every other change of this job.
     jobs::lock(db, &lease.job.id).await?;
     values.extend(guard_values(lease));
-    let r = db.execute(statement(db.get_database_backend(), &format!("UPDATE tasks SET {set} WHERE {GUARD}"), values)).await?;
-    Ok(if r.rows_affected() == 0 { Outcome::Lost } else { Outcome::Applied })
+    let r = db
+        .execute(statement(
+            db.get_database_backend(),
+            &format!("UPDATE tasks SET {set} WHERE {GUARD}"),
+            values,
+        ))
+        .await?;
+    Ok(if r.rows_affected() == 0 {
+        Outcome::Lost
+    } else {
+        Outcome::Applied
+    })
 }
 
 /// Records the source the processor read.
-pub async fn source_fetched<C: ConnectionTrait>(db: &C, lease: &Lease, info: pb::SourceInfo) -> Result<Outcome, DbErr> {
-    let outcome = guarded_update(db, lease, "source_info = ?", vec![info.encode_to_vec().into()]).await?;
+pub async fn source_fetched<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    info: pb::SourceInfo,
+) -> Result<Outcome, DbErr> {
+    let outcome = guarded_update(
+        db,
+        lease,
+        "source_info = ?",
+        vec![info.encode_to_vec().into()],
+    )
+    .await?;
     if outcome == Outcome::Applied {
-        let event = pb::job_event::Event::SourceFetched(pb::SourceFetchedEvent { task_id: lease.task.id.clone(), source: Some(info) });
+        let event = pb::job_event::Event::SourceFetched(pb::SourceFetchedEvent {
+            task_id: lease.task.id.clone(),
+            source: Some(info),
+        });
         events::append(db, &lease.job, event).await?;
     }
     Ok(outcome)
 }
 
 /// Records progress of the attempt.
-pub async fn progress<C: ConnectionTrait>(db: &C, lease: &Lease, stage: &str, percent: u32) -> Result<Outcome, DbErr> {
+pub async fn progress<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    stage: &str,
+    percent: u32,
+) -> Result<Outcome, DbErr> {
     let percent = percent.min(100);
-    let outcome = guarded_update(db, lease, "stage = ?, percent = ?", vec![stage.into(), i32::try_from(percent).unwrap_or(100).into()]).await?;
+    let outcome = guarded_update(
+        db,
+        lease,
+        "stage = ?, percent = ?",
+        vec![stage.into(), i32::try_from(percent).unwrap_or(100).into()],
+    )
+    .await?;
     if outcome == Outcome::Applied {
-        let event = pb::job_event::Event::Progress(pb::TaskProgress { task_id: lease.task.id.clone(), stage: stage.to_string(), percent });
+        let event = pb::job_event::Event::Progress(pb::TaskProgress {
+            task_id: lease.task.id.clone(),
+            stage: stage.to_string(),
+            percent,
+        });
         events::append(db, &lease.job, event).await?;
     }
     Ok(outcome)
 }
 
 /// Appends a log line of the attempt to the job's events.
-pub async fn log<C: ConnectionTrait>(db: &C, lease: &Lease, level: &str, message: &str, origin: &str) -> Result<(), DbErr> {
+pub async fn log<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    level: &str,
+    message: &str,
+    origin: &str,
+) -> Result<(), DbErr> {
     jobs::lock(db, &lease.job.id).await?;
-    let line = pb::LogLine { task_id: lease.task.id.clone(), level: level.to_string(), message: message.to_string(), origin: origin.to_string() };
+    let line = pb::LogLine {
+        task_id: lease.task.id.clone(),
+        level: level.to_string(),
+        message: message.to_string(),
+        origin: origin.to_string(),
+    };
     events::append(db, &lease.job, pb::job_event::Event::Log(line)).await?;
     Ok(())
 }
 
 /// Ends the attempt successfully with its outputs, written once; refunds a task served from cache.
-pub async fn succeed<C: ConnectionTrait>(db: &C, lease: &Lease, outputs: Vec<pb::Output>, from_cache: bool) -> Result<Outcome, DbErr> {
+pub async fn succeed<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    outputs: Vec<pb::Output>,
+    from_cache: bool,
+) -> Result<Outcome, DbErr> {
     let mut blob = Vec::new();
     for output in &outputs {
-        output.encode_length_delimited(&mut blob).map_err(|e| DbErr::Custom(e.to_string()))?;
+        output
+            .encode_length_delimited(&mut blob)
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
     }
     let now = now_ms();
     let outcome = guarded_update(
@@ -162,19 +275,42 @@ pub async fn succeed<C: ConnectionTrait>(db: &C, lease: &Lease, outputs: Vec<pb:
         return Ok(outcome);
     }
     for output in outputs {
-        events::append(db, &lease.job, pb::job_event::Event::Output(pb::OutputReady { task_id: lease.task.id.clone(), output: Some(output) }))
-            .await?;
+        events::append(
+            db,
+            &lease.job,
+            pb::job_event::Event::Output(pb::OutputReady {
+                task_id: lease.task.id.clone(),
+                output: Some(output),
+            }),
+        )
+        .await?;
     }
     if from_cache {
         accounts::refund_task(db, &lease.job, &lease.task.id, "served from cache").await?;
     }
-    events::append(db, &lease.job, task_event(&lease.task.id, TaskState::Succeeded, lease.attempt, None, None)).await?;
+    events::append(
+        db,
+        &lease.job,
+        task_event(
+            &lease.task.id,
+            TaskState::Succeeded,
+            lease.attempt,
+            None,
+            None,
+        ),
+    )
+    .await?;
     finish_job(db, &lease.job.id).await?;
     Ok(outcome)
 }
 
 /// Ends the attempt with a failure: RETRY_WAIT until `retry_at` when given, else FAILED and refunded.
-pub async fn fail<C: ConnectionTrait>(db: &C, lease: &Lease, failure: pb::Failure, retry_at: Option<i64>) -> Result<Outcome, DbErr> {
+pub async fn fail<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    failure: pb::Failure,
+    retry_at: Option<i64>,
+) -> Result<Outcome, DbErr> {
     let code = i32::try_from(failure.code).unwrap_or_default();
     let outcome = match retry_at {
         Some(at) => {
@@ -199,8 +335,23 @@ pub async fn fail<C: ConnectionTrait>(db: &C, lease: &Lease, failure: pb::Failur
     if outcome == Outcome::Lost {
         return Ok(outcome);
     }
-    let state = if retry_at.is_some() { TaskState::RetryWait } else { TaskState::Failed };
-    events::append(db, &lease.job, task_event(&lease.task.id, state, lease.attempt, Some(failure), retry_at)).await?;
+    let state = if retry_at.is_some() {
+        TaskState::RetryWait
+    } else {
+        TaskState::Failed
+    };
+    events::append(
+        db,
+        &lease.job,
+        task_event(
+            &lease.task.id,
+            state,
+            lease.attempt,
+            Some(failure),
+            retry_at,
+        ),
+    )
+    .await?;
     if retry_at.is_none() {
         accounts::refund_task(db, &lease.job, &lease.task.id, "task failed").await?;
         finish_job(db, &lease.job.id).await?;
@@ -209,7 +360,11 @@ pub async fn fail<C: ConnectionTrait>(db: &C, lease: &Lease, failure: pb::Failur
 }
 
 /// Hands the task back to the queue without spending the attempt (the processor was at capacity).
-pub async fn hand_back<C: ConnectionTrait>(db: &C, lease: &Lease, run_after: i64) -> Result<Outcome, DbErr> {
+pub async fn hand_back<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    run_after: i64,
+) -> Result<Outcome, DbErr> {
     let outcome = guarded_update(
         db,
         lease,
@@ -218,7 +373,18 @@ pub async fn hand_back<C: ConnectionTrait>(db: &C, lease: &Lease, run_after: i64
     )
     .await?;
     if outcome == Outcome::Applied {
-        events::append(db, &lease.job, task_event(&lease.task.id, TaskState::Queued, lease.attempt - 1, None, None)).await?;
+        events::append(
+            db,
+            &lease.job,
+            task_event(
+                &lease.task.id,
+                TaskState::Queued,
+                lease.attempt - 1,
+                None,
+                None,
+            ),
+        )
+        .await?;
     }
     Ok(outcome)
 }
@@ -243,7 +409,11 @@ pub async fn expired<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<task:
 }
 
 /// Queued tasks created before `cutoff`, never started.
-pub async fn stale_queued<C: ConnectionTrait>(db: &C, cutoff: i64, limit: u64) -> Result<Vec<task::Model>, DbErr> {
+pub async fn stale_queued<C: ConnectionTrait>(
+    db: &C,
+    cutoff: i64,
+    limit: u64,
+) -> Result<Vec<task::Model>, DbErr> {
     task::Entity::find()
         .filter(task::Column::State.eq(TaskState::Queued.as_str()))
         .filter(task::Column::CreatedAt.lt(cutoff))
@@ -253,8 +423,14 @@ pub async fn stale_queued<C: ConnectionTrait>(db: &C, cutoff: i64, limit: u64) -
 }
 
 /// Takes over an expired lease: the task goes back to the queue, or fails once its attempts are spent.
-pub async fn recover<C: ConnectionTrait>(db: &C, task: &task::Model, max_attempts: i32) -> Result<bool, DbErr> {
-    let Some(job) = jobs::lock(db, &task.job_id).await? else { return Ok(false) };
+pub async fn recover<C: ConnectionTrait>(
+    db: &C,
+    task: &task::Model,
+    max_attempts: i32,
+) -> Result<bool, DbErr> {
+    let Some(job) = jobs::lock(db, &task.job_id).await? else {
+        return Ok(false);
+    };
     let backend = db.get_database_backend();
     let exhausted = task.attempts >= max_attempts;
     let set = if exhausted {
@@ -273,19 +449,44 @@ pub async fn recover<C: ConnectionTrait>(db: &C, task: &task::Model, max_attempt
         return Ok(false);
     }
     if exhausted {
-        let failure = failure(atelier_codes::ErrorCode::Unavailable, "the task lost its processor or orchestrator too many times");
-        events::append(db, &job, task_event(&task.id, TaskState::Failed, task.attempts, Some(failure), None)).await?;
+        let failure = failure(
+            atelier_codes::ErrorCode::Unavailable,
+            "the task lost its processor or orchestrator too many times",
+        );
+        events::append(
+            db,
+            &job,
+            task_event(
+                &task.id,
+                TaskState::Failed,
+                task.attempts,
+                Some(failure),
+                None,
+            ),
+        )
+        .await?;
         accounts::refund_task(db, &job, &task.id, "task failed").await?;
         jobs::finish_if_done(db, &job).await?;
     } else {
-        events::append(db, &job, task_event(&task.id, TaskState::Queued, task.attempts, None, None)).await?;
+        events::append(
+            db,
+            &job,
+            task_event(&task.id, TaskState::Queued, task.attempts, None, None),
+        )
+        .await?;
     }
     Ok(true)
 }
 
 /// Fails a task that waited in the queue too long (1007) and refunds it.
-pub async fn time_out<C: ConnectionTrait>(db: &C, task: &task::Model, message: &str) -> Result<bool, DbErr> {
-    let Some(job) = jobs::lock(db, &task.job_id).await? else { return Ok(false) };
+pub async fn time_out<C: ConnectionTrait>(
+    db: &C,
+    task: &task::Model,
+    message: &str,
+) -> Result<bool, DbErr> {
+    let Some(job) = jobs::lock(db, &task.job_id).await? else {
+        return Ok(false);
+    };
     let r = db
         .execute(statement(
             db.get_database_backend(),
@@ -297,7 +498,18 @@ pub async fn time_out<C: ConnectionTrait>(db: &C, task: &task::Model, message: &
         return Ok(false);
     }
     let failure = failure(atelier_codes::ErrorCode::TimedOut, message);
-    events::append(db, &job, task_event(&task.id, TaskState::Failed, task.attempts, Some(failure), None)).await?;
+    events::append(
+        db,
+        &job,
+        task_event(
+            &task.id,
+            TaskState::Failed,
+            task.attempts,
+            Some(failure),
+            None,
+        ),
+    )
+    .await?;
     accounts::refund_task(db, &job, &task.id, "task timed out").await?;
     jobs::finish_if_done(db, &job).await?;
     Ok(true)
@@ -305,5 +517,9 @@ pub async fn time_out<C: ConnectionTrait>(db: &C, task: &task::Model, message: &
 
 /// A stored failure in the shape of the wire.
 pub fn failure(code: atelier_codes::ErrorCode, message: &str) -> pb::Failure {
-    pb::Failure { code: code.number(), reason: code.reason().to_string(), message: message.to_string() }
+    pb::Failure {
+        code: code.number(),
+        reason: code.reason().to_string(),
+        message: message.to_string(),
+    }
 }

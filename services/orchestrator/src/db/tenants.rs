@@ -2,7 +2,9 @@
 //! only as their SHA-256: the keys are random, so a fast hash is enough and lookups stay one index probe.
 
 use rand::RngCore;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+};
 use sha2::{Digest, Sha256};
 
 use super::entities::{api_key, tenant};
@@ -10,9 +12,13 @@ use crate::domain::now_ms;
 
 /// Creates a tenant.
 pub async fn create<C: ConnectionTrait>(db: &C, name: &str) -> Result<tenant::Model, DbErr> {
-    tenant::ActiveModel { id: Set(uuid::Uuid::now_v7().to_string()), name: Set(name.to_string()), created_at: Set(now_ms()) }
-        .insert(db)
-        .await
+    tenant::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        name: Set(name.to_string()),
+        created_at: Set(now_ms()),
+    }
+    .insert(db)
+    .await
 }
 
 /// The tenant with this id.
@@ -49,7 +55,10 @@ pub async fn create_key<C: ConnectionTrait>(
 }
 
 /// The live key with this secret, if any.
-pub async fn find_key<C: ConnectionTrait>(db: &C, secret: &str) -> Result<Option<api_key::Model>, DbErr> {
+pub async fn find_key<C: ConnectionTrait>(
+    db: &C,
+    secret: &str,
+) -> Result<Option<api_key::Model>, DbErr> {
     api_key::Entity::find()
         .filter(api_key::Column::Hash.eq(hash_key(secret)))
         .filter(api_key::Column::RevokedAt.is_null())
@@ -58,8 +67,14 @@ pub async fn find_key<C: ConnectionTrait>(db: &C, secret: &str) -> Result<Option
 }
 
 /// Revokes a key; revoking twice keeps the first time.
-pub async fn revoke_key<C: ConnectionTrait>(db: &C, key_id: &str) -> Result<Option<api_key::Model>, DbErr> {
-    let Some(key) = api_key::Entity::find_by_id(key_id.to_string()).one(db).await? else {
+pub async fn revoke_key<C: ConnectionTrait>(
+    db: &C,
+    key_id: &str,
+) -> Result<Option<api_key::Model>, DbErr> {
+    let Some(key) = api_key::Entity::find_by_id(key_id.to_string())
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     if key.revoked_at.is_some() {

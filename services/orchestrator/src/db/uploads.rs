@@ -5,11 +5,21 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait
 use super::entities::upload;
 
 /// Records an upload whose bytes are already stored.
-pub async fn insert<C: ConnectionTrait>(db: &C, model: upload::ActiveModel) -> Result<upload::Model, DbErr> {
+pub async fn insert<C: ConnectionTrait>(
+    db: &C,
+    model: upload::ActiveModel,
+) -> Result<upload::Model, DbErr> {
     model.insert(db).await
 }
 
 /// The upload with this id, if it belongs to the tenant.
-pub async fn find<C: ConnectionTrait>(db: &C, tenant_id: &str, id: &str) -> Result<Option<upload::Model>, DbErr> {
-    upload::Entity::find_by_id(id.to_string()).filter(upload::Column::TenantId.eq(tenant_id)).one(db).await
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<upload::Model>, DbErr> {
+    upload::Entity::find_by_id(id.to_string())
+        .filter(upload::Column::TenantId.eq(tenant_id))
+        .one(db)
+        .await
 }

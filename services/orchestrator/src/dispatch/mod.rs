@@ -87,8 +87,20 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher over the shared database and processors.
-    pub fn new(db: DatabaseConnection, bus: EventBus, handle: DispatchHandle, processors: Processors, settings: DispatchSettings) -> Self {
-        Self { db, bus, handle, processors, settings }
+    pub fn new(
+        db: DatabaseConnection,
+        bus: EventBus,
+        handle: DispatchHandle,
+        processors: Processors,
+        settings: DispatchSettings,
+    ) -> Self {
+        Self {
+            db,
+            bus,
+            handle,
+            processors,
+            settings,
+        }
     }
 
     /// Runs until `shutdown`, then lets running attempts finish within the grace period and hands the
@@ -138,7 +150,10 @@ impl Dispatcher {
                 _ = tokio::time::sleep(this.settings.poll) => {}
             }
         }
-        tracing::info!(running = attempts.len(), "dispatch stopping; waiting for running attempts");
+        tracing::info!(
+            running = attempts.len(),
+            "dispatch stopping; waiting for running attempts"
+        );
         let drained = tokio::time::timeout(this.settings.shutdown_grace, async {
             while attempts.join_next().await.is_some() {}
         })
@@ -152,7 +167,8 @@ impl Dispatcher {
 
     async fn claim(&self, limit: u64) -> Result<Vec<db::tasks::Lease>, sea_orm::DbErr> {
         let txn = self.db.begin().await?;
-        let leases = db::tasks::claim(&txn, &self.settings.owner, lease_ms(&self.settings), limit).await?;
+        let leases =
+            db::tasks::claim(&txn, &self.settings.owner, lease_ms(&self.settings), limit).await?;
         txn.commit().await?;
         for lease in &leases {
             self.bus.notify(&lease.job.id);
@@ -186,10 +202,14 @@ impl Dispatcher {
                 self.handle.wake();
             }
         }
-        let cutoff = crate::domain::now_ms() - i64::try_from(self.settings.queue_timeout.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = crate::domain::now_ms()
+            - i64::try_from(self.settings.queue_timeout.as_millis()).unwrap_or(i64::MAX);
         for task in db::tasks::stale_queued(&self.db, cutoff, 100).await? {
             let txn = self.db.begin().await?;
-            let message = format!("the task waited in the queue longer than {} s", self.settings.queue_timeout.as_secs());
+            let message = format!(
+                "the task waited in the queue longer than {} s",
+                self.settings.queue_timeout.as_secs()
+            );
             let timed_out = db::tasks::time_out(&txn, &task, &message).await?;
             txn.commit().await?;
             if timed_out {

@@ -29,10 +29,19 @@ impl Processors {
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .keep_alive_while_idle(true);
-            clients.push(ProcessorServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(16 << 20));
+            clients.push(
+                ProcessorServiceClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(16 << 20),
+            );
         }
-        let token = token.parse().map_err(|_| anyhow::anyhow!("the service token must be printable ASCII"))?;
-        Ok(Self { clients: Arc::new(clients), next: Arc::new(AtomicUsize::new(0)), token })
+        let token = token
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the service token must be printable ASCII"))?;
+        Ok(Self {
+            clients: Arc::new(clients),
+            next: Arc::new(AtomicUsize::new(0)),
+            token,
+        })
     }
 
     /// The next processor in turn.
@@ -44,7 +53,9 @@ impl Processors {
     /// A request carrying the service token.
     pub fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("x-api-key", self.token.clone());
+        request
+            .metadata_mut()
+            .insert("x-api-key", self.token.clone());
         request.set_timeout(timeout);
         request
     }

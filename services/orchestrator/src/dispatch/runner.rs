@@ -30,8 +30,15 @@ use crate::domain::now_ms;
 
 /// How an attempt ended before it is settled in the database.
 enum Ended {
-    Succeeded { outputs: Vec<pb::Output>, from_cache: bool },
-    Failed { code: ErrorCode, transient: bool, message: String },
+    Succeeded {
+        outputs: Vec<pb::Output>,
+        from_cache: bool,
+    },
+    Failed {
+        code: ErrorCode,
+        transient: bool,
+        message: String,
+    },
     /// The processor was at capacity; the attempt does not count.
     Busy,
     /// Cancelled, taken over or timed out elsewhere: nothing more to record.
@@ -41,7 +48,12 @@ enum Ended {
 }
 
 impl Dispatcher {
-    pub(super) async fn run_attempt(self: Arc<Self>, lease: Lease, cancel: CancellationToken, hard_stop: CancellationToken) {
+    pub(super) async fn run_attempt(
+        self: Arc<Self>,
+        lease: Lease,
+        cancel: CancellationToken,
+        hard_stop: CancellationToken,
+    ) {
         let span = tracing::info_span!("task", job_id = %lease.job.id, task_id = %lease.task.id, attempt = lease.attempt);
         async move {
             let ended = tokio::select! {
@@ -75,10 +87,21 @@ impl Dispatcher {
     async fn call_processor(&self, lease: &Lease) -> Ended {
         let request = match self.process_request(lease) {
             Ok(r) => r,
-            Err(message) => return Ended::Failed { code: ErrorCode::Internal, transient: false, message },
+            Err(message) => {
+                return Ended::Failed {
+                    code: ErrorCode::Internal,
+                    transient: false,
+                    message,
+                }
+            }
         };
         let mut client = self.processors.pick();
-        let stream = client.process(self.processors.request(request, self.settings.attempt_timeout)).await;
+        let stream = client
+            .process(
+                self.processors
+                    .request(request, self.settings.attempt_timeout),
+            )
+            .await;
         let mut stream = match stream {
             Ok(s) => s.into_inner(),
             Err(status) => return ended_by(&status),
@@ -101,18 +124,31 @@ impl Dispatcher {
                     tracing::debug!(processor = %a.processor_id, "accepted");
                     Ok(Outcome::Applied)
                 }
-                Some(pb::process_event::Event::SourceFetched(info)) => in_txn!(self.db, |txn| tasks::source_fetched(&txn, lease, info)),
+                Some(pb::process_event::Event::SourceFetched(info)) => {
+                    in_txn!(self.db, |txn| tasks::source_fetched(&txn, lease, info))
+                }
                 Some(pb::process_event::Event::Progress(p)) => {
-                    in_txn!(self.db, |txn| tasks::progress(&txn, lease, &p.stage, p.percent))
+                    in_txn!(self.db, |txn| tasks::progress(
+                        &txn, lease, &p.stage, p.percent
+                    ))
                 }
                 Some(pb::process_event::Event::Log(l)) => {
-                    in_txn!(self.db, |txn| async { tasks::log(&txn, lease, &l.level, &l.message, "processor").await.map(|()| Outcome::Applied) })
+                    in_txn!(self.db, |txn| async {
+                        tasks::log(&txn, lease, &l.level, &l.message, "processor")
+                            .await
+                            .map(|()| Outcome::Applied)
+                    })
                 }
                 Some(pb::process_event::Event::Output(o)) => {
                     outputs.push(o);
                     Ok(Outcome::Applied)
                 }
-                Some(pb::process_event::Event::Completed(c)) => return Ended::Succeeded { outputs, from_cache: c.from_cache },
+                Some(pb::process_event::Event::Completed(c)) => {
+                    return Ended::Succeeded {
+                        outputs,
+                        from_cache: c.from_cache,
+                    }
+                }
                 None => Ok(Outcome::Applied),
             };
             match recorded {
@@ -124,9 +160,13 @@ impl Dispatcher {
     }
 
     fn process_request(&self, lease: &Lease) -> Result<pb::ProcessRequest, String> {
-        let params = pb::JobParams::decode(lease.job.params.as_slice()).map_err(|e| format!("stored parameters are unreadable: {e}"))?;
+        let params = pb::JobParams::decode(lease.job.params.as_slice())
+            .map_err(|e| format!("stored parameters are unreadable: {e}"))?;
         let source = match &lease.task.source_ref {
-            Some(blob) => Some(pb::SourceRef::decode(blob.as_slice()).map_err(|e| format!("stored source is unreadable: {e}"))?),
+            Some(blob) => Some(
+                pb::SourceRef::decode(blob.as_slice())
+                    .map_err(|e| format!("stored source is unreadable: {e}"))?,
+            ),
             None => None,
         };
         Ok(pb::ProcessRequest {
@@ -138,20 +178,35 @@ impl Dispatcher {
             source,
             // Each attempt writes under its own prefix, so a late write of a lost attempt never
             // mixes with the outputs of the attempt that is recorded.
-            output_prefix: format!("t/{}/jobs/{}/{}/{}", lease.job.tenant_id, lease.job.id, lease.task.id, lease.attempt),
+            output_prefix: format!(
+                "t/{}/jobs/{}/{}/{}",
+                lease.job.tenant_id, lease.job.id, lease.task.id, lease.attempt
+            ),
         })
     }
 
     async fn settle(&self, lease: &Lease, ended: Ended) -> Result<(), DbErr> {
         let job_id = lease.job.id.clone();
         let outcome = match ended {
-            Ended::Succeeded { outputs, from_cache } => {
+            Ended::Succeeded {
+                outputs,
+                from_cache,
+            } => {
                 tracing::info!(outputs = outputs.len(), from_cache, "task succeeded");
-                in_txn!(self.db, |txn| tasks::succeed(&txn, lease, outputs, from_cache))?
+                in_txn!(self.db, |txn| tasks::succeed(
+                    &txn, lease, outputs, from_cache
+                ))?
             }
-            Ended::Failed { code, transient, message } => {
-                let retryable = code.always_retryable() || (transient && matches!(code, ErrorCode::DownloadFailed | ErrorCode::ModelCallFailed));
-                let retry_at = (retryable && lease.attempt < self.settings.max_attempts).then(|| now_ms() + self.backoff_ms(lease.attempt));
+            Ended::Failed {
+                code,
+                transient,
+                message,
+            } => {
+                let retryable = code.always_retryable()
+                    || (transient
+                        && matches!(code, ErrorCode::DownloadFailed | ErrorCode::ModelCallFailed));
+                let retry_at = (retryable && lease.attempt < self.settings.max_attempts)
+                    .then(|| now_ms() + self.backoff_ms(lease.attempt));
                 tracing::warn!(code = code.number(), %message, retry = retry_at.is_some(), "attempt failed");
                 let failure = tasks::failure(code, &message);
                 in_txn!(self.db, |txn| tasks::fail(&txn, lease, failure, retry_at))?
@@ -175,7 +230,8 @@ impl Dispatcher {
 
     /// Exponential backoff with ±25 % jitter, so retries of many tasks spread out.
     fn backoff_ms(&self, attempt: i32) -> i64 {
-        let base = self.settings.retry_base.as_millis() as f64 * 2f64.powi(attempt.saturating_sub(1).clamp(0, 16));
+        let base = self.settings.retry_base.as_millis() as f64
+            * 2f64.powi(attempt.saturating_sub(1).clamp(0, 16));
         let jitter = rand::rng().random_range(0.75..1.25);
         (base * jitter) as i64
     }
@@ -192,6 +248,9 @@ fn ended_by(status: &tonic::Status) -> Ended {
         (_, tonic::Code::DeadlineExceeded) => ErrorCode::TimedOut,
         (code, _) => code,
     };
-    Ended::Failed { code, transient: decoded.transient, message: decoded.message }
+    Ended::Failed {
+        code,
+        transient: decoded.transient,
+        message: decoded.message,
+    }
 }
-

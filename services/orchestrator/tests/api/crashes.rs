@@ -27,21 +27,40 @@ fn binary(name: &str) -> PathBuf {
         .and_then(|p| p.parent().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug"));
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Connects once the server answers health checks (readiness polling, bounded).
 async fn connect_when_ready(url: &str) -> Channel {
     for _ in 0..300 {
-        if let Ok(channel) = Channel::from_shared(url.to_string()).expect("url").connect().await {
+        if let Ok(channel) = Channel::from_shared(url.to_string())
+            .expect("url")
+            .connect()
+            .await
+        {
             let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            if let Ok(r) = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await {
-                if r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            if let Ok(r) = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            {
+                if r.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
                     return channel;
                 }
             }
@@ -53,8 +72,20 @@ async fn connect_when_ready(url: &str) -> Channel {
 
 fn spawn_processor(port: u16, objects: &str) -> Process {
     let child = Command::new(binary("atelier-processor"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--storage", objects, "--service-token", SERVICE])
-        .args(["--allow-private-sources", "127.0.0.1/32", "--download-timeout", "5"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--storage",
+            objects,
+            "--service-token",
+            SERVICE,
+        ])
+        .args([
+            "--allow-private-sources",
+            "127.0.0.1/32",
+            "--download-timeout",
+            "5",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -62,11 +93,38 @@ fn spawn_processor(port: u16, objects: &str) -> Process {
     Process(child)
 }
 
-fn spawn_orchestrator(port: u16, database_url: &str, objects: &str, processors: &str, extra: &[&str]) -> Process {
+fn spawn_orchestrator(
+    port: u16,
+    database_url: &str,
+    objects: &str,
+    processors: &str,
+    extra: &[&str],
+) -> Process {
     let child = Command::new(binary("atelier-orchestrator"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url, "--storage", objects])
-        .args(["--admin-token", ADMIN, "--service-token", SERVICE, "--processor", processors])
-        .args(["--lease-seconds", "2", "--poll-seconds", "0.05", "--retry-base-seconds", "0.05"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            database_url,
+            "--storage",
+            objects,
+        ])
+        .args([
+            "--admin-token",
+            ADMIN,
+            "--service-token",
+            SERVICE,
+            "--processor",
+            processors,
+        ])
+        .args([
+            "--lease-seconds",
+            "2",
+            "--poll-seconds",
+            "0.05",
+            "--retry-base-seconds",
+            "0.05",
+        ])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -86,27 +144,58 @@ async fn world() -> World {
     let root = tempfile::tempdir().expect("temp dir");
     let objects = root.path().join("objects").display().to_string();
     let database_url = fresh_database(Backend::Postgres, root.path()).await;
-    World { sources: atelier_testkit::SourceServer::start().await, database_url, objects, _root: root }
+    World {
+        sources: atelier_testkit::SourceServer::start().await,
+        database_url,
+        objects,
+        _root: root,
+    }
 }
 
 /// Onboards a tenant and a member with `balance` through the API at `channel`; returns the key.
 async fn onboard(channel: &Channel, balance: i64) -> String {
     use crate::helpers::admin;
-    let mut accounts = atelier_proto::v1::account_service_client::AccountServiceClient::new(channel.clone());
-    let tenant = accounts.create_tenant(admin(pb::CreateTenantRequest { name: "shop".into() })).await.expect("tenant").into_inner();
+    let mut accounts =
+        atelier_proto::v1::account_service_client::AccountServiceClient::new(channel.clone());
+    let tenant = accounts
+        .create_tenant(admin(pb::CreateTenantRequest {
+            name: "shop".into(),
+        }))
+        .await
+        .expect("tenant")
+        .into_inner();
     let key = accounts
-        .create_api_key(admin(pb::CreateApiKeyRequest { tenant_id: tenant.id.clone(), account: String::new() }))
+        .create_api_key(admin(pb::CreateApiKeyRequest {
+            tenant_id: tenant.id.clone(),
+            account: String::new(),
+        }))
         .await
         .expect("key")
         .into_inner()
         .secret;
-    accounts.upsert_account(admin(pb::UpsertAccountRequest { tenant_id: tenant.id.clone(), external_id: "alice".into() })).await.expect("account");
     accounts
-        .set_membership(admin(pb::SetMembershipRequest { tenant_id: tenant.id.clone(), account: "alice".into(), active: true, expires_at: None }))
+        .upsert_account(admin(pb::UpsertAccountRequest {
+            tenant_id: tenant.id.clone(),
+            external_id: "alice".into(),
+        }))
+        .await
+        .expect("account");
+    accounts
+        .set_membership(admin(pb::SetMembershipRequest {
+            tenant_id: tenant.id.clone(),
+            account: "alice".into(),
+            active: true,
+            expires_at: None,
+        }))
         .await
         .expect("membership");
     accounts
-        .grant_quota(admin(pb::GrantQuotaRequest { tenant_id: tenant.id, account: "alice".into(), amount: balance, ..Default::default() }))
+        .grant_quota(admin(pb::GrantQuotaRequest {
+            tenant_id: tenant.id,
+            account: "alice".into(),
+            amount: balance,
+            ..Default::default()
+        }))
         .await
         .expect("grant");
     key
@@ -114,23 +203,59 @@ async fn onboard(channel: &Channel, balance: i64) -> String {
 
 async fn wait_terminal(jobs: &mut JobServiceClient<Channel>, key: &str, job_id: &str) -> pb::Job {
     let mut stream = jobs
-        .watch_job(as_account(pb::WatchJobRequest { job_id: job_id.into(), after_sequence: 0 }, key, "alice"))
+        .watch_job(as_account(
+            pb::WatchJobRequest {
+                job_id: job_id.into(),
+                after_sequence: 0,
+            },
+            key,
+            "alice",
+        ))
         .await
         .expect("watch")
         .into_inner();
-    while tokio::time::timeout(Duration::from_secs(60), stream.message()).await.expect("in time").expect("stream").is_some() {}
-    jobs.get_job(as_account(pb::GetJobRequest { job_id: job_id.into() }, key, "alice")).await.expect("get").into_inner()
+    while tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+        .is_some()
+    {}
+    jobs.get_job(as_account(
+        pb::GetJobRequest {
+            job_id: job_id.into(),
+        },
+        key,
+        "alice",
+    ))
+    .await
+    .expect("get")
+    .into_inner()
 }
 
 async fn balance(channel: &Channel, key: &str) -> (i64, i64) {
-    let mut accounts = atelier_proto::v1::account_service_client::AccountServiceClient::new(channel.clone());
-    let account = accounts.get_account(as_account(pb::GetAccountRequest::default(), key, "alice")).await.expect("account").into_inner();
+    let mut accounts =
+        atelier_proto::v1::account_service_client::AccountServiceClient::new(channel.clone());
+    let account = accounts
+        .get_account(as_account(pb::GetAccountRequest::default(), key, "alice"))
+        .await
+        .expect("account")
+        .into_inner();
     let ledger = accounts
-        .list_ledger(as_account(pb::ListLedgerRequest { page_size: 500, ..Default::default() }, key, "alice"))
+        .list_ledger(as_account(
+            pb::ListLedgerRequest {
+                page_size: 500,
+                ..Default::default()
+            },
+            key,
+            "alice",
+        ))
         .await
         .expect("ledger")
         .into_inner();
-    (account.balance, ledger.entries.iter().map(|e| e.amount).sum())
+    (
+        account.balance,
+        ledger.entries.iter().map(|e| e.amount).sum(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,8 +272,18 @@ async fn a_processor_killed_mid_task_is_replaced_by_another() {
     let channel = connect_when_ready(&format!("http://127.0.0.1:{o_port}")).await;
     let key = onboard(&channel, 5).await;
     let mut jobs = JobServiceClient::new(channel.clone());
-    let job = jobs.submit_job(as_account(transform_job(&[w.sources.url("/stall-once/p")]), &key, "alice")).await.expect("submit").into_inner();
-    w.sources.wait_for(atelier_testkit::Seen::Request("/stall-once/p".into())).await;
+    let job = jobs
+        .submit_job(as_account(
+            transform_job(&[w.sources.url("/stall-once/p")]),
+            &key,
+            "alice",
+        ))
+        .await
+        .expect("submit")
+        .into_inner();
+    w.sources
+        .wait_for(atelier_testkit::Seen::Request("/stall-once/p".into()))
+        .await;
     p1.0.kill().expect("kill -9 the processor");
     let done = wait_terminal(&mut jobs, &key, &job.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
@@ -168,18 +303,27 @@ async fn an_orchestrator_killed_mid_task_is_taken_over_after_its_lease() {
     let channel_a = connect_when_ready(&format!("http://127.0.0.1:{a_port}")).await;
     let key = onboard(&channel_a, 5).await;
     let job = JobServiceClient::new(channel_a)
-        .submit_job(as_account(transform_job(&[w.sources.url("/stall-once/o")]), &key, "alice"))
+        .submit_job(as_account(
+            transform_job(&[w.sources.url("/stall-once/o")]),
+            &key,
+            "alice",
+        ))
         .await
         .expect("submit")
         .into_inner();
-    w.sources.wait_for(atelier_testkit::Seen::Request("/stall-once/o".into())).await;
+    w.sources
+        .wait_for(atelier_testkit::Seen::Request("/stall-once/o".into()))
+        .await;
     a.0.kill().expect("kill -9 replica A");
     let _b = spawn_orchestrator(b_port, &w.database_url, &w.objects, &processor, &[]);
     let channel_b = connect_when_ready(&format!("http://127.0.0.1:{b_port}")).await;
     let mut jobs = JobServiceClient::new(channel_b.clone());
     let done = wait_terminal(&mut jobs, &key, &job.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
-    assert_eq!(done.tasks[0].attempts, 2, "the lost attempt counts, the takeover succeeds");
+    assert_eq!(
+        done.tasks[0].attempts, 2,
+        "the lost attempt counts, the takeover succeeds"
+    );
     assert_eq!(done.tasks[0].outputs.len(), 1);
     assert_eq!(balance(&channel_b, &key).await, (4, 4));
 }
@@ -191,23 +335,55 @@ async fn sigterm_hands_running_tasks_back() {
     let _p = spawn_processor(p_port, &w.objects);
     connect_when_ready(&format!("http://127.0.0.1:{p_port}")).await;
     let processor = format!("http://127.0.0.1:{p_port}");
-    let mut a = spawn_orchestrator(a_port, &w.database_url, &w.objects, &processor, &["--shutdown-grace-seconds", "0.2"]);
+    let mut a = spawn_orchestrator(
+        a_port,
+        &w.database_url,
+        &w.objects,
+        &processor,
+        &["--shutdown-grace-seconds", "0.2"],
+    );
     let channel_a = connect_when_ready(&format!("http://127.0.0.1:{a_port}")).await;
     let key = onboard(&channel_a, 5).await;
     let job = JobServiceClient::new(channel_a)
-        .submit_job(as_account(transform_job(&[w.sources.url("/stall-once/s")]), &key, "alice"))
+        .submit_job(as_account(
+            transform_job(&[w.sources.url("/stall-once/s")]),
+            &key,
+            "alice",
+        ))
         .await
         .expect("submit")
         .into_inner();
-    w.sources.wait_for(atelier_testkit::Seen::Request("/stall-once/s".into())).await;
-    let status = Command::new("kill").args(["-TERM", &a.0.id().to_string()]).status().expect("kill -TERM");
+    w.sources
+        .wait_for(atelier_testkit::Seen::Request("/stall-once/s".into()))
+        .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &a.0.id().to_string()])
+        .status()
+        .expect("kill -TERM");
     assert!(status.success());
     let exit = a.0.wait().expect("replica A exits");
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
     // An API-only replica reads the job: the task was handed back, not left RUNNING.
-    let _b = spawn_orchestrator(b_port, &w.database_url, &w.objects, &processor, &["--dispatch-concurrency", "0"]);
+    let _b = spawn_orchestrator(
+        b_port,
+        &w.database_url,
+        &w.objects,
+        &processor,
+        &["--dispatch-concurrency", "0"],
+    );
     let channel_b = connect_when_ready(&format!("http://127.0.0.1:{b_port}")).await;
-    let seen = JobServiceClient::new(channel_b).get_job(as_account(pb::GetJobRequest { job_id: job.id }, &key, "alice")).await.expect("get").into_inner();
+    let seen = JobServiceClient::new(channel_b)
+        .get_job(as_account(
+            pb::GetJobRequest { job_id: job.id },
+            &key,
+            "alice",
+        ))
+        .await
+        .expect("get")
+        .into_inner();
     assert_eq!(seen.tasks[0].state(), pb::TaskState::Queued);
-    assert_eq!(seen.tasks[0].attempts, 0, "a handed-back attempt is not spent");
+    assert_eq!(
+        seen.tasks[0].attempts, 0,
+        "a handed-back attempt is not spent"
+    );
 }

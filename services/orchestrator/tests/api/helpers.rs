@@ -76,7 +76,10 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
                 .await
                 .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/install-test-deps.sh)");
             let name = format!("atelier_test_{}", uuid::Uuid::new_v4().simple());
-            admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
             admin.close().await.ok();
             format!("postgres://postgres@127.0.0.1:5432/{name}")
         }
@@ -100,7 +103,9 @@ pub async fn spawn_app_with(
     pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
     pconfig.download_timeout = std::time::Duration::from_secs(5);
     processor(&mut pconfig);
-    let processor = atelier_processor::spawn(pconfig).await.expect("processor starts");
+    let processor = atelier_processor::spawn(pconfig)
+        .await
+        .expect("processor starts");
     let database_url = fresh_database(backend, root.path()).await;
     let mut config = Config::new(database_url.clone(), objects.clone(), vec![processor.url()]);
     config.admin_token = ADMIN.into();
@@ -109,9 +114,17 @@ pub async fn spawn_app_with(
     config.retry_base_seconds = 0.05;
     config.lease_seconds = 5.0;
     orchestrator(&mut config);
-    let orchestrator = atelier_orchestrator::spawn(config).await.expect("orchestrator starts");
-    let channel = Channel::from_shared(orchestrator.url()).expect("url").connect().await.expect("connect");
-    let storage = Storage::open(&objects, &S3Options::default()).await.expect("storage");
+    let orchestrator = atelier_orchestrator::spawn(config)
+        .await
+        .expect("orchestrator starts");
+    let channel = Channel::from_shared(orchestrator.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let storage = Storage::open(&objects, &S3Options::default())
+        .await
+        .expect("storage");
     TestApp {
         orchestrator,
         processor,
@@ -134,14 +147,18 @@ pub fn admin<T>(message: T) -> Request<T> {
 /// A request with a bearer token.
 pub fn bearer<T>(message: T, token: &str) -> Request<T> {
     let mut r = Request::new(message);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
     r
 }
 
 /// A request of a tenant key acting as `account`.
 pub fn as_account<T>(message: T, key: &str, account: &str) -> Request<T> {
     let mut r = bearer(message, key);
-    r.metadata_mut().insert("x-atelier-account", account.parse().expect("ascii"));
+    r.metadata_mut()
+        .insert("x-atelier-account", account.parse().expect("ascii"));
     r
 }
 
@@ -154,20 +171,33 @@ impl TestApp {
     /// Creates a tenant and a tenant-wide key.
     pub async fn tenant(&self, name: &str) -> Tenant {
         let mut accounts = self.accounts.clone();
-        let t = accounts.create_tenant(admin(pb::CreateTenantRequest { name: name.into() })).await.expect("tenant").into_inner();
+        let t = accounts
+            .create_tenant(admin(pb::CreateTenantRequest { name: name.into() }))
+            .await
+            .expect("tenant")
+            .into_inner();
         let key = accounts
-            .create_api_key(admin(pb::CreateApiKeyRequest { tenant_id: t.id.clone(), account: String::new() }))
+            .create_api_key(admin(pb::CreateApiKeyRequest {
+                tenant_id: t.id.clone(),
+                account: String::new(),
+            }))
             .await
             .expect("key")
             .into_inner();
-        Tenant { id: t.id, key: key.secret }
+        Tenant {
+            id: t.id,
+            key: key.secret,
+        }
     }
 
     /// Creates an account with membership and `balance` units of quota.
     pub async fn member(&self, tenant: &Tenant, account: &str, balance: i64) -> pb::Account {
         let mut accounts = self.accounts.clone();
         accounts
-            .upsert_account(admin(pb::UpsertAccountRequest { tenant_id: tenant.id.clone(), external_id: account.into() }))
+            .upsert_account(admin(pb::UpsertAccountRequest {
+                tenant_id: tenant.id.clone(),
+                external_id: account.into(),
+            }))
             .await
             .expect("account");
         accounts
@@ -193,7 +223,10 @@ impl TestApp {
                 .into_inner()
         } else {
             accounts
-                .get_account(admin(pb::GetAccountRequest { tenant_id: tenant.id.clone(), account: account.into() }))
+                .get_account(admin(pb::GetAccountRequest {
+                    tenant_id: tenant.id.clone(),
+                    account: account.into(),
+                }))
                 .await
                 .expect("get")
                 .into_inner()
@@ -202,7 +235,16 @@ impl TestApp {
 
     /// The account as its tenant sees it.
     pub async fn account(&self, tenant: &Tenant, account: &str) -> pb::Account {
-        self.accounts.clone().get_account(as_account(pb::GetAccountRequest::default(), &tenant.key, account)).await.expect("account").into_inner()
+        self.accounts
+            .clone()
+            .get_account(as_account(
+                pb::GetAccountRequest::default(),
+                &tenant.key,
+                account,
+            ))
+            .await
+            .expect("account")
+            .into_inner()
     }
 
     /// The sum of the account's ledger, read through the API.
@@ -213,7 +255,15 @@ impl TestApp {
             let page = self
                 .accounts
                 .clone()
-                .list_ledger(as_account(pb::ListLedgerRequest { page_size: 100, page_token: token, ..Default::default() }, &tenant.key, account))
+                .list_ledger(as_account(
+                    pb::ListLedgerRequest {
+                        page_size: 100,
+                        page_token: token,
+                        ..Default::default()
+                    },
+                    &tenant.key,
+                    account,
+                ))
                 .await
                 .expect("ledger")
                 .into_inner();
@@ -226,17 +276,49 @@ impl TestApp {
     }
 
     /// Submits a job as the account.
-    pub async fn submit(&self, tenant: &Tenant, account: &str, request: pb::SubmitJobRequest) -> Result<pb::Job, tonic::Status> {
-        self.jobs.clone().submit_job(as_account(request, &tenant.key, account)).await.map(|r| r.into_inner())
+    pub async fn submit(
+        &self,
+        tenant: &Tenant,
+        account: &str,
+        request: pb::SubmitJobRequest,
+    ) -> Result<pb::Job, tonic::Status> {
+        self.jobs
+            .clone()
+            .submit_job(as_account(request, &tenant.key, account))
+            .await
+            .map(|r| r.into_inner())
     }
 
     /// Every event of the job from `after` until its terminal event.
-    pub async fn watch_to_end(&self, tenant: &Tenant, account: &str, job_id: &str, after: u64) -> Vec<pb::JobEvent> {
-        let request = as_account(pb::WatchJobRequest { job_id: job_id.into(), after_sequence: after }, &tenant.key, account);
-        let mut stream = self.jobs.clone().watch_job(request).await.expect("watch").into_inner();
+    pub async fn watch_to_end(
+        &self,
+        tenant: &Tenant,
+        account: &str,
+        job_id: &str,
+        after: u64,
+    ) -> Vec<pb::JobEvent> {
+        let request = as_account(
+            pb::WatchJobRequest {
+                job_id: job_id.into(),
+                after_sequence: after,
+            },
+            &tenant.key,
+            account,
+        );
+        let mut stream = self
+            .jobs
+            .clone()
+            .watch_job(request)
+            .await
+            .expect("watch")
+            .into_inner();
         let mut events = Vec::new();
         let deadline = std::time::Duration::from_secs(120);
-        while let Some(event) = tokio::time::timeout(deadline, stream.message()).await.expect("job ends in time").expect("stream") {
+        while let Some(event) = tokio::time::timeout(deadline, stream.message())
+            .await
+            .expect("job ends in time")
+            .expect("stream")
+        {
             events.push(event);
         }
         events
@@ -247,22 +329,44 @@ impl TestApp {
         self.watch_to_end(tenant, account, job_id, 0).await;
         self.jobs
             .clone()
-            .get_job(as_account(pb::GetJobRequest { job_id: job_id.into() }, &tenant.key, account))
+            .get_job(as_account(
+                pb::GetJobRequest {
+                    job_id: job_id.into(),
+                },
+                &tenant.key,
+                account,
+            ))
             .await
             .expect("get job")
             .into_inner()
     }
 
     /// Uploads bytes through UploadSource in 64 KiB chunks.
-    pub async fn upload(&self, tenant: &Tenant, account: &str, data: Vec<u8>) -> Result<pb::Upload, tonic::Status> {
+    pub async fn upload(
+        &self,
+        tenant: &Tenant,
+        account: &str,
+        data: Vec<u8>,
+    ) -> Result<pb::Upload, tonic::Status> {
         let mut parts = vec![pb::UploadSourceRequest {
-            part: Some(pb::upload_source_request::Part::Metadata(pb::UploadMetadata { filename: "photo.jpg".into(), content_type: String::new() })),
+            part: Some(pb::upload_source_request::Part::Metadata(
+                pb::UploadMetadata {
+                    filename: "photo.jpg".into(),
+                    content_type: String::new(),
+                },
+            )),
         }];
         for chunk in data.chunks(64 * 1024) {
-            parts.push(pb::UploadSourceRequest { part: Some(pb::upload_source_request::Part::Chunk(chunk.to_vec())) });
+            parts.push(pb::UploadSourceRequest {
+                part: Some(pb::upload_source_request::Part::Chunk(chunk.to_vec())),
+            });
         }
         let request = as_account(tokio_stream::iter(parts), &tenant.key, account);
-        self.jobs.clone().upload_source(request).await.map(|r| r.into_inner())
+        self.jobs
+            .clone()
+            .upload_source(request)
+            .await
+            .map(|r| r.into_inner())
     }
 }
 
@@ -271,7 +375,11 @@ pub fn transform_job(urls: &[String]) -> pb::SubmitJobRequest {
     pb::SubmitJobRequest {
         params: Some(pb::JobParams {
             params: Some(pb::job_params::Params::Transform(pb::TransformParams {
-                resize: Some(pb::Resize { width: 320, height: 0, fit: pb::Fit::Inside as i32 }),
+                resize: Some(pb::Resize {
+                    width: 320,
+                    height: 0,
+                    fit: pb::Fit::Inside as i32,
+                }),
                 format: pb::ImageFormat::Webp as i32,
                 ..Default::default()
             })),
@@ -285,7 +393,10 @@ pub fn transform_job(urls: &[String]) -> pb::SubmitJobRequest {
 pub fn clean_job(sources: Vec<pb::Source>, template: pb::CleanTemplate) -> pb::SubmitJobRequest {
     pb::SubmitJobRequest {
         params: Some(pb::JobParams {
-            params: Some(pb::job_params::Params::BasicClean(pb::BasicCleanParams { template: template as i32, model: String::new() })),
+            params: Some(pb::job_params::Params::BasicClean(pb::BasicCleanParams {
+                template: template as i32,
+                model: String::new(),
+            })),
         }),
         sources,
         ..Default::default()
@@ -294,10 +405,14 @@ pub fn clean_job(sources: Vec<pb::Source>, template: pb::CleanTemplate) -> pb::S
 
 /// A source by URL.
 pub fn url_source(url: &str) -> pb::Source {
-    pb::Source { source: Some(pb::source::Source::Url(url.into())) }
+    pb::Source {
+        source: Some(pb::source::Source::Url(url.into())),
+    }
 }
 
 /// A source by upload id.
 pub fn upload_source(id: &str) -> pb::Source {
-    pb::Source { source: Some(pb::source::Source::UploadId(id.into())) }
+    pb::Source {
+        source: Some(pb::source::Source::UploadId(id.into())),
+    }
 }

@@ -2,7 +2,10 @@
 
 use atelier_proto::v1 as pb;
 
-use crate::helpers::{self, as_account, clean_job, code_of, images, spawn_app, transform_job, upload_source, url_source, Backend};
+use crate::helpers::{
+    self, as_account, clean_job, code_of, images, spawn_app, transform_job, upload_source,
+    url_source, Backend,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -19,14 +22,27 @@ async fn basic_clean_all_from_an_upload_and_transform_from_a_url(backend: Backen
     let t = app.tenant("shop").await;
     app.member(&t, "alice", 10).await;
 
-    let upload = app.upload(&t, "alice", images::jpeg()).await.expect("upload");
+    let upload = app
+        .upload(&t, "alice", images::jpeg())
+        .await
+        .expect("upload");
     assert_eq!(upload.bytes as usize, images::jpeg().len());
-    let job = app.submit(&t, "alice", clean_job(vec![upload_source(&upload.id)], pb::CleanTemplate::All)).await.expect("submit");
+    let job = app
+        .submit(
+            &t,
+            "alice",
+            clean_job(vec![upload_source(&upload.id)], pb::CleanTemplate::All),
+        )
+        .await
+        .expect("submit");
     assert_eq!(job.state(), pb::JobState::Queued);
     assert_eq!(job.cost, 1);
 
     let events = app.watch_to_end(&t, "alice", &job.id, 0).await;
-    let progress = events.iter().filter(|e| matches!(e.event, Some(pb::job_event::Event::Progress(_)))).count();
+    let progress = events
+        .iter()
+        .filter(|e| matches!(e.event, Some(pb::job_event::Event::Progress(_))))
+        .count();
     assert!(progress > 0, "live progress reaches watchers");
     let done = app.finish(&t, "alice", &job.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
@@ -35,19 +51,37 @@ async fn basic_clean_all_from_an_upload_and_transform_from_a_url(backend: Backen
     let names: Vec<&str> = task.outputs.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, ["matting.png", "white-bg.jpg", "enhanced.jpg"]);
     for output in &task.outputs {
-        let bytes = app.storage.get(&output.key, 64 << 20).await.expect("output stored");
+        let bytes = app
+            .storage
+            .get(&output.key, 64 << 20)
+            .await
+            .expect("output stored");
         assert_eq!(bytes.len() as u64, output.bytes);
         let thumb = output.thumbnail.as_ref().expect("thumbnail");
         assert!(thumb.width.max(thumb.height) <= 256);
-        app.storage.get(&thumb.key, 1 << 20).await.expect("thumbnail stored");
+        app.storage
+            .get(&thumb.key, 1 << 20)
+            .await
+            .expect("thumbnail stored");
     }
-    let matting = helpers::images::decode(&app.storage.get(&task.outputs[0].key, 64 << 20).await.expect("matting"));
-    assert!(matting.color().has_alpha(), "matting.png keeps transparency");
+    let matting = helpers::images::decode(
+        &app.storage
+            .get(&task.outputs[0].key, 64 << 20)
+            .await
+            .expect("matting"),
+    );
+    assert!(
+        matting.color().has_alpha(),
+        "matting.png keeps transparency"
+    );
     let info = task.source_info.as_ref().expect("source info recorded");
     assert_eq!(info.format(), pb::ImageFormat::Jpeg);
     assert_eq!((info.width, info.height), (640, 480));
 
-    let job = app.submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg")])).await.expect("submit transform");
+    let job = app
+        .submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg")]))
+        .await
+        .expect("submit transform");
     let done = app.finish(&t, "alice", &job.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
     let out = &done.tasks[0].outputs[0];
@@ -70,7 +104,10 @@ async fn a_batch_with_every_bad_file_ends_partially_succeeded(backend: Backend) 
         ("/missing", Some(3002)),
     ];
     let urls: Vec<String> = cases.iter().map(|(p, _)| app.sources.url(p)).collect();
-    let job = app.submit(&t, "bob", transform_job(&urls)).await.expect("submit");
+    let job = app
+        .submit(&t, "bob", transform_job(&urls))
+        .await
+        .expect("submit");
     assert_eq!(job.cost, 7);
     let done = app.finish(&t, "bob", &job.id).await;
     assert_eq!(done.state(), pb::JobState::PartiallySucceeded);
@@ -98,7 +135,10 @@ async fn listing_pages_newest_first_with_filters(backend: Backend) {
     let mut ids = Vec::new();
     for i in 0..5 {
         let mut req = transform_job(&[app.sources.url("/image.jpg")]);
-        req.labels.insert("batch".into(), if i % 2 == 0 { "even" } else { "odd" }.into());
+        req.labels.insert(
+            "batch".into(),
+            if i % 2 == 0 { "even" } else { "odd" }.into(),
+        );
         let job = app.submit(&t, "carol", req).await.expect("submit");
         app.finish(&t, "carol", &job.id).await;
         ids.push(job.id);
@@ -109,7 +149,15 @@ async fn listing_pages_newest_first_with_filters(backend: Backend) {
         let page = app
             .jobs
             .clone()
-            .list_jobs(as_account(pb::ListJobsRequest { page_size: 2, page_token: token.clone(), ..Default::default() }, &t.key, "carol"))
+            .list_jobs(as_account(
+                pb::ListJobsRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+                &t.key,
+                "carol",
+            ))
             .await
             .expect("list")
             .into_inner();
@@ -126,7 +174,14 @@ async fn listing_pages_newest_first_with_filters(backend: Backend) {
     let even = app
         .jobs
         .clone()
-        .list_jobs(as_account(pb::ListJobsRequest { label: "batch=even".into(), ..Default::default() }, &t.key, "carol"))
+        .list_jobs(as_account(
+            pb::ListJobsRequest {
+                label: "batch=even".into(),
+                ..Default::default()
+            },
+            &t.key,
+            "carol",
+        ))
         .await
         .expect("list")
         .into_inner();
@@ -135,7 +190,11 @@ async fn listing_pages_newest_first_with_filters(backend: Backend) {
         .jobs
         .clone()
         .list_jobs(as_account(
-            pb::ListJobsRequest { state: pb::JobState::Failed as i32, kind: pb::JobKind::Transform as i32, ..Default::default() },
+            pb::ListJobsRequest {
+                state: pb::JobState::Failed as i32,
+                kind: pb::JobKind::Transform as i32,
+                ..Default::default()
+            },
             &t.key,
             "carol",
         ))
@@ -146,14 +205,28 @@ async fn listing_pages_newest_first_with_filters(backend: Backend) {
     let err = app
         .jobs
         .clone()
-        .list_jobs(as_account(pb::ListJobsRequest { page_size: 101, ..Default::default() }, &t.key, "carol"))
+        .list_jobs(as_account(
+            pb::ListJobsRequest {
+                page_size: 101,
+                ..Default::default()
+            },
+            &t.key,
+            "carol",
+        ))
         .await
         .expect_err("page too large");
     assert_eq!(code_of(&err), 1003);
     let err = app
         .jobs
         .clone()
-        .list_jobs(as_account(pb::ListJobsRequest { page_token: "garbage!".into(), ..Default::default() }, &t.key, "carol"))
+        .list_jobs(as_account(
+            pb::ListJobsRequest {
+                page_token: "garbage!".into(),
+                ..Default::default()
+            },
+            &t.key,
+            "carol",
+        ))
         .await
         .expect_err("bad token");
     assert_eq!(code_of(&err), 1003);
@@ -163,29 +236,51 @@ async fn cancelling_a_running_job_refunds_once_and_stops_the_processor(backend: 
     let app = spawn_app(backend).await;
     let t = app.tenant("shop").await;
     app.member(&t, "dan", 5).await;
-    let job = app.submit(&t, "dan", transform_job(&[app.sources.url("/stall")])).await.expect("submit");
+    let job = app
+        .submit(&t, "dan", transform_job(&[app.sources.url("/stall")]))
+        .await
+        .expect("submit");
     // The processor is downloading the stalled source: the task is running.
-    app.sources.wait_for(atelier_testkit::Seen::Request("/stall".into())).await;
+    app.sources
+        .wait_for(atelier_testkit::Seen::Request("/stall".into()))
+        .await;
     let cancelled = app
         .jobs
         .clone()
-        .cancel_job(as_account(pb::CancelJobRequest { job_id: job.id.clone() }, &t.key, "dan"))
+        .cancel_job(as_account(
+            pb::CancelJobRequest {
+                job_id: job.id.clone(),
+            },
+            &t.key,
+            "dan",
+        ))
         .await
         .expect("cancel")
         .into_inner();
     assert_eq!(cancelled.state(), pb::JobState::Cancelled);
     assert_eq!(cancelled.tasks[0].state(), pb::TaskState::Cancelled);
     // The orchestrator dropped the processor stream, so the download is abandoned.
-    app.sources.wait_for(atelier_testkit::Seen::Closed("/stall".into())).await;
+    app.sources
+        .wait_for(atelier_testkit::Seen::Closed("/stall".into()))
+        .await;
     let again = app
         .jobs
         .clone()
-        .cancel_job(as_account(pb::CancelJobRequest { job_id: job.id.clone() }, &t.key, "dan"))
+        .cancel_job(as_account(
+            pb::CancelJobRequest {
+                job_id: job.id.clone(),
+            },
+            &t.key,
+            "dan",
+        ))
         .await
         .expect("cancel again")
         .into_inner();
     assert_eq!(again.state(), pb::JobState::Cancelled);
-    assert_eq!(again.updated_at, cancelled.updated_at, "a terminal job is returned unchanged");
+    assert_eq!(
+        again.updated_at, cancelled.updated_at,
+        "a terminal job is returned unchanged"
+    );
     assert_eq!(again.refunded, 1);
     assert_eq!(app.account(&t, "dan").await.balance, 5);
     assert_eq!(app.ledger_sum(&t, "dan").await, 5);
@@ -204,7 +299,10 @@ async fn idempotency_keys_replay_or_conflict(backend: Backend) {
     assert_eq!(first.id, second.id);
     assert_eq!(app.account(&t, "erin").await.balance, 4, "charged once");
     req.sources.push(url_source(&app.sources.url("/image.jpg")));
-    let err = app.submit(&t, "erin", req).await.expect_err("different request, same key");
+    let err = app
+        .submit(&t, "erin", req)
+        .await
+        .expect_err("different request, same key");
     assert_eq!(code_of(&err), 1005);
     assert_eq!(err.code(), tonic::Code::AlreadyExists);
     assert_eq!(app.account(&t, "erin").await.balance, 4);
@@ -219,15 +317,32 @@ async fn uploads_are_capped_while_streaming_and_sniffed(backend: Backend) {
     big.resize(10 * 1024 * 1024 + 1, 0);
     let err = app.upload(&t, "fay", big).await.expect_err("over 10 MiB");
     assert_eq!(code_of(&err), 3008);
-    let err = app.upload(&t, "fay", b"plain text, not an image".to_vec()).await.expect_err("not an image");
+    let err = app
+        .upload(&t, "fay", b"plain text, not an image".to_vec())
+        .await
+        .expect_err("not an image");
     assert_eq!(code_of(&err), 3003);
     let err = app.upload(&t, "fay", Vec::new()).await.expect_err("empty");
     assert_eq!(code_of(&err), 1003);
     // An upload id of another tenant is unknown here.
     let other = app.tenant("other").await;
     app.member(&other, "fay", 5).await;
-    let theirs = app.upload(&other, "fay", images::jpeg()).await.expect("upload");
-    let err = app.submit(&t, "fay", clean_job(vec![upload_source(&theirs.id)], pb::CleanTemplate::WhiteBg)).await.expect_err("foreign upload");
+    let theirs = app
+        .upload(&other, "fay", images::jpeg())
+        .await
+        .expect("upload");
+    let err = app
+        .submit(
+            &t,
+            "fay",
+            clean_job(vec![upload_source(&theirs.id)], pb::CleanTemplate::WhiteBg),
+        )
+        .await
+        .expect_err("foreign upload");
     assert_eq!(code_of(&err), 1003);
-    assert_eq!(app.account(&t, "fay").await.balance, 5, "nothing charged for a refused submit");
+    assert_eq!(
+        app.account(&t, "fay").await.balance,
+        5,
+        "nothing charged for a refused submit"
+    );
 }

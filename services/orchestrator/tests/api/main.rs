@@ -11,4 +11,5 @@ mod ops;
 mod quota;
 mod replicas;
 mod retries;
+mod storage;
 mod watch;

@@ -17,9 +17,20 @@ async fn charges_at_submit_and_refunds_failures(backend: Backend) {
     let app = spawn_app(backend).await;
     let t = app.tenant("shop").await;
     app.member(&t, "alice", 3).await;
-    let job = app.submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg"), app.sources.url("/missing")])).await.expect("submit");
+    let job = app
+        .submit(
+            &t,
+            "alice",
+            transform_job(&[app.sources.url("/image.jpg"), app.sources.url("/missing")]),
+        )
+        .await
+        .expect("submit");
     assert_eq!(job.cost, 2);
-    assert_eq!(app.account(&t, "alice").await.balance, 1, "charged at submit");
+    assert_eq!(
+        app.account(&t, "alice").await.balance,
+        1,
+        "charged at submit"
+    );
     let done = app.finish(&t, "alice", &job.id).await;
     assert_eq!(done.state(), pb::JobState::PartiallySucceeded);
     assert_eq!(done.refunded, 1);
@@ -30,7 +41,11 @@ async fn charges_at_submit_and_refunds_failures(backend: Backend) {
     let ledger = app
         .accounts
         .clone()
-        .list_ledger(crate::helpers::as_account(pb::ListLedgerRequest::default(), &t.key, "alice"))
+        .list_ledger(crate::helpers::as_account(
+            pb::ListLedgerRequest::default(),
+            &t.key,
+            "alice",
+        ))
         .await
         .expect("ledger")
         .into_inner();
@@ -43,30 +58,63 @@ async fn membership_and_balance_are_checked_before_anything_runs(backend: Backen
     let t = app.tenant("shop").await;
     let one = transform_job(&[app.sources.url("/image.jpg")]);
 
-    let err = app.submit(&t, "stranger", one.clone()).await.expect_err("unknown account");
-    assert_eq!((err.code(), code_of(&err)), (tonic::Code::FailedPrecondition, 2001));
+    let err = app
+        .submit(&t, "stranger", one.clone())
+        .await
+        .expect_err("unknown account");
+    assert_eq!(
+        (err.code(), code_of(&err)),
+        (tonic::Code::FailedPrecondition, 2001)
+    );
 
     app.accounts
         .clone()
-        .upsert_account(admin(pb::UpsertAccountRequest { tenant_id: t.id.clone(), external_id: "nomember".into() }))
+        .upsert_account(admin(pb::UpsertAccountRequest {
+            tenant_id: t.id.clone(),
+            external_id: "nomember".into(),
+        }))
         .await
         .expect("account");
     app.accounts
         .clone()
-        .grant_quota(admin(pb::GrantQuotaRequest { tenant_id: t.id.clone(), account: "nomember".into(), amount: 5, ..Default::default() }))
+        .grant_quota(admin(pb::GrantQuotaRequest {
+            tenant_id: t.id.clone(),
+            account: "nomember".into(),
+            amount: 5,
+            ..Default::default()
+        }))
         .await
         .expect("grant");
-    let err = app.submit(&t, "nomember", one.clone()).await.expect_err("no membership");
+    let err = app
+        .submit(&t, "nomember", one.clone())
+        .await
+        .expect_err("no membership");
     assert_eq!(code_of(&err), 2001);
     assert_eq!(app.account(&t, "nomember").await.balance, 5);
 
     app.member(&t, "poor", 1).await;
     let two = transform_job(&[app.sources.url("/image.jpg"), app.sources.url("/image.jpg")]);
-    let err = app.submit(&t, "poor", two).await.expect_err("two units, one in balance");
-    assert_eq!((err.code(), code_of(&err)), (tonic::Code::ResourceExhausted, 2002));
+    let err = app
+        .submit(&t, "poor", two)
+        .await
+        .expect_err("two units, one in balance");
+    assert_eq!(
+        (err.code(), code_of(&err)),
+        (tonic::Code::ResourceExhausted, 2002)
+    );
     assert_eq!(app.account(&t, "poor").await.balance, 1, "nothing charged");
     assert_eq!(app.ledger_sum(&t, "poor").await, 1);
-    let jobs = app.jobs.clone().list_jobs(crate::helpers::as_account(pb::ListJobsRequest::default(), &t.key, "poor")).await.expect("list").into_inner();
+    let jobs = app
+        .jobs
+        .clone()
+        .list_jobs(crate::helpers::as_account(
+            pb::ListJobsRequest::default(),
+            &t.key,
+            "poor",
+        ))
+        .await
+        .expect("list")
+        .into_inner();
     assert!(jobs.jobs.is_empty(), "a refused job leaves nothing behind");
 }
 
@@ -78,11 +126,18 @@ async fn active_jobs_per_account_are_limited(backend: Backend) {
     let first = app.submit(&t, "busy", stall.clone()).await.expect("first");
     let second = app.submit(&t, "busy", stall.clone()).await.expect("second");
     let err = app.submit(&t, "busy", stall).await.expect_err("third");
-    assert_eq!((err.code(), code_of(&err)), (tonic::Code::ResourceExhausted, 2003));
+    assert_eq!(
+        (err.code(), code_of(&err)),
+        (tonic::Code::ResourceExhausted, 2003)
+    );
     for job in [first, second] {
         app.jobs
             .clone()
-            .cancel_job(crate::helpers::as_account(pb::CancelJobRequest { job_id: job.id }, &t.key, "busy"))
+            .cancel_job(crate::helpers::as_account(
+                pb::CancelJobRequest { job_id: job.id },
+                &t.key,
+                "busy",
+            ))
             .await
             .expect("cancel");
     }
@@ -98,7 +153,12 @@ async fn concurrent_submits_never_overdraw(backend: Backend) {
     for _ in 0..64 {
         let jobs = app.jobs.clone();
         let request = crate::helpers::as_account(request.clone(), &t.key, "rush");
-        calls.spawn(async move { jobs.clone().submit_job(request).await.map(|r| r.into_inner()) });
+        calls.spawn(async move {
+            jobs.clone()
+                .submit_job(request)
+                .await
+                .map(|r| r.into_inner())
+        });
     }
     let mut accepted = Vec::new();
     while let Some(result) = calls.join_next().await {
@@ -111,6 +171,9 @@ async fn concurrent_submits_never_overdraw(backend: Backend) {
     assert_eq!(app.account(&t, "rush").await.balance, 0);
     assert_eq!(app.ledger_sum(&t, "rush").await, 0);
     for job in accepted {
-        assert_eq!(app.finish(&t, "rush", &job.id).await.state(), pb::JobState::Succeeded);
+        assert_eq!(
+            app.finish(&t, "rush", &job.id).await.state(),
+            pb::JobState::Succeeded
+        );
     }
 }

@@ -9,13 +9,26 @@ use tonic::transport::Channel;
 use crate::helpers::{as_account, spawn_app_with, transform_job, Backend, ADMIN, SERVICE};
 
 /// A second replica on the same database and storage that only serves the API.
-async fn api_only_replica(database_url: &str, storage: &str, processor: String) -> (atelier_orchestrator::RunningOrchestrator, JobServiceClient<Channel>) {
+async fn api_only_replica(
+    database_url: &str,
+    storage: &str,
+    processor: String,
+) -> (
+    atelier_orchestrator::RunningOrchestrator,
+    JobServiceClient<Channel>,
+) {
     let mut config = atelier_orchestrator::Config::new(database_url, storage, vec![processor]);
     config.admin_token = ADMIN.into();
     config.service_token = SERVICE.into();
     config.dispatch_concurrency = 0;
-    let replica = atelier_orchestrator::spawn(config).await.expect("replica starts");
-    let channel = Channel::from_shared(replica.url()).expect("url").connect().await.expect("connect");
+    let replica = atelier_orchestrator::spawn(config)
+        .await
+        .expect("replica starts");
+    let channel = Channel::from_shared(replica.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
     (replica, JobServiceClient::new(channel))
 }
 
@@ -26,34 +39,76 @@ async fn a_watcher_on_one_replica_follows_a_job_another_runs_and_cancels_reach_i
     let t = app.tenant("shop").await;
     app.member(&t, "alice", 5).await;
     let storage = app.objects.clone();
-    let (_replica, mut jobs_b) = api_only_replica(&app.database_url, &storage, app.processor.url()).await;
+    let (_replica, mut jobs_b) =
+        api_only_replica(&app.database_url, &storage, app.processor.url()).await;
 
     let urls = vec![app.sources.url("/image.jpg"), app.sources.url("/image.jpg")];
-    let job = jobs_b.submit_job(as_account(transform_job(&urls), &t.key, "alice")).await.expect("submit on B").into_inner();
+    let job = jobs_b
+        .submit_job(as_account(transform_job(&urls), &t.key, "alice"))
+        .await
+        .expect("submit on B")
+        .into_inner();
     let mut stream = jobs_b
-        .watch_job(as_account(pb::WatchJobRequest { job_id: job.id.clone(), after_sequence: 0 }, &t.key, "alice"))
+        .watch_job(as_account(
+            pb::WatchJobRequest {
+                job_id: job.id.clone(),
+                after_sequence: 0,
+            },
+            &t.key,
+            "alice",
+        ))
         .await
         .expect("watch on B")
         .into_inner();
     let mut sequences = Vec::new();
     let mut last = None;
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.message()).await.expect("in time").expect("stream") {
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+    {
         sequences.push(event.sequence);
         last = Some(event);
     }
-    assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "no gaps or duplicates across replicas");
+    assert_eq!(
+        sequences,
+        (1..=sequences.len() as u64).collect::<Vec<_>>(),
+        "no gaps or duplicates across replicas"
+    );
     match last.and_then(|e| e.event) {
         Some(pb::job_event::Event::JobState(s)) => assert_eq!(s.state(), pb::JobState::Succeeded),
         other => panic!("ends with the terminal state: {other:?}"),
     }
 
     // Cancelled on B while A runs it: A drops the processor stream well before its next lease renewal.
-    let stalled = jobs_b.submit_job(as_account(transform_job(&[app.sources.url("/stall")]), &t.key, "alice")).await.expect("submit").into_inner();
-    app.sources.wait_for(atelier_testkit::Seen::Request("/stall".into())).await;
-    let cancelled = jobs_b.cancel_job(as_account(pb::CancelJobRequest { job_id: stalled.id }, &t.key, "alice")).await.expect("cancel").into_inner();
-    assert_eq!(cancelled.state(), pb::JobState::Cancelled);
-    tokio::time::timeout(Duration::from_secs(10), app.sources.wait_for(atelier_testkit::Seen::Closed("/stall".into())))
+    let stalled = jobs_b
+        .submit_job(as_account(
+            transform_job(&[app.sources.url("/stall")]),
+            &t.key,
+            "alice",
+        ))
         .await
-        .expect("the running replica stopped the attempt after the cancel notification");
+        .expect("submit")
+        .into_inner();
+    app.sources
+        .wait_for(atelier_testkit::Seen::Request("/stall".into()))
+        .await;
+    let cancelled = jobs_b
+        .cancel_job(as_account(
+            pb::CancelJobRequest { job_id: stalled.id },
+            &t.key,
+            "alice",
+        ))
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(cancelled.state(), pb::JobState::Cancelled);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        app.sources
+            .wait_for(atelier_testkit::Seen::Closed("/stall".into())),
+    )
+    .await
+    .expect("the running replica stopped the attempt after the cancel notification");
     assert_eq!(app.account(&t, "alice").await.balance, 5 - 2);
 }

@@ -12,13 +12,23 @@ async fn reconnecting_watchers_replay_exactly_what_they_missed(backend: Backend)
     let t = app.tenant("shop").await;
     app.member(&t, "gus", 5).await;
     let urls = vec![app.sources.url("/image.jpg"), app.sources.url("/image.jpg")];
-    let job = app.submit(&t, "gus", transform_job(&urls)).await.expect("submit");
+    let job = app
+        .submit(&t, "gus", transform_job(&urls))
+        .await
+        .expect("submit");
 
     // Read two events live, then hang up.
     let mut stream = app
         .jobs
         .clone()
-        .watch_job(as_account(pb::WatchJobRequest { job_id: job.id.clone(), after_sequence: 0 }, &t.key, "gus"))
+        .watch_job(as_account(
+            pb::WatchJobRequest {
+                job_id: job.id.clone(),
+                after_sequence: 0,
+            },
+            &t.key,
+            "gus",
+        ))
         .await
         .expect("watch")
         .into_inner();
@@ -38,13 +48,31 @@ async fn reconnecting_watchers_replay_exactly_what_they_missed(backend: Backend)
     }
     // A late watcher replays the whole stored log and stops at the end.
     let replay = app.watch_to_end(&t, "gus", &job.id, 0).await;
-    assert_eq!(replay.iter().map(|e| e.sequence).collect::<Vec<_>>(), expected);
-    assert!(replay.iter().all(|e| e.job_id == job.id && e.time.is_some()));
-    let outputs = replay.iter().filter(|e| matches!(e.event, Some(pb::job_event::Event::Output(_)))).count();
+    assert_eq!(
+        replay.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(replay
+        .iter()
+        .all(|e| e.job_id == job.id && e.time.is_some()));
+    let outputs = replay
+        .iter()
+        .filter(|e| matches!(e.event, Some(pb::job_event::Event::Output(_))))
+        .count();
     assert_eq!(outputs, 2, "one output event per task, recorded once");
     // Watching from the last sequence of a finished job ends at once with nothing.
     let last = *expected.last().expect("events");
     assert!(app.watch_to_end(&t, "gus", &job.id, last).await.is_empty());
-    let done = app.jobs.clone().get_job(as_account(pb::GetJobRequest { job_id: job.id }, &t.key, "gus")).await.expect("get").into_inner();
+    let done = app
+        .jobs
+        .clone()
+        .get_job(as_account(
+            pb::GetJobRequest { job_id: job.id },
+            &t.key,
+            "gus",
+        ))
+        .await
+        .expect("get")
+        .into_inner();
     assert_eq!(done.last_sequence, last);
 }
