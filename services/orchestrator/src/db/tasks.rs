@@ -478,19 +478,33 @@ pub async fn recover<C: ConnectionTrait>(
     Ok(true)
 }
 
-/// Fails a task that waited in the queue too long (1007) and refunds it.
-pub async fn time_out<C: ConnectionTrait>(
-    db: &C,
-    task: &task::Model,
-    message: &str,
-) -> Result<bool, DbErr> {
+/// Unfinished tasks of jobs whose client deadline has passed.
+pub async fn past_deadline<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<task::Model>, DbErr> {
+    let rows = db
+        .query_all(statement(
+            db.get_database_backend(),
+            "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE j.deadline_at IS NOT NULL AND j.deadline_at < ? \
+             AND t.state IN ('queued', 'running', 'retry_wait') LIMIT ?",
+            vec![now_ms().into(), i64::try_from(limit).unwrap_or(100).into()],
+        ))
+        .await?;
+    let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get_by_index::<String>(0).ok()).collect();
+    task::Entity::find().filter(task::Column::Id.is_in(ids)).all(db).await
+}
+
+/// Fails an unfinished task that ran out of time (1007: queue timeout or the job's deadline) and
+/// refunds it. A running attempt loses its lease, and its replica is told to stop it.
+pub async fn time_out<C: ConnectionTrait>(db: &C, task: &task::Model, message: &str) -> Result<bool, DbErr> {
     let Some(job) = jobs::lock(db, &task.job_id).await? else {
         return Ok(false);
     };
     let r = db
         .execute(statement(
             db.get_database_backend(),
-            "UPDATE tasks SET state = 'failed', failure_code = 1007, failure_message = ?, finished_at = ? WHERE id = ? AND state IN ('queued', 'retry_wait')",
+            "UPDATE tasks SET state = 'failed', failure_code = 1007, failure_message = ?, finished_at = ?, \
+             lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = ? AND state IN ('queued', 'running', 'retry_wait')",
             vec![message.into(), now_ms().into(), task.id.clone().into()],
         ))
         .await?;
@@ -498,19 +512,12 @@ pub async fn time_out<C: ConnectionTrait>(
         return Ok(false);
     }
     let failure = failure(atelier_codes::ErrorCode::TimedOut, message);
-    events::append(
-        db,
-        &job,
-        task_event(
-            &task.id,
-            TaskState::Failed,
-            task.attempts,
-            Some(failure),
-            None,
-        ),
-    )
-    .await?;
+    let event = task_event(&task.id, TaskState::Failed, task.attempts, Some(failure), None);
+    events::append(db, &job, event).await?;
     accounts::refund_task(db, &job, &task.id, "task timed out").await?;
+    if task.state == TaskState::Running.as_str() {
+        events::announce_cancel(db, std::slice::from_ref(&task.id)).await?;
+    }
     jobs::finish_if_done(db, &job).await?;
     Ok(true)
 }

@@ -57,7 +57,13 @@ impl Dispatcher {
         let span = tracing::info_span!("task", job_id = %lease.job.id, task_id = %lease.task.id, attempt = lease.attempt);
         async move {
             let ended = tokio::select! {
-                ended = self.call_processor(&lease) => ended,
+                ended = tokio::time::timeout(self.settings.attempt_timeout, self.call_processor(&lease)) => {
+                    ended.unwrap_or_else(|_| Ended::Failed {
+                        code: ErrorCode::TimedOut,
+                        transient: false,
+                        message: format!("the attempt did not finish within {} s", self.settings.attempt_timeout.as_secs_f64()),
+                    })
+                }
                 _ = cancel.cancelled() => Ended::Lost,
                 _ = hard_stop.cancelled() => Ended::Stopped,
                 lost = self.keep_lease(&lease) => lost,

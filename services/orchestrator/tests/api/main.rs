@@ -12,4 +12,5 @@ mod quota;
 mod replicas;
 mod retries;
 mod storage;
+mod timeouts;
 mod watch;
