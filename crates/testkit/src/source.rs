@@ -33,6 +33,7 @@ struct Bodies {
     counts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     jpeg: Vec<u8>,
     png_small: Vec<u8>,
+    png_ok: Vec<u8>,
     truncated: Vec<u8>,
     huge_header: Vec<u8>,
 }
@@ -49,6 +50,7 @@ impl SourceServer {
             counts: std::sync::Mutex::new(std::collections::HashMap::new()),
             jpeg: images::jpeg(),
             png_small: images::png(10, 10),
+            png_ok: images::png(64, 48),
             truncated: images::truncated_jpeg(),
             huge_header: images::huge_png_header(),
         });
@@ -101,6 +103,7 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
     let _ = match path.as_str() {
         "/image.jpg" => ok(&mut socket, "image/jpeg", &b.jpeg).await,
         "/small.png" => ok(&mut socket, "image/png", &b.png_small).await,
+        "/small-ok.png" => ok(&mut socket, "image/png", &b.png_ok).await,
         "/truncated.jpg" => ok(&mut socket, "image/jpeg", &b.truncated).await,
         "/huge-header.png" => ok(&mut socket, "image/png", &b.huge_header).await,
         "/not-an-image" => {

@@ -7,6 +7,7 @@ mod accounts;
 mod auth;
 mod crashes;
 mod jobs;
+mod ledger;
 mod ops;
 mod quota;
 mod replicas;

@@ -112,3 +112,49 @@ async fn a_watcher_on_one_replica_follows_a_job_another_runs_and_cancels_reach_i
     .expect("the running replica stopped the attempt after the cancel notification");
     assert_eq!(app.account(&t, "alice").await.balance, 5 - 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_and_two_processors_complete_five_hundred_tasks_exactly_once() {
+    let app = spawn_app_with(Backend::Postgres, |c| c.max_active_jobs = 10, |_| {}).await;
+    let second = atelier_processor::spawn({
+        let mut p = atelier_processor::Config::new(SERVICE, app.objects.clone());
+        p.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
+        p
+    })
+    .await
+    .expect("second processor");
+    let processors = vec![app.processor.url(), second.url()];
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut config = atelier_orchestrator::Config::new(app.database_url.clone(), app.objects.clone(), processors.clone());
+        config.admin_token = ADMIN.into();
+        config.service_token = SERVICE.into();
+        config.poll_seconds = 0.05;
+        replicas.push(atelier_orchestrator::spawn(config).await.expect("replica"));
+    }
+    let t = app.tenant("shop").await;
+    app.member(&t, "bulk", 500).await;
+    let urls: Vec<String> = (0..100).map(|_| app.sources.url("/small-ok.png")).collect();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.submit(&t, "bulk", transform_job(&urls)).await.expect("submit").id);
+    }
+    for id in &ids {
+        let events = app.watch_to_end(&t, "bulk", id, 0).await;
+        let mut succeeded = std::collections::HashMap::new();
+        for event in &events {
+            if let Some(pb::job_event::Event::TaskState(s)) = &event.event {
+                if s.state() == pb::TaskState::Succeeded {
+                    *succeeded.entry(s.task_id.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        assert_eq!(succeeded.len(), 100);
+        assert!(succeeded.values().all(|n| *n == 1), "each task completed exactly once");
+        let job = app.jobs.clone().get_job(as_account(pb::GetJobRequest { job_id: id.clone() }, &t.key, "bulk")).await.expect("get").into_inner();
+        assert_eq!(job.state(), pb::JobState::Succeeded);
+        assert!(job.tasks.iter().all(|task| task.attempts == 1 && task.outputs.len() == 1));
+    }
+    assert_eq!(app.account(&t, "bulk").await.balance, 0);
+    assert_eq!(app.ledger_sum(&t, "bulk").await, 0);
+}
