@@ -7,7 +7,12 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["atelier/v1/common.proto", "atelier/v1/jobs.proto", "atelier/v1/accounts.proto", "atelier/v1/processor.proto"];
+    let files = [
+        "atelier/v1/common.proto",
+        "atelier/v1/jobs.proto",
+        "atelier/v1/accounts.proto",
+        "atelier/v1/processor.proto",
+    ];
     println!("cargo:rerun-if-changed={}", root.display());
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

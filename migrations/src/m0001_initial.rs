@@ -125,7 +125,11 @@ enum JobEvents {
 }
 
 fn id() -> ColumnDef {
-    ColumnDef::new(Alias::new("id")).string_len(36).not_null().primary_key().to_owned()
+    ColumnDef::new(Alias::new("id"))
+        .string_len(36)
+        .not_null()
+        .primary_key()
+        .to_owned()
 }
 
 #[async_trait::async_trait]
@@ -147,7 +151,12 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(ApiKeys::TenantId).string_len(36).not_null())
                 .col(ColumnDef::new(ApiKeys::Account).string().null())
                 .col(ColumnDef::new(ApiKeys::Prefix).string().not_null())
-                .col(ColumnDef::new(ApiKeys::Hash).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(ApiKeys::Hash)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(ApiKeys::CreatedAt).big_integer().not_null())
                 .col(ColumnDef::new(ApiKeys::RevokedAt).big_integer().null())
                 .to_owned(),
@@ -159,9 +168,23 @@ impl MigrationTrait for Migration {
                 .col(id())
                 .col(ColumnDef::new(Accounts::TenantId).string_len(36).not_null())
                 .col(ColumnDef::new(Accounts::ExternalId).string().not_null())
-                .col(ColumnDef::new(Accounts::Balance).big_integer().not_null().default(0))
-                .col(ColumnDef::new(Accounts::Member).boolean().not_null().default(false))
-                .col(ColumnDef::new(Accounts::MembershipExpiresAt).big_integer().null())
+                .col(
+                    ColumnDef::new(Accounts::Balance)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(Accounts::Member)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                .col(
+                    ColumnDef::new(Accounts::MembershipExpiresAt)
+                        .big_integer()
+                        .null(),
+                )
                 .col(ColumnDef::new(Accounts::CreatedAt).big_integer().not_null())
                 // The balance can never go negative, whatever the concurrency (SPEC §4 Quota).
                 .check(Expr::col(Accounts::Balance).gte(0))
@@ -187,7 +210,12 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Ledger::Amount).big_integer().not_null())
                 .col(ColumnDef::new(Ledger::Reason).string().not_null())
                 // One row per charge, refund or keyed grant: a refund can never be paid twice.
-                .col(ColumnDef::new(Ledger::UniqueKey).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(Ledger::UniqueKey)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Ledger::JobId).string_len(36).null())
                 .col(ColumnDef::new(Ledger::TaskId).string_len(36).null())
                 .col(ColumnDef::new(Ledger::CreatedAt).big_integer().not_null())
@@ -195,7 +223,12 @@ impl MigrationTrait for Migration {
         )
         .await?;
         m.create_index(
-            Index::create().name("ledger_account").table(Ledger::Table).col(Ledger::AccountId).col(Ledger::CreatedAt).to_owned(),
+            Index::create()
+                .name("ledger_account")
+                .table(Ledger::Table)
+                .col(Ledger::AccountId)
+                .col(Ledger::CreatedAt)
+                .to_owned(),
         )
         .await?;
         m.create_table(
@@ -229,8 +262,18 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Jobs::CallbackUrl).string().null())
                 .col(ColumnDef::new(Jobs::UnitPrice).big_integer().not_null())
                 .col(ColumnDef::new(Jobs::Cost).big_integer().not_null())
-                .col(ColumnDef::new(Jobs::Refunded).big_integer().not_null().default(0))
-                .col(ColumnDef::new(Jobs::LastSequence).big_integer().not_null().default(0))
+                .col(
+                    ColumnDef::new(Jobs::Refunded)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(Jobs::LastSequence)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
                 .col(ColumnDef::new(Jobs::CreatedAt).big_integer().not_null())
                 .col(ColumnDef::new(Jobs::UpdatedAt).big_integer().not_null())
                 .col(ColumnDef::new(Jobs::FinishedAt).big_integer().null())
@@ -267,14 +310,29 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Tasks::Source).binary().null())
                 .col(ColumnDef::new(Tasks::SourceRef).binary().null())
                 .col(ColumnDef::new(Tasks::State).string().not_null())
-                .col(ColumnDef::new(Tasks::Attempts).integer().not_null().default(0))
+                .col(
+                    ColumnDef::new(Tasks::Attempts)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
                 .col(ColumnDef::new(Tasks::Stage).string().not_null().default(""))
-                .col(ColumnDef::new(Tasks::Percent).integer().not_null().default(0))
+                .col(
+                    ColumnDef::new(Tasks::Percent)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
                 .col(ColumnDef::new(Tasks::Outputs).binary().null())
                 .col(ColumnDef::new(Tasks::SourceInfo).binary().null())
                 .col(ColumnDef::new(Tasks::FailureCode).integer().null())
                 .col(ColumnDef::new(Tasks::FailureMessage).text().null())
-                .col(ColumnDef::new(Tasks::FromCache).boolean().not_null().default(false))
+                .col(
+                    ColumnDef::new(Tasks::FromCache)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
                 .col(ColumnDef::new(Tasks::LeaseOwner).string().null())
                 .col(ColumnDef::new(Tasks::LeaseExpiresAt).big_integer().null())
                 .col(ColumnDef::new(Tasks::RunAfter).big_integer().not_null())
@@ -284,8 +342,15 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(Index::create().name("tasks_job").table(Tasks::Table).col(Tasks::JobId).col(Tasks::Idx).to_owned())
-            .await?;
+        m.create_index(
+            Index::create()
+                .name("tasks_job")
+                .table(Tasks::Table)
+                .col(Tasks::JobId)
+                .col(Tasks::Idx)
+                .to_owned(),
+        )
+        .await?;
         m.create_index(
             Index::create()
                 .name("tasks_dispatch")
@@ -298,13 +363,31 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(JobEvents::Table)
-                .col(ColumnDef::new(JobEvents::Id).big_integer().not_null().auto_increment().primary_key())
+                .col(
+                    ColumnDef::new(JobEvents::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(JobEvents::JobId).string_len(36).not_null())
-                .col(ColumnDef::new(JobEvents::TenantId).string_len(36).not_null())
-                .col(ColumnDef::new(JobEvents::AccountId).string_len(36).not_null())
+                .col(
+                    ColumnDef::new(JobEvents::TenantId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(JobEvents::AccountId)
+                        .string_len(36)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(JobEvents::Sequence).big_integer().not_null())
                 .col(ColumnDef::new(JobEvents::Payload).binary().not_null())
-                .col(ColumnDef::new(JobEvents::CreatedAt).big_integer().not_null())
+                .col(
+                    ColumnDef::new(JobEvents::CreatedAt)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -321,8 +404,18 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for table in ["job_events", "tasks", "jobs", "uploads", "ledger", "accounts", "api_keys", "tenants"] {
-            m.drop_table(Table::drop().table(Alias::new(table)).to_owned()).await?;
+        for table in [
+            "job_events",
+            "tasks",
+            "jobs",
+            "uploads",
+            "ledger",
+            "accounts",
+            "api_keys",
+            "tenants",
+        ] {
+            m.drop_table(Table::drop().table(Alias::new(table)).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -91,7 +91,10 @@ impl ErrorCode {
     /// Whether a task failing with this code may be tried again. Download and model failures are retried
     /// only when the failure was transient, which the sender says with [`transient`].
     pub fn always_retryable(self) -> bool {
-        matches!(self, Self::Internal | Self::Unavailable | Self::StorageFailed)
+        matches!(
+            self,
+            Self::Internal | Self::Unavailable | Self::StorageFailed
+        )
     }
 
     fn row(self) -> (u32, &'static str, Code, u16) {
@@ -105,7 +108,9 @@ impl ErrorCode {
             Self::TimedOut => (1007, "TIMED_OUT", Code::DeadlineExceeded, 504),
             Self::Cancelled => (1008, "CANCELLED", Code::Cancelled, 499),
             Self::Unavailable => (1009, "UNAVAILABLE", Code::Unavailable, 503),
-            Self::MembershipRequired => (2001, "MEMBERSHIP_REQUIRED", Code::FailedPrecondition, 402),
+            Self::MembershipRequired => {
+                (2001, "MEMBERSHIP_REQUIRED", Code::FailedPrecondition, 402)
+            }
             Self::QuotaExhausted => (2002, "QUOTA_EXHAUSTED", Code::ResourceExhausted, 402),
             Self::TooManyActiveJobs => (2003, "TOO_MANY_ACTIVE_JOBS", Code::ResourceExhausted, 429),
             Self::ModelCallFailed => (3001, "MODEL_CALL_FAILED", Code::Unavailable, 502),
@@ -141,7 +146,10 @@ pub struct FieldViolation {
 impl FieldViolation {
     /// A violation of `field`.
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -165,7 +173,12 @@ pub fn bad_request(violations: &[FieldViolation]) -> Status {
     build(ErrorCode::InvalidArgument, message, false, violations)
 }
 
-fn build(code: ErrorCode, message: String, transient: bool, violations: &[FieldViolation]) -> Status {
+fn build(
+    code: ErrorCode,
+    message: String,
+    transient: bool,
+    violations: &[FieldViolation],
+) -> Status {
     let mut metadata = HashMap::from([("code".to_string(), code.number().to_string())]);
     if transient {
         metadata.insert(TRANSIENT_KEY.to_string(), "true".to_string());
@@ -207,7 +220,11 @@ pub fn decode(status: &Status) -> Decoded {
         Code::Unavailable => ErrorCode::Unavailable,
         _ => ErrorCode::Internal,
     });
-    Decoded { code, transient, message: status.message().to_string() }
+    Decoded {
+        code,
+        transient,
+        message: status.message().to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -8,4 +8,5 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every atelier.v1 file, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/atelier_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/atelier_descriptor.bin"));
