@@ -22,16 +22,10 @@ impl Drop for Process {
 }
 
 fn binary(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CARGO_BIN_EXE_atelier-orchestrator")
-        .map(PathBuf::from)
-        .and_then(|p| p.parent().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug"));
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        path.display()
-    );
+    // Both binaries land in the same folder of the workspace build as this package's own binary.
+    let own = PathBuf::from(env!("CARGO_BIN_EXE_atelier-orchestrator"));
+    let path = own.parent().map(|dir| dir.join(name)).unwrap_or_default();
+    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
     path
 }
 
