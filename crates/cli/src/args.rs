@@ -22,7 +22,12 @@ pub struct Cli {
 #[derive(Clone, Debug, Args)]
 pub struct Global {
     /// Orchestrator address.
-    #[arg(long, global = true, env = "ATELIER_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "ATELIER_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub endpoint: String,
     /// API key of the tenant (`atl_…`), sent as `authorization: Bearer`.
     #[arg(long, global = true, env = "ATELIER_API_KEY", hide_env_values = true)]
@@ -31,7 +36,12 @@ pub struct Global {
     #[arg(long, global = true, env = "ATELIER_ACCOUNT")]
     pub account: Option<String>,
     /// Admin token of the orchestrator, for `admin` commands.
-    #[arg(long, global = true, env = "ATELIER_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "ATELIER_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// Machine output: one JSON object per result, one per line.
     #[arg(long, global = true, env = "ATELIER_JSON")]
@@ -51,15 +61,11 @@ pub enum Command {
     /// Follow a job's events until it ends, then print its outputs.
     Watch(WatchArgs),
     /// Show a job.
-    Get {
-        job_id: String,
-    },
+    Get { job_id: String },
     /// List jobs, newest first.
     List(ListArgs),
     /// Cancel every task of a job that is not finished yet (refunded).
-    Cancel {
-        job_id: String,
-    },
+    Cancel { job_id: String },
     /// Show the account: balance, membership, active jobs.
     Account(AccountArgs),
     /// List the account's quota ledger (grants, charges, refunds).
@@ -267,7 +273,10 @@ pub enum AdminCommand {
     /// Revoke an API key by its id.
     RevokeKey { key_id: String },
     /// Create an account (a no-op when it exists).
-    UpsertAccount { tenant_id: String, external_id: String },
+    UpsertAccount {
+        tenant_id: String,
+        external_id: String,
+    },
     /// Add quota units to an account.
     Grant {
         tenant_id: String,
@@ -306,7 +315,9 @@ pub struct HealthArgs {
 
 /// Parses `key=value`; the key must be non-empty.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (key, value) = s.split_once('=').ok_or_else(|| format!("label `{s}` must be key=value"))?;
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label `{s}` must be key=value"))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(format!("label `{s}` has an empty key"));
@@ -320,7 +331,10 @@ pub fn parse_crop(s: &str) -> Result<[u32; 4], String> {
     let [x, y, w, h] = parts.as_slice() else {
         return Err(format!("crop `{s}` must be X,Y,WIDTH,HEIGHT"));
     };
-    let number = |v: &str| v.parse::<u32>().map_err(|_| format!("crop `{s}`: `{v}` is not a whole number"));
+    let number = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("crop `{s}`: `{v}` is not a whole number"))
+    };
     let crop = [number(x)?, number(y)?, number(w)?, number(h)?];
     if crop[2] == 0 || crop[3] == 0 {
         return Err(format!("crop `{s}`: width and height must be above 0"));
@@ -341,7 +355,9 @@ pub fn parse_rotation(s: &str) -> Result<u32, String> {
 
 /// Parses an RFC 3339 time.
 pub fn parse_timestamp(s: &str) -> Result<prost_types::Timestamp, String> {
-    s.trim().parse().map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2030-01-01T00:00:00Z"))
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time such as 2030-01-01T00:00:00Z"))
 }
 
 /// Parses a non-negative, finite number of seconds.
@@ -358,9 +374,18 @@ mod tests {
 
     #[test]
     fn labels_need_a_key_and_an_equals_sign() {
-        assert_eq!(parse_label("team=shoes").ok(), Some(("team".into(), "shoes".into())));
-        assert_eq!(parse_label("note=a=b").ok(), Some(("note".into(), "a=b".into())));
-        assert_eq!(parse_label("empty=").ok(), Some(("empty".into(), String::new())));
+        assert_eq!(
+            parse_label("team=shoes").ok(),
+            Some(("team".into(), "shoes".into()))
+        );
+        assert_eq!(
+            parse_label("note=a=b").ok(),
+            Some(("note".into(), "a=b".into()))
+        );
+        assert_eq!(
+            parse_label("empty=").ok(),
+            Some(("empty".into(), String::new()))
+        );
         assert!(parse_label("novalue").is_err());
         assert!(parse_label("=value").is_err());
         assert!(parse_label(" =value").is_err());
@@ -374,7 +399,10 @@ mod tests {
         assert!(parse_crop("a,2,3,4").is_err());
         assert_eq!(parse_rotation("270"), Ok(270));
         assert!(parse_rotation("45").is_err());
-        assert_eq!(parse_timestamp("2030-01-01T00:00:00Z").map(|t| t.seconds), Ok(1_893_456_000));
+        assert_eq!(
+            parse_timestamp("2030-01-01T00:00:00Z").map(|t| t.seconds),
+            Ok(1_893_456_000)
+        );
         assert!(parse_timestamp("tomorrow").is_err());
         assert_eq!(parse_seconds("1.5"), Ok(1.5));
         assert!(parse_seconds("-1").is_err());
@@ -401,7 +429,9 @@ mod tests {
             Err(e) => panic!("parse failed: {e}"),
         };
         assert!(cli.global.json);
-        let Command::Submit(submit) = cli.command else { panic!("not submit") };
+        let Command::Submit(submit) = cli.command else {
+            panic!("not submit")
+        };
         assert_eq!(submit.kind, KindArg::Transform);
         assert_eq!(submit.transform.width, Some(800));
         assert_eq!(submit.labels, vec![("a".to_string(), "b".to_string())]);
@@ -417,9 +447,20 @@ mod tests {
             vec!["atelier", "submit", "transform", "a.jpg", "--label", "nope"],
             vec!["atelier", "admin", "grant", "t", "a", "0"],
             vec!["atelier", "admin", "membership", "t", "a"],
-            vec!["atelier", "admin", "membership", "t", "a", "--active", "maybe"],
+            vec![
+                "atelier",
+                "admin",
+                "membership",
+                "t",
+                "a",
+                "--active",
+                "maybe",
+            ],
         ] {
-            assert!(Cli::try_parse_from(&args).is_err(), "{args:?} should be refused");
+            assert!(
+                Cli::try_parse_from(&args).is_err(),
+                "{args:?} should be refused"
+            );
         }
     }
 }

@@ -29,7 +29,11 @@ pub fn normalize_endpoint(endpoint: &str) -> String {
 pub fn endpoint(address: &str, connect_timeout: Duration) -> Result<Endpoint, UsageError> {
     Endpoint::from_shared(normalize_endpoint(address))
         .map(|e| e.connect_timeout(connect_timeout).tcp_nodelay(true))
-        .map_err(|e| UsageError(format!("--endpoint `{address}` is not a usable address: {e}")))
+        .map_err(|e| {
+            UsageError(format!(
+                "--endpoint `{address}` is not a usable address: {e}"
+            ))
+        })
 }
 
 /// The orchestrator, as the caller configured it.
@@ -48,7 +52,11 @@ impl Api {
         let channel = endpoint(&address, Duration::from_secs(5))?
             .connect()
             .await
-            .with_context(|| format!("cannot reach the orchestrator at {address}; is it running? (`atelier health`)"))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach the orchestrator at {address}; is it running? (`atelier health`)"
+                )
+            })?;
         Ok(Self {
             channel,
             key: non_empty(global.key.as_deref()),
@@ -69,11 +77,15 @@ impl Api {
 
     /// A call of the tenant key, acting as `--account` when one is given.
     pub fn call<T>(&self, message: T) -> Result<Request<T>, UsageError> {
-        let key = self.key.as_deref().ok_or_else(|| UsageError("no API key: pass --key or set ATELIER_API_KEY".into()))?;
+        let key = self
+            .key
+            .as_deref()
+            .ok_or_else(|| UsageError("no API key: pass --key or set ATELIER_API_KEY".into()))?;
         let mut request = with_bearer(message, key, "--key")?;
         if let Some(account) = &self.account {
-            let value = MetadataValue::try_from(account.as_str())
-                .map_err(|_| UsageError(format!("--account `{account}` must be printable ASCII")))?;
+            let value = MetadataValue::try_from(account.as_str()).map_err(|_| {
+                UsageError(format!("--account `{account}` must be printable ASCII"))
+            })?;
             request.metadata_mut().insert("x-atelier-account", value);
         }
         Ok(request)
@@ -81,10 +93,9 @@ impl Api {
 
     /// A call with the admin token.
     pub fn admin_call<T>(&self, message: T) -> Result<Request<T>, UsageError> {
-        let token = self
-            .admin_token
-            .as_deref()
-            .ok_or_else(|| UsageError("no admin token: pass --admin-token or set ATELIER_ADMIN_TOKEN".into()))?;
+        let token = self.admin_token.as_deref().ok_or_else(|| {
+            UsageError("no admin token: pass --admin-token or set ATELIER_ADMIN_TOKEN".into())
+        })?;
         with_bearer(message, token, "--admin-token")
     }
 
@@ -103,7 +114,10 @@ fn with_bearer<T>(message: T, token: &str, flag: &str) -> Result<Request<T>, Usa
 }
 
 fn non_empty(value: Option<&str>) -> Option<String> {
-    value.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -112,7 +126,10 @@ mod tests {
 
     #[test]
     fn endpoints_without_a_scheme_get_http() {
-        assert_eq!(normalize_endpoint("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:50051"),
+            "http://127.0.0.1:50051"
+        );
         assert_eq!(normalize_endpoint(" http://h:1 "), "http://h:1");
         assert!(endpoint("http://bad host", Duration::from_secs(1)).is_err());
     }
@@ -120,12 +137,32 @@ mod tests {
     #[tokio::test]
     async fn bearer_and_account_metadata_are_set() {
         let channel = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-        let api = Api { channel, key: Some("atl_k".into()), account: Some("shopper".into()), admin_token: None };
+        let api = Api {
+            channel,
+            key: Some("atl_k".into()),
+            account: Some("shopper".into()),
+            admin_token: None,
+        };
         let request = api.call(()).expect("request");
-        assert_eq!(request.metadata().get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer atl_k"));
-        assert_eq!(request.metadata().get("x-atelier-account").and_then(|v| v.to_str().ok()), Some("shopper"));
+        assert_eq!(
+            request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer atl_k")
+        );
+        assert_eq!(
+            request
+                .metadata()
+                .get("x-atelier-account")
+                .and_then(|v| v.to_str().ok()),
+            Some("shopper")
+        );
         assert!(api.admin_call(()).is_err(), "no admin token configured");
-        let bad = Api { key: Some("bad\nkey".into()), ..api };
+        let bad = Api {
+            key: Some("bad\nkey".into()),
+            ..api
+        };
         assert!(bad.call(()).is_err());
     }
 }

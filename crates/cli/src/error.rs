@@ -52,10 +52,23 @@ pub fn report(err: &anyhow::Error, endpoint: &str) -> ExitCode {
 /// The lines printed for a failed call: the code line, field violations, and a hint.
 pub fn describe_status(status: &tonic::Status, endpoint: &str) -> String {
     let decoded = atelier_codes::decode(status);
-    let mut out = format!("error {} {}: {}\n", decoded.code.number(), decoded.code.reason(), message_of(status));
+    let message = message_of(status);
+    let mut out = format!(
+        "error {} {}: {message}\n",
+        decoded.code.number(),
+        decoded.code.reason()
+    );
     if let Some(bad) = status.get_details_bad_request() {
-        for v in &bad.field_violations {
-            out.push_str(&format!("  {}: {}\n", v.field, v.description));
+        let violations: Vec<String> = bad
+            .field_violations
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
+        // Atelier's messages already list the violations; other servers' may not.
+        if violations.join("; ") != message {
+            for v in &violations {
+                out.push_str(&format!("  {v}\n"));
+            }
         }
     }
     if let Some(hint) = hint(decoded.code, endpoint) {
@@ -123,22 +136,44 @@ mod tests {
     fn api_errors_print_code_reason_message_and_hint() {
         let status = atelier_codes::status(ErrorCode::QuotaExhausted, "balance 0, job costs 1");
         let text = describe_status(&status, "http://x");
-        assert!(text.starts_with("error 2002 QUOTA_EXHAUSTED: balance 0, job costs 1\n"), "{text}");
+        assert!(
+            text.starts_with("error 2002 QUOTA_EXHAUSTED: balance 0, job costs 1\n"),
+            "{text}"
+        );
         assert!(text.contains("hint: "), "{text}");
     }
 
     #[test]
-    fn field_violations_are_listed() {
+    fn field_violations_are_listed_once() {
         let status = atelier_codes::bad_request(&[FieldViolation::new("sources", "at most 100")]);
         let text = describe_status(&status, "http://x");
-        assert!(text.starts_with("error 1003 INVALID_ARGUMENT: "), "{text}");
-        assert!(text.contains("\n  sources: at most 100\n"), "{text}");
+        assert!(
+            text.starts_with("error 1003 INVALID_ARGUMENT: sources: at most 100\nhint: "),
+            "{text}"
+        );
+        let mut details = tonic_types::ErrorDetails::new();
+        details.add_bad_request_violation("params.width", "must be above 0");
+        let status =
+            tonic::Status::with_error_details(tonic::Code::InvalidArgument, "bad request", details);
+        let text = describe_status(&status, "http://x");
+        assert!(
+            text.starts_with(
+                "error 1003 INVALID_ARGUMENT: bad request\n  params.width: must be above 0\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn statuses_without_error_info_are_guessed_from_the_grpc_code() {
-        let text = describe_status(&tonic::Status::unavailable("tcp connect error"), "http://127.0.0.1:1");
-        assert!(text.starts_with("error 1009 UNAVAILABLE: tcp connect error\n"), "{text}");
+        let text = describe_status(
+            &tonic::Status::unavailable("tcp connect error"),
+            "http://127.0.0.1:1",
+        );
+        assert!(
+            text.starts_with("error 1009 UNAVAILABLE: tcp connect error\n"),
+            "{text}"
+        );
         assert!(text.contains("http://127.0.0.1:1"), "{text}");
     }
 }

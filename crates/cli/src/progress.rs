@@ -1,7 +1,9 @@
-//! Job events for people: on a terminal, one progress line redrawn in place with `\r` and other events
-//! printed above it; elsewhere (logs, pipes), one line per event.
+//! Job events for people. On a terminal, every running task has a progress line that is redrawn in
+//! place (`\r` and cursor-up), and other events are printed above those lines; elsewhere (logs, pipes),
+//! one line per event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Write;
 
 use atelier_proto::v1 as pb;
@@ -9,24 +11,31 @@ use pb::job_event::Event;
 
 use crate::render::{human, names};
 
-/// Erase the current terminal line.
-const CLEAR: &str = "\r\x1b[2K";
+/// Running tasks shown at once; the rest are counted on one more line.
+const MAX_ROWS: usize = 8;
 
 /// Draws the events of one job.
 pub struct Progress<W: Write> {
     out: W,
     live: bool,
-    line: Option<String>,
     tasks: HashMap<String, u32>,
-    finished: HashSet<String>,
+    /// Progress lines of running tasks, by task index.
+    rows: Vec<(u32, String)>,
+    /// Lines of the live block currently on screen, under which the cursor sits.
+    drawn: usize,
 }
 
 impl<W: Write> Progress<W> {
-    /// `live` redraws a progress line in place; otherwise every event gets its own line.
+    /// `live` redraws progress lines in place; otherwise every event gets its own line.
     pub fn new(out: W, live: bool, job: &pb::Job) -> Self {
         let tasks = job.tasks.iter().map(|t| (t.id.clone(), t.index)).collect();
-        let finished = job.tasks.iter().filter(|t| names::task_is_terminal(t.state)).map(|t| t.id.clone()).collect();
-        Self { out, live, line: None, tasks, finished }
+        Self {
+            out,
+            live,
+            tasks,
+            rows: Vec::new(),
+            drawn: 0,
+        }
     }
 
     /// Shows one event.
@@ -34,47 +43,54 @@ impl<W: Write> Progress<W> {
         let Some(kind) = &event.event else { return };
         match kind {
             Event::Progress(p) => {
-                let mut line = human::progress_line(self.index(&p.task_id), p.percent, &p.stage);
-                if self.tasks.len() > 1 {
-                    line = format!("{}/{} done  {line}", self.finished.len(), self.tasks.len());
-                }
-                self.progress(line);
+                let index = self.tasks.get(&p.task_id).copied().unwrap_or(0);
+                self.progress(index, human::progress_line(index, p.percent, &p.stage));
             }
             Event::JobState(s) => {
                 let mut text = format!("job {}", names::job_state(s.state));
                 if let Some(f) = &s.failure {
-                    text = format!("{text}: {}", human::failure(f));
+                    let _ = write!(text, ": {}", human::failure(f));
                 }
                 self.note(&text);
             }
             Event::TaskState(s) => {
                 if names::task_is_terminal(s.state) {
-                    self.finished.insert(s.task_id.clone());
+                    if let Some(index) = self.tasks.get(&s.task_id) {
+                        self.rows.retain(|(i, _)| i != index);
+                    }
                 }
                 let mut text = format!("{} {}", self.task(&s.task_id), names::task_state(s.state));
                 if s.attempts > 0 {
-                    text.push_str(&format!(" (attempt {})", s.attempts));
+                    let _ = write!(text, " (attempt {})", s.attempts);
                 }
                 if let Some(f) = &s.failure {
-                    text.push_str(&format!(": {}", human::failure(f)));
+                    let _ = write!(text, ": {}", human::failure(f));
                 }
                 if let Some(t) = &s.retry_at {
-                    text.push_str(&format!("; retrying at {t}"));
+                    let _ = write!(text, "; retrying at {t}");
                 }
                 self.note(&text);
             }
             Event::Log(l) => {
-                let who = if l.task_id.is_empty() { "job".to_string() } else { self.task(&l.task_id) };
+                let who = if l.task_id.is_empty() {
+                    "job".to_string()
+                } else {
+                    self.task(&l.task_id)
+                };
                 self.note(&format!("{who} [{}] {}", l.level, l.message));
             }
             Event::Output(o) => {
                 if let Some(output) = &o.output {
-                    let text = format!("{} output {}", self.task(&o.task_id), human::output(output));
+                    let text =
+                        format!("{} output {}", self.task(&o.task_id), human::output(output));
                     self.note(&text);
                 }
             }
             Event::Queue(q) => {
-                self.note(&format!("queued: position {}, about {} s", q.position, q.estimated_seconds));
+                self.note(&format!(
+                    "queued: position {}, about {} s",
+                    q.position, q.estimated_seconds
+                ));
             }
             Event::SourceFetched(s) => {
                 if let Some(info) = &s.source {
@@ -92,10 +108,11 @@ impl<W: Write> Progress<W> {
         }
     }
 
-    /// Clears the live line, so what follows starts on a clean line.
+    /// Removes the live lines, so what follows starts on a clean line.
     pub fn finish(&mut self) {
-        if self.live && self.line.take().is_some() {
-            let _ = write!(self.out, "{CLEAR}");
+        if self.live && self.drawn > 0 {
+            self.rows.clear();
+            self.redraw(None);
         }
         let _ = self.out.flush();
     }
@@ -105,10 +122,6 @@ impl<W: Write> Progress<W> {
         self.out
     }
 
-    fn index(&self, task_id: &str) -> u32 {
-        self.tasks.get(task_id).copied().unwrap_or(0)
-    }
-
     fn task(&self, task_id: &str) -> String {
         match self.tasks.get(task_id) {
             Some(index) => format!("task {index}"),
@@ -116,25 +129,54 @@ impl<W: Write> Progress<W> {
         }
     }
 
-    fn progress(&mut self, line: String) {
-        if self.live {
-            let _ = write!(self.out, "{CLEAR}{line}");
-            self.line = Some(line);
-        } else {
+    fn progress(&mut self, index: u32, line: String) {
+        if !self.live {
             let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+            return;
         }
-        let _ = self.out.flush();
+        match self.rows.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => self.rows[at].1 = line,
+            Err(at) => self.rows.insert(at, (index, line)),
+        }
+        self.redraw(None);
     }
 
     fn note(&mut self, text: &str) {
         if self.live {
-            let _ = writeln!(self.out, "{CLEAR}{text}");
-            if let Some(line) = &self.line {
-                let _ = write!(self.out, "{line}");
-            }
+            self.redraw(Some(text));
         } else {
             let _ = writeln!(self.out, "{text}");
+            let _ = self.out.flush();
         }
+    }
+
+    /// Moves up over the block on screen, clears it, prints `note` (which scrolls away with the
+    /// output) and draws the progress lines again below it.
+    fn redraw(&mut self, note: Option<&str>) {
+        let mut frame = String::new();
+        if self.drawn > 0 {
+            let _ = write!(frame, "\x1b[{}A", self.drawn);
+        }
+        frame.push_str("\r\x1b[J");
+        if let Some(note) = note {
+            let _ = writeln!(frame, "{note}");
+        }
+        let mut drawn = 0;
+        for (_, line) in self.rows.iter().take(MAX_ROWS) {
+            let _ = writeln!(frame, "{line}");
+            drawn += 1;
+        }
+        if self.rows.len() > MAX_ROWS {
+            let _ = writeln!(
+                frame,
+                "… and {} more tasks running",
+                self.rows.len() - MAX_ROWS
+            );
+            drawn += 1;
+        }
+        self.drawn = drawn;
+        let _ = self.out.write_all(frame.as_bytes());
         let _ = self.out.flush();
     }
 }
@@ -145,14 +187,22 @@ mod tests {
 
     fn job() -> pb::Job {
         pb::Job {
-            tasks: vec![pb::Task { id: "t0".into(), index: 0, ..Default::default() }],
+            tasks: vec![pb::Task {
+                id: "t0".into(),
+                index: 0,
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
 
     fn progress(percent: u32) -> pb::JobEvent {
         pb::JobEvent {
-            event: Some(Event::Progress(pb::TaskProgress { task_id: "t0".into(), stage: "resize".into(), percent })),
+            event: Some(Event::Progress(pb::TaskProgress {
+                task_id: "t0".into(),
+                stage: "resize".into(),
+                percent,
+            })),
             ..Default::default()
         }
     }
@@ -176,11 +226,14 @@ mod tests {
         p.event(&done());
         p.finish();
         let text = String::from_utf8(p.into_inner()).expect("utf-8");
-        assert_eq!(text, "task 0 [#####-----] 50% resize\ntask 0 SUCCEEDED (attempt 1)\n");
+        assert_eq!(
+            text,
+            "task 0 [#####-----] 50% resize\ntask 0 SUCCEEDED (attempt 1)\n"
+        );
     }
 
     #[test]
-    fn a_terminal_redraws_the_progress_line_in_place() {
+    fn a_terminal_redraws_the_progress_lines_in_place() {
         let mut p = Progress::new(Vec::new(), true, &job());
         p.event(&progress(10));
         p.event(&progress(50));
@@ -189,8 +242,36 @@ mod tests {
         let text = String::from_utf8(p.into_inner()).expect("utf-8");
         assert_eq!(
             text,
-            "\r\x1b[2Ktask 0 [#---------] 10% resize\r\x1b[2Ktask 0 [#####-----] 50% resize\
-             \r\x1b[2Ktask 0 SUCCEEDED (attempt 1)\ntask 0 [#####-----] 50% resize\r\x1b[2K"
+            "\r\x1b[Jtask 0 [#---------] 10% resize\n\
+             \x1b[1A\r\x1b[Jtask 0 [#####-----] 50% resize\n\
+             \x1b[1A\r\x1b[Jtask 0 SUCCEEDED (attempt 1)\n"
         );
+    }
+
+    #[test]
+    fn each_running_task_has_its_own_line() {
+        let mut job = job();
+        job.tasks.push(pb::Task {
+            id: "t1".into(),
+            index: 1,
+            ..Default::default()
+        });
+        let mut p = Progress::new(Vec::new(), true, &job);
+        p.event(&progress(10));
+        let mut other = progress(30);
+        if let Some(Event::Progress(e)) = &mut other.event {
+            e.task_id = "t1".into();
+        }
+        p.event(&other);
+        p.event(&progress(20));
+        let text = String::from_utf8(p.into_inner()).expect("utf-8");
+        let last_frame = text.rsplit("\r\x1b[J").next().expect("a frame");
+        assert_eq!(
+            last_frame,
+            "task 0 [##--------] 20% resize\ntask 1 [###-------] 30% resize\n"
+        );
+        assert!(text.ends_with(
+            "\x1b[2A\r\x1b[Jtask 0 [##--------] 20% resize\ntask 1 [###-------] 30% resize\n"
+        ));
     }
 }

@@ -25,7 +25,9 @@ impl SourceArg {
         if let Some(id) = arg.strip_prefix("upload:") {
             let id = id.trim();
             if id.is_empty() {
-                return Err(UsageError(format!("source `{arg}`: write the upload id after `upload:`")));
+                return Err(UsageError(format!(
+                    "source `{arg}`: write the upload id after `upload:`"
+                )));
             }
             return Ok(Self::Upload(id.to_string()));
         }
@@ -56,20 +58,30 @@ impl SourceArg {
 
 /// A source by URL.
 pub fn url_source(url: &str) -> pb::Source {
-    pb::Source { source: Some(pb::source::Source::Url(url.to_string())) }
+    pb::Source {
+        source: Some(pb::source::Source::Url(url.to_string())),
+    }
 }
 
 /// A source by upload id.
 pub fn upload_source(id: &str) -> pb::Source {
-    pb::Source { source: Some(pb::source::Source::UploadId(id.to_string())) }
+    pb::Source {
+        source: Some(pb::source::Source::UploadId(id.to_string())),
+    }
 }
 
 /// The job parameters of `submit`, refusing options that belong to the other kind.
-pub fn job_params(kind: KindArg, transform: &TransformArgs, template: Option<TemplateArg>) -> Result<pb::JobParams, UsageError> {
+pub fn job_params(
+    kind: KindArg,
+    transform: &TransformArgs,
+    template: Option<TemplateArg>,
+) -> Result<pb::JobParams, UsageError> {
     let params = match kind {
         KindArg::Transform => {
             if template.is_some() {
-                return Err(UsageError("--template is an option of basic-clean, not transform".into()));
+                return Err(UsageError(
+                    "--template is an option of basic-clean, not transform".into(),
+                ));
             }
             pb::job_params::Params::Transform(transform_params(transform)?)
         }
@@ -86,13 +98,17 @@ pub fn job_params(kind: KindArg, transform: &TransformArgs, template: Option<Tem
             })
         }
     };
-    Ok(pb::JobParams { params: Some(params) })
+    Ok(pb::JobParams {
+        params: Some(params),
+    })
 }
 
 /// The TransformParams these options describe.
 pub fn transform_params(args: &TransformArgs) -> Result<pb::TransformParams, UsageError> {
     let resize = match (args.width, args.height, args.fit) {
-        (None, None, Some(_)) => return Err(UsageError("--fit needs --width and/or --height".into())),
+        (None, None, Some(_)) => {
+            return Err(UsageError("--fit needs --width and/or --height".into()))
+        }
         (None, None, None) => None,
         (width, height, fit) => Some(pb::Resize {
             width: width.unwrap_or(0),
@@ -102,7 +118,12 @@ pub fn transform_params(args: &TransformArgs) -> Result<pb::TransformParams, Usa
     };
     Ok(pb::TransformParams {
         resize,
-        crop: args.crop.map(|[x, y, width, height]| pb::Crop { x, y, width, height }),
+        crop: args.crop.map(|[x, y, width, height]| pb::Crop {
+            x,
+            y,
+            width,
+            height,
+        }),
         rotate: args.rotate.unwrap_or(0),
         flip_horizontal: args.flip_h,
         flip_vertical: args.flip_v,
@@ -114,7 +135,10 @@ pub fn transform_params(args: &TransformArgs) -> Result<pb::TransformParams, Usa
 }
 
 /// The SubmitJobRequest of `submit`, with the sources already resolved.
-pub fn submit_request(args: &SubmitArgs, sources: Vec<pb::Source>) -> Result<pb::SubmitJobRequest, UsageError> {
+pub fn submit_request(
+    args: &SubmitArgs,
+    sources: Vec<pb::Source>,
+) -> Result<pb::SubmitJobRequest, UsageError> {
     Ok(pb::SubmitJobRequest {
         params: Some(job_params(args.kind, &args.transform, args.template)?),
         sources,
@@ -184,7 +208,10 @@ fn clean_template(template: TemplateArg) -> pb::CleanTemplate {
 
 /// The content type of an upload, from the file name; empty lets the server sniff it.
 pub fn content_type_for(path: &std::path::Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
@@ -204,7 +231,10 @@ mod tests {
         let mut argv = vec!["atelier", "submit"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv) {
-            Ok(Cli { command: Command::Submit(submit), .. }) => submit,
+            Ok(Cli {
+                command: Command::Submit(submit),
+                ..
+            }) => submit,
             Ok(other) => panic!("not a submit: {other:?}"),
             Err(e) => panic!("{args:?} does not parse: {e}"),
         }
@@ -218,30 +248,68 @@ mod tests {
     #[test]
     fn transform_options_build_transform_params() {
         let req = request(&[
-            "transform", "x.jpg", "--width", "800", "--height", "600", "--fit", "cover", "--format", "webp", "--quality", "70",
-            "--rotate", "90", "--flip-h", "--crop", "1,2,300,400",
+            "transform",
+            "x.jpg",
+            "--width",
+            "800",
+            "--height",
+            "600",
+            "--fit",
+            "cover",
+            "--format",
+            "webp",
+            "--quality",
+            "70",
+            "--rotate",
+            "90",
+            "--flip-h",
+            "--crop",
+            "1,2,300,400",
         ])
         .expect("valid");
         let Some(pb::job_params::Params::Transform(t)) = req.params.and_then(|p| p.params) else {
             panic!("not a transform")
         };
-        assert_eq!(t.resize, Some(pb::Resize { width: 800, height: 600, fit: pb::Fit::Cover as i32 }));
+        assert_eq!(
+            t.resize,
+            Some(pb::Resize {
+                width: 800,
+                height: 600,
+                fit: pb::Fit::Cover as i32
+            })
+        );
         assert_eq!(t.format, pb::ImageFormat::Webp as i32);
         assert_eq!(t.quality, 70);
         assert_eq!(t.rotate, 90);
         assert!(t.flip_horizontal);
         assert!(!t.flip_vertical);
-        assert_eq!(t.crop, Some(pb::Crop { x: 1, y: 2, width: 300, height: 400 }));
+        assert_eq!(
+            t.crop,
+            Some(pb::Crop {
+                x: 1,
+                y: 2,
+                width: 300,
+                height: 400
+            })
+        );
         assert_eq!(t.auto_orient, None);
     }
 
     #[test]
     fn width_alone_leaves_height_and_fit_to_the_server() {
-        let req = request(&["transform", "x.jpg", "--width", "800", "--format", "png"]).expect("valid");
+        let req =
+            request(&["transform", "x.jpg", "--width", "800", "--format", "png"]).expect("valid");
         let Some(pb::job_params::Params::Transform(t)) = req.params.and_then(|p| p.params) else {
             panic!("not a transform")
         };
-        assert_eq!(t.resize, Some(pb::Resize { width: 800, height: 0, fit: pb::Fit::Unspecified as i32 }));
+        assert_eq!(
+            t.resize,
+            Some(pb::Resize {
+                width: 800,
+                height: 0,
+                fit: pb::Fit::Unspecified as i32
+            })
+        );
         assert_eq!(t.format, pb::ImageFormat::Png as i32);
         assert_eq!(t.quality, 0);
         let bare = request(&["transform", "x.jpg"]).expect("valid");
@@ -283,7 +351,15 @@ mod tests {
     #[test]
     fn common_options_are_carried() {
         let req = request(&[
-            "transform", "x.jpg", "--idempotency-key", "k1", "--label", "team=shoes", "--label", "run=7", "--callback-url",
+            "transform",
+            "x.jpg",
+            "--idempotency-key",
+            "k1",
+            "--label",
+            "team=shoes",
+            "--label",
+            "run=7",
+            "--callback-url",
             "https://hooks.example.com/a",
         ])
         .expect("valid");
@@ -296,16 +372,39 @@ mod tests {
 
     #[test]
     fn sources_are_classified() {
-        assert_eq!(SourceArg::parse("upload:abc-123"), Ok(SourceArg::Upload("abc-123".into())));
+        assert_eq!(
+            SourceArg::parse("upload:abc-123"),
+            Ok(SourceArg::Upload("abc-123".into()))
+        );
         assert!(SourceArg::parse("upload:").is_err());
-        assert_eq!(SourceArg::parse("https://x.test/a.jpg"), Ok(SourceArg::Url("https://x.test/a.jpg".into())));
-        assert_eq!(SourceArg::parse("HTTP://x.test/a.jpg"), Ok(SourceArg::Url("HTTP://x.test/a.jpg".into())));
-        assert_eq!(SourceArg::parse("photos/a.jpg"), Ok(SourceArg::File("photos/a.jpg".into())));
-        assert_eq!(SourceArg::parse("/tmp/upload.jpg"), Ok(SourceArg::File("/tmp/upload.jpg".into())));
+        assert_eq!(
+            SourceArg::parse("https://x.test/a.jpg"),
+            Ok(SourceArg::Url("https://x.test/a.jpg".into()))
+        );
+        assert_eq!(
+            SourceArg::parse("HTTP://x.test/a.jpg"),
+            Ok(SourceArg::Url("HTTP://x.test/a.jpg".into()))
+        );
+        assert_eq!(
+            SourceArg::parse("photos/a.jpg"),
+            Ok(SourceArg::File("photos/a.jpg".into()))
+        );
+        assert_eq!(
+            SourceArg::parse("/tmp/upload.jpg"),
+            Ok(SourceArg::File("/tmp/upload.jpg".into()))
+        );
         assert!(SourceArg::parse("ftp://x.test/a.jpg").is_err());
         assert!(SourceArg::parse("").is_err());
-        assert_eq!(SourceArg::parse("upload:u1").ok().and_then(|s| s.to_source()), Some(upload_source("u1")));
-        assert_eq!(SourceArg::parse("a.jpg").ok().and_then(|s| s.to_source()), None);
+        assert_eq!(
+            SourceArg::parse("upload:u1")
+                .ok()
+                .and_then(|s| s.to_source()),
+            Some(upload_source("u1"))
+        );
+        assert_eq!(
+            SourceArg::parse("a.jpg").ok().and_then(|s| s.to_source()),
+            None
+        );
     }
 
     #[test]

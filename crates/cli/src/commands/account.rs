@@ -11,7 +11,10 @@ use crate::render::{human, json, note, print_json, print_line, print_text};
 pub async fn account(api: &Api, as_json: bool, args: &AccountArgs) -> anyhow::Result<()> {
     let request = pb::GetAccountRequest::default();
     let request = match &args.tenant {
-        Some(tenant) => api.admin_call(pb::GetAccountRequest { tenant_id: tenant.clone(), account: admin_account(api)? })?,
+        Some(tenant) => api.admin_call(pb::GetAccountRequest {
+            tenant_id: tenant.clone(),
+            account: admin_account(api)?,
+        })?,
         None => api.call(request)?,
     };
     let account = api.accounts().get_account(request).await?.into_inner();
@@ -56,7 +59,7 @@ pub async fn ledger(api: &Api, as_json: bool, args: &LedgerArgs) -> anyhow::Resu
 }
 
 fn admin_account(api: &Api) -> Result<String, UsageError> {
-    api.account()
-        .map(str::to_string)
-        .ok_or_else(|| UsageError("with --tenant, name the account with --account (ATELIER_ACCOUNT)".into()))
+    api.account().map(str::to_string).ok_or_else(|| {
+        UsageError("with --tenant, name the account with --account (ATELIER_ACCOUNT)".into())
+    })
 }

@@ -12,8 +12,10 @@ pub async fn run(api: &Api, as_json: bool, command: &AdminCommand) -> anyhow::Re
     let mut accounts = api.accounts();
     match command {
         AdminCommand::CreateTenant { name } => {
-            let tenant =
-                accounts.create_tenant(api.admin_call(pb::CreateTenantRequest { name: name.clone() })?).await?.into_inner();
+            let tenant = accounts
+                .create_tenant(api.admin_call(pb::CreateTenantRequest { name: name.clone() })?)
+                .await?
+                .into_inner();
             if as_json {
                 print_json(&json::tenant(&tenant));
             } else {
@@ -21,12 +23,18 @@ pub async fn run(api: &Api, as_json: bool, command: &AdminCommand) -> anyhow::Re
                 print_line(&tenant.id);
             }
         }
-        AdminCommand::CreateKey { tenant_id, for_account } => {
+        AdminCommand::CreateKey {
+            tenant_id,
+            for_account,
+        } => {
             let request = pb::CreateApiKeyRequest {
                 tenant_id: tenant_id.clone(),
                 account: for_account.clone().unwrap_or_default(),
             };
-            let created = accounts.create_api_key(api.admin_call(request)?).await?.into_inner();
+            let created = accounts
+                .create_api_key(api.admin_call(request)?)
+                .await?
+                .into_inner();
             if as_json {
                 print_json(&json!({
                     "key": created.key.as_ref().map_or(serde_json::Value::Null, json::api_key),
@@ -39,25 +47,50 @@ pub async fn run(api: &Api, as_json: bool, command: &AdminCommand) -> anyhow::Re
                     } else {
                         format!("for account {}", key.account)
                     };
-                    note(&format!("key {} ({scope}); the secret below is shown only once", key.id));
+                    note(&format!(
+                        "key {} ({scope}); the secret below is shown only once",
+                        key.id
+                    ));
                 }
                 print_line(&created.secret);
             }
         }
         AdminCommand::RevokeKey { key_id } => {
-            let key =
-                accounts.revoke_api_key(api.admin_call(pb::RevokeApiKeyRequest { key_id: key_id.clone() })?).await?.into_inner();
+            let key = accounts
+                .revoke_api_key(api.admin_call(pb::RevokeApiKeyRequest {
+                    key_id: key_id.clone(),
+                })?)
+                .await?
+                .into_inner();
             if as_json {
                 print_json(&json::api_key(&key));
             } else {
                 print_line(&format!("key {} revoked", key.id));
             }
         }
-        AdminCommand::UpsertAccount { tenant_id, external_id } => {
-            let request = pb::UpsertAccountRequest { tenant_id: tenant_id.clone(), external_id: external_id.clone() };
-            show(as_json, &accounts.upsert_account(api.admin_call(request)?).await?.into_inner());
+        AdminCommand::UpsertAccount {
+            tenant_id,
+            external_id,
+        } => {
+            let request = pb::UpsertAccountRequest {
+                tenant_id: tenant_id.clone(),
+                external_id: external_id.clone(),
+            };
+            show(
+                as_json,
+                &accounts
+                    .upsert_account(api.admin_call(request)?)
+                    .await?
+                    .into_inner(),
+            );
         }
-        AdminCommand::Grant { tenant_id, account, amount, reason, idempotency_key } => {
+        AdminCommand::Grant {
+            tenant_id,
+            account,
+            amount,
+            reason,
+            idempotency_key,
+        } => {
             let request = pb::GrantQuotaRequest {
                 tenant_id: tenant_id.clone(),
                 account: account.clone(),
@@ -65,16 +98,33 @@ pub async fn run(api: &Api, as_json: bool, command: &AdminCommand) -> anyhow::Re
                 reason: reason.clone(),
                 idempotency_key: idempotency_key.clone().unwrap_or_default(),
             };
-            show(as_json, &accounts.grant_quota(api.admin_call(request)?).await?.into_inner());
+            show(
+                as_json,
+                &accounts
+                    .grant_quota(api.admin_call(request)?)
+                    .await?
+                    .into_inner(),
+            );
         }
-        AdminCommand::Membership { tenant_id, account, active, expires_at } => {
+        AdminCommand::Membership {
+            tenant_id,
+            account,
+            active,
+            expires_at,
+        } => {
             let request = pb::SetMembershipRequest {
                 tenant_id: tenant_id.clone(),
                 account: account.clone(),
                 active: *active,
                 expires_at: *expires_at,
             };
-            show(as_json, &accounts.set_membership(api.admin_call(request)?).await?.into_inner());
+            show(
+                as_json,
+                &accounts
+                    .set_membership(api.admin_call(request)?)
+                    .await?
+                    .into_inner(),
+            );
         }
     }
     Ok(())

@@ -22,7 +22,12 @@ pub async fn upload(api: &Api, as_json: bool, file: &Path) -> anyhow::Result<()>
     if as_json {
         print_json(&json::upload(&upload));
     } else {
-        note(&format!("uploaded {}: {} bytes, sha256 {}", file.display(), upload.bytes, upload.sha256));
+        note(&format!(
+            "uploaded {}: {} bytes, sha256 {}",
+            file.display(),
+            upload.bytes,
+            upload.sha256
+        ));
         print_line(&upload.id);
     }
     Ok(())
@@ -30,15 +35,25 @@ pub async fn upload(api: &Api, as_json: bool, file: &Path) -> anyhow::Result<()>
 
 /// Streams a local file to UploadSource: the metadata first, then 64 KiB chunks read as they are sent.
 pub async fn upload_file(api: &Api, path: &Path) -> anyhow::Result<pb::Upload> {
-    let mut file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-    let metadata = file.metadata().await.with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let metadata = file
+        .metadata()
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
     anyhow::ensure!(metadata.is_file(), "{} is not a file", path.display());
-    let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let filename = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let first = pb::UploadSourceRequest {
-        part: Some(pb::upload_source_request::Part::Metadata(pb::UploadMetadata {
-            filename,
-            content_type: requests::content_type_for(path).to_string(),
-        })),
+        part: Some(pb::upload_source_request::Part::Metadata(
+            pb::UploadMetadata {
+                filename,
+                content_type: requests::content_type_for(path).to_string(),
+            },
+        )),
     };
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     let request = api.call(ReceiverStream::new(receiver))?;
@@ -49,11 +64,15 @@ pub async fn upload_file(api: &Api, path: &Path) -> anyhow::Result<pb::Upload> {
         }
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = read_chunk(&mut file, &mut buf).await.with_context(|| format!("cannot read {display}"))?;
+            let n = read_chunk(&mut file, &mut buf)
+                .await
+                .with_context(|| format!("cannot read {display}"))?;
             if n == 0 {
                 return Ok(());
             }
-            let chunk = pb::UploadSourceRequest { part: Some(pb::upload_source_request::Part::Chunk(buf[..n].to_vec())) };
+            let chunk = pb::UploadSourceRequest {
+                part: Some(pb::upload_source_request::Part::Chunk(buf[..n].to_vec())),
+            };
             // The server stopped reading (it answered already, usually with an error): stop too.
             if sender.send(chunk).await.is_err() || n < CHUNK {
                 return Ok(());
@@ -93,7 +112,11 @@ async fn read_chunk(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resu
 
 /// `submit KIND SOURCES…`: uploads local files, submits, and follows the job with `--watch`.
 pub async fn submit(api: &Api, as_json: bool, args: &SubmitArgs) -> anyhow::Result<()> {
-    let classified = args.sources.iter().map(|s| SourceArg::parse(s)).collect::<Result<Vec<_>, _>>()?;
+    let classified = args
+        .sources
+        .iter()
+        .map(|s| SourceArg::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
     // Refuse bad options before spending time on uploads.
     requests::submit_request(args, Vec::new())?;
     let mut sources = Vec::with_capacity(classified.len());
@@ -103,7 +126,11 @@ pub async fn submit(api: &Api, as_json: bool, args: &SubmitArgs) -> anyhow::Resu
             (None, SourceArg::File(path)) => {
                 let upload = upload_file(api, path).await?;
                 if !as_json {
-                    note(&format!("uploaded {} as upload:{}", path.display(), upload.id));
+                    note(&format!(
+                        "uploaded {} as upload:{}",
+                        path.display(),
+                        upload.id
+                    ));
                 }
                 sources.push(requests::upload_source(&upload.id));
             }
@@ -111,9 +138,16 @@ pub async fn submit(api: &Api, as_json: bool, args: &SubmitArgs) -> anyhow::Resu
         }
     }
     let request = requests::submit_request(args, sources)?;
-    let job = api.jobs().submit_job(api.call(request)?).await?.into_inner();
+    let job = api
+        .jobs()
+        .submit_job(api.call(request)?)
+        .await?
+        .into_inner();
     if as_json {
         print_json(&json::job(&job));
+    } else if args.watch {
+        // The whole job is printed when it ends; the header says which job is being followed.
+        print_line(human::job(&job).lines().next().unwrap_or_default());
     } else {
         print_text(&human::job(&job));
     }
@@ -125,15 +159,26 @@ pub async fn submit(api: &Api, as_json: bool, args: &SubmitArgs) -> anyhow::Resu
 
 /// `get JOB_ID`.
 pub async fn get(api: &Api, as_json: bool, job_id: &str) -> anyhow::Result<()> {
-    let job = api.jobs().get_job(api.call(pb::GetJobRequest { job_id: job_id.to_string() })?).await?.into_inner();
+    let job = api
+        .jobs()
+        .get_job(api.call(pb::GetJobRequest {
+            job_id: job_id.to_string(),
+        })?)
+        .await?
+        .into_inner();
     show_job(as_json, &job);
     Ok(())
 }
 
 /// `cancel JOB_ID`.
 pub async fn cancel(api: &Api, as_json: bool, job_id: &str) -> anyhow::Result<()> {
-    let job =
-        api.jobs().cancel_job(api.call(pb::CancelJobRequest { job_id: job_id.to_string() })?).await?.into_inner();
+    let job = api
+        .jobs()
+        .cancel_job(api.call(pb::CancelJobRequest {
+            job_id: job_id.to_string(),
+        })?)
+        .await?
+        .into_inner();
     show_job(as_json, &job);
     Ok(())
 }
@@ -151,8 +196,12 @@ pub async fn list(api: &Api, as_json: bool, args: &ListArgs) -> anyhow::Result<(
     let request = pb::ListJobsRequest {
         page_size: args.page_size.unwrap_or(0),
         page_token: args.page_token.clone().unwrap_or_default(),
-        state: args.state.map_or(pb::JobState::Unspecified, requests::state_of) as i32,
-        kind: args.kind.map_or(pb::JobKind::Unspecified, requests::kind_of) as i32,
+        state: args
+            .state
+            .map_or(pb::JobState::Unspecified, requests::state_of) as i32,
+        kind: args
+            .kind
+            .map_or(pb::JobKind::Unspecified, requests::kind_of) as i32,
         account: String::new(),
         label: args.label.clone().unwrap_or_default(),
         created: None,

@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use atelier_proto::v1 as pb;
+use atelier_proto::v1::job_service_client::JobServiceClient;
+use tonic::transport::Channel;
 
 use crate::client::Api;
 use crate::error::Reported;
@@ -17,16 +19,25 @@ const MAX_RECONNECTS: u32 = 5;
 /// Follows `job_id` from `after` until it is terminal and prints it.
 pub async fn follow(api: &Api, as_json: bool, job_id: &str, after: u64) -> anyhow::Result<()> {
     let mut jobs = api.jobs();
-    let get = |job_id: &str| api.call(pb::GetJobRequest { job_id: job_id.to_string() });
+    let get = |job_id: &str| {
+        api.call(pb::GetJobRequest {
+            job_id: job_id.to_string(),
+        })
+    };
     let mut job = jobs.get_job(get(job_id)?).await?.into_inner();
     let live = !as_json && std::io::stderr().is_terminal();
     let mut progress = Progress::new(std::io::stderr(), live, &job);
     let mut last = after;
     let mut reconnects = 0;
     loop {
-        match stream_events(api, &mut jobs, job_id, &mut last, as_json, &mut progress).await {
+        let request = api.call(pb::WatchJobRequest {
+            job_id: job_id.to_string(),
+            after_sequence: last,
+        })?;
+        match stream_events(&mut jobs, request, &mut last, as_json, &mut progress).await {
             Ok(()) => {}
-            Err(status) if status.code() == tonic::Code::Unavailable && reconnects < MAX_RECONNECTS => {}
+            Err(status)
+                if status.code() == tonic::Code::Unavailable && reconnects < MAX_RECONNECTS => {}
             Err(status) => {
                 progress.finish();
                 return Err(status.into());
@@ -34,7 +45,11 @@ pub async fn follow(api: &Api, as_json: bool, job_id: &str, after: u64) -> anyho
         }
         job = match jobs.get_job(get(job_id)?).await {
             Ok(job) => job.into_inner(),
-            Err(status) if status.code() == tonic::Code::Unavailable && reconnects < MAX_RECONNECTS => job,
+            Err(status)
+                if status.code() == tonic::Code::Unavailable && reconnects < MAX_RECONNECTS =>
+            {
+                job
+            }
             Err(status) => {
                 progress.finish();
                 return Err(status.into());
@@ -61,24 +76,24 @@ pub async fn follow(api: &Api, as_json: bool, job_id: &str, after: u64) -> anyho
         Ok(())
     } else {
         if !as_json {
-            note(&format!("job {} ended {}", job.id, names::job_state(job.state)));
+            note(&format!(
+                "job {} ended {}",
+                job.id,
+                names::job_state(job.state)
+            ));
         }
         Err(Reported.into())
     }
 }
 
-/// Reads events after `last` until the stream ends, advancing `last`.
+/// Shows the events of one WatchJob call until its stream ends, advancing `last` to the newest sequence.
 async fn stream_events(
-    api: &Api,
-    jobs: &mut atelier_proto::v1::job_service_client::JobServiceClient<tonic::transport::Channel>,
-    job_id: &str,
+    jobs: &mut JobServiceClient<Channel>,
+    request: tonic::Request<pb::WatchJobRequest>,
     last: &mut u64,
     as_json: bool,
     progress: &mut Progress<std::io::Stderr>,
 ) -> Result<(), tonic::Status> {
-    let request = api
-        .call(pb::WatchJobRequest { job_id: job_id.to_string(), after_sequence: *last })
-        .map_err(|e| tonic::Status::invalid_argument(e.0))?;
     let mut stream = jobs.watch_job(request).await?.into_inner();
     while let Some(event) = stream.message().await? {
         *last = (*last).max(event.sequence);

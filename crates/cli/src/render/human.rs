@@ -23,7 +23,10 @@ pub fn source(s: Option<&pb::Source>) -> String {
 /// `white-bg.jpg  640x480  48213 bytes  file:///…`.
 pub fn output(o: &pb::Output) -> String {
     let cached = if o.from_cache { "  (from cache)" } else { "" };
-    format!("{}  {}x{}  {} bytes  {}{cached}", o.name, o.width, o.height, o.bytes, o.url)
+    format!(
+        "{}  {}x{}  {} bytes  {}{cached}",
+        o.name, o.width, o.height, o.bytes, o.url
+    )
 }
 
 /// A job: a header line `job <id> <STATE> …`, then one block per task with its outputs or failure.
@@ -42,7 +45,14 @@ pub fn job(j: &pb::Job) -> String {
         j.cost,
         j.refunded
     );
-    let mut when = format!("  account {}", if j.account.is_empty() { "-" } else { &j.account });
+    let mut when = format!(
+        "  account {}",
+        if j.account.is_empty() {
+            "-"
+        } else {
+            &j.account
+        }
+    );
     if let Some(t) = &j.created_at {
         let _ = write!(when, "  created {t}");
     }
@@ -51,7 +61,11 @@ pub fn job(j: &pb::Job) -> String {
     }
     let _ = writeln!(out, "{when}");
     if j.state == pb::JobState::Queued as i32 {
-        let _ = writeln!(out, "  queue position {}, about {} s", j.queue_position, j.estimated_seconds);
+        let _ = writeln!(
+            out,
+            "  queue position {}, about {} s",
+            j.queue_position, j.estimated_seconds
+        );
     }
     if !j.labels.is_empty() {
         let mut labels: Vec<_> = j.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -83,7 +97,10 @@ pub fn job(j: &pb::Job) -> String {
 
 /// One line per job, for `list`.
 pub fn job_row(j: &pb::Job) -> String {
-    let created = j.created_at.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
+    let created = j
+        .created_at
+        .as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string);
     format!(
         "{}  {:<19}  {:<11}  {:>3} tasks  {}  {}",
         j.id,
@@ -91,13 +108,21 @@ pub fn job_row(j: &pb::Job) -> String {
         names::kind(j.kind),
         j.tasks.len(),
         created,
-        if j.account.is_empty() { "-" } else { &j.account }
+        if j.account.is_empty() {
+            "-"
+        } else {
+            &j.account
+        }
     )
 }
 
 /// An account: balance, membership, active jobs.
 pub fn account(a: &pb::Account) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let membership = match (a.member, &a.membership_expires_at) {
+        (true, Some(t)) if u64::try_from(t.seconds).unwrap_or(0) <= now => format!("expired {t}"),
         (true, Some(t)) => format!("active until {t}"),
         (true, None) => "active".to_string(),
         (false, _) => "none".to_string(),
@@ -110,7 +135,10 @@ pub fn account(a: &pb::Account) -> String {
 
 /// One ledger row.
 pub fn ledger_entry(e: &pb::LedgerEntry) -> String {
-    let created = e.created_at.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
+    let created = e
+        .created_at
+        .as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string);
     let mut line = format!("{created}  {:<6}  {:>+6}  {}", e.kind, e.amount, e.reason);
     if !e.job_id.is_empty() {
         let _ = write!(line, "  job {}", e.job_id);
@@ -129,7 +157,13 @@ pub fn bar(percent: u32) -> String {
 
 /// `task 0 [#####-----] 50% resize`.
 pub fn progress_line(index: u32, percent: u32, stage: &str) -> String {
-    format!("task {index} {} {}% {stage}", bar(percent), percent.min(100)).trim_end().to_string()
+    format!(
+        "task {index} {} {}% {stage}",
+        bar(percent),
+        percent.min(100)
+    )
+    .trim_end()
+    .to_string()
 }
 
 #[cfg(test)]
@@ -142,7 +176,10 @@ mod tests {
         assert_eq!(bar(50), "[#####-----]");
         assert_eq!(bar(100), "[##########]");
         assert_eq!(bar(250), "[##########]");
-        assert_eq!(progress_line(0, 50, "resize"), "task 0 [#####-----] 50% resize");
+        assert_eq!(
+            progress_line(0, 50, "resize"),
+            "task 0 [#####-----] 50% resize"
+        );
         assert_eq!(progress_line(3, 7, ""), "task 3 [#---------] 7%");
     }
 
@@ -174,16 +211,34 @@ mod tests {
                 pb::Task {
                     index: 1,
                     state: pb::TaskState::Failed as i32,
-                    failure: Some(pb::Failure { code: 3004, reason: "INVALID_DIMENSIONS".into(), message: "10x10".into() }),
+                    failure: Some(pb::Failure {
+                        code: 3004,
+                        reason: "INVALID_DIMENSIONS".into(),
+                        message: "10x10".into(),
+                    }),
                     ..Default::default()
                 },
             ],
             ..Default::default()
         };
         let text = job(&j);
-        assert!(text.starts_with("job j1  PARTIALLY_SUCCEEDED  basic_clean  2 tasks  cost 2, refunded 1\n"), "{text}");
-        assert!(text.contains("  task 0  SUCCEEDED  attempt 1  upload:u1\n"), "{text}");
-        assert!(text.contains("    white-bg.jpg  640x480  1234 bytes  file:///tmp/white-bg.jpg\n"), "{text}");
-        assert!(text.contains("    error 3004 INVALID_DIMENSIONS: 10x10\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "job j1  PARTIALLY_SUCCEEDED  basic_clean  2 tasks  cost 2, refunded 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  task 0  SUCCEEDED  attempt 1  upload:u1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    white-bg.jpg  640x480  1234 bytes  file:///tmp/white-bg.jpg\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    error 3004 INVALID_DIMENSIONS: 10x10\n"),
+            "{text}"
+        );
     }
 }

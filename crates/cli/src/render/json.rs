@@ -39,7 +39,12 @@ pub fn job(j: &pb::Job) -> Value {
 fn labels(map: &std::collections::HashMap<String, String>) -> Value {
     let mut sorted: Vec<_> = map.iter().collect();
     sorted.sort();
-    Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+    Value::Object(
+        sorted
+            .into_iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 /// A task of a job.
@@ -106,7 +111,10 @@ pub fn output(o: &pb::Output) -> Value {
 
 /// A failure, or null.
 pub fn failure(f: Option<&pb::Failure>) -> Value {
-    f.map_or(Value::Null, |f| json!({ "code": f.code, "reason": f.reason, "message": f.message }))
+    f.map_or(
+        Value::Null,
+        |f| json!({ "code": f.code, "reason": f.reason, "message": f.message }),
+    )
 }
 
 /// Job parameters, with the kind they belong to.
@@ -160,9 +168,10 @@ pub fn params(p: &pb::JobParams) -> Value {
 pub fn event(e: &pb::JobEvent) -> Value {
     use pb::job_event::Event;
     let (kind, body) = match &e.event {
-        Some(Event::JobState(s)) => {
-            ("job_state", json!({ "state": names::job_state(s.state), "failure": failure(s.failure.as_ref()) }))
-        }
+        Some(Event::JobState(s)) => (
+            "job_state",
+            json!({ "state": names::job_state(s.state), "failure": failure(s.failure.as_ref()) }),
+        ),
         Some(Event::TaskState(s)) => (
             "task_state",
             json!({
@@ -173,9 +182,10 @@ pub fn event(e: &pb::JobEvent) -> Value {
                 "retry_at": time(s.retry_at.as_ref()),
             }),
         ),
-        Some(Event::Progress(p)) => {
-            ("progress", json!({ "task_id": p.task_id, "stage": p.stage, "percent": p.percent }))
-        }
+        Some(Event::Progress(p)) => (
+            "progress",
+            json!({ "task_id": p.task_id, "stage": p.stage, "percent": p.percent }),
+        ),
         Some(Event::Log(l)) => (
             "log",
             json!({ "task_id": l.task_id, "level": l.level, "message": l.message, "origin": l.origin }),
@@ -184,9 +194,10 @@ pub fn event(e: &pb::JobEvent) -> Value {
             "output",
             json!({ "task_id": o.task_id, "output": o.output.as_ref().map_or(Value::Null, output) }),
         ),
-        Some(Event::Queue(q)) => {
-            ("queue", json!({ "position": q.position, "estimated_seconds": q.estimated_seconds }))
-        }
+        Some(Event::Queue(q)) => (
+            "queue",
+            json!({ "position": q.position, "estimated_seconds": q.estimated_seconds }),
+        ),
         Some(Event::SourceFetched(s)) => (
             "source_fetched",
             json!({ "task_id": s.task_id, "source": s.source.as_ref().map_or(Value::Null, source_info) }),
@@ -282,10 +293,17 @@ mod tests {
             id: "j1".into(),
             kind: pb::JobKind::BasicClean as i32,
             state: pb::JobState::Succeeded as i32,
-            created_at: Some(prost_types::Timestamp { seconds: 0, nanos: 0 }),
+            created_at: Some(prost_types::Timestamp {
+                seconds: 0,
+                nanos: 0,
+            }),
             tasks: vec![pb::Task {
                 state: pb::TaskState::Failed as i32,
-                failure: Some(pb::Failure { code: 3004, reason: "INVALID_DIMENSIONS".into(), message: "tiny".into() }),
+                failure: Some(pb::Failure {
+                    code: 3004,
+                    reason: "INVALID_DIMENSIONS".into(),
+                    message: "tiny".into(),
+                }),
                 ..Default::default()
             }],
             params: Some(pb::JobParams {

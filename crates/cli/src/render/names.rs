@@ -11,51 +11,93 @@ fn short(name: Option<&'static str>, prefix: &str, value: i32) -> String {
 
 /// `SUCCEEDED`, `RUNNING`, ….
 pub fn job_state(value: i32) -> String {
-    short(pb::JobState::try_from(value).ok().map(|s| s.as_str_name()), "JOB_STATE_", value)
+    short(
+        pb::JobState::try_from(value).ok().map(|s| s.as_str_name()),
+        "JOB_STATE_",
+        value,
+    )
 }
 
 /// `SUCCEEDED`, `RETRY_WAIT`, ….
 pub fn task_state(value: i32) -> String {
-    short(pb::TaskState::try_from(value).ok().map(|s| s.as_str_name()), "TASK_STATE_", value)
+    short(
+        pb::TaskState::try_from(value).ok().map(|s| s.as_str_name()),
+        "TASK_STATE_",
+        value,
+    )
 }
 
 /// `transform`, `basic_clean`, ….
 pub fn kind(value: i32) -> String {
-    short(pb::JobKind::try_from(value).ok().map(|s| s.as_str_name()), "JOB_KIND_", value).to_ascii_lowercase()
+    short(
+        pb::JobKind::try_from(value).ok().map(|s| s.as_str_name()),
+        "JOB_KIND_",
+        value,
+    )
+    .to_ascii_lowercase()
 }
 
 /// `jpeg`, `png`, `webp`, `unspecified`.
 pub fn format(value: i32) -> String {
-    short(pb::ImageFormat::try_from(value).ok().map(|s| s.as_str_name()), "IMAGE_FORMAT_", value).to_ascii_lowercase()
+    short(
+        pb::ImageFormat::try_from(value)
+            .ok()
+            .map(|s| s.as_str_name()),
+        "IMAGE_FORMAT_",
+        value,
+    )
+    .to_ascii_lowercase()
 }
 
 /// `contain`, `cover`, `fill`, `inside`, `unspecified`.
 pub fn fit(value: i32) -> String {
-    short(pb::Fit::try_from(value).ok().map(|s| s.as_str_name()), "FIT_", value).to_ascii_lowercase()
+    short(
+        pb::Fit::try_from(value).ok().map(|s| s.as_str_name()),
+        "FIT_",
+        value,
+    )
+    .to_ascii_lowercase()
 }
 
 /// `all`, `matting`, `white_bg`, `enhanced`, `unspecified`.
 pub fn template(value: i32) -> String {
-    short(pb::CleanTemplate::try_from(value).ok().map(|s| s.as_str_name()), "CLEAN_TEMPLATE_", value)
-        .to_ascii_lowercase()
+    short(
+        pb::CleanTemplate::try_from(value)
+            .ok()
+            .map(|s| s.as_str_name()),
+        "CLEAN_TEMPLATE_",
+        value,
+    )
+    .to_ascii_lowercase()
 }
 
 /// `street`, `studio`, `indoor`, `unspecified`.
 pub fn scene(value: i32) -> String {
-    short(pb::Scene::try_from(value).ok().map(|s| s.as_str_name()), "SCENE_", value).to_ascii_lowercase()
+    short(
+        pb::Scene::try_from(value).ok().map(|s| s.as_str_name()),
+        "SCENE_",
+        value,
+    )
+    .to_ascii_lowercase()
 }
 
 /// Whether a job in this state will not change again.
 pub fn job_is_terminal(value: i32) -> bool {
     matches!(
         pb::JobState::try_from(value),
-        Ok(pb::JobState::Succeeded | pb::JobState::PartiallySucceeded | pb::JobState::Failed | pb::JobState::Cancelled)
+        Ok(pb::JobState::Succeeded
+            | pb::JobState::PartiallySucceeded
+            | pb::JobState::Failed
+            | pb::JobState::Cancelled)
     )
 }
 
 /// Whether a task in this state will not change again.
 pub fn task_is_terminal(value: i32) -> bool {
-    matches!(pb::TaskState::try_from(value), Ok(pb::TaskState::Succeeded | pb::TaskState::Failed | pb::TaskState::Cancelled))
+    matches!(
+        pb::TaskState::try_from(value),
+        Ok(pb::TaskState::Succeeded | pb::TaskState::Failed | pb::TaskState::Cancelled)
+    )
 }
 
 #[cfg(test)]
@@ -64,7 +106,10 @@ mod tests {
 
     #[test]
     fn names_drop_the_prefix() {
-        assert_eq!(job_state(pb::JobState::PartiallySucceeded as i32), "PARTIALLY_SUCCEEDED");
+        assert_eq!(
+            job_state(pb::JobState::PartiallySucceeded as i32),
+            "PARTIALLY_SUCCEEDED"
+        );
         assert_eq!(task_state(pb::TaskState::RetryWait as i32), "RETRY_WAIT");
         assert_eq!(kind(pb::JobKind::PoseSet as i32), "pose_set");
         assert_eq!(format(pb::ImageFormat::Webp as i32), "webp");

@@ -1,0 +1,490 @@
+//! The `atelier` binary as a subprocess against a real processor and a real orchestrator (SQLite in a
+//! temp folder), both started in the test on free ports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atelier_orchestrator::RunningOrchestrator;
+use atelier_processor::RunningProcessor;
+use serde_json::Value;
+
+const ADMIN: &str = "cli-test-admin-token";
+const SERVICE: &str = "cli-test-service-token";
+
+/// A running processor and orchestrator and the folder they keep their data in.
+struct Pair {
+    orchestrator: RunningOrchestrator,
+    processor: RunningProcessor,
+    root: tempfile::TempDir,
+}
+
+async fn spawn_pair() -> Pair {
+    let root = tempfile::tempdir().expect("temp dir");
+    let objects = root.path().join("objects").display().to_string();
+    let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
+    pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
+    let processor = atelier_processor::spawn(pconfig)
+        .await
+        .expect("processor starts");
+    let database_url = format!("sqlite://{}/atelier.db", root.path().display());
+    let mut config =
+        atelier_orchestrator::Config::new(database_url, objects, vec![processor.url()]);
+    config.admin_token = ADMIN.into();
+    config.service_token = SERVICE.into();
+    config.poll_seconds = 0.05;
+    config.retry_base_seconds = 0.05;
+    let orchestrator = atelier_orchestrator::spawn(config)
+        .await
+        .expect("orchestrator starts");
+    Pair {
+        orchestrator,
+        processor,
+        root,
+    }
+}
+
+/// How one run of the binary ended.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success: {self:#?}");
+        self
+    }
+
+    fn line(&self) -> String {
+        self.stdout.trim().to_string()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {self:#?}"))
+    }
+}
+
+/// Credentials of one run, passed the way a user would: environment variables.
+#[derive(Clone, Copy, Default)]
+struct As<'a> {
+    admin: bool,
+    key: Option<&'a str>,
+    account: Option<&'a str>,
+}
+
+const ADMIN_ONLY: As<'static> = As {
+    admin: true,
+    key: None,
+    account: None,
+};
+
+async fn atelier(endpoint: &str, who: As<'_>, args: &[&str]) -> Run {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_atelier"));
+    command
+        .args(args)
+        .kill_on_drop(true)
+        .env("ATELIER_ENDPOINT", endpoint);
+    for var in [
+        "ATELIER_API_KEY",
+        "ATELIER_ACCOUNT",
+        "ATELIER_ADMIN_TOKEN",
+        "ATELIER_JSON",
+    ] {
+        command.env_remove(var);
+    }
+    if who.admin {
+        command.env("ATELIER_ADMIN_TOKEN", ADMIN);
+    }
+    if let Some(key) = who.key {
+        command.env("ATELIER_API_KEY", key);
+    }
+    if let Some(account) = who.account {
+        command.env("ATELIER_ACCOUNT", account);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("atelier {args:?} did not finish in time"))
+        .expect("run atelier");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A product-like JPEG: a dark red box on a plain light background.
+fn product_jpeg(dir: &Path) -> PathBuf {
+    let (width, height) = (320, 240);
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let inside = x > width / 4 && x < width * 3 / 4 && y > height / 5 && y < height * 4 / 5;
+        image::Rgb(if inside {
+            [170, 30, 40]
+        } else {
+            [245, 245, 245]
+        })
+    });
+    let path = dir.join("product.jpg");
+    img.save(&path).expect("write JPEG");
+    path
+}
+
+/// A tenant with a tenant-wide key and one account, set up through the CLI's admin commands.
+async fn tenant_with_account(
+    endpoint: &str,
+    account: &str,
+    member: bool,
+    units: i64,
+) -> (String, String) {
+    let tenant = atelier(
+        endpoint,
+        ADMIN_ONLY,
+        &["admin", "create-tenant", "cli-shop"],
+    )
+    .await
+    .ok()
+    .line();
+    assert!(!tenant.is_empty());
+    let key = atelier(endpoint, ADMIN_ONLY, &["admin", "create-key", &tenant])
+        .await
+        .ok()
+        .line();
+    assert!(key.starts_with("atl_"), "{key}");
+    atelier(
+        endpoint,
+        ADMIN_ONLY,
+        &["admin", "upsert-account", &tenant, account],
+    )
+    .await
+    .ok();
+    if member {
+        let run = atelier(
+            endpoint,
+            ADMIN_ONLY,
+            &["admin", "membership", &tenant, account, "--active", "true"],
+        )
+        .await
+        .ok();
+        assert!(run.stdout.contains("membership   active"), "{run:#?}");
+    }
+    if units > 0 {
+        let run = atelier(
+            endpoint,
+            ADMIN_ONLY,
+            &[
+                "admin",
+                "grant",
+                &tenant,
+                account,
+                &units.to_string(),
+                "--reason",
+                "test",
+            ],
+        )
+        .await
+        .ok();
+        assert!(
+            run.stdout.contains(&format!("balance      {units}")),
+            "{run:#?}"
+        );
+    }
+    (tenant, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_uploads_cleans_transforms_and_runs_out_of_quota() {
+    let pair = spawn_pair().await;
+    let endpoint = pair.orchestrator.url();
+    let (_tenant, key) = tenant_with_account(&endpoint, "shopper", true, 2).await;
+    let shopper = As {
+        admin: false,
+        key: Some(&key),
+        account: Some("shopper"),
+    };
+    let photo = product_jpeg(pair.root.path());
+    let photo = photo.to_str().expect("utf-8 path");
+
+    let upload = atelier(&endpoint, shopper, &["upload", photo])
+        .await
+        .ok()
+        .line();
+    assert!(
+        !upload.is_empty() && !upload.contains(char::is_whitespace),
+        "{upload}"
+    );
+
+    // A local file as source: uploaded, submitted, watched to the end.
+    let run = atelier(
+        &endpoint,
+        shopper,
+        &[
+            "submit",
+            "basic-clean",
+            photo,
+            "--template",
+            "white-bg",
+            "--watch",
+        ],
+    )
+    .await
+    .ok();
+    assert!(run.stdout.contains("white-bg.jpg"), "{run:#?}");
+    let job_id = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a `job <id>` line")
+        .to_string();
+
+    let job = atelier(&endpoint, shopper, &["--json", "get", &job_id])
+        .await
+        .ok()
+        .json();
+    assert_eq!(job["state"], "SUCCEEDED", "{job:#}");
+    assert_eq!(job["kind"], "basic_clean");
+    let output = &job["tasks"][0]["outputs"][0];
+    assert_eq!(output["name"], "white-bg.jpg", "{job:#}");
+    let url = output["url"].as_str().expect("url");
+    let path = url
+        .strip_prefix("file://")
+        .unwrap_or_else(|| panic!("a file:// URL: {url}"));
+    assert!(
+        std::fs::metadata(path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false),
+        "{path} holds the output"
+    );
+
+    let run = atelier(&endpoint, shopper, &["account"]).await.ok();
+    assert!(run.stdout.contains("balance      1\n"), "{run:#?}");
+
+    // Transform an earlier upload, as JSON: the job, one line per event, the final job.
+    let run = atelier(
+        &endpoint,
+        shopper,
+        &[
+            "submit",
+            "transform",
+            &format!("upload:{upload}"),
+            "--width",
+            "64",
+            "--format",
+            "png",
+            "--label",
+            "run=cli",
+            "--json",
+            "--watch",
+        ],
+    )
+    .await
+    .ok();
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {l:?} is not JSON: {e}")))
+        .collect();
+    assert!(lines.len() >= 3, "{run:#?}");
+    assert_eq!(lines[0]["kind"], "transform");
+    assert!(
+        lines[1..lines.len() - 1]
+            .iter()
+            .all(|e| e["type"].is_string()),
+        "{run:#?}"
+    );
+    let done = &lines[lines.len() - 1];
+    assert_eq!(done["state"], "SUCCEEDED", "{done:#}");
+    assert_eq!(done["labels"]["run"], "cli");
+    assert_eq!(
+        done["tasks"][0]["outputs"][0]["content_type"], "image/png",
+        "{done:#}"
+    );
+    assert_eq!(done["tasks"][0]["outputs"][0]["width"], 64, "{done:#}");
+
+    let account = atelier(&endpoint, shopper, &["--json", "account"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(account["balance"], 0, "{account:#}");
+
+    let run = atelier(
+        &endpoint,
+        shopper,
+        &["submit", "basic-clean", &format!("upload:{upload}")],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("error 2002 QUOTA_EXHAUSTED"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("hint: "), "{run:#?}");
+
+    let ledger = atelier(&endpoint, shopper, &["--json", "ledger"])
+        .await
+        .ok()
+        .json();
+    let entries = ledger["entries"].as_array().expect("entries");
+    assert_eq!(
+        entries
+            .iter()
+            .filter_map(|e| e["amount"].as_i64())
+            .sum::<i64>(),
+        0,
+        "{ledger:#}"
+    );
+    assert!(entries.iter().any(|e| e["kind"] == "grant"), "{ledger:#}");
+
+    let jobs = atelier(
+        &endpoint,
+        shopper,
+        &["--json", "list", "--kind", "transform"],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs:#}");
+
+    // Cancelling a finished job is a no-op that shows it.
+    let run = atelier(&endpoint, shopper, &["cancel", &job_id]).await.ok();
+    assert!(run.stdout.contains("SUCCEEDED"), "{run:#?}");
+
+    pair.orchestrator.stop().await.expect("orchestrator stops");
+    pair.processor.stop().await.expect("processor stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_get_their_code_a_hint_and_an_exit_status() {
+    let pair = spawn_pair().await;
+    let endpoint = pair.orchestrator.url();
+    let (tenant, key) = tenant_with_account(&endpoint, "visitor", false, 5).await;
+
+    let wrong = As {
+        admin: false,
+        key: Some("atl_not-a-real-key"),
+        account: Some("visitor"),
+    };
+    let run = atelier(&endpoint, wrong, &["account"]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.starts_with("error 1001 UNAUTHENTICATED"),
+        "{run:#?}"
+    );
+    assert!(run.stderr.contains("--key"), "{run:#?}");
+
+    let visitor = As {
+        admin: false,
+        key: Some(&key),
+        account: Some("visitor"),
+    };
+    let photo = product_jpeg(pair.root.path());
+    let photo = photo.to_str().expect("utf-8 path");
+    let run = atelier(
+        &endpoint,
+        visitor,
+        &["submit", "transform", photo, "--width", "100"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("error 2001 MEMBERSHIP_REQUIRED"),
+        "{run:#?}"
+    );
+
+    let run = atelier(
+        &endpoint,
+        visitor,
+        &["get", "00000000-0000-0000-0000-000000000000"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.starts_with("error 1004 NOT_FOUND"), "{run:#?}");
+
+    let run = atelier(
+        &endpoint,
+        visitor,
+        &["submit", "transform", "/no/such/photo.jpg"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("cannot open /no/such/photo.jpg"),
+        "{run:#?}"
+    );
+
+    // Usage mistakes: exit 2, nothing sent.
+    let run = atelier(
+        &endpoint,
+        visitor,
+        &["submit", "transform", photo, "--template", "all"],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    let run = atelier(&endpoint, visitor, &["submit", "resize", photo]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    let run = atelier(&endpoint, As::default(), &["admin", "create-tenant", "x"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("--admin-token"), "{run:#?}");
+
+    // A membership that ended in the past does not count.
+    atelier(
+        &endpoint,
+        ADMIN_ONLY,
+        &[
+            "admin",
+            "membership",
+            &tenant,
+            "visitor",
+            "--active",
+            "true",
+            "--expires-at",
+            "2001-01-01T00:00:00Z",
+        ],
+    )
+    .await
+    .ok();
+    let run = atelier(&endpoint, visitor, &["submit", "transform", photo]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("error 2001 MEMBERSHIP_REQUIRED"),
+        "{run:#?}"
+    );
+    let run = atelier(
+        &endpoint,
+        ADMIN_ONLY,
+        &["account", "--tenant", &tenant, "--account", "visitor"],
+    )
+    .await
+    .ok();
+    assert!(
+        run.stdout
+            .contains("membership   expired 2001-01-01T00:00:00Z"),
+        "{run:#?}"
+    );
+
+    // Health of both services, and of a port nobody listens on.
+    let run = atelier(&endpoint, As::default(), &["health"]).await.ok();
+    assert_eq!(run.line(), "SERVING");
+    let processor = pair.processor.url();
+    let run = atelier(
+        &endpoint,
+        As::default(),
+        &["health", "--endpoint", &processor, "--wait", "5"],
+    )
+    .await
+    .ok();
+    assert_eq!(run.line(), "SERVING");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let run = atelier(
+        &endpoint,
+        As::default(),
+        &["health", "--endpoint", &closed.to_string(), "--wait", "0.5"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("not SERVING"), "{run:#?}");
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# `make demo`: builds the two services and the CLI, starts them on the embedded defaults (SQLite in
+# var/atelier.db, objects in var/objects), runs two jobs on assets/sample-product.jpg through the
+# `atelier` CLI, checks the files they wrote, and stops the services. Never leaves them running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="${HOME}/.cargo/bin:${PATH}"
+
+ORCHESTRATOR_PORT=50051
+PROCESSOR_PORT=50052
+ORCHESTRATOR_URL="http://127.0.0.1:${ORCHESTRATOR_PORT}"
+PROCESSOR_URL="http://127.0.0.1:${PROCESSOR_PORT}"
+SAMPLE=assets/sample-product.jpg
+ATELIER=target/debug/atelier
+ACCOUNT=demo-shopper
+
+say() { printf '\n==> %s\n' "$*"; }
+die() {
+    printf '\ndemo failed: %s\n' "$*" >&2
+    exit 1
+}
+
+# Something accepts connections on the port (bash's /dev/tcp: no extra tools needed).
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+[[ -s "${SAMPLE}" ]] || die "${SAMPLE} is missing or empty; it is committed with the repository (git checkout -- ${SAMPLE})"
+for port in "${ORCHESTRATOR_PORT}" "${PROCESSOR_PORT}"; do
+    if port_in_use "${port}"; then
+        die "port ${port} on 127.0.0.1 is already taken (an earlier demo still running?); stop whatever listens there and retry"
+    fi
+done
+
+say "Building the orchestrator, the processor and the CLI (debug)"
+cargo build --locked -p atelier-orchestrator -p atelier-processor -p atelier-cli
+
+mkdir -p var/log var/objects
+ORCHESTRATOR_PID=""
+PROCESSOR_PID=""
+
+# SIGTERM both services (the orchestrator first: it hands running work back) and wait for them.
+stop_services() {
+    local pid
+    for pid in "${ORCHESTRATOR_PID}" "${PROCESSOR_PID}"; do
+        [[ -n "${pid}" ]] && kill -TERM "${pid}" 2>/dev/null || true
+    done
+    for pid in "${ORCHESTRATOR_PID}" "${PROCESSOR_PID}"; do
+        [[ -n "${pid}" ]] && wait "${pid}" 2>/dev/null || true
+    done
+    ORCHESTRATOR_PID=""
+    PROCESSOR_PID=""
+}
+trap stop_services EXIT
+trap 'exit 130' INT TERM
+
+# Fresh secrets each run, passed through the environment so they do not show in `ps`.
+random_token() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
+ADMIN_TOKEN="$(random_token)"
+SERVICE_TOKEN="$(random_token)"
+
+say "Starting the processor on ${PROCESSOR_URL} (log: var/log/processor.log)"
+ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" target/debug/atelier-processor \
+    --storage var/objects \
+    --listen "127.0.0.1:${PROCESSOR_PORT}" \
+    >var/log/processor.log 2>&1 &
+PROCESSOR_PID=$!
+
+say "Starting the orchestrator on ${ORCHESTRATOR_URL} (log: var/log/orchestrator.log)"
+ATELIER_ADMIN_TOKEN="${ADMIN_TOKEN}" ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" target/debug/atelier-orchestrator \
+    --database-url sqlite://var/atelier.db \
+    --storage var/objects \
+    --processor "${PROCESSOR_URL}" \
+    --listen "127.0.0.1:${ORCHESTRATOR_PORT}" \
+    >var/log/orchestrator.log 2>&1 &
+ORCHESTRATOR_PID=$!
+
+# Waits with `atelier health --wait 60`, giving up at once if the service exits meanwhile.
+wait_until_serving() {
+    local name=$1 pid=$2 url=$3 log=$4 waiter
+    "${ATELIER}" health --endpoint "${url}" --wait 60 >/dev/null 2>var/log/health-"${name}".err &
+    waiter=$!
+    while kill -0 "${waiter}" 2>/dev/null; do
+        if ! kill -0 "${pid}" 2>/dev/null; then
+            kill "${waiter}" 2>/dev/null || true
+            wait "${waiter}" 2>/dev/null || true
+            tail -n 20 "${log}" >&2 || true
+            die "the ${name} exited during start-up (see ${log})"
+        fi
+        sleep 0.2
+    done
+    if ! wait "${waiter}"; then
+        cat var/log/health-"${name}".err >&2 || true
+        tail -n 20 "${log}" >&2 || true
+        die "the ${name} did not become SERVING within 60 s (see ${log})"
+    fi
+    echo "${name}: SERVING"
+}
+wait_until_serving processor "${PROCESSOR_PID}" "${PROCESSOR_URL}" var/log/processor.log
+wait_until_serving orchestrator "${ORCHESTRATOR_PID}" "${ORCHESTRATOR_URL}" var/log/orchestrator.log
+
+# Every CLI call below talks to this orchestrator; nothing from the caller's environment leaks in.
+unset ATELIER_JSON
+export ATELIER_ENDPOINT="${ORCHESTRATOR_URL}"
+export ATELIER_ADMIN_TOKEN="${ADMIN_TOKEN}"
+
+say "Creating a tenant, a tenant-wide key and account ${ACCOUNT} with membership and 10 units"
+TENANT="$("${ATELIER}" admin create-tenant "demo-$(date +%Y%m%d-%H%M%S)")"
+echo "tenant ${TENANT}"
+ATELIER_API_KEY="$("${ATELIER}" admin create-key "${TENANT}")"
+export ATELIER_API_KEY ATELIER_ACCOUNT="${ACCOUNT}"
+"${ATELIER}" admin upsert-account "${TENANT}" "${ACCOUNT}" >/dev/null
+"${ATELIER}" admin membership "${TENANT}" "${ACCOUNT}" --active true >/dev/null
+"${ATELIER}" admin grant "${TENANT}" "${ACCOUNT}" 10 --reason "make demo" --idempotency-key "demo-${TENANT}"
+
+say "Uploading ${SAMPLE}"
+UPLOAD="$("${ATELIER}" upload "${SAMPLE}")"
+echo "upload:${UPLOAD}"
+
+say "basic-clean, template all (matting.png, white-bg.jpg, enhanced.jpg)"
+"${ATELIER}" submit basic-clean "upload:${UPLOAD}" --template all --label demo=basic-clean --watch | tee var/log/demo-clean.out
+
+say "transform: 800 px wide WebP"
+"${ATELIER}" submit transform "upload:${UPLOAD}" --width 800 --format webp --label demo=transform --watch | tee var/log/demo-transform.out
+
+say "Account after the jobs"
+"${ATELIER}" account
+
+# The outputs are local files: the CLI prints their file:// URLs.
+outputs() { grep -o 'file://[^ ]*' "$1" | sed 's|^file://||'; }
+magic() { head -c "$2" "$1" | od -An -tx1 | tr -d ' \n'; }
+check_file() {
+    local path=$1
+    [[ -s "${path}" ]] || die "output ${path} is missing or empty"
+    case "${path}" in
+        *.png) [[ "$(magic "${path}" 8)" == 89504e470d0a1a0a ]] || die "${path} is not a PNG" ;;
+        *.jpg | *.jpeg) [[ "$(magic "${path}" 3)" == ffd8ff ]] || die "${path} is not a JPEG" ;;
+        *.webp) [[ "$(magic "${path}" 12 | cut -c1-8,17-24)" == 5249464657454250 ]] || die "${path} is not a WebP" ;;
+    esac
+}
+
+say "Checking the outputs"
+mapfile -t CLEAN < <(outputs var/log/demo-clean.out)
+mapfile -t TRANSFORM < <(outputs var/log/demo-transform.out)
+for name in matting.png white-bg.jpg enhanced.jpg; do
+    printf '%s\n' "${CLEAN[@]}" | grep -q "/${name}\$" || die "basic-clean printed no ${name}"
+done
+((${#TRANSFORM[@]} >= 1)) || die "transform printed no output"
+for path in "${CLEAN[@]}" "${TRANSFORM[@]}"; do
+    check_file "${path}"
+    printf '  ok  %8d bytes  %s\n' "$(wc -c <"${path}")" "${path#"${PWD}"/}"
+done
+
+say "Stopping the services"
+stop_services
+echo "stopped"
+
+say "Demo finished: outputs are under var/objects/ (logs in var/log/, database var/atelier.db)"
