@@ -122,9 +122,9 @@ pub fn account(a: &pb::Account) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let membership = match (a.member, &a.membership_expires_at) {
-        (true, Some(t)) if u64::try_from(t.seconds).unwrap_or(0) <= now => format!("expired {t}"),
         (true, Some(t)) => format!("active until {t}"),
         (true, None) => "active".to_string(),
+        (false, Some(t)) if u64::try_from(t.seconds).unwrap_or(0) <= now => format!("expired {t}"),
         (false, _) => "none".to_string(),
     };
     format!(

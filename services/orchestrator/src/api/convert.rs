@@ -92,7 +92,8 @@ pub fn account(model: &account::Model, active_jobs: u64) -> pb::Account {
         tenant_id: model.tenant_id.clone(),
         external_id: model.external_id.clone(),
         balance: model.balance,
-        member: model.member,
+        // Membership as it counts now: an expired one is no membership.
+        member: crate::db::accounts::is_member(model, crate::domain::now_ms()),
         membership_expires_at: model.membership_expires_at.map(timestamp),
         active_jobs: u32::try_from(active_jobs).unwrap_or(u32::MAX),
         created_at: Some(timestamp(model.created_at)),

@@ -75,6 +75,8 @@ async fn grants_are_idempotent_and_membership_can_expire(backend: Backend) {
         .into_inner();
     assert_eq!(
         (seen.balance, seen.member, seen.external_id.as_str()),
-        (7, true, "ivy")
+        (7, false, "ivy"),
+        "an expired membership is shown as none"
     );
+    assert!(seen.membership_expires_at.is_some());
 }
