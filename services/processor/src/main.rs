@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    atelier_telemetry::init(config.log_format).map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    atelier_telemetry::init(config.log_format)
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(atelier_telemetry::cancel_on_signal(shutdown.clone()));
     Application::build(config)

@@ -479,7 +479,10 @@ pub async fn recover<C: ConnectionTrait>(
 }
 
 /// Unfinished tasks of jobs whose client deadline has passed.
-pub async fn past_deadline<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<task::Model>, DbErr> {
+pub async fn past_deadline<C: ConnectionTrait>(
+    db: &C,
+    limit: u64,
+) -> Result<Vec<task::Model>, DbErr> {
     let rows = db
         .query_all(statement(
             db.get_database_backend(),
@@ -489,13 +492,23 @@ pub async fn past_deadline<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec
             vec![now_ms().into(), i64::try_from(limit).unwrap_or(100).into()],
         ))
         .await?;
-    let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get_by_index::<String>(0).ok()).collect();
-    task::Entity::find().filter(task::Column::Id.is_in(ids)).all(db).await
+    let ids: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+        .collect();
+    task::Entity::find()
+        .filter(task::Column::Id.is_in(ids))
+        .all(db)
+        .await
 }
 
 /// Fails an unfinished task that ran out of time (1007: queue timeout or the job's deadline) and
 /// refunds it. A running attempt loses its lease, and its replica is told to stop it.
-pub async fn time_out<C: ConnectionTrait>(db: &C, task: &task::Model, message: &str) -> Result<bool, DbErr> {
+pub async fn time_out<C: ConnectionTrait>(
+    db: &C,
+    task: &task::Model,
+    message: &str,
+) -> Result<bool, DbErr> {
     let Some(job) = jobs::lock(db, &task.job_id).await? else {
         return Ok(false);
     };
@@ -512,7 +525,13 @@ pub async fn time_out<C: ConnectionTrait>(db: &C, task: &task::Model, message: &
         return Ok(false);
     }
     let failure = failure(atelier_codes::ErrorCode::TimedOut, message);
-    let event = task_event(&task.id, TaskState::Failed, task.attempts, Some(failure), None);
+    let event = task_event(
+        &task.id,
+        TaskState::Failed,
+        task.attempts,
+        Some(failure),
+        None,
+    );
     events::append(db, &job, event).await?;
     accounts::refund_task(db, &job, &task.id, "task timed out").await?;
     if task.state == TaskState::Running.as_str() {

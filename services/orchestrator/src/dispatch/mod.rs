@@ -218,7 +218,12 @@ impl Dispatcher {
         }
         for task in db::tasks::past_deadline(&self.db, 100).await? {
             let txn = self.db.begin().await?;
-            let timed_out = db::tasks::time_out(&txn, &task, "the job's deadline passed before the task finished").await?;
+            let timed_out = db::tasks::time_out(
+                &txn,
+                &task,
+                "the job's deadline passed before the task finished",
+            )
+            .await?;
             txn.commit().await?;
             if timed_out {
                 self.handle.cancel(std::slice::from_ref(&task.id));

@@ -25,7 +25,11 @@ fn binary(name: &str) -> PathBuf {
     // Both binaries land in the same folder of the workspace build as this package's own binary.
     let own = PathBuf::from(env!("CARGO_BIN_EXE_atelier-orchestrator"));
     let path = own.parent().map(|dir| dir.join(name)).unwrap_or_default();
-    assert!(path.exists(), "{} is missing: build the workspace first (cargo build --workspace)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
     path
 }
 

@@ -65,7 +65,12 @@ async fn submit(db: &DatabaseConnection, account_id: &str, tasks: usize) -> Opti
         finished_at: Set(None),
         deadline_at: Set(None),
     };
-    let tasks = (0..tasks).map(|_| db::jobs::NewTask { source: None, source_ref: None }).collect();
+    let tasks = (0..tasks)
+        .map(|_| db::jobs::NewTask {
+            source: None,
+            source_ref: None,
+        })
+        .collect();
     db::jobs::insert(&txn, model, tasks).await.expect("insert");
     txn.commit().await.expect("commit");
     Some(id)
@@ -73,7 +78,9 @@ async fn submit(db: &DatabaseConnection, account_id: &str, tasks: usize) -> Opti
 
 async fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().expect("dir");
-    let db = db::connect(&format!("sqlite://{}/ledger.db", dir.path().display())).await.expect("db");
+    let db = db::connect(&format!("sqlite://{}/ledger.db", dir.path().display()))
+        .await
+        .expect("db");
     db::migrate(&db).await.expect("migrate");
     let account = db::accounts::upsert(&db, "t", "a").await.expect("account");
     let mut jobs: Vec<String> = Vec::new();
@@ -104,34 +111,70 @@ async fn run(ops: Vec<Op>) {
                 let _ = t;
             }
             Op::FailQueued(j, t) => {
-                let tasks = db::jobs::tasks_of(&db, &[jobs[j].clone()]).await.expect("tasks");
+                let tasks = db::jobs::tasks_of(&db, &[jobs[j].clone()])
+                    .await
+                    .expect("tasks");
                 if let Some(task) = tasks.get(t) {
                     let txn = db.begin().await.expect("txn");
-                    db::tasks::time_out(&txn, task, "too slow").await.expect("time out");
+                    db::tasks::time_out(&txn, task, "too slow")
+                        .await
+                        .expect("time out");
                     txn.commit().await.expect("commit");
                 }
             }
             Op::RefundAgain(j, t) => {
-                let tasks = db::jobs::tasks_of(&db, &[jobs[j].clone()]).await.expect("tasks");
+                let tasks = db::jobs::tasks_of(&db, &[jobs[j].clone()])
+                    .await
+                    .expect("tasks");
                 // A refund repeated after the fact, as a crash and retry would: only for tasks that
                 // already ended badly.
-                if let Some(task) = tasks.get(t).filter(|t| t.state == "failed" || t.state == "cancelled") {
-                    let job = job::Entity::find_by_id(jobs[j].clone()).one(&db).await.expect("find").expect("job");
-                    db::accounts::refund_task(&db, &job, &task.id, "again").await.expect("refund");
+                if let Some(task) = tasks
+                    .get(t)
+                    .filter(|t| t.state == "failed" || t.state == "cancelled")
+                {
+                    let job = job::Entity::find_by_id(jobs[j].clone())
+                        .one(&db)
+                        .await
+                        .expect("find")
+                        .expect("job");
+                    db::accounts::refund_task(&db, &job, &task.id, "again")
+                        .await
+                        .expect("refund");
                 }
             }
         }
-        let balance = db::accounts::find(&db, "t", "a").await.expect("find").expect("account").balance;
+        let balance = db::accounts::find(&db, "t", "a")
+            .await
+            .expect("find")
+            .expect("account")
+            .balance;
         assert!(balance >= 0, "balance {balance} went negative");
-        assert_eq!(balance, db::accounts::ledger_sum(&db, &account.id).await.expect("sum"));
+        assert_eq!(
+            balance,
+            db::accounts::ledger_sum(&db, &account.id)
+                .await
+                .expect("sum")
+        );
     }
     // Each job's refunds match its failed and cancelled tasks exactly: never twice, never for a task
     // that did not end badly.
     for id in &jobs {
-        let job = job::Entity::find_by_id(id.clone()).one(&db).await.expect("find").expect("job");
-        let tasks = db::jobs::tasks_of(&db, std::slice::from_ref(id)).await.expect("tasks");
-        let ended_badly = tasks.iter().filter(|t| t.state == "failed" || t.state == "cancelled").count() as i64;
-        assert_eq!(job.refunded, ended_badly, "one refund per failed or cancelled task");
+        let job = job::Entity::find_by_id(id.clone())
+            .one(&db)
+            .await
+            .expect("find")
+            .expect("job");
+        let tasks = db::jobs::tasks_of(&db, std::slice::from_ref(id))
+            .await
+            .expect("tasks");
+        let ended_badly = tasks
+            .iter()
+            .filter(|t| t.state == "failed" || t.state == "cancelled")
+            .count() as i64;
+        assert_eq!(
+            job.refunded, ended_badly,
+            "one refund per failed or cancelled task"
+        );
     }
 }
 

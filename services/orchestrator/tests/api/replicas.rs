@@ -126,7 +126,11 @@ async fn three_replicas_and_two_processors_complete_five_hundred_tasks_exactly_o
     let processors = vec![app.processor.url(), second.url()];
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        let mut config = atelier_orchestrator::Config::new(app.database_url.clone(), app.objects.clone(), processors.clone());
+        let mut config = atelier_orchestrator::Config::new(
+            app.database_url.clone(),
+            app.objects.clone(),
+            processors.clone(),
+        );
         config.admin_token = ADMIN.into();
         config.service_token = SERVICE.into();
         config.poll_seconds = 0.05;
@@ -137,7 +141,12 @@ async fn three_replicas_and_two_processors_complete_five_hundred_tasks_exactly_o
     let urls: Vec<String> = (0..100).map(|_| app.sources.url("/small-ok.png")).collect();
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(app.submit(&t, "bulk", transform_job(&urls)).await.expect("submit").id);
+        ids.push(
+            app.submit(&t, "bulk", transform_job(&urls))
+                .await
+                .expect("submit")
+                .id,
+        );
     }
     for id in &ids {
         let events = app.watch_to_end(&t, "bulk", id, 0).await;
@@ -150,10 +159,26 @@ async fn three_replicas_and_two_processors_complete_five_hundred_tasks_exactly_o
             }
         }
         assert_eq!(succeeded.len(), 100);
-        assert!(succeeded.values().all(|n| *n == 1), "each task completed exactly once");
-        let job = app.jobs.clone().get_job(as_account(pb::GetJobRequest { job_id: id.clone() }, &t.key, "bulk")).await.expect("get").into_inner();
+        assert!(
+            succeeded.values().all(|n| *n == 1),
+            "each task completed exactly once"
+        );
+        let job = app
+            .jobs
+            .clone()
+            .get_job(as_account(
+                pb::GetJobRequest { job_id: id.clone() },
+                &t.key,
+                "bulk",
+            ))
+            .await
+            .expect("get")
+            .into_inner();
         assert_eq!(job.state(), pb::JobState::Succeeded);
-        assert!(job.tasks.iter().all(|task| task.attempts == 1 && task.outputs.len() == 1));
+        assert!(job
+            .tasks
+            .iter()
+            .all(|task| task.attempts == 1 && task.outputs.len() == 1));
     }
     assert_eq!(app.account(&t, "bulk").await.balance, 0);
     assert_eq!(app.ledger_sum(&t, "bulk").await, 0);

@@ -12,7 +12,12 @@ async fn uploads_and_outputs_live_in_the_bucket() {
     let s3 = S3Server::start().await;
     let options = s3.options();
     let location = s3.location();
-    let (o_location, o_options, p_location, p_options) = (location.clone(), options.clone(), location.clone(), options.clone());
+    let (o_location, o_options, p_location, p_options) = (
+        location.clone(),
+        options.clone(),
+        location.clone(),
+        options.clone(),
+    );
     let app = spawn_app_with(
         Backend::Sqlite,
         move |c| {
@@ -36,16 +41,32 @@ async fn uploads_and_outputs_live_in_the_bucket() {
     let bucket = Storage::open(&location, &options).await.expect("bucket");
     let t = app.tenant("shop").await;
     app.member(&t, "alice", 5).await;
-    let upload = app.upload(&t, "alice", images::jpeg()).await.expect("upload");
-    let job = app.submit(&t, "alice", clean_job(vec![upload_source(&upload.id)], pb::CleanTemplate::Matting)).await.expect("submit");
+    let upload = app
+        .upload(&t, "alice", images::jpeg())
+        .await
+        .expect("upload");
+    let job = app
+        .submit(
+            &t,
+            "alice",
+            clean_job(vec![upload_source(&upload.id)], pb::CleanTemplate::Matting),
+        )
+        .await
+        .expect("submit");
     let done = app.finish(&t, "alice", &job.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
     let output = &done.tasks[0].outputs[0];
     assert_eq!(output.name, "matting.png");
     assert!(output.url.starts_with("s3://"), "{}", output.url);
-    let stored = bucket.get(&output.key, 64 << 20).await.expect("output in the bucket");
+    let stored = bucket
+        .get(&output.key, 64 << 20)
+        .await
+        .expect("output in the bucket");
     assert_eq!(stored.len() as u64, output.bytes);
     let thumb = output.thumbnail.as_ref().expect("thumbnail");
     assert!(bucket.exists(&thumb.key).await.expect("exists"));
-    assert!(!app.storage.exists(&output.key).await.expect("local check"), "nothing went to the local folder");
+    assert!(
+        !app.storage.exists(&output.key).await.expect("local check"),
+        "nothing went to the local folder"
+    );
 }

@@ -7,7 +7,11 @@ use atelier_testkit::Seen;
 use crate::helpers::{as_account, spawn_app_with, transform_job, Backend};
 use crate::on_both_databases;
 
-on_both_databases!(a_task_queued_too_long_times_out, an_attempt_past_its_deadline_fails, a_job_past_its_client_deadline_stops);
+on_both_databases!(
+    a_task_queued_too_long_times_out,
+    an_attempt_past_its_deadline_fails,
+    a_job_past_its_client_deadline_stops
+);
 
 fn failure_code(job: &pb::Job) -> Option<u32> {
     job.tasks[0].failure.as_ref().map(|f| f.code)
@@ -26,13 +30,30 @@ async fn a_task_queued_too_long_times_out(backend: Backend) {
     .await;
     let t = app.tenant("shop").await;
     app.member(&t, "alice", 5).await;
-    let blocker = app.submit(&t, "alice", transform_job(&[app.sources.url("/stall")])).await.expect("blocker");
+    let blocker = app
+        .submit(&t, "alice", transform_job(&[app.sources.url("/stall")]))
+        .await
+        .expect("blocker");
     app.sources.wait_for(Seen::Request("/stall".into())).await;
-    let waiting = app.submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg")])).await.expect("waiting");
+    let waiting = app
+        .submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg")]))
+        .await
+        .expect("waiting");
     let done = app.finish(&t, "alice", &waiting.id).await;
     assert_eq!(done.state(), pb::JobState::Failed);
-    assert_eq!((failure_code(&done), done.tasks[0].attempts, done.refunded), (Some(1007), 0, 1));
-    app.jobs.clone().cancel_job(as_account(pb::CancelJobRequest { job_id: blocker.id }, &t.key, "alice")).await.expect("cancel");
+    assert_eq!(
+        (failure_code(&done), done.tasks[0].attempts, done.refunded),
+        (Some(1007), 0, 1)
+    );
+    app.jobs
+        .clone()
+        .cancel_job(as_account(
+            pb::CancelJobRequest { job_id: blocker.id },
+            &t.key,
+            "alice",
+        ))
+        .await
+        .expect("cancel");
     assert_eq!(app.account(&t, "alice").await.balance, 5);
     assert_eq!(app.ledger_sum(&t, "alice").await, 5);
 }
@@ -41,10 +62,16 @@ async fn an_attempt_past_its_deadline_fails(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.attempt_timeout_seconds = 0.5, |_| {}).await;
     let t = app.tenant("shop").await;
     app.member(&t, "bob", 5).await;
-    let job = app.submit(&t, "bob", transform_job(&[app.sources.url("/stall")])).await.expect("submit");
+    let job = app
+        .submit(&t, "bob", transform_job(&[app.sources.url("/stall")]))
+        .await
+        .expect("submit");
     let done = app.finish(&t, "bob", &job.id).await;
     assert_eq!(done.state(), pb::JobState::Failed);
-    assert_eq!((failure_code(&done), done.tasks[0].attempts, done.refunded), (Some(1007), 1, 1));
+    assert_eq!(
+        (failure_code(&done), done.tasks[0].attempts, done.refunded),
+        (Some(1007), 1, 1)
+    );
     // The processor's work was stopped, not left running.
     app.sources.wait_for(Seen::Closed("/stall".into())).await;
     assert_eq!(app.account(&t, "bob").await.balance, 5);
@@ -66,7 +93,13 @@ async fn a_job_past_its_client_deadline_stops(backend: Backend) {
     assert_eq!(app.ledger_sum(&t, "cy").await, 5);
 
     let mut past = transform_job(&[app.sources.url("/image.jpg")]);
-    past.deadline = Some(prost_types::Timestamp { seconds: 1, nanos: 0 });
-    let err = app.submit(&t, "cy", past).await.expect_err("a deadline in the past");
+    past.deadline = Some(prost_types::Timestamp {
+        seconds: 1,
+        nanos: 0,
+    });
+    let err = app
+        .submit(&t, "cy", past)
+        .await
+        .expect_err("a deadline in the past");
     assert_eq!(crate::helpers::code_of(&err), 1003);
 }
