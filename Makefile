@@ -31,3 +31,17 @@ build:
 ## Remove the embedded database and objects written by the demo.
 clean-var:
 	rm -rf var
+
+.PHONY: bench bench-engine bench-orchestrator
+
+## Every benchmark; results are printed as tables and saved under bench/results/.
+bench: bench-engine bench-orchestrator
+
+## Engine vs libvips (pyvips) and Pillow on generated images; last line: `engine time ratio vs libvips: X.XX`.
+bench-engine:
+	bash scripts/bench-engine.sh
+
+## Orchestrator on PostgreSQL vs graphile-worker (npm) on the same PostgreSQL, plus 10,000 WatchJob streams;
+## last line: `orchestrator throughput ratio vs graphile-worker: X.XX`.
+bench-orchestrator:
+	bash scripts/bench-orchestrator.sh

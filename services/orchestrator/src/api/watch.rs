@@ -16,7 +16,7 @@ use crate::error::ApiError;
 /// Events read from the database per round.
 const BATCH: u64 = 256;
 /// A watcher looks at the log at least this often even without a wake-up, as a safety net.
-const RECHECK: Duration = Duration::from_secs(2);
+const RECHECK: Duration = Duration::from_secs(10);
 
 /// Streams the job's events after `after` and ends once the terminal event has been sent.
 pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStream {

@@ -18,6 +18,9 @@ pub use processors::Processors;
 use crate::db;
 use crate::events::EventBus;
 
+/// Most tasks claimed in one transaction.
+const CLAIM_BATCH: usize = 16;
+
 /// Timing and retry settings of dispatch.
 #[derive(Clone, Debug)]
 pub struct DispatchSettings {
@@ -117,31 +120,38 @@ impl Dispatcher {
         let mut attempts = JoinSet::new();
         let sweeper = tokio::spawn(this.clone().sweep(shutdown.clone()));
         loop {
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
-            let claimed = this.claim(1).await;
-            match claimed {
-                Ok(mut leases) if !leases.is_empty() => {
-                    let lease = leases.remove(0);
-                    let cancel = this.handle.register(&lease.task.id);
-                    let this = this.clone();
-                    let hard_stop = hard_stop.clone();
-                    attempts.spawn(async move {
-                        let task_id = lease.task.id.clone();
-                        this.clone().run_attempt(lease, cancel, hard_stop).await;
-                        this.handle.unregister(&task_id);
-                        drop(permit);
-                    });
-                    continue;
-                }
-                Ok(_) => drop(permit),
-                Err(e) => {
-                    drop(permit);
-                    tracing::warn!(error = %e, "claiming tasks failed");
+            // Claim as many tasks as there are free slots, in one transaction.
+            let mut permits = vec![first];
+            while permits.len() < CLAIM_BATCH {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
                 }
             }
+            match this.claim(permits.len() as u64).await {
+                Ok(leases) if !leases.is_empty() => {
+                    for (lease, permit) in leases.into_iter().zip(permits.drain(..)) {
+                        let cancel = this.handle.register(&lease.task.id);
+                        let this = this.clone();
+                        let hard_stop = hard_stop.clone();
+                        attempts.spawn(async move {
+                            let task_id = lease.task.id.clone();
+                            this.clone().run_attempt(lease, cancel, hard_stop).await;
+                            this.handle.unregister(&task_id);
+                            drop(permit);
+                        });
+                    }
+                    // Unused permits go back with `permits`; look for more work at once.
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming tasks failed"),
+            }
+            drop(permits);
             // Reap finished attempts so the set does not grow.
             while attempts.try_join_next().is_some() {}
             tokio::select! {

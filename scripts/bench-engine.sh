@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `make bench-engine`: times Atelier's image engine against libvips (pyvips) and Pillow in one run,
+# on the same generated images (SPEC §8, issue 5 item 3).
+#
+# 1. builds bench/engine in release;
+# 2. creates bench/engine/.venv with pinned pyvips[binary] (which ships libvips) and Pillow from PyPI;
+# 3. generates the test images into target/bench-engine/images (deterministic; reused when present);
+# 4. times each case with Atelier, then with the references, on those files, one thread each,
+#    then the codec building blocks of cases A and C on their own;
+# 5. writes bench/results/engine-<date>.md and .json, prints the table and, as the very last line,
+#    `engine time ratio vs libvips: X.XX` (case A: Atelier's median over libvips's median).
+#
+# Knobs: BENCH_RUNS (15), BENCH_WARMUP (2), BENCH_BIG_RUNS (5, the 50 MP case), BENCH_BIG_WARMUP (1),
+# PYTHON (python3.11, else python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="${HOME}/.cargo/bin:${PATH}"
+
+PYVIPS_VERSION=3.2.0
+PYVIPS_BINARY_VERSION=8.18.7
+PILLOW_VERSION=12.1.1
+
+RUNS="${BENCH_RUNS:-15}"
+WARMUP="${BENCH_WARMUP:-2}"
+BIG_RUNS="${BENCH_BIG_RUNS:-5}"
+BIG_WARMUP="${BENCH_BIG_WARMUP:-1}"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+WORK="${TARGET_DIR}/bench-engine"
+VENV=bench/engine/.venv
+BIN="${TARGET_DIR}/release/atelier-bench-engine"
+
+# Atelier's engine runs on one thread, so libvips gets one too.
+export VIPS_CONCURRENCY=1
+
+log() { echo "==> $*" >&2; }
+
+log "building atelier-bench-engine (release; the first build takes a few minutes)"
+cargo build --release --locked -p atelier-bench-engine >&2
+
+if [[ -z "${PYTHON:-}" ]]; then
+    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+want="pyvips ${PYVIPS_VERSION} libvips ${PYVIPS_BINARY_VERSION} Pillow ${PILLOW_VERSION}"
+check_venv() {
+    "${VENV}/bin/python" - <<'EOF' 2>/dev/null
+import PIL, pyvips
+print(f"pyvips {pyvips.__version__} libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)} Pillow {PIL.__version__}")
+EOF
+}
+if [[ ! -x "${VENV}/bin/python" ]] || [[ "$(check_venv || true)" != "${want}" ]]; then
+    log "creating ${VENV} (${want})"
+    rm -rf "${VENV}"
+    "${PYTHON}" -m venv "${VENV}"
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "pyvips[binary]==${PYVIPS_VERSION}" "pyvips-binary==${PYVIPS_BINARY_VERSION}" \
+        "Pillow==${PILLOW_VERSION}" >&2
+fi
+got="$(check_venv || true)"
+if [[ "${got}" != "${want}" ]]; then
+    echo "bench-engine: the reference venv is not usable (import pyvips/PIL gave: '${got}', wanted '${want}')" >&2
+    exit 1
+fi
+log "references: ${got}, VIPS_CONCURRENCY=${VIPS_CONCURRENCY}"
+
+mkdir -p "${WORK}" bench/results
+log "generating test images in ${WORK}/images"
+"${BIN}" gen --dir "${WORK}/images" >"${WORK}/inputs.json"
+
+# One case at a time, Atelier then the references on the same case, so the numbers compared in a
+# row are taken seconds apart, less exposed to load changes from other work on the machine.
+ours=() refs=()
+for group in A:A B:B,B_lossless C:C D:D; do
+    case_id="${group%%:*}"
+    log "case ${case_id}: Atelier, then libvips and Pillow (${WARMUP} warm-ups + ${RUNS} runs; 50 MP: ${BIG_WARMUP} + ${BIG_RUNS})"
+    "${BIN}" run --dir "${WORK}/images" --cases "${case_id}" --runs "${RUNS}" --warmup "${WARMUP}" \
+        --big-runs "${BIG_RUNS}" --big-warmup "${BIG_WARMUP}" >"${WORK}/atelier-${case_id}.json"
+    "${VENV}/bin/python" bench/engine/reference.py run --inputs "${WORK}/inputs.json" \
+        --cases "${group#*:}" --runs "${RUNS}" --warmup "${WARMUP}" \
+        --big-runs "${BIG_RUNS}" --big-warmup "${BIG_WARMUP}" >"${WORK}/references-${case_id}.json"
+    ours+=(--ours "${WORK}/atelier-${case_id}.json")
+    refs+=(--refs "${WORK}/references-${case_id}.json")
+done
+log "codec building blocks"
+"${BIN}" micro --dir "${WORK}/images" --runs "${RUNS}" >"${WORK}/micro.json"
+
+date="$(date -u +%Y-%m-%d)"
+commit="$(git describe --always --dirty 2>/dev/null || echo unknown)"
+"${BIN}" report "${ours[@]}" "${refs[@]}" --micro "${WORK}/micro.json" \
+    --md "bench/results/engine-${date}.md" --json "bench/results/engine-${date}.json" \
+    --meta "date=${date}" --meta "commit=${commit}" --meta "rustc=$(rustc -V | cut -d' ' -f2)"
