@@ -12,11 +12,10 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(atelier_telemetry::cancel_on_signal(shutdown.clone()));
-    Application::build(config)
+    let app = Application::build(config)
         .await
-        .context("starting the processor")?
-        .run_until_stopped(shutdown)
-        .await
-        .context("serving")?;
+        .context("starting the processor")?;
+    tracing::info!(addr = %app.local_addr(), "processor listening");
+    app.run_until_stopped(shutdown).await.context("serving")?;
     Ok(())
 }

@@ -33,12 +33,43 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// Starts a service binary on a free port of its own choosing (`--listen 127.0.0.1:0`) and reads the
+/// address it bound from its JSON log; the rest of its log is drained so it never blocks.
+fn start_listening(mut command: Command) -> (Process, String) {
+    let mut child = command
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start service");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if let (Some(addr), true) = (
+                json["addr"].as_str(),
+                json["message"]
+                    .as_str()
+                    .is_some_and(|m| m.ends_with("listening")),
+            ) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the service logged its address");
+    (Process(child), format!("http://{addr}"))
 }
 
 /// Connects once the server answers health checks (readiness polling, bounded).
@@ -68,67 +99,44 @@ async fn connect_when_ready(url: &str) -> Channel {
     panic!("{url} never became ready");
 }
 
-fn spawn_processor(port: u16, objects: &str) -> Process {
-    let child = Command::new(binary("atelier-processor"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--storage",
-            objects,
-            "--service-token",
-            SERVICE,
-        ])
-        .args([
-            "--allow-private-sources",
-            "127.0.0.1/32",
-            "--download-timeout",
-            "5",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start processor");
-    Process(child)
+fn spawn_processor(objects: &str) -> (Process, String) {
+    let mut command = Command::new(binary("atelier-processor"));
+    command.args(["--storage", objects, "--service-token", SERVICE]);
+    command.args([
+        "--allow-private-sources",
+        "127.0.0.1/32",
+        "--download-timeout",
+        "5",
+    ]);
+    start_listening(command)
 }
 
 fn spawn_orchestrator(
-    port: u16,
     database_url: &str,
     objects: &str,
     processors: &str,
     extra: &[&str],
-) -> Process {
-    let child = Command::new(binary("atelier-orchestrator"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            database_url,
-            "--storage",
-            objects,
-        ])
-        .args([
-            "--admin-token",
-            ADMIN,
-            "--service-token",
-            SERVICE,
-            "--processor",
-            processors,
-        ])
-        .args([
-            "--lease-seconds",
-            "2",
-            "--poll-seconds",
-            "0.05",
-            "--retry-base-seconds",
-            "0.05",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start orchestrator");
-    Process(child)
+) -> (Process, String) {
+    let mut command = Command::new(binary("atelier-orchestrator"));
+    command.args(["--database-url", database_url, "--storage", objects]);
+    command.args([
+        "--admin-token",
+        ADMIN,
+        "--service-token",
+        SERVICE,
+        "--processor",
+        processors,
+    ]);
+    command.args([
+        "--lease-seconds",
+        "2",
+        "--poll-seconds",
+        "0.05",
+        "--retry-base-seconds",
+        "0.05",
+    ]);
+    command.args(extra);
+    start_listening(command)
 }
 
 struct World {
@@ -259,15 +267,14 @@ async fn balance(channel: &Channel, key: &str) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_killed_mid_task_is_replaced_by_another() {
     let w = world().await;
-    let (p1_port, p2_port, o_port) = (free_port(), free_port(), free_port());
-    let mut p1 = spawn_processor(p1_port, &w.objects);
-    let _p2 = spawn_processor(p2_port, &w.objects);
-    connect_when_ready(&format!("http://127.0.0.1:{p1_port}")).await;
-    connect_when_ready(&format!("http://127.0.0.1:{p2_port}")).await;
+    let (mut p1, p1_url) = spawn_processor(&w.objects);
+    let (_p2, p2_url) = spawn_processor(&w.objects);
+    connect_when_ready(&p1_url).await;
+    connect_when_ready(&p2_url).await;
     // The first attempt goes to the first processor in the list.
-    let processors = format!("http://127.0.0.1:{p1_port},http://127.0.0.1:{p2_port}");
-    let _o = spawn_orchestrator(o_port, &w.database_url, &w.objects, &processors, &[]);
-    let channel = connect_when_ready(&format!("http://127.0.0.1:{o_port}")).await;
+    let processors = format!("{p1_url},{p2_url}");
+    let (_o, o_url) = spawn_orchestrator(&w.database_url, &w.objects, &processors, &[]);
+    let channel = connect_when_ready(&o_url).await;
     let key = onboard(&channel, 5).await;
     let mut jobs = JobServiceClient::new(channel.clone());
     let job = jobs
@@ -293,12 +300,10 @@ async fn a_processor_killed_mid_task_is_replaced_by_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orchestrator_killed_mid_task_is_taken_over_after_its_lease() {
     let w = world().await;
-    let (p_port, a_port, b_port) = (free_port(), free_port(), free_port());
-    let _p = spawn_processor(p_port, &w.objects);
-    connect_when_ready(&format!("http://127.0.0.1:{p_port}")).await;
-    let processor = format!("http://127.0.0.1:{p_port}");
-    let mut a = spawn_orchestrator(a_port, &w.database_url, &w.objects, &processor, &[]);
-    let channel_a = connect_when_ready(&format!("http://127.0.0.1:{a_port}")).await;
+    let (_p, processor) = spawn_processor(&w.objects);
+    connect_when_ready(&processor).await;
+    let (mut a, a_url) = spawn_orchestrator(&w.database_url, &w.objects, &processor, &[]);
+    let channel_a = connect_when_ready(&a_url).await;
     let key = onboard(&channel_a, 5).await;
     let job = JobServiceClient::new(channel_a)
         .submit_job(as_account(
@@ -313,8 +318,8 @@ async fn an_orchestrator_killed_mid_task_is_taken_over_after_its_lease() {
         .wait_for(atelier_testkit::Seen::Request("/stall-once/o".into()))
         .await;
     a.0.kill().expect("kill -9 replica A");
-    let _b = spawn_orchestrator(b_port, &w.database_url, &w.objects, &processor, &[]);
-    let channel_b = connect_when_ready(&format!("http://127.0.0.1:{b_port}")).await;
+    let (_b, b_url) = spawn_orchestrator(&w.database_url, &w.objects, &processor, &[]);
+    let channel_b = connect_when_ready(&b_url).await;
     let mut jobs = JobServiceClient::new(channel_b.clone());
     let done = wait_terminal(&mut jobs, &key, &job.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
@@ -329,18 +334,15 @@ async fn an_orchestrator_killed_mid_task_is_taken_over_after_its_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_running_tasks_back() {
     let w = world().await;
-    let (p_port, a_port, b_port) = (free_port(), free_port(), free_port());
-    let _p = spawn_processor(p_port, &w.objects);
-    connect_when_ready(&format!("http://127.0.0.1:{p_port}")).await;
-    let processor = format!("http://127.0.0.1:{p_port}");
-    let mut a = spawn_orchestrator(
-        a_port,
+    let (_p, processor) = spawn_processor(&w.objects);
+    connect_when_ready(&processor).await;
+    let (mut a, a_url) = spawn_orchestrator(
         &w.database_url,
         &w.objects,
         &processor,
         &["--shutdown-grace-seconds", "0.2"],
     );
-    let channel_a = connect_when_ready(&format!("http://127.0.0.1:{a_port}")).await;
+    let channel_a = connect_when_ready(&a_url).await;
     let key = onboard(&channel_a, 5).await;
     let job = JobServiceClient::new(channel_a)
         .submit_job(as_account(
@@ -362,14 +364,13 @@ async fn sigterm_hands_running_tasks_back() {
     let exit = a.0.wait().expect("replica A exits");
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
     // An API-only replica reads the job: the task was handed back, not left RUNNING.
-    let _b = spawn_orchestrator(
-        b_port,
+    let (_b, b_url) = spawn_orchestrator(
         &w.database_url,
         &w.objects,
         &processor,
         &["--dispatch-concurrency", "0"],
     );
-    let channel_b = connect_when_ready(&format!("http://127.0.0.1:{b_port}")).await;
+    let channel_b = connect_when_ready(&b_url).await;
     let seen = JobServiceClient::new(channel_b)
         .get_job(as_account(
             pb::GetJobRequest { job_id: job.id },
