@@ -1,5 +1,8 @@
 //! Logging and signals, the same for every Atelier binary.
 
+pub mod metrics;
+pub mod trace;
+
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
