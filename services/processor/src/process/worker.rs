@@ -100,7 +100,14 @@ async fn execute(
         let event = upload(shared, &task.output_prefix, output, tx).await?;
         send(tx, Event::Output(event)).await?;
     }
-    send(tx, Event::Completed(v1::Completed { from_cache: false })).await
+    send(
+        tx,
+        Event::Completed(v1::Completed {
+            from_cache: false,
+            ..Default::default()
+        }),
+    )
+    .await
 }
 
 /// Hashes and probes the source off the async threads (10 MiB of SHA-256 is not free).

@@ -172,7 +172,10 @@ impl TestApp {
         assert!(failure.is_none(), "task failed: {failure:?}");
         assert!(matches!(
             events.last(),
-            Some(Event::Completed(v1::Completed { from_cache: false }))
+            Some(Event::Completed(v1::Completed {
+                from_cache: false,
+                ..
+            }))
         ));
         let outputs = events
             .iter()
