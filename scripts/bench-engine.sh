@@ -2,16 +2,18 @@
 # `make bench-engine`: times Atelier's image engine against libvips (pyvips) and Pillow in one run,
 # on the same generated images (SPEC §8, issue 5 item 3).
 #
-# 1. builds bench/engine in release;
+# 1. installs the system libjpeg-turbo (Debian: libturbojpeg0-dev) when missing, then builds
+#    bench/engine in release twice: the default, pure-Rust engine, and with `--features turbojpeg`
+#    (DCT-scaled JPEG decoding through libjpeg-turbo) — the configuration whose ratio is printed last;
 # 2. creates bench/engine/.venv with pinned pyvips[binary] (which ships libvips) and Pillow from PyPI;
 # 3. generates the test images into target/bench-engine/images (deterministic; reused when present);
-# 4. times each case with Atelier, then with the references, on those files, one thread each,
-#    then the codec building blocks of cases A and C on their own;
+# 4. times each case with Atelier (and cases A and D also with the pure-Rust build), then with the
+#    references, on those files, one thread each, then the codec building blocks of A and C alone;
 # 5. writes bench/results/engine-<date>.md and .json, prints the table and, as the very last line,
 #    `engine time ratio vs libvips: X.XX` (case A: Atelier's median over libvips's median).
 #
 # Knobs: BENCH_RUNS (15), BENCH_WARMUP (2), BENCH_BIG_RUNS (5, the 50 MP case), BENCH_BIG_WARMUP (1),
-# PYTHON (python3.11, else python3).
+# PYTHON (python3.11, else python3), BENCH_FEATURES (turbojpeg; empty = bench the pure-Rust build only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +37,31 @@ export VIPS_CONCURRENCY=1
 
 log() { echo "==> $*" >&2; }
 
-log "building atelier-bench-engine (release; the first build takes a few minutes)"
+FEATURES="${BENCH_FEATURES-turbojpeg}"
+PURE_BIN="${WORK}/atelier-bench-engine-pure"
+
+if [[ "${FEATURES}" == *turbojpeg* ]] && ! pkg-config --exists libturbojpeg 2>/dev/null; then
+    log "installing libturbojpeg0-dev (system libjpeg-turbo for the turbojpeg feature)"
+    SUDO=""
+    if [[ "$(id -u)" != 0 ]]; then SUDO="sudo"; fi
+    ${SUDO} apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq libturbojpeg0-dev pkg-config >&2
+fi
+
+mkdir -p "${WORK}"
+log "building atelier-bench-engine, pure Rust (release; the first build takes a few minutes)"
 cargo build --release --locked -p atelier-bench-engine >&2
+cp "${BIN}" "${PURE_BIN}"
+if [[ -n "${FEATURES}" ]]; then
+    log "building atelier-bench-engine with --features ${FEATURES}"
+    cargo build --release --locked -p atelier-bench-engine --features "${FEATURES}" >&2
+fi
+decoder="$("${BIN}" decoder)"
+log "scaled JPEG decoder of the benchmarked build: ${decoder}"
+if [[ "${FEATURES}" == *turbojpeg* && "${decoder}" != "libjpeg-turbo" ]]; then
+    echo "bench-engine: built with ${FEATURES} but libjpeg-turbo was not linked (is libturbojpeg0-dev installed?)" >&2
+    exit 1
+fi
 
 if [[ -z "${PYTHON:-}" ]]; then
     if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
@@ -69,12 +94,18 @@ log "generating test images in ${WORK}/images"
 
 # One case at a time, Atelier then the references on the same case, so the numbers compared in a
 # row are taken seconds apart, less exposed to load changes from other work on the machine.
-ours=() refs=()
+ours=() refs=() pure=()
 for group in A:A B:B,B_lossless C:C D:D; do
     case_id="${group%%:*}"
     log "case ${case_id}: Atelier, then libvips and Pillow (${WARMUP} warm-ups + ${RUNS} runs; 50 MP: ${BIG_WARMUP} + ${BIG_RUNS})"
     "${BIN}" run --dir "${WORK}/images" --cases "${case_id}" --runs "${RUNS}" --warmup "${WARMUP}" \
         --big-runs "${BIG_RUNS}" --big-warmup "${BIG_WARMUP}" >"${WORK}/atelier-${case_id}.json"
+    if [[ -n "${FEATURES}" && ( "${case_id}" == A || "${case_id}" == D ) ]]; then
+        log "case ${case_id}: Atelier's default pure-Rust build"
+        "${PURE_BIN}" run --dir "${WORK}/images" --cases "${case_id}" --runs "${RUNS}" --warmup "${WARMUP}" \
+            --big-runs "${BIG_RUNS}" --big-warmup "${BIG_WARMUP}" >"${WORK}/atelier-pure-${case_id}.json"
+        pure+=(--pure "${WORK}/atelier-pure-${case_id}.json")
+    fi
     "${VENV}/bin/python" bench/engine/reference.py run --inputs "${WORK}/inputs.json" \
         --cases "${group#*:}" --runs "${RUNS}" --warmup "${WARMUP}" \
         --big-runs "${BIG_RUNS}" --big-warmup "${BIG_WARMUP}" >"${WORK}/references-${case_id}.json"
@@ -86,6 +117,8 @@ log "codec building blocks"
 
 date="$(date -u +%Y-%m-%d)"
 commit="$(git describe --always --dirty 2>/dev/null || echo unknown)"
-"${BIN}" report "${ours[@]}" "${refs[@]}" --micro "${WORK}/micro.json" \
+"${BIN}" report "${ours[@]}" "${refs[@]}" "${pure[@]}" --micro "${WORK}/micro.json" \
     --md "bench/results/engine-${date}.md" --json "bench/results/engine-${date}.json" \
-    --meta "date=${date}" --meta "commit=${commit}" --meta "rustc=$(rustc -V | cut -d' ' -f2)"
+    --meta "date=${date}" --meta "commit=${commit}" --meta "rustc=$(rustc -V | cut -d' ' -f2)" \
+    --meta "features=${FEATURES:-none}" --meta "scaled_jpeg_decoder=${decoder}" \
+    --meta "libjpeg_turbo=$(pkg-config --modversion libturbojpeg 2>/dev/null || echo none)"

@@ -10,8 +10,11 @@
 //!   script runs one case at a time, each right before the references run the same case.
 //! - `child --dir DIR --case X`: runs case X once and prints its peak RSS (VmHWM); used by `run`.
 //! - `micro --dir DIR [--runs N]`: the codec building blocks of cases A and C timed on their own.
-//! - `report --ours F... --refs F... --micro F --md F --json F [--meta key=value]...`: merges the
-//!   result files, writes the Markdown and JSON results, prints the table and, last, the ratio line.
+//! - `decoder`: prints which decoder serves DCT-scaled JPEG decodes in this build.
+//! - `report --ours F... --refs F... [--pure F...] --micro F --md F --json F [--meta key=value]...`:
+//!   merges the result files (`--pure`: the default pure-Rust build's runs when the benchmarked build
+//!   has a feature on), writes the Markdown and JSON results, prints the table and, last, the ratio
+//!   line.
 
 mod images;
 mod micro;
@@ -286,6 +289,7 @@ fn cmd_run(o: &Options) -> Result<Value> {
     }
     let mut result = json!({
         "tool": "atelier-engine",
+        "jpeg_scaled_decoder": atelier_engine::scaled_jpeg_decoder(),
         "threads": 1,
         "cpu": cpu_model(),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -295,8 +299,8 @@ fn cmd_run(o: &Options) -> Result<Value> {
     if !split.is_empty() {
         result["phases_a"] = json!(split);
         result["phase_notes"] = json!(
-            "From the engine's progress callback: read = fs::read; decode = probe + (scaled) \
-             decode; orient = EXIF orientation; resize = fast_image_resize; encode = flatten (if \
+            "From the engine's progress callback: read = fs::read; decode = one header walk \
+             (probe, EXIF, ICC, end-of-image check) + (scaled) decode; orient = EXIF orientation; resize = fast_image_resize; encode = flatten (if \
              alpha) + encode + the 256 px thumbnail every output carries; done = return."
         );
     }
@@ -323,7 +327,7 @@ fn cmd_child(dir: &Path, id: &str) -> Result<Value> {
     Ok(json!({ "case": id, "vm_hwm_kib": vm_hwm_kib()? }))
 }
 
-/// `--name value` pairs; `--meta`, `--ours` and `--refs` may repeat (collected in the second map).
+/// `--name value` pairs; `--meta`, `--ours`, `--refs` and `--pure` may repeat (collected in the second map).
 type Flags = (BTreeMap<String, String>, BTreeMap<String, Vec<String>>);
 
 fn parse_flags(args: &[String]) -> Result<Flags> {
@@ -338,7 +342,7 @@ fn parse_flags(args: &[String]) -> Result<Flags> {
             .next()
             .ok_or_else(|| anyhow!("--{name} needs a value"))?
             .clone();
-        if matches!(name, "meta" | "ours" | "refs") {
+        if matches!(name, "meta" | "ours" | "refs" | "pure") {
             repeated.entry(name.to_string()).or_default().push(value);
         } else {
             flags.insert(name.to_string(), value);
@@ -350,8 +354,12 @@ fn parse_flags(args: &[String]) -> Result<Flags> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        bail!("usage: atelier-bench-engine gen|run|child|micro|report [--flag value]...");
+        bail!("usage: atelier-bench-engine gen|run|child|micro|decoder|report [--flag value]...");
     };
+    if command == "decoder" {
+        println!("{}", atelier_engine::scaled_jpeg_decoder());
+        return Ok(());
+    }
     let (flags, repeated) = parse_flags(rest)?;
     let list = |name: &str| -> Vec<PathBuf> {
         repeated
@@ -414,6 +422,7 @@ fn main() -> Result<()> {
             let line = report::write(
                 &list("ours"),
                 &list("refs"),
+                &list("pure"),
                 Path::new(&get("micro")?),
                 Path::new(&get("md")?),
                 Path::new(&get("json")?),
@@ -423,7 +432,7 @@ fn main() -> Result<()> {
             println!("{line}");
             return Ok(());
         }
-        other => bail!("unknown command {other:?}; use gen, run, child, micro or report"),
+        other => bail!("unknown command {other:?}; use gen, run, child, micro, decoder or report"),
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())

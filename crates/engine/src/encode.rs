@@ -1,7 +1,6 @@
 //! Encoding outputs and their thumbnails. Nothing but pixels is written: no EXIF, ICC or text chunks.
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
 use image::{DynamicImage, ImageEncoder, RgbImage};
@@ -40,7 +39,9 @@ pub(crate) fn render(
     })
 }
 
-/// Encodes 8-bit RGB or RGBA pixels. WebP output is lossless (the pure-Rust encoder has no lossy mode).
+/// Encodes 8-bit RGB or RGBA pixels. JPEG goes through jpeg-encoder with 4:2:0 chroma subsampling
+/// (what libvips, Pillow and libjpeg write by default; about 3× faster than `image`'s 4:4:4 encoder).
+/// WebP output is lossless (the pure-Rust encoder has no lossy mode).
 pub(crate) fn encode(
     image: &DynamicImage,
     format: Format,
@@ -63,8 +64,7 @@ pub(crate) fn encode(
                 let flat = flatten_on_white(image);
                 return encode(&DynamicImage::ImageRgb8(flat), format, quality);
             }
-            JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))
-                .write_image(bytes, w, h, color)
+            return encode_jpeg(bytes, w, h, quality);
         }
         Format::Png => PngEncoder::new_with_quality(
             &mut out,
@@ -79,15 +79,35 @@ pub(crate) fn encode(
     Ok(out)
 }
 
+/// Baseline JPEG, 4:2:0, from 8-bit RGB.
+fn encode_jpeg(rgb: &[u8], w: u32, h: u32, quality: u8) -> Result<Vec<u8>, EngineError> {
+    let too_big = || EngineError::Encode(format!("a {w}x{h} image is too large for JPEG"));
+    let (w16, h16) = (
+        u16::try_from(w).map_err(|_| too_big())?,
+        u16::try_from(h).map_err(|_| too_big())?,
+    );
+    let mut out = Vec::with_capacity(rgb.len() / 8 + 1024);
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    encoder
+        .encode(rgb, w16, h16, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| EngineError::Encode(format!("jpg encoder failed: {e}")))?;
+    Ok(out)
+}
+
 /// Composites RGBA over white; RGB passes through.
 pub(crate) fn flatten_on_white(image: &DynamicImage) -> RgbImage {
     match image {
-        DynamicImage::ImageRgba8(rgba) => RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-            let p = rgba.get_pixel(x, y).0;
-            let a = u32::from(p[3]);
-            let mix = |c: u8| ((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8;
-            image::Rgb([mix(p[0]), mix(p[1]), mix(p[2])])
-        }),
+        DynamicImage::ImageRgba8(rgba) => {
+            let mut rgb = Vec::with_capacity(rgba.as_raw().len() / 4 * 3);
+            for p in rgba.as_raw().chunks_exact(4) {
+                let a = u32::from(p[3]);
+                let mix = |c: u8| ((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8;
+                rgb.extend_from_slice(&[mix(p[0]), mix(p[1]), mix(p[2])]);
+            }
+            RgbImage::from_raw(rgba.width(), rgba.height(), rgb)
+                .unwrap_or_else(|| RgbImage::new(rgba.width(), rgba.height()))
+        }
         other => other.to_rgb8(),
     }
 }

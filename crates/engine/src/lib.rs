@@ -4,11 +4,13 @@
 //! (format by magic bytes, dimensions without decoding pixels) before any pixel buffer is allocated.
 
 mod clean;
+mod color;
 mod cutout;
 mod decode;
 mod encode;
 mod error;
 mod filter;
+mod jpeg;
 mod matte;
 mod probe;
 mod resize;
@@ -18,6 +20,7 @@ mod testutil;
 mod transform;
 
 pub use clean::basic_clean;
+pub use decode::scaled_jpeg_decoder;
 pub use error::EngineError;
 pub use probe::probe;
 pub use transform::transform;

@@ -3,22 +3,59 @@
 //! The headers are parsed by hand so a file claiming absurd dimensions is refused before any decoder
 //! (or allocation) sees it.
 
+use crate::jpeg::{read_header, JpegHeader};
 use crate::{EngineError, Format, Limits, SourceInfo};
 
 /// Format from magic bytes (3003 otherwise), dimensions from the header without decoding pixels
 /// (3004 when over max_pixels or a side too small or bad aspect), 3017 when the header cannot be read.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<SourceInfo, EngineError> {
+    inspect(bytes, limits).map(|p| p.info)
+}
+
+/// What one look at the header gives the decoders: the checked size, and for a JPEG its segments.
+pub(crate) struct Probed<'a> {
+    /// Format and stored size, already checked against the limits.
+    pub info: SourceInfo,
+    /// The JPEG's header facts (None for PNG and WebP).
+    pub jpeg: Option<JpegHeader<'a>>,
+}
+
+/// `probe`, keeping what the JPEG header walk found so nothing reads the header twice. Refuses JPEGs
+/// whose colour model the engine cannot show (3003): only 1 (grey), 3 (YCbCr/RGB) and 4 (CMYK/YCCK)
+/// components are decoded.
+pub(crate) fn inspect<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Probed<'a>, EngineError> {
     let format = sniff(bytes)?;
-    let (width, height) = match format {
-        Format::Jpeg => jpeg_dimensions(bytes)?,
-        Format::Png => png_dimensions(bytes)?,
-        Format::Webp => webp_dimensions(bytes)?,
+    let (width, height, jpeg) = match format {
+        Format::Jpeg => {
+            let h = read_header(bytes)?;
+            (h.width, h.height, Some(h))
+        }
+        Format::Png => {
+            let (w, h) = png_dimensions(bytes)?;
+            (w, h, None)
+        }
+        Format::Webp => {
+            let (w, h) = webp_dimensions(bytes)?;
+            (w, h, None)
+        }
     };
     check_dimensions(width, height, limits)?;
-    Ok(SourceInfo {
-        format,
-        width,
-        height,
+    if let Some(h) = &jpeg {
+        if !matches!(h.components, 1 | 3 | 4) {
+            return Err(EngineError::UnsupportedFormat(format!(
+                "the JPEG has {} colour components; only greyscale, colour (YCbCr or RGB) and \
+                 CMYK JPEGs are supported",
+                h.components
+            )));
+        }
+    }
+    Ok(Probed {
+        info: SourceInfo {
+            format,
+            width,
+            height,
+        },
+        jpeg,
     })
 }
 
@@ -88,10 +125,6 @@ fn truncated(what: &str) -> EngineError {
     ))
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
 fn le16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
@@ -107,45 +140,6 @@ fn le32(b: &[u8], at: usize) -> Option<u32> {
 fn le24(b: &[u8], at: usize) -> Option<u32> {
     let s = b.get(at..at + 3)?;
     Some(u32::from(s[0]) | u32::from(s[1]) << 8 | u32::from(s[2]) << 16)
-}
-
-/// Start-of-frame markers carry the dimensions; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
-fn is_sof(marker: u8) -> bool {
-    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
-}
-
-/// Walks the marker segments up to the first start-of-frame.
-fn jpeg_dimensions(b: &[u8]) -> Result<(u32, u32), EngineError> {
-    let mut i = 2;
-    loop {
-        if b.get(i) != Some(&0xFF) {
-            return Err(truncated("JPEG"));
-        }
-        while b.get(i) == Some(&0xFF) {
-            i += 1;
-        }
-        let marker = *b.get(i).ok_or_else(|| truncated("JPEG"))?;
-        i += 1;
-        match marker {
-            0x01 | 0xD0..=0xD8 => continue,
-            0xD9 | 0xDA => {
-                return Err(EngineError::Decode(
-                    "the JPEG has no frame header before its image data".into(),
-                ))
-            }
-            _ => {}
-        }
-        let len = usize::from(be16(b, i).ok_or_else(|| truncated("JPEG"))?);
-        if len < 2 {
-            return Err(truncated("JPEG"));
-        }
-        if is_sof(marker) {
-            let height = be16(b, i + 3).ok_or_else(|| truncated("JPEG"))?;
-            let width = be16(b, i + 5).ok_or_else(|| truncated("JPEG"))?;
-            return Ok((u32::from(width), u32::from(height)));
-        }
-        i += len;
-    }
 }
 
 fn png_dimensions(b: &[u8]) -> Result<(u32, u32), EngineError> {

@@ -1,8 +1,8 @@
 //! Resize geometry: the output size for each fit mode, and the plan that lets a JPEG be decoded at
 //! a reduced scale when the output is much smaller than the source.
 
-use crate::decode::jpeg_orientation;
-use crate::probe::megapixels;
+use crate::decode::exif_orientation;
+use crate::probe::{megapixels, Probed};
 use crate::{EngineError, Fit, Format, Limits, Resize, Rotation, SourceInfo, TransformRecipe};
 
 /// A resize worked out before decoding: the output size and how much smaller it is than the source.
@@ -17,18 +17,17 @@ pub(crate) struct Plan {
 /// For a JPEG resized without a crop, the output size is known before decoding (from the header,
 /// the EXIF orientation and the rotation), which lets the decoder work at a reduced scale.
 pub(crate) fn plan(
-    bytes: &[u8],
-    info: &SourceInfo,
+    probed: &Probed<'_>,
     recipe: &TransformRecipe,
     limits: &Limits,
 ) -> Result<Option<Plan>, EngineError> {
+    let info = &probed.info;
     let (Some(resize), None, Format::Jpeg) = (&recipe.resize, &recipe.crop, info.format) else {
         return Ok(None);
     };
-    let orientation = if recipe.auto_orient {
-        jpeg_orientation(bytes)
-    } else {
-        1
+    let orientation = match &probed.jpeg {
+        Some(h) if recipe.auto_orient => h.exif.and_then(exif_orientation).unwrap_or(1),
+        _ => 1,
     };
     let swap = (orientation >= 5) != matches!(recipe.rotate, Rotation::R90 | Rotation::R270);
     let (w, h) = if swap {

@@ -77,3 +77,73 @@ pub fn product_photo(w: u32, h: u32) -> DynamicImage {
         Rgb(px.map(|c| (c + noise).clamp(0.0, 255.0) as u8))
     }))
 }
+
+/// A CMYK JPEG as Photoshop writes them (Adobe APP14, inverted inks), from ink amounts (255 = full
+/// ink) per pixel; `ycck` stores it as YCCK (APP14 transform 2) instead of plain CMYK.
+pub fn cmyk_jpeg(w: u16, h: u16, ycck: bool, ink: impl Fn(u32, u32) -> [u8; 4]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(usize::from(w) * usize::from(h) * 4);
+    for y in 0..u32::from(h) {
+        for x in 0..u32::from(w) {
+            data.extend_from_slice(&ink(x, y));
+        }
+    }
+    let mut out = Vec::new();
+    let color = if ycck {
+        jpeg_encoder::ColorType::CmykAsYcck
+    } else {
+        jpeg_encoder::ColorType::Cmyk
+    };
+    jpeg_encoder::Encoder::new(&mut out, 95)
+        .encode(&data, w, h, color)
+        .expect("encode CMYK fixture");
+    out
+}
+
+/// The image encoded as `fmt` with `icc` embedded (JPEG APP2, PNG iCCP or WebP ICCP).
+pub fn encode_with_icc(img: &DynamicImage, fmt: ImageFormat, icc: &[u8]) -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    let (w, h, color) = (img.width(), img.height(), img.color().into());
+    let bytes = img.as_bytes();
+    match fmt {
+        ImageFormat::Jpeg => {
+            let mut e = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+            e.set_icc_profile(icc.to_vec()).expect("jpeg icc");
+            e.write_image(bytes, w, h, color).expect("jpeg");
+        }
+        ImageFormat::Png => {
+            let mut e = image::codecs::png::PngEncoder::new(&mut out);
+            e.set_icc_profile(icc.to_vec()).expect("png icc");
+            e.write_image(bytes, w, h, color).expect("png");
+        }
+        _ => {
+            let mut e = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            e.set_icc_profile(icc.to_vec()).expect("webp icc");
+            e.write_image(bytes, w, h, color).expect("webp");
+        }
+    }
+    out
+}
+
+/// A PNG written by the png crate directly, for layouts `image` does not write (palette).
+pub fn raw_png(
+    w: u32,
+    h: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    palette: Option<(&[u8], &[u8])>,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = png::Encoder::new(&mut out, w, h);
+    e.set_color(color);
+    e.set_depth(depth);
+    if let Some((plte, trns)) = palette {
+        e.set_palette(plte.to_vec());
+        e.set_trns(trns.to_vec());
+    }
+    let mut writer = e.write_header().expect("png header");
+    writer.write_image_data(data).expect("png data");
+    writer.finish().expect("png end");
+    out
+}

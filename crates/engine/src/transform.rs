@@ -2,9 +2,8 @@
 
 use image::DynamicImage;
 
-use crate::decode::{decode, decode_jpeg_scaled};
+use crate::decode::{decode_jpeg_scaled, decode_probed, inspect_checked};
 use crate::encode::{render, resize_exact};
-use crate::probe::probe;
 use crate::resize::{plan, reduced_decode_size, target_size};
 use crate::{Crop, EngineError, Format, Limits, Rendered, Rotation, TransformRecipe};
 
@@ -25,17 +24,18 @@ pub fn transform(
         )));
     }
     progress("decode", 0);
-    let info = probe(bytes, limits)?;
-    let planned = plan(bytes, &info, recipe, limits)?;
-    let reduced = match planned.and_then(|p| reduced_decode_size(&info, p)) {
-        Some((w, h)) => decode_jpeg_scaled(bytes, limits, w, h)?,
+    // One header walk serves the checks, the plan and the decoder.
+    let probed = inspect_checked(bytes, limits)?;
+    let planned = plan(&probed, recipe, limits)?;
+    let reduced = match planned.and_then(|p| reduced_decode_size(&probed.info, p)) {
+        Some((w, h)) => decode_jpeg_scaled(bytes, &probed, limits, w, h)?,
         None => None,
     };
-    // The planned size is used only with the reduced decode it was planned for; the full decoder
-    // reads the orientation itself, and the size is then worked out from its pixels.
+    // The planned size is used only with the reduced decode it was planned for; otherwise the
+    // size is worked out from the full decoder's pixels.
     let (decoded, planned) = match reduced {
         Some(d) => (d, planned),
-        None => (decode(bytes, limits)?, None),
+        None => (decode_probed(bytes, &probed, limits)?, None),
     };
     let source_format = decoded.info.format;
     let mut image = if recipe.auto_orient {
@@ -360,13 +360,13 @@ mod tests {
             |x, _| if x < 100 { Rgb([255; 3]) } else { Rgb([0; 3]) },
         );
         let jpeg = jpeg_with_orientation(&image::DynamicImage::ImageRgb8(img), 6);
-        let info = probe(&jpeg, &Limits::default()).expect("probe");
+        let probed = inspect_checked(&jpeg, &Limits::default()).expect("probe");
         let recipe = resized(100, 0, Fit::Contain);
-        let p = plan(&jpeg, &info, &recipe, &Limits::default())
+        let p = plan(&probed, &recipe, &Limits::default())
             .expect("plan")
             .expect("jpeg");
         assert_eq!(p.target, (100, 200, false));
-        assert_eq!(reduced_decode_size(&info, p), Some((200, 100)));
+        assert_eq!(reduced_decode_size(&probed.info, p), Some((200, 100)));
         let r = run(&jpeg, &recipe).expect("resize");
         assert_eq!(dims(&r), (100, 200));
         let out = image::load_from_memory(&r.data).expect("jpeg").to_rgb8();
