@@ -1,0 +1,163 @@
+//! Building and running the gateway: bind, connect (lazily) to the orchestrator, serve until cancelled.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::Config;
+use crate::request_id;
+use crate::routes::{self, AppState, Limits};
+
+/// How long open streams (SSE) may keep a stopping gateway alive.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A gateway bound to its port, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Binds the port and prepares the routes; the orchestrator is connected on first use, so the
+    /// gateway starts (and `/healthz` answers 503) while the orchestrator is still down.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(config.orchestrator.clone())
+            .with_context(|| format!("orchestrator address `{}`", config.orchestrator))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        let state = AppState::new(
+            channel,
+            Limits {
+                max_json_bytes: config.max_json_bytes,
+                max_upload_bytes: config.max_upload_bytes,
+                keep_alive: config.sse_keep_alive,
+            },
+        );
+        let mut router = routes::router(state);
+        if let Some(cors) = cors(&config.cors_origins)? {
+            router = router.layer(cors);
+        }
+        let router = router.layer(axum::middleware::from_fn(request_id::layer));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        Ok(Self { listener, router })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests finish for a short grace period.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stopping = shutdown.clone();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { stopping.cancelled().await });
+        let grace = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = serve => served.context("serving HTTP"),
+            () = grace => {
+                tracing::info!("open streams did not end within the grace period; stopping anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| HeaderValue::from_str(o).with_context(|| format!("CORS origin `{o}`")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(values)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-atelier-account"),
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("traceparent"),
+                HeaderName::from_static(request_id::HEADER),
+            ])
+            .expose_headers([HeaderName::from_static(request_id::HEADER)])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
+/// A gateway serving in the background (tests and embedding); stops when dropped.
+pub struct RunningGateway {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningGateway {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for the server to end.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.task.take() {
+            Some(task) => task.await.context("gateway task")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Builds and starts a gateway in the background.
+pub async fn spawn(config: Config) -> anyhow::Result<RunningGateway> {
+    let app = Application::build(config).await?;
+    let addr = app.local_addr();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    Ok(RunningGateway {
+        addr,
+        shutdown,
+        task: Some(task),
+    })
+}

@@ -1,0 +1,566 @@
+//! Seed 000: the Django + Celery image-edit API (`/submit/`, `/result/`, `/batch_submit/`,
+//! `/batch_result/`, `/status/`).
+//!
+//! Requests and answers keep that API's field names. `/submit/` makes an Atelier `edit` job of one
+//! source (`image`) with `prompt`; `/batch_submit/` makes one such job per entry and labels each with
+//! `batch_id`, so `/batch_result/` finds them again without any state in the gateway. `/result/` answers
+//! for any job of the caller (its first output is `result_image`).
+//!
+//! Choices where the document is silent:
+//! - `result_image` is the output's URL (the old system inlined base64; URLs keep answers small).
+//! - `processing_time` is seconds from the first task's start to the job's end.
+//! - Errors answer `{"code": <its code>, "message": "..."}` with the HTTP status of the Atelier error.
+//!
+//! States: Atelier `queued` and `running` → `processing`; `succeeded` and `partially_succeeded` →
+//! `success`; `failed` and `cancelled` → `failed`.
+//!
+//! Codes (this API's own, as its document lists them: 1002-1006 for the API, 3001-3017 for images):
+//!
+//! | Atelier | here | why |
+//! | --- | --- | --- |
+//! | 1001, 1002, 2001, 2002, 2003 | 1002 | the only "not allowed" code it has (权限不足) |
+//! | 1003, 1005 | 1003 | request invalid |
+//! | 1004 | 1004 | task does not exist |
+//! | 1006, 1007, 1008, 1009, 3009 | 1006 | internal error (the old system retried those) |
+//! | 3001, 3006, 3007 | 3001 | model call failed |
+//! | 3002, 3005 | 3002 | image download failed |
+//! | 3003, 3004, 3008, 3017 | same | same meaning |
+
+use atelier_codes::ErrorCode;
+use atelier_proto::v1 as pb;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{first_failure, is_active, list_all, output_urls};
+use crate::call::Caller;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::model::time;
+use crate::routes::meta::orchestrator_health;
+use crate::routes::AppState;
+
+/// Label marking jobs made through this family.
+const FAMILY_LABEL: (&str, &str) = ("compat", "image_editor");
+/// Label carrying the batch of `/batch_submit/`.
+const BATCH_LABEL: &str = "batch_id";
+/// Most entries in one batch, as an Atelier job's sources.
+const MAX_BATCH: usize = 100;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/submit/", post(submit))
+        .route("/result/", post(result))
+        .route("/batch_submit/", post(batch_submit))
+        .route("/batch_result/", post(batch_result))
+        .route("/status/", get(status))
+}
+
+/// This API's code for an Atelier code.
+pub fn code_for(code: ErrorCode) -> u32 {
+    use ErrorCode::*;
+    match code {
+        Unauthenticated | PermissionDenied | MembershipRequired | QuotaExhausted
+        | TooManyActiveJobs => 1002,
+        InvalidArgument | IdempotencyConflict => 1003,
+        NotFound => 1004,
+        Internal | TimedOut | Cancelled | Unavailable | StorageFailed => 1006,
+        ModelCallFailed | ModelUnavailable | ContentRejected => 3001,
+        DownloadFailed | SourceBlocked => 3002,
+        UnsupportedFormat => 3003,
+        InvalidDimensions => 3004,
+        SourceTooLarge => 3008,
+        DecodeFailed => 3017,
+    }
+}
+
+/// An error of this API.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EditorError)]
+pub struct EditorError {
+    pub code: u32,
+    pub message: String,
+    #[serde(skip)]
+    status: StatusCode,
+}
+
+impl From<ApiError> for EditorError {
+    fn from(err: ApiError) -> Self {
+        Self {
+            code: code_for(err.code),
+            message: err.message,
+            status: err.status,
+        }
+    }
+}
+
+impl From<tonic::Status> for EditorError {
+    fn from(status: tonic::Status) -> Self {
+        Self::from(ApiError::from(status))
+    }
+}
+
+impl IntoResponse for EditorError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self)).into_response()
+    }
+}
+
+/// A task's state in this API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = EditorStatus)]
+pub enum EditorStatus {
+    Processing,
+    Success,
+    Failed,
+}
+
+fn status_of(job: &pb::Job) -> EditorStatus {
+    use pb::JobState as S;
+    match S::try_from(job.state) {
+        Ok(S::Succeeded | S::PartiallySucceeded) => EditorStatus::Success,
+        Ok(S::Failed | S::Cancelled) => EditorStatus::Failed,
+        _ => EditorStatus::Processing,
+    }
+}
+
+/// `POST /submit/`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = EditorSubmit)]
+pub struct SubmitRequest {
+    /// What to change in the image.
+    pub prompt: String,
+    /// The image's URL.
+    pub image: String,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// The answer of `/submit/`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EditorSubmitted)]
+pub struct SubmitResponse {
+    pub task_id: String,
+    pub status: EditorStatus,
+    /// Seconds until the result is expected.
+    pub estimated_time: u32,
+}
+
+fn edit_job(
+    item: &SubmitRequest,
+    callback: Option<&str>,
+    batch: Option<&str>,
+) -> Result<pb::SubmitJobRequest, ApiError> {
+    if item.prompt.trim().is_empty() {
+        return Err(ApiError::field("prompt", "must not be empty"));
+    }
+    if item.image.trim().is_empty() {
+        return Err(ApiError::field("image", "must be the image's URL"));
+    }
+    let mut labels =
+        std::collections::HashMap::from([(FAMILY_LABEL.0.to_string(), FAMILY_LABEL.1.to_string())]);
+    if let Some(batch) = batch {
+        labels.insert(BATCH_LABEL.to_string(), batch.to_string());
+    }
+    Ok(pb::SubmitJobRequest {
+        params: Some(pb::JobParams {
+            params: Some(pb::job_params::Params::Edit(pb::EditParams {
+                prompt: item.prompt.clone(),
+                ..Default::default()
+            })),
+        }),
+        sources: vec![pb::Source {
+            source: Some(pb::source::Source::Url(item.image.trim().to_string())),
+        }],
+        callback_url: item
+            .callback_url
+            .as_deref()
+            .or(callback)
+            .unwrap_or_default()
+            .to_string(),
+        labels,
+        ..Default::default()
+    })
+}
+
+fn submitted(job: &pb::Job) -> SubmitResponse {
+    SubmitResponse {
+        task_id: job.id.clone(),
+        status: status_of(job),
+        estimated_time: job.estimated_seconds,
+    }
+}
+
+/// Submit one image edit.
+#[utoipa::path(
+    post,
+    path = "/submit/",
+    tag = "compat-image-editor",
+    request_body = SubmitRequest,
+    params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
+    responses(
+        (status = 200, description = "Queued", body = SubmitResponse),
+        (status = "default", description = "An error", body = EditorError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    JsonBody(body, _): JsonBody<SubmitRequest, EditorError>,
+) -> Result<Json<SubmitResponse>, EditorError> {
+    let caller = caller?;
+    let request = edit_job(&body, None, None)?;
+    let job = state
+        .jobs
+        .clone()
+        .submit_job(caller.request(request))
+        .await?
+        .into_inner();
+    Ok(Json(submitted(&job)))
+}
+
+/// `POST /result/`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = EditorResultQuery)]
+pub struct ResultRequest {
+    pub task_id: String,
+}
+
+/// A task as this API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EditorResult)]
+pub struct TaskResult {
+    pub task_id: String,
+    pub status: EditorStatus,
+    /// URL of the edited image, once `success`.
+    pub result_image: Option<String>,
+    /// Once `failed`: this API's code.
+    pub error_code: Option<u32>,
+    pub error_message: Option<String>,
+    /// Seconds of processing, once finished.
+    pub processing_time: Option<f64>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+}
+
+fn task_result(job: &pb::Job) -> TaskResult {
+    let status = status_of(job);
+    let failure = (status == EditorStatus::Failed)
+        .then(|| first_failure(job))
+        .flatten();
+    let cancelled = job.state == pb::JobState::Cancelled as i32;
+    let (error_code, error_message) = match (status, failure) {
+        (EditorStatus::Failed, Some(f)) => (
+            Some(ErrorCode::from_number(f.code).map_or(1006, code_for)),
+            Some(f.message.clone()),
+        ),
+        (EditorStatus::Failed, None) if cancelled => {
+            (Some(1006), Some("the task was cancelled".to_string()))
+        }
+        (EditorStatus::Failed, None) => (Some(1006), Some("the task failed".to_string())),
+        _ => (None, None),
+    };
+    let started = job
+        .tasks
+        .iter()
+        .filter_map(|t| t.started_at.as_ref())
+        .min_by_key(|t| (t.seconds, t.nanos));
+    TaskResult {
+        task_id: job.id.clone(),
+        status,
+        result_image: (status == EditorStatus::Success)
+            .then(|| output_urls(job).into_iter().next())
+            .flatten(),
+        error_code,
+        error_message,
+        processing_time: (!is_active(job))
+            .then(|| time::seconds_between(started, job.finished_at.as_ref()))
+            .flatten(),
+        created_at: time::to_text(job.created_at.as_ref()),
+        completed_at: time::to_text(job.finished_at.as_ref()),
+    }
+}
+
+fn task_id(text: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(text.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::field("task_id", "not a task id (a UUID)"))
+}
+
+async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, ApiError> {
+    let request = caller.request(pb::GetJobRequest {
+        job_id: task_id(id)?,
+    });
+    Ok(state.jobs.clone().get_job(request).await?.into_inner())
+}
+
+/// The state and result of one task.
+#[utoipa::path(
+    post,
+    path = "/result/",
+    tag = "compat-image-editor",
+    request_body = ResultRequest,
+    params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
+    responses(
+        (status = 200, description = "The task", body = TaskResult),
+        (status = "default", description = "An error", body = EditorError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn result(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    JsonBody(body, _): JsonBody<ResultRequest, EditorError>,
+) -> Result<Json<TaskResult>, EditorError> {
+    let caller = caller?;
+    let job = fetch(&state, &caller, &body.task_id).await?;
+    Ok(Json(task_result(&job)))
+}
+
+/// `POST /batch_submit/`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = EditorBatchSubmit)]
+pub struct BatchSubmitRequest {
+    pub tasks: Vec<SubmitRequest>,
+    /// For every task without its own.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// One entry of a batch: queued, or refused with this API's code.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EditorBatchEntry)]
+pub struct BatchEntry {
+    pub task_id: Option<String>,
+    pub status: EditorStatus,
+    pub estimated_time: Option<u32>,
+    pub error_code: Option<u32>,
+    pub error_message: Option<String>,
+}
+
+/// The answer of `/batch_submit/`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EditorBatchSubmitted)]
+pub struct BatchSubmitResponse {
+    pub batch_id: String,
+    pub tasks: Vec<BatchEntry>,
+    pub total_count: u32,
+}
+
+/// Submit several edits; they share a `batch_id`.
+#[utoipa::path(
+    post,
+    path = "/batch_submit/",
+    tag = "compat-image-editor",
+    request_body = BatchSubmitRequest,
+    params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
+    responses(
+        (status = 200, description = "The batch", body = BatchSubmitResponse),
+        (status = "default", description = "An error", body = EditorError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn batch_submit(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    JsonBody(body, _): JsonBody<BatchSubmitRequest, EditorError>,
+) -> Result<Json<BatchSubmitResponse>, EditorError> {
+    let caller = caller?;
+    if body.tasks.is_empty() || body.tasks.len() > MAX_BATCH {
+        return Err(ApiError::field("tasks", format!("give 1..={MAX_BATCH} tasks")).into());
+    }
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    // Validate every entry before creating any job, so a malformed batch creates nothing.
+    let requests = body
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            edit_job(t, body.callback_url.as_deref(), Some(&batch_id)).map_err(|mut e| {
+                for d in &mut e.details {
+                    d.field = format!("tasks[{i}].{}", d.field);
+                }
+                e
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut entries = Vec::with_capacity(requests.len());
+    for request in requests {
+        match state.jobs.clone().submit_job(caller.request(request)).await {
+            Ok(job) => {
+                let job = job.into_inner();
+                let s = submitted(&job);
+                entries.push(BatchEntry {
+                    task_id: Some(s.task_id),
+                    status: s.status,
+                    estimated_time: Some(s.estimated_time),
+                    error_code: None,
+                    error_message: None,
+                });
+            }
+            // Nothing queued yet: the whole call fails, as a single submit would.
+            Err(status) if entries.is_empty() => return Err(status.into()),
+            Err(status) => {
+                let err = EditorError::from(status);
+                entries.push(BatchEntry {
+                    task_id: None,
+                    status: EditorStatus::Failed,
+                    estimated_time: None,
+                    error_code: Some(err.code),
+                    error_message: Some(err.message),
+                });
+            }
+        }
+    }
+    Ok(Json(BatchSubmitResponse {
+        batch_id,
+        total_count: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        tasks: entries,
+    }))
+}
+
+/// `POST /batch_result/`: a `batch_id`, or a list of `task_ids`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = EditorBatchResultQuery)]
+pub struct BatchResultRequest {
+    #[serde(default)]
+    pub batch_id: Option<String>,
+    #[serde(default)]
+    pub task_ids: Option<Vec<String>>,
+}
+
+/// The answer of `/batch_result/`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EditorBatchResult)]
+pub struct BatchResultResponse {
+    pub batch_id: Option<String>,
+    pub total_count: u32,
+    /// Tasks that reached `success` or `failed`.
+    pub completed_count: u32,
+    pub tasks: Vec<TaskResult>,
+}
+
+/// The state and results of a batch.
+#[utoipa::path(
+    post,
+    path = "/batch_result/",
+    tag = "compat-image-editor",
+    request_body = BatchResultRequest,
+    params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
+    responses(
+        (status = 200, description = "The batch's tasks", body = BatchResultResponse),
+        (status = "default", description = "An error", body = EditorError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn batch_result(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    JsonBody(body, _): JsonBody<BatchResultRequest, EditorError>,
+) -> Result<Json<BatchResultResponse>, EditorError> {
+    let caller = caller?;
+    let jobs = match (&body.batch_id, &body.task_ids) {
+        (Some(batch), None) => {
+            let batch = uuid::Uuid::parse_str(batch.trim())
+                .map_err(|_| ApiError::field("batch_id", "not a batch id (a UUID)"))?;
+            let filter = pb::ListJobsRequest {
+                label: format!("{BATCH_LABEL}={batch}"),
+                ..Default::default()
+            };
+            let mut jobs = list_all(&state, &caller, filter).await?;
+            if jobs.is_empty() {
+                return Err(ApiError::new(ErrorCode::NotFound, "no such batch").into());
+            }
+            // Submission order, as the batch was sent.
+            jobs.reverse();
+            jobs
+        }
+        (None, Some(ids)) if !ids.is_empty() && ids.len() <= MAX_BATCH => {
+            let mut jobs = Vec::with_capacity(ids.len());
+            for id in ids {
+                jobs.push(fetch(&state, &caller, id).await?);
+            }
+            jobs
+        }
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "give either batch_id or task_ids (1..={MAX_BATCH})"
+            ))
+            .into())
+        }
+    };
+    let tasks: Vec<TaskResult> = jobs.iter().map(task_result).collect();
+    let completed = tasks
+        .iter()
+        .filter(|t| t.status != EditorStatus::Processing)
+        .count();
+    Ok(Json(BatchResultResponse {
+        batch_id: body.batch_id.map(|b| b.trim().to_string()),
+        total_count: u32::try_from(tasks.len()).unwrap_or(u32::MAX),
+        completed_count: u32::try_from(completed).unwrap_or(u32::MAX),
+        tasks,
+    }))
+}
+
+/// The answer of `/status/`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EditorApiStatus)]
+pub struct StatusResponse {
+    /// `ok`, or `unavailable` when the orchestrator does not serve.
+    pub status: String,
+    pub service: String,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+}
+
+/// API status; needs no key.
+#[utoipa::path(
+    get,
+    path = "/status/",
+    tag = "compat-image-editor",
+    responses(
+        (status = 200, description = "Serving", body = StatusResponse),
+        (status = 503, description = "The orchestrator does not serve", body = StatusResponse),
+    )
+)]
+pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusResponse>) {
+    let serving = orchestrator_health(&state).await == "serving";
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (code, word) = if serving {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        code,
+        Json(StatusResponse {
+            status: word.to_string(),
+            service: "atelier".to_string(),
+            timestamp: now,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_keep_this_api_meanings() {
+        assert_eq!(code_for(ErrorCode::Unauthenticated), 1002);
+        assert_eq!(code_for(ErrorCode::NotFound), 1004);
+        assert_eq!(code_for(ErrorCode::ModelUnavailable), 3001);
+        assert_eq!(code_for(ErrorCode::SourceBlocked), 3002);
+        assert_eq!(code_for(ErrorCode::SourceTooLarge), 3008);
+        assert_eq!(code_for(ErrorCode::StorageFailed), 1006);
+    }
+}

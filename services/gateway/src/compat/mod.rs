@@ -1,0 +1,75 @@
+//! Compatibility routes: clients of the systems Atelier replaces switch by changing only their base URL.
+//! Each family answers in its own documented shapes, state names and error codes; Atelier codes are
+//! mapped to the family's codes in its module (the tables are in the module docs).
+//!
+//! Both families authenticate like the rest of the gateway: `Authorization: Bearer <api key>` (where the
+//! old systems had a JWT) and `X-Atelier-Account` naming the end user when the key is tenant-wide.
+
+pub mod image_editor;
+pub mod task_api;
+
+use atelier_proto::v1 as pb;
+
+use crate::call::Caller;
+use crate::error::ApiError;
+use crate::routes::AppState;
+
+/// At most this many jobs are scanned to answer a listing that needs a total or an offset.
+pub const MAX_SCAN: usize = 5_000;
+
+/// Every job matching the filters, newest first, up to [`MAX_SCAN`].
+pub async fn list_all(
+    state: &AppState,
+    caller: &Caller,
+    filter: pb::ListJobsRequest,
+) -> Result<Vec<pb::Job>, ApiError> {
+    let mut jobs = Vec::new();
+    let mut token = String::new();
+    loop {
+        let request = pb::ListJobsRequest {
+            page_size: 100,
+            page_token: token,
+            ..filter.clone()
+        };
+        let page = state
+            .jobs
+            .clone()
+            .list_jobs(caller.request(request))
+            .await?
+            .into_inner();
+        jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() || jobs.len() >= MAX_SCAN {
+            jobs.truncate(MAX_SCAN);
+            return Ok(jobs);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// The source of a job's first task as the old systems showed it: its URL, or `upload:<id>`.
+pub fn source_text(job: &pb::Job) -> String {
+    let source = job.tasks.first().and_then(|t| t.source.as_ref());
+    match source.and_then(|s| s.source.as_ref()) {
+        Some(pb::source::Source::Url(url)) => url.clone(),
+        Some(pb::source::Source::UploadId(id)) => format!("upload:{id}"),
+        None => String::new(),
+    }
+}
+
+/// Output URLs of every task, in task order.
+pub fn output_urls(job: &pb::Job) -> Vec<String> {
+    job.tasks
+        .iter()
+        .flat_map(|t| t.outputs.iter().map(|o| o.url.clone()))
+        .collect()
+}
+
+/// The first failure among the tasks.
+pub fn first_failure(job: &pb::Job) -> Option<&pb::Failure> {
+    job.tasks.iter().find_map(|t| t.failure.as_ref())
+}
+
+/// Whether the job is queued or running.
+pub fn is_active(job: &pb::Job) -> bool {
+    job.state == pb::JobState::Queued as i32 || job.state == pb::JobState::Running as i32
+}

@@ -1,0 +1,585 @@
+//! Seed 001: the Node/Express task API (`POST /api/task/create`, `GET /api/task/{taskId}`,
+//! `GET /api/task/list`), answering `{"success": true, "data": …}` in its camelCase shapes.
+//!
+//! Task types: `basic_clean` → Atelier `basic_clean` (`params.template`), `model_pose12` → `pose_set`
+//! (`params.scene`, `params.category`, `params.productDescription`). Jobs of other kinds are not tasks of
+//! this API: they read as 4004 and are left out of lists.
+//!
+//! States: `queued` → `pending`, `running` → `processing`, `succeeded` and `partially_succeeded` →
+//! `success`, `failed` and `cancelled` → `failed` (with `errorMessage`). The `status` filter of the list
+//! takes the same four words.
+//!
+//! Listing: `limit` (default 10, 1..=100) and `offset` over the caller's tasks, newest first; `total`
+//! counts every match (up to the first 5,000 jobs scanned).
+//!
+//! Errors answer `{"success": false, "code": <its code>, "message": "..."}` with the HTTP status of the
+//! Atelier error. Codes (this API's own):
+//!
+//! | Atelier | here | its meaning |
+//! | --- | --- | --- |
+//! | 1003, 1005, 3xxx but 3009 | 4001 | 参数错误 (bad parameters; a 3xxx at submit is a bad source or kind) |
+//! | 1001, 1002 | 4003 | 权限错误 (not logged in / not allowed) |
+//! | 1004 | 4004 | 资源不存在 (no such task) |
+//! | 2001 | 1002 | 会员错误 (not a member) |
+//! | 2002, 2003 | 1003 | 配额错误 (quota; too many running tasks reads as "wait for quota") |
+//! | 1006-1009, 3009 | 5000 | not in its table: a server error, kept apart from the client codes |
+
+use atelier_codes::ErrorCode;
+use atelier_proto::v1 as pb;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{first_failure, is_active, list_all, output_urls, source_text};
+use crate::call::Caller;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PathParam, QueryParams};
+use crate::model::time;
+use crate::routes::AppState;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/task/create", routing::post(create))
+        .route("/api/task/list", routing::get(list))
+        .route("/api/task/{task_id}", routing::get(get))
+}
+
+/// This API's code for an Atelier code.
+pub fn code_for(code: ErrorCode) -> u32 {
+    use ErrorCode::*;
+    match code {
+        Unauthenticated | PermissionDenied => 4003,
+        NotFound => 4004,
+        MembershipRequired => 1002,
+        QuotaExhausted | TooManyActiveJobs => 1003,
+        Internal | TimedOut | Cancelled | Unavailable | StorageFailed => 5000,
+        InvalidArgument | IdempotencyConflict | ModelCallFailed | DownloadFailed
+        | UnsupportedFormat | InvalidDimensions | SourceBlocked | ModelUnavailable
+        | ContentRejected | SourceTooLarge | DecodeFailed => 4001,
+    }
+}
+
+/// An error of this API.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskApiError)]
+pub struct TaskApiError {
+    /// Always false.
+    pub success: bool,
+    pub code: u32,
+    pub message: String,
+    #[serde(skip)]
+    status: StatusCode,
+}
+
+impl From<ApiError> for TaskApiError {
+    fn from(err: ApiError) -> Self {
+        Self {
+            success: false,
+            code: code_for(err.code),
+            message: err.message,
+            status: err.status,
+        }
+    }
+}
+
+impl From<tonic::Status> for TaskApiError {
+    fn from(status: tonic::Status) -> Self {
+        Self::from(ApiError::from(status))
+    }
+}
+
+impl IntoResponse for TaskApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self)).into_response()
+    }
+}
+
+/// A task type of this API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskType {
+    BasicClean,
+    ModelPose12,
+}
+
+impl TaskType {
+    fn kind(self) -> pb::JobKind {
+        match self {
+            Self::BasicClean => pb::JobKind::BasicClean,
+            Self::ModelPose12 => pb::JobKind::PoseSet,
+        }
+    }
+
+    fn of(job: &pb::Job) -> Option<Self> {
+        match pb::JobKind::try_from(job.kind).ok()? {
+            pb::JobKind::BasicClean => Some(Self::BasicClean),
+            pb::JobKind::PoseSet => Some(Self::ModelPose12),
+            _ => None,
+        }
+    }
+}
+
+/// A task state of this API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Processing,
+    Success,
+    Failed,
+}
+
+impl TaskStatus {
+    fn of(job: &pb::Job) -> Self {
+        use pb::JobState as S;
+        match S::try_from(job.state) {
+            Ok(S::Running) => Self::Processing,
+            Ok(S::Succeeded | S::PartiallySucceeded) => Self::Success,
+            Ok(S::Failed | S::Cancelled) => Self::Failed,
+            _ => Self::Pending,
+        }
+    }
+
+    /// The one Atelier state to filter on, when there is exactly one.
+    fn only_state(self) -> Option<pb::JobState> {
+        match self {
+            Self::Pending => Some(pb::JobState::Queued),
+            Self::Processing => Some(pb::JobState::Running),
+            Self::Success | Self::Failed => None,
+        }
+    }
+}
+
+/// The parameters of a task.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskParams {
+    /// basic_clean: `all`, `matting`, `white_bg` or `enhanced`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// model_pose12: `street`, `studio` or `indoor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    /// model_pose12: for example `shoes`, `dress`, `hoodie`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_description: Option<String>,
+}
+
+/// `POST /api/task/create`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateTaskRequest {
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
+    pub input_image_url: String,
+    #[serde(default)]
+    pub params: Option<TaskParams>,
+}
+
+fn template(word: &str) -> Result<pb::CleanTemplate, ApiError> {
+    Ok(match word {
+        "all" => pb::CleanTemplate::All,
+        "matting" => pb::CleanTemplate::Matting,
+        "white_bg" => pb::CleanTemplate::WhiteBg,
+        "enhanced" => pb::CleanTemplate::Enhanced,
+        _ => {
+            return Err(ApiError::field(
+                "params.template",
+                "one of all, matting, white_bg, enhanced",
+            ))
+        }
+    })
+}
+
+fn scene(word: &str) -> Result<pb::Scene, ApiError> {
+    Ok(match word {
+        "street" => pb::Scene::Street,
+        "studio" => pb::Scene::Studio,
+        "indoor" => pb::Scene::Indoor,
+        _ => {
+            return Err(ApiError::field(
+                "params.scene",
+                "one of street, studio, indoor",
+            ))
+        }
+    })
+}
+
+impl CreateTaskRequest {
+    fn into_pb(self) -> Result<pb::SubmitJobRequest, ApiError> {
+        let url = self.input_image_url.trim().to_string();
+        if url.is_empty() {
+            return Err(ApiError::field("inputImageUrl", "must be the image's URL"));
+        }
+        let p = self.params.unwrap_or_default();
+        let params = match self.task_type {
+            TaskType::BasicClean => pb::job_params::Params::BasicClean(pb::BasicCleanParams {
+                template: p
+                    .template
+                    .as_deref()
+                    .map(template)
+                    .transpose()?
+                    .unwrap_or(pb::CleanTemplate::All) as i32,
+                model: String::new(),
+            }),
+            TaskType::ModelPose12 => pb::job_params::Params::PoseSet(pb::PoseSetParams {
+                scene: p
+                    .scene
+                    .as_deref()
+                    .map(scene)
+                    .transpose()?
+                    .map_or(0, |s| s as i32),
+                category: p.category.unwrap_or_default(),
+                description: p.product_description.unwrap_or_default(),
+                model: String::new(),
+            }),
+        };
+        Ok(pb::SubmitJobRequest {
+            params: Some(pb::JobParams {
+                params: Some(params),
+            }),
+            sources: vec![pb::Source {
+                source: Some(pb::source::Source::Url(url)),
+            }],
+            labels: [("compat".to_string(), "task_api".to_string())].into(),
+            ..Default::default()
+        })
+    }
+}
+
+/// A created task.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedTask {
+    pub task_id: String,
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
+    pub status: TaskStatus,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+}
+
+/// The answer of `/api/task/create`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreateTaskResponse {
+    pub success: bool,
+    pub data: CreatedTask,
+}
+
+/// Create a task (charged one quota unit per task at once).
+#[utoipa::path(
+    post,
+    path = "/api/task/create",
+    tag = "compat-task-api",
+    request_body = CreateTaskRequest,
+    params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
+    responses(
+        (status = 200, description = "Created", body = CreateTaskResponse),
+        (status = "default", description = "An error", body = TaskApiError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    JsonBody(body, _): JsonBody<CreateTaskRequest, TaskApiError>,
+) -> Result<Json<CreateTaskResponse>, TaskApiError> {
+    let caller = caller?;
+    let task_type = body.task_type;
+    let request = body.into_pb()?;
+    let job = state
+        .jobs
+        .clone()
+        .submit_job(caller.request(request))
+        .await?
+        .into_inner();
+    Ok(Json(CreateTaskResponse {
+        success: true,
+        data: CreatedTask {
+            task_id: job.id.clone(),
+            task_type,
+            status: TaskStatus::of(&job),
+            created_at: time::to_text(job.created_at.as_ref()),
+        },
+    }))
+}
+
+/// A task in full.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDetail {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
+    pub status: TaskStatus,
+    pub input_image_url: String,
+    pub params: TaskParams,
+    pub result_urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+}
+
+/// The answer of `/api/task/{taskId}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GetTaskResponse {
+    pub success: bool,
+    pub data: TaskDetail,
+}
+
+fn params_of(job: &pb::Job) -> TaskParams {
+    match job.params.as_ref().and_then(|p| p.params.as_ref()) {
+        Some(pb::job_params::Params::BasicClean(p)) => TaskParams {
+            template: Some(
+                match pb::CleanTemplate::try_from(p.template) {
+                    Ok(pb::CleanTemplate::Matting) => "matting",
+                    Ok(pb::CleanTemplate::WhiteBg) => "white_bg",
+                    Ok(pb::CleanTemplate::Enhanced) => "enhanced",
+                    _ => "all",
+                }
+                .to_string(),
+            ),
+            ..TaskParams::default()
+        },
+        Some(pb::job_params::Params::PoseSet(p)) => TaskParams {
+            scene: match pb::Scene::try_from(p.scene) {
+                Ok(pb::Scene::Street) => Some("street".to_string()),
+                Ok(pb::Scene::Studio) => Some("studio".to_string()),
+                Ok(pb::Scene::Indoor) => Some("indoor".to_string()),
+                _ => None,
+            },
+            category: (!p.category.is_empty()).then(|| p.category.clone()),
+            product_description: (!p.description.is_empty()).then(|| p.description.clone()),
+            ..TaskParams::default()
+        },
+        _ => TaskParams::default(),
+    }
+}
+
+fn error_message(job: &pb::Job, status: TaskStatus) -> Option<String> {
+    if status != TaskStatus::Failed {
+        return None;
+    }
+    Some(match first_failure(job) {
+        Some(f) => f.message.clone(),
+        None if job.state == pb::JobState::Cancelled as i32 => "任务已取消 (cancelled)".to_string(),
+        None => "任务失败 (failed)".to_string(),
+    })
+}
+
+fn detail(job: &pb::Job, task_type: TaskType) -> TaskDetail {
+    let status = TaskStatus::of(job);
+    TaskDetail {
+        id: job.id.clone(),
+        task_type,
+        status,
+        input_image_url: source_text(job),
+        params: params_of(job),
+        result_urls: output_urls(job),
+        error_message: error_message(job, status),
+        created_at: time::to_text(job.created_at.as_ref()),
+        updated_at: time::to_text(job.updated_at.as_ref()),
+        completed_at: (!is_active(job))
+            .then(|| time::to_text(job.finished_at.as_ref()))
+            .flatten(),
+    }
+}
+
+/// One task: its state, parameters and result URLs.
+#[utoipa::path(
+    get,
+    path = "/api/task/{task_id}",
+    tag = "compat-task-api",
+    params(
+        ("task_id" = String, Path, description = "The task id"),
+        ("X-Atelier-Account" = Option<String>, Header, description = "The user"),
+    ),
+    responses(
+        (status = 200, description = "The task", body = GetTaskResponse),
+        (status = "default", description = "An error", body = TaskApiError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    PathParam(task_id, _): PathParam<String, TaskApiError>,
+) -> Result<Json<GetTaskResponse>, TaskApiError> {
+    let caller = caller?;
+    let job = state
+        .jobs
+        .clone()
+        .get_job(caller.request(pb::GetJobRequest { job_id: task_id }))
+        .await?
+        .into_inner();
+    let task_type =
+        TaskType::of(&job).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "job not found"))?;
+    Ok(Json(GetTaskResponse {
+        success: true,
+        data: detail(&job, task_type),
+    }))
+}
+
+/// Query of `/api/task/list`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Tasks per page, 1..=100; default 10.
+    pub limit: Option<u32>,
+    /// Tasks to skip; default 0.
+    pub offset: Option<u32>,
+    pub status: Option<TaskStatus>,
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub task_type: Option<TaskType>,
+}
+
+/// A task in a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSummary {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
+    pub status: TaskStatus,
+    pub input_image_url: String,
+    pub result_urls: Vec<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub completed_at: Option<String>,
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskSummary>,
+    pub total: u32,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// The answer of `/api/task/list`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListTasksResponse {
+    pub success: bool,
+    pub data: TaskPage,
+}
+
+/// The caller's tasks, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/task/list",
+    tag = "compat-task-api",
+    params(
+        ListQuery,
+        ("X-Atelier-Account" = Option<String>, Header, description = "The user"),
+    ),
+    responses(
+        (status = 200, description = "A page of tasks", body = ListTasksResponse),
+        (status = "default", description = "An error", body = TaskApiError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    QueryParams(query, _): QueryParams<ListQuery, TaskApiError>,
+) -> Result<Json<ListTasksResponse>, TaskApiError> {
+    let caller = caller?;
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::field("limit", "1..=100").into());
+    }
+    let offset = query.offset.unwrap_or(0);
+    let filter = pb::ListJobsRequest {
+        kind: query.task_type.map_or(0, |t| t.kind() as i32),
+        state: query
+            .status
+            .and_then(TaskStatus::only_state)
+            .map_or(0, |s| s as i32),
+        ..Default::default()
+    };
+    let jobs = list_all(&state, &caller, filter).await?;
+    let matching: Vec<(TaskType, &pb::Job)> = jobs
+        .iter()
+        .filter_map(|j| Some((TaskType::of(j)?, j)))
+        .filter(|(_, j)| query.status.is_none_or(|s| TaskStatus::of(j) == s))
+        .collect();
+    let tasks = matching
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|(task_type, job)| {
+            let d = detail(job, *task_type);
+            TaskSummary {
+                id: d.id,
+                task_type: d.task_type,
+                status: d.status,
+                input_image_url: d.input_image_url,
+                result_urls: d.result_urls,
+                created_at: d.created_at,
+                updated_at: d.updated_at,
+                completed_at: d.completed_at,
+            }
+        })
+        .collect();
+    Ok(Json(ListTasksResponse {
+        success: true,
+        data: TaskPage {
+            tasks,
+            total: u32::try_from(matching.len()).unwrap_or(u32::MAX),
+            limit,
+            offset,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_keep_this_api_meanings() {
+        assert_eq!(code_for(ErrorCode::InvalidArgument), 4001);
+        assert_eq!(code_for(ErrorCode::Unauthenticated), 4003);
+        assert_eq!(code_for(ErrorCode::NotFound), 4004);
+        assert_eq!(code_for(ErrorCode::MembershipRequired), 1002);
+        assert_eq!(code_for(ErrorCode::QuotaExhausted), 1003);
+        assert_eq!(code_for(ErrorCode::Internal), 5000);
+    }
+
+    #[test]
+    fn the_document_example_reads() {
+        let body: CreateTaskRequest = serde_json::from_value(serde_json::json!({
+            "type": "model_pose12",
+            "inputImageUrl": "https://example.com/images/garment.jpg",
+            "params": {"scene": "studio", "category": "dress", "productDescription": "优雅连衣裙"}
+        }))
+        .expect("body");
+        let request = body.into_pb().expect("valid");
+        match request.params.and_then(|p| p.params) {
+            Some(pb::job_params::Params::PoseSet(p)) => {
+                assert_eq!(p.scene, pb::Scene::Studio as i32);
+                assert_eq!(p.description, "优雅连衣裙");
+            }
+            other => panic!("not a pose set: {other:?}"),
+        }
+    }
+}

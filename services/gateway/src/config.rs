@@ -1,0 +1,72 @@
+//! Start-up configuration: command-line flags, each also read from an `ATELIER_*` environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use atelier_telemetry::LogFormat;
+
+/// Everything the gateway needs to start.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "atelier-gateway",
+    version,
+    about = "Atelier REST gateway: HTTP/JSON and SSE over the orchestrator's gRPC"
+)]
+pub struct Config {
+    /// Address the HTTP server listens on (port 0 picks a free port).
+    #[arg(long, env = "ATELIER_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The orchestrator's gRPC address.
+    #[arg(
+        long,
+        env = "ATELIER_ORCHESTRATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub orchestrator: String,
+
+    /// Origins browsers may call from, comma-separated; `*` allows any; empty sends no CORS headers.
+    #[arg(long, env = "ATELIER_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "ATELIER_MAX_JSON_BYTES", default_value_t = 1024 * 1024)]
+    pub max_json_bytes: usize,
+
+    /// Largest upload, in bytes, counted while it streams.
+    #[arg(long, env = "ATELIER_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
+    /// Seconds between keep-alive comments on idle event streams.
+    #[arg(long, env = "ATELIER_SSE_KEEP_ALIVE", default_value = "15", value_parser = parse_seconds)]
+    pub sse_keep_alive: Duration,
+
+    /// Log output format.
+    #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Defaults in front of `orchestrator`, listening on 127.0.0.1:0.
+    pub fn new(orchestrator: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            orchestrator: orchestrator.into(),
+            cors_origins: Vec::new(),
+            max_json_bytes: 1024 * 1024,
+            max_upload_bytes: 10 * 1024 * 1024,
+            sse_keep_alive: Duration::from_secs(15),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        return Err("give 0 < seconds <= 3600".to_string());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}

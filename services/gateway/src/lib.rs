@@ -1,0 +1,16 @@
+//! Atelier's REST gateway: HTTP/JSON, Server-Sent Events and the replaced systems' routes, translated
+//! to the orchestrator's gRPC. It holds no state; keys are checked by the orchestrator.
+
+pub mod app;
+pub mod call;
+pub mod compat;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod model;
+pub mod openapi;
+pub mod request_id;
+pub mod routes;
+
+pub use app::{spawn, Application, RunningGateway};
+pub use config::Config;

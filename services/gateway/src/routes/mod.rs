@@ -1,0 +1,90 @@
+//! The HTTP surface: `/v1` (REST JSON), `/healthz`, `/openapi.json` and the compatibility families.
+
+pub mod events;
+pub mod jobs;
+pub mod meta;
+pub mod uploads;
+
+use std::time::Duration;
+
+use atelier_codes::ErrorCode;
+use atelier_proto::v1::account_service_client::AccountServiceClient;
+use atelier_proto::v1::job_service_client::JobServiceClient;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::compat;
+use crate::error::ApiError;
+use crate::openapi;
+
+/// Limits of what callers may send.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest JSON body.
+    pub max_json_bytes: usize,
+    /// Largest upload, counted while it streams.
+    pub max_upload_bytes: u64,
+    /// Interval of the SSE keep-alive comments.
+    pub keep_alive: Duration,
+}
+
+/// What every handler shares: gRPC clients of one lazily connected channel, and the limits.
+#[derive(Clone)]
+pub struct AppState {
+    pub jobs: JobServiceClient<Channel>,
+    pub accounts: AccountServiceClient<Channel>,
+    pub health: HealthClient<Channel>,
+    pub limits: Limits,
+}
+
+impl AppState {
+    /// Clients over `channel`.
+    pub fn new(channel: Channel, limits: Limits) -> Self {
+        Self {
+            jobs: JobServiceClient::new(channel.clone()),
+            accounts: AccountServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+            limits,
+        }
+    }
+}
+
+/// Every route, without the outer layers (request ids, CORS).
+pub fn router(state: AppState) -> Router {
+    let json_limit = DefaultBodyLimit::max(state.limits.max_json_bytes);
+    Router::new()
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/events", get(events::events))
+        .route("/v1/jobs/{id}/logs", get(jobs::logs))
+        .route(
+            "/v1/uploads",
+            // The upload counts its own bytes while streaming; no buffering limit applies.
+            post(uploads::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/account", get(meta::account))
+        .route("/v1/models", get(meta::models))
+        .route("/v1/stats", get(meta::stats))
+        .route("/healthz", get(meta::healthz))
+        .route("/openapi.json", get(openapi::serve))
+        .merge(compat::image_editor::router())
+        .merge(compat::task_api::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(json_limit)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route; see /openapi.json")
+}
+
+async fn method_not_allowed() -> (StatusCode, Json<crate::error::ErrorBody>) {
+    let err = ApiError::bad_request("this route does not take that method; see /openapi.json");
+    (StatusCode::METHOD_NOT_ALLOWED, Json(err.body()))
+}

@@ -1,0 +1,226 @@
+//! `POST /v1/uploads`: a multipart form (the first file field) or a raw body, streamed chunk by chunk into
+//! the orchestrator's `UploadSource` client stream. The size cap is counted while the bytes arrive; past
+//! it the caller gets 413/3008 at once and the half-sent stream is poisoned (a second metadata message),
+//! so the orchestrator refuses it whatever the order in which the connection is torn down.
+
+use std::time::Duration;
+
+use atelier_codes::ErrorCode;
+use atelier_proto::v1 as pb;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use pb::upload_source_request::Part;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use crate::call::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::QueryParams;
+use crate::model::other::Upload;
+
+/// Bytes per `chunk` message.
+const CHUNK: usize = 64 * 1024;
+/// How long an oversized body is still read (and dropped) so the 413 reaches a client that keeps writing.
+const DRAIN_FOR: Duration = Duration::from_secs(5);
+
+/// Query of a raw-body upload.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The file name to keep with a raw-body upload.
+    pub filename: Option<String>,
+}
+
+/// A multipart upload: the first part with a file name (or named `file`) is the image.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    #[schema(content_media_type = "application/octet-stream")]
+    file: Vec<u8>,
+}
+
+/// Upload a source image (JPEG, PNG or WebP, at most 10 MiB).
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    tag = "uploads",
+    params(
+        UploadQuery,
+        ("X-Atelier-Account" = Option<String>, Header, description = "The account a tenant-wide key acts as"),
+    ),
+    request_body(
+        description = "A multipart form with a `file` part, or the image itself as the body",
+        content(
+            (inline(UploadForm) = "multipart/form-data"),
+            (Vec<u8> = "application/octet-stream"),
+            (Vec<u8> = "image/jpeg"),
+            (Vec<u8> = "image/png"),
+            (Vec<u8> = "image/webp"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The stored upload", body = Upload),
+        (status = 413, description = "Larger than the cap (3008)", body = crate::error::ErrorBody),
+        (status = "default", description = "An error", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query, _): QueryParams<UploadQuery>,
+    request: Request,
+) -> ApiResult<Json<Upload>> {
+    let cap = state.limits.max_upload_bytes;
+    let content_type = header_text(request.headers(), header::CONTENT_TYPE);
+    if content_type
+        .as_deref()
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"))
+    {
+        let mut multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("bad multipart body: {}", e.body_text())))?;
+        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+            let is_file = field.file_name().is_some() || field.name() == Some("file");
+            if !is_file {
+                continue;
+            }
+            let metadata = pb::UploadMetadata {
+                filename: field.file_name().unwrap_or_default().to_string(),
+                content_type: field.content_type().unwrap_or_default().to_string(),
+            };
+            let chunks = field.map(|c| c.map_err(multipart_error));
+            let upload = stream_upload(&state, &caller, metadata, chunks, cap).await?;
+            return Ok(Json(Upload::from(&upload)));
+        }
+        return Err(ApiError::field("file", "the form has no file part"));
+    }
+    let metadata = pb::UploadMetadata {
+        filename: query.filename.unwrap_or_default(),
+        content_type: content_type
+            .filter(|c| c.starts_with("image/"))
+            .unwrap_or_default(),
+    };
+    let chunks = request
+        .into_body()
+        .into_data_stream()
+        .map(|c| c.map_err(|e| ApiError::bad_request(format!("the upload body broke off: {e}"))));
+    let upload = stream_upload(&state, &caller, metadata, chunks, cap).await?;
+    Ok(Json(Upload::from(&upload)))
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::bad_request(format!("bad multipart body: {}", e.body_text()))
+}
+
+fn too_large(cap: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::SourceTooLarge,
+        format!("the upload is larger than {cap} bytes; send a smaller image"),
+    )
+}
+
+/// Streams `chunks` into UploadSource, counting bytes against `cap`.
+async fn stream_upload(
+    state: &AppState,
+    caller: &Caller,
+    metadata: pb::UploadMetadata,
+    chunks: impl Stream<Item = Result<Bytes, ApiError>> + Send + Unpin,
+    cap: u64,
+) -> ApiResult<pb::Upload> {
+    let (tx, rx) = mpsc::channel(8);
+    let first = pb::UploadSourceRequest {
+        part: Some(Part::Metadata(metadata)),
+    };
+    tx.send(first)
+        .await
+        .map_err(|_| ApiError::internal("the upload channel closed before it started"))?;
+    let mut jobs = state.jobs.clone();
+    let mut call = Box::pin(async move {
+        jobs.upload_source(caller.request(ReceiverStream::new(rx)))
+            .await
+    });
+    let mut pump = Box::pin(async move {
+        let outcome = pump(chunks, &tx, cap).await;
+        (outcome, tx)
+    });
+    let mut pumped = false;
+    loop {
+        tokio::select! {
+            answer = &mut call => {
+                return answer.map(tonic::Response::into_inner).map_err(ApiError::from);
+            }
+            (outcome, tx) = &mut pump, if !pumped => {
+                pumped = true;
+                match outcome {
+                    // Dropping the last sender ends the stream; the orchestrator answers next.
+                    Ok(()) => drop(tx),
+                    Err(err) => {
+                        tokio::spawn(poison(tx));
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forwards the chunks; `Err` when the body broke or passed the cap (the rest is then drained briefly).
+async fn pump(
+    mut chunks: impl Stream<Item = Result<Bytes, ApiError>> + Unpin,
+    tx: &mpsc::Sender<pb::UploadSourceRequest>,
+    cap: u64,
+) -> Result<(), ApiError> {
+    let mut total: u64 = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        total = total.saturating_add(chunk.len() as u64);
+        if total > cap {
+            // Read what the client still sends, up to another cap's worth, so it sees the 413 rather than
+            // a reset connection; none of it goes to the orchestrator.
+            let mut extra: u64 = 0;
+            let _ = tokio::time::timeout(DRAIN_FOR, async {
+                while let Some(Ok(more)) = chunks.next().await {
+                    extra = extra.saturating_add(more.len() as u64);
+                    if extra > cap {
+                        break;
+                    }
+                }
+            })
+            .await;
+            return Err(too_large(cap));
+        }
+        for part in chunk.chunks(CHUNK) {
+            let message = pb::UploadSourceRequest {
+                part: Some(Part::Chunk(part.to_vec())),
+            };
+            if tx.send(message).await.is_err() {
+                // The call already ended; its answer says why.
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure a stream the gateway gave up on can never be stored: the orchestrator refuses a second
+/// metadata message.
+async fn poison(tx: mpsc::Sender<pb::UploadSourceRequest>) {
+    let message = pb::UploadSourceRequest {
+        part: Some(Part::Metadata(pb::UploadMetadata::default())),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), tx.send(message)).await;
+}

@@ -1,0 +1,203 @@
+//! Seed 000's routes (`/submit/`, `/result/`, `/batch_submit/`, `/batch_result/`, `/status/`) with
+//! requests shaped as its document shows, answering its state names and codes.
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, status_and_json, Backend};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_needs_no_key() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (status, body) = status_and_json(
+        app.http
+            .get(app.url("/status/"))
+            .send()
+            .await
+            .expect("status"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(body["timestamp"].as_str().expect("timestamp"))
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_and_batch_result_answer_in_its_shapes() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let shop = app.shop().await;
+    let batch = uuid::Uuid::new_v4().to_string();
+    // Jobs of a batch are found by their batch_id label, the way /batch_submit/ marks them.
+    let mut ids = Vec::new();
+    for source in ["/image.jpg", "/not-an-image"] {
+        let (status, job) = app
+            .post_json(
+                &shop,
+                "/v1/jobs",
+                json!({
+                    "kind": "transform",
+                    "sources": [{"url": app.sources.url(source)}],
+                    "labels": {"batch_id": batch},
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{job}");
+        ids.push(job["id"].as_str().expect("id").to_string());
+    }
+    let (status, early) = app
+        .post_json(&shop, "/result/", json!({"task_id": ids[0]}))
+        .await;
+    assert_eq!(status, 200, "{early}");
+    assert!(
+        early["status"] == "processing" || early["status"] == "success",
+        "{early}"
+    );
+    for id in &ids {
+        app.finish(&shop, id).await;
+    }
+
+    let (status, ok) = app
+        .post_json(&shop, "/result/", json!({"task_id": ids[0]}))
+        .await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok["task_id"], ids[0].as_str());
+    assert_eq!(ok["status"], "success");
+    assert!(
+        ok["result_image"].as_str().is_some_and(|u| !u.is_empty()),
+        "{ok}"
+    );
+    assert!(
+        ok["processing_time"].as_f64().is_some_and(|t| t >= 0.0),
+        "{ok}"
+    );
+    assert!(ok["completed_at"].is_string(), "{ok}");
+    assert_eq!(ok["error_code"], serde_json::Value::Null);
+
+    let (status, failed) = app
+        .post_json(&shop, "/result/", json!({"task_id": ids[1]}))
+        .await;
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(
+        failed["error_code"], 3003,
+        "an unsupported format keeps its code: {failed}"
+    );
+    assert!(failed["error_message"].is_string());
+    assert_eq!(failed["result_image"], serde_json::Value::Null);
+
+    let (status, by_batch) = app
+        .post_json(&shop, "/batch_result/", json!({"batch_id": batch}))
+        .await;
+    assert_eq!(status, 200, "{by_batch}");
+    assert_eq!(by_batch["batch_id"], batch.as_str());
+    assert_eq!(by_batch["total_count"], 2);
+    assert_eq!(by_batch["completed_count"], 2);
+    assert_eq!(
+        by_batch["tasks"][0]["task_id"],
+        ids[0].as_str(),
+        "in submission order"
+    );
+    assert_eq!(by_batch["tasks"][1]["status"], "failed");
+
+    let (status, by_ids) = app
+        .post_json(
+            &shop,
+            "/batch_result/",
+            json!({"task_ids": [ids[1], ids[0]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{by_ids}");
+    assert_eq!(by_ids["total_count"], 2);
+    assert_eq!(by_ids["tasks"][0]["task_id"], ids[1].as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_error_codes() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let shop = app.shop().await;
+
+    let (status, body) = app
+        .post_json(&shop, "/result/", json!({"task_id": "not-a-uuid"}))
+        .await;
+    assert_eq!((status, body["code"].clone()), (400, json!(1003)), "{body}");
+    assert!(body["message"].is_string());
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/result/",
+            json!({"task_id": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await;
+    assert_eq!((status, body["code"].clone()), (404, json!(1004)), "{body}");
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/batch_result/",
+            json!({"batch_id": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await;
+    assert_eq!((status, body["code"].clone()), (404, json!(1004)), "{body}");
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/submit/",
+            json!({"image": app.sources.url("/image.jpg")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!(1003)),
+        "missing prompt: {body}"
+    );
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/submit/",
+            json!({"prompt": "  ", "image": app.sources.url("/image.jpg")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!(1003)),
+        "empty prompt: {body}"
+    );
+    let (status, body) = app
+        .post_json(&shop, "/batch_submit/", json!({"tasks": []}))
+        .await;
+    assert_eq!((status, body["code"].clone()), (400, json!(1003)), "{body}");
+
+    // Its bad credentials read as its 1002 (权限不足), with the HTTP status of the failure.
+    let (status, body) = status_and_json(
+        app.http
+            .post(app.url("/result/"))
+            .bearer_auth("atl_wrong")
+            .json(&json!({"task_id": uuid::Uuid::new_v4().to_string()}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (401, json!(1002)), "{body}");
+
+    // An edit needs a model provider; none is configured here, which this API calls 3001 (模型调用失败).
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/submit/",
+            json!({"prompt": "make the sky pink", "image": app.sources.url("/image.jpg"), "callback_url": "https://example.com/hook"}),
+        )
+        .await;
+    assert_eq!((status, body["code"].clone()), (422, json!(3001)), "{body}");
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/batch_submit/",
+            json!({"tasks": [{"prompt": "pink sky", "image": app.sources.url("/image.jpg")}], "callback_url": "https://example.com/hook"}),
+        )
+        .await;
+    assert_eq!((status, body["code"].clone()), (422, json!(3001)), "{body}");
+    let (_, account) = app.get_json(&shop, "/v1/account").await;
+    assert_eq!(account["balance"], 100, "nothing was charged: {account}");
+}

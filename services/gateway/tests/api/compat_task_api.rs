@@ -1,0 +1,225 @@
+//! Seed 001's routes (`/api/task/create`, `/api/task/{taskId}`, `/api/task/list`) with requests shaped
+//! as its document shows, answering `{success, data}` with its state names and codes.
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, status_and_json, Backend};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_clean_tasks_are_created_read_and_listed() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let shop = app.shop().await;
+    let image = app.sources.url("/image.jpg");
+    let mut ids = Vec::new();
+    for template in ["all", "white_bg", "matting"] {
+        let (status, created) = app
+            .post_json(
+                &shop,
+                "/api/task/create",
+                json!({"type": "basic_clean", "inputImageUrl": image, "params": {"template": template}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{created}");
+        assert_eq!(created["success"], true);
+        assert_eq!(created["data"]["type"], "basic_clean");
+        assert_eq!(created["data"]["status"], "pending");
+        assert!(created["data"]["createdAt"].is_string());
+        ids.push(
+            created["data"]["taskId"]
+                .as_str()
+                .expect("taskId")
+                .to_string(),
+        );
+    }
+    // A job of another kind is not a task of this API.
+    let other = app.submit_transform(&shop, std::slice::from_ref(&image)).await;
+    let other_id = other["id"].as_str().expect("id").to_string();
+    for id in ids.iter().chain([&other_id]) {
+        app.finish(&shop, id).await;
+    }
+
+    let (status, task) = app.get_json(&shop, &format!("/api/task/{}", ids[0])).await;
+    assert_eq!(status, 200, "{task}");
+    assert_eq!(task["success"], true);
+    let data = &task["data"];
+    assert_eq!(data["id"], ids[0].as_str());
+    assert_eq!(data["type"], "basic_clean");
+    assert_eq!(data["status"], "success", "{task}");
+    assert_eq!(data["inputImageUrl"], image.as_str());
+    assert_eq!(data["params"]["template"], "all");
+    assert_eq!(
+        data["resultUrls"].as_array().map(Vec::len),
+        Some(3),
+        "matting, white-bg, enhanced: {task}"
+    );
+    assert!(data["completedAt"].is_string() && data["updatedAt"].is_string());
+    assert!(data.get("errorMessage").is_none());
+
+    let (status, body) = app.get_json(&shop, &format!("/api/task/{other_id}")).await;
+    assert_eq!(
+        (status, body["success"].clone(), body["code"].clone()),
+        (404, json!(false), json!(4004)),
+        "{body}"
+    );
+
+    let (status, page) = app.get_json(&shop, "/api/task/list?limit=2&offset=0").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["data"]["total"], 3);
+    assert_eq!(page["data"]["limit"], 2);
+    assert_eq!(page["data"]["offset"], 0);
+    let first: Vec<&str> = page["data"]["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(
+        first,
+        vec![ids[2].as_str(), ids[1].as_str()],
+        "newest first"
+    );
+    let (_, rest) = app.get_json(&shop, "/api/task/list?limit=2&offset=2").await;
+    let rest: Vec<&str> = rest["data"]["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(rest, vec![ids[0].as_str()]);
+    let (_, success) = app
+        .get_json(&shop, "/api/task/list?status=success&type=basic_clean")
+        .await;
+    assert_eq!(success["data"]["total"], 3, "{success}");
+    let (_, pending) = app.get_json(&shop, "/api/task/list?status=pending").await;
+    assert_eq!(pending["data"]["total"], 0, "{pending}");
+    let (_, poses) = app
+        .get_json(&shop, "/api/task/list?type=model_pose12")
+        .await;
+    assert_eq!(poses["data"]["total"], 0, "{poses}");
+    let (_, default_page) = app.get_json(&shop, "/api/task/list").await;
+    assert_eq!(default_page["data"]["limit"], 10);
+    assert_eq!(
+        default_page["data"]["tasks"].as_array().map(Vec::len),
+        Some(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_reads_failed_with_its_message() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let shop = app.shop().await;
+    let (status, created) = app
+        .post_json(
+            &shop,
+            "/api/task/create",
+            json!({"type": "basic_clean", "inputImageUrl": app.sources.url("/missing.jpg")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["taskId"].as_str().expect("taskId");
+    app.finish(&shop, id).await;
+    let (_, task) = app.get_json(&shop, &format!("/api/task/{id}")).await;
+    assert_eq!(task["data"]["status"], "failed", "{task}");
+    assert!(
+        task["data"]["errorMessage"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{task}"
+    );
+    assert_eq!(task["data"]["resultUrls"], json!([]));
+    let (_, failed) = app.get_json(&shop, "/api/task/list?status=failed").await;
+    assert_eq!(failed["data"]["total"], 1, "{failed}");
+    let (_, account) = app.get_json(&shop, "/v1/account").await;
+    assert_eq!(account["balance"], 100, "refunded on failure: {account}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_error_codes() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let shop = app.shop().await;
+    let image = app.sources.url("/image.jpg");
+    let check = |status: u16, body: &serde_json::Value, http: u16, code: u64| {
+        assert_eq!(status, http, "{body}");
+        assert_eq!(body["success"], false, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    };
+
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/api/task/create",
+            json!({"type": "oil_painting", "inputImageUrl": image}),
+        )
+        .await;
+    check(status, &body, 400, 4001);
+    let (status, body) = app
+        .post_json(&shop, "/api/task/create", json!({"type": "basic_clean"}))
+        .await;
+    check(status, &body, 400, 4001);
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/api/task/create",
+            json!({"type": "basic_clean", "inputImageUrl": image, "params": {"template": "sepia"}}),
+        )
+        .await;
+    check(status, &body, 400, 4001);
+    let (status, body) = app.get_json(&shop, "/api/task/list?limit=0").await;
+    check(status, &body, 400, 4001);
+    let (status, body) = app.get_json(&shop, "/api/task/list?status=done").await;
+    check(status, &body, 400, 4001);
+    let (status, body) = app
+        .get_json(&shop, &format!("/api/task/{}", uuid::Uuid::new_v4()))
+        .await;
+    check(status, &body, 404, 4004);
+
+    // The document's model_pose12 example: no processor offers pose sets here (no model provider).
+    let (status, body) = app
+        .post_json(
+            &shop,
+            "/api/task/create",
+            json!({
+                "type": "model_pose12",
+                "inputImageUrl": image,
+                "params": {"scene": "studio", "category": "dress", "productDescription": "优雅连衣裙"}
+            }),
+        )
+        .await;
+    check(status, &body, 422, 4001);
+
+    let (status, body) = status_and_json(
+        app.http
+            .get(app.url("/api/task/list"))
+            .bearer_auth("atl_wrong")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(status, &body, 401, 4003);
+
+    // Not a member: its 1002; a member without quota: its 1003.
+    let (status, body) = status_and_json(
+        app.call(reqwest::Method::POST, "/api/task/create", &shop, "visitor")
+            .json(&json!({"type": "basic_clean", "inputImageUrl": image}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(status, &body, 402, 1002);
+    app.member(&shop, "broke", 0).await;
+    let (status, body) = status_and_json(
+        app.call(reqwest::Method::POST, "/api/task/create", &shop, "broke")
+            .json(&json!({"type": "basic_clean", "inputImageUrl": image}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(status, &body, 402, 1003);
+}

@@ -1,0 +1,10 @@
+//! The gateway's integration tests: a real gateway in front of a real orchestrator and processor.
+
+mod compat_image_editor;
+mod compat_task_api;
+mod errors;
+mod events;
+mod helpers;
+mod jobs;
+mod meta;
+mod uploads;
