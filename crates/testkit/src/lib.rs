@@ -1,9 +1,12 @@
-//! What integration tests of several services share: real test images (good and hostile) and a
-//! real HTTP/1.1 source server on 127.0.0.1 that can misbehave on purpose.
+//! What integration tests of several services share: real test images (good and hostile), a real
+//! HTTP/1.1 source server on 127.0.0.1 that can misbehave on purpose, and a fake model provider
+//! speaking the OpenAI Images API.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod images;
+pub mod provider;
 pub mod source;
 
+pub use provider::ProviderServer;
 pub use source::{Seen, SourceServer};

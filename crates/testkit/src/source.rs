@@ -34,6 +34,7 @@ struct Bodies {
     jpeg: Vec<u8>,
     png_small: Vec<u8>,
     png_ok: Vec<u8>,
+    png_wide: Vec<u8>,
     truncated: Vec<u8>,
     huge_header: Vec<u8>,
 }
@@ -51,6 +52,7 @@ impl SourceServer {
             jpeg: images::jpeg(),
             png_small: images::png(10, 10),
             png_ok: images::png(64, 48),
+            png_wide: images::png(400, 100),
             truncated: images::truncated_jpeg(),
             huge_header: images::huge_png_header(),
         });
@@ -104,6 +106,8 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
         "/image.jpg" => ok(&mut socket, "image/jpeg", &b.jpeg).await,
         "/small.png" => ok(&mut socket, "image/png", &b.png_small).await,
         "/small-ok.png" => ok(&mut socket, "image/png", &b.png_ok).await,
+        // 4:1, outside what model kinds accept.
+        "/wide.png" => ok(&mut socket, "image/png", &b.png_wide).await,
         "/truncated.jpg" => ok(&mut socket, "image/jpeg", &b.truncated).await,
         "/huge-header.png" => ok(&mut socket, "image/png", &b.huge_header).await,
         "/not-an-image" => {

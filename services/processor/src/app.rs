@@ -2,6 +2,7 @@
 //! to stop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use atelier_engine::Limits;
@@ -15,10 +16,15 @@ use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use prometheus_client::registry::Registry;
+
 use crate::auth::ServiceToken;
+use crate::cache::{ContentCache, Inflight};
 use crate::config::Config;
 use crate::download::{DownloadLimits, Downloader};
+use crate::metrics::Metrics;
 use crate::process::{ProcessorApi, Shared};
+use crate::providers::Providers;
 
 /// Why the processor could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,9 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
+    registry: Arc<Registry>,
     router: Router,
     health: HealthReporter,
     storage: Storage,
@@ -59,6 +68,7 @@ impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
             .field("local_addr", &self.local_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field("ready", &self.ready)
             .finish()
     }
@@ -82,12 +92,28 @@ impl Application {
             },
         )
         .map_err(|e| StartError::Config(e.to_string()))?;
+        let (metrics, registry) = Metrics::new();
+        let metrics = Arc::new(metrics);
+        let provider_configs = config.provider_configs().map_err(StartError::Config)?;
+        for p in &provider_configs {
+            let models: Vec<&str> = p.models.iter().map(|m| m.id.as_str()).collect();
+            // The key is never logged; only whether there is one.
+            tracing::info!(provider = %p.name, base_url = %p.base_url, models = ?models,
+                max_concurrency = p.max_concurrency, has_api_key = p.api_key.is_some(),
+                "model provider configured");
+        }
+        let providers = Providers::new(provider_configs, &downloader, &metrics)
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let shared = Shared {
             storage: storage.clone(),
             downloader,
             processor_id: config.resolved_processor_id(),
             max_source_bytes: config.max_source_bytes,
             limits: Limits::default(),
+            providers,
+            cache: ContentCache::new(storage.clone()),
+            inflight: Arc::new(Inflight::default()),
+            metrics,
         };
         let api = ProcessorApi::new(shared, config.max_concurrency);
         let processor =
@@ -128,10 +154,27 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let metrics_listener =
+            TcpListener::bind(config.metrics_listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.metrics_listen,
+                    source,
+                })?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.metrics_listen,
+                source,
+            })?;
         tracing::info!(%local_addr, storage = %config.storage, max_concurrency = config.max_concurrency, "processor ready");
+        tracing::info!(%metrics_addr, "metrics at http://{metrics_addr}/metrics");
         Ok(Self {
             listener,
             local_addr,
+            metrics_listener,
+            metrics_addr,
+            registry: Arc::new(registry),
             router,
             health,
             storage,
@@ -149,6 +192,11 @@ impl Application {
         self.local_addr
     }
 
+    /// The bound address of the metrics endpoint.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
     /// Serves until `shutdown` is cancelled, then stops accepting and lets in-flight streams finish.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
         let Self {
@@ -157,8 +205,16 @@ impl Application {
             health,
             storage,
             ready,
+            metrics_listener,
+            registry,
             ..
         } = self;
+        let metrics_stop = CancellationToken::new();
+        let metrics = tokio::spawn(atelier_telemetry::metrics::serve(
+            metrics_listener,
+            registry,
+            metrics_stop.clone(),
+        ));
         if !ready {
             tokio::spawn(wait_until_ready(storage, health.clone(), shutdown.clone()));
         }
@@ -176,9 +232,13 @@ impl Application {
                     .await;
             }
         };
-        router
+        let served = router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
-            .await?;
+            .await;
+        // Metrics stay readable until the last stream has finished.
+        metrics_stop.cancel();
+        let _ = metrics.await;
+        served?;
         tracing::info!("processor stopped");
         Ok(())
     }
@@ -251,6 +311,7 @@ fn reflection_v1alpha() -> Result<
 #[derive(Debug)]
 pub struct RunningProcessor {
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
     shutdown: CancellationToken,
     guard: DropGuard,
     task: JoinHandle<Result<(), StartError>>,
@@ -260,6 +321,11 @@ impl RunningProcessor {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the Prometheus endpoint (`GET /metrics`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// `http://ip:port`, for a tonic channel.
@@ -289,10 +355,12 @@ impl RunningProcessor {
 pub async fn spawn(config: Config) -> Result<RunningProcessor, StartError> {
     let app = Application::build(config).await?;
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     Ok(RunningProcessor {
         addr,
+        metrics_addr,
         guard: shutdown.clone().drop_guard(),
         shutdown,
         task,

@@ -1,11 +1,15 @@
 //! Start-up configuration: command-line flags, each also read from an `ATELIER_*` environment variable.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use atelier_storage::S3Options;
 
 use crate::download::IpNet;
+use crate::providers::{
+    parse_model_list, ProviderConfig, ProvidersFile, Secret, DEFAULT_MAX_CONCURRENCY,
+};
 
 pub use atelier_telemetry::LogFormat;
 
@@ -81,6 +85,43 @@ pub struct Config {
     /// Log output format.
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Address of the Prometheus endpoint, `GET /metrics` (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "ATELIER_PROCESSOR_METRICS_LISTEN",
+        default_value = "127.0.0.1:9101"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// Model providers file: TOML, or JSON when the name ends in `.json` (see the README).
+    #[arg(long, env = "ATELIER_PROVIDERS_FILE")]
+    pub providers_file: Option<PathBuf>,
+
+    /// A single provider without a file: its OpenAI-compatible base URL, e.g. https://api.openai.com/v1.
+    #[arg(long, env = "ATELIER_PROVIDER_BASE_URL")]
+    pub provider_base_url: Option<String>,
+
+    /// The single provider's API key.
+    #[arg(long, env = "ATELIER_PROVIDER_API_KEY", hide_env_values = true)]
+    pub provider_api_key: Option<Secret>,
+
+    /// The single provider's name.
+    #[arg(long, env = "ATELIER_PROVIDER_NAME", default_value = "default")]
+    pub provider_name: String,
+
+    /// The single provider's models, `id=kind+kind` comma-separated (kinds: edit, generate, pose_set).
+    #[arg(long, env = "ATELIER_PROVIDER_MODELS", value_delimiter = ',')]
+    pub provider_models: Vec<String>,
+
+    /// The single provider's limit of calls in flight at once.
+    #[arg(long, env = "ATELIER_PROVIDER_MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub provider_max_concurrency: u32,
+
+    /// Providers given in code (tests and embedding), used together with the file and the flags.
+    #[arg(skip)]
+    pub providers: Vec<ProviderConfig>,
 }
 
 /// SPEC §4: at most 10 MiB per source.
@@ -106,7 +147,56 @@ impl Config {
             download_timeout: Duration::from_secs(30),
             max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
             log_format: LogFormat::Text,
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            providers_file: None,
+            provider_base_url: None,
+            provider_api_key: None,
+            provider_name: "default".into(),
+            provider_models: Vec::new(),
+            provider_max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            providers: Vec::new(),
         }
+    }
+
+    /// Every configured provider, validated: those given in code, the file's, then the single one
+    /// from flags; names must be unique.
+    pub fn provider_configs(&self) -> Result<Vec<ProviderConfig>, String> {
+        let mut all = self.providers.clone();
+        if let Some(path) = &self.providers_file {
+            all.extend(ProvidersFile::read(path)?.providers);
+        }
+        if let Some(base_url) = self
+            .provider_base_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            let models = parse_model_list(&self.provider_models)?;
+            if models.is_empty() {
+                return Err(
+                    "--provider-models (ATELIER_PROVIDER_MODELS) must list the provider's models, \
+                     e.g. gpt-image-1=edit+generate+pose_set"
+                        .into(),
+                );
+            }
+            let mut single = ProviderConfig::new(&self.provider_name, base_url, None, models);
+            single.api_key = self.provider_api_key.clone();
+            single.max_concurrency = self.provider_max_concurrency;
+            all.push(single);
+        }
+        let all = all
+            .into_iter()
+            .map(ProviderConfig::validated)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = std::collections::HashSet::new();
+        for provider in &all {
+            if !names.insert(provider.name.as_str()) {
+                return Err(format!(
+                    "two providers are named `{}`; names must be unique",
+                    provider.name
+                ));
+            }
+        }
+        Ok(all)
     }
 
     /// The S3 options these flags describe.
@@ -205,6 +295,39 @@ mod tests {
             "10.0.0.0/99"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn a_single_provider_comes_from_flags() {
+        let config = Config::try_parse_from([
+            "p",
+            "--service-token",
+            "t",
+            "--provider-base-url",
+            "https://api.example.com/v1",
+            "--provider-api-key",
+            "sk-do-not-print",
+            "--provider-models",
+            "gpt-image-1=edit+generate,sdxl=generate",
+        ])
+        .expect("valid flags");
+        assert_eq!(config.metrics_listen.port(), 9101);
+        assert!(!format!("{config:?}").contains("sk-do-not-print"));
+        let providers = config.provider_configs().expect("valid provider");
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].name, "default");
+        assert_eq!(providers[0].max_concurrency, 3);
+        assert_eq!(providers[0].models.len(), 2);
+
+        let mut no_models = config.clone();
+        no_models.provider_models.clear();
+        assert!(no_models.provider_configs().is_err());
+        let mut twice = config.clone();
+        twice.providers = providers;
+        assert!(twice
+            .provider_configs()
+            .expect_err("dup")
+            .contains("unique"));
     }
 
     #[test]

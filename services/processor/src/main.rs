@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     let app = Application::build(config)
         .await
         .context("starting the processor")?;
-    tracing::info!(addr = %app.local_addr(), "processor listening");
+    tracing::info!(addr = %app.local_addr(), metrics = %app.metrics_addr(), "processor listening");
     app.run_until_stopped(shutdown).await.context("serving")?;
     Ok(())
 }

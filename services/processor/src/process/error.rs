@@ -1,11 +1,13 @@
 //! Every way a task attempt fails, and the one place they become gRPC statuses (SPEC §5).
 
-use atelier_codes::{bad_request, status, transient_status, ErrorCode, FieldViolation};
+use atelier_codes::{bad_request, decode, status, transient_status, ErrorCode, FieldViolation};
 use atelier_engine::EngineError;
+use atelier_proto::v1;
 use atelier_storage::StorageError;
 use tonic::Status;
 
 use crate::download::DownloadError;
+use crate::providers::ProviderError;
 
 /// Why a task attempt stopped without completing.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum ProcessError {
     /// Storing an output failed.
     #[error("storing output: {0}")]
     Upload(StorageError),
+    /// A model provider call failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
     /// Probing or running the engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -45,6 +50,16 @@ fn describe(violations: &[FieldViolation]) -> String {
 }
 
 impl ProcessError {
+    /// The failure as stored on a task: code, reason and message.
+    pub fn failure(self) -> v1::Failure {
+        let decoded = decode(&Status::from(self));
+        v1::Failure {
+            code: decoded.code.number(),
+            reason: decoded.code.reason().to_string(),
+            message: decoded.message,
+        }
+    }
+
     /// A single bad field.
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldViolation::new(field, description)])
@@ -73,6 +88,11 @@ impl From<ProcessError> for Status {
                     bad_request(&[FieldViolation::new("output_prefix", reason)])
                 }
                 _ => transient_status(ErrorCode::StorageFailed, message),
+            },
+            ProcessError::Provider(e) => match e {
+                ProviderError::Refused { .. } => status(ErrorCode::ContentRejected, message),
+                e if e.is_transient() => transient_status(ErrorCode::ModelCallFailed, message),
+                _ => status(ErrorCode::ModelCallFailed, message),
             },
             ProcessError::Engine(e) => {
                 let code = ErrorCode::from_number(e.code()).unwrap_or(ErrorCode::Internal);

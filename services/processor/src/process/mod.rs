@@ -1,6 +1,9 @@
 //! `atelier.v1.ProcessorService`: runs task attempts for the orchestrator, a bounded number at a time.
 
 mod error;
+mod model;
+mod output;
+pub mod params;
 mod request;
 mod worker;
 
@@ -8,6 +11,7 @@ use std::sync::Arc;
 
 use atelier_codes::{transient_status, ErrorCode};
 use atelier_proto::v1::{self, processor_service_server::ProcessorService};
+use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
@@ -15,7 +19,7 @@ use tracing::Instrument;
 
 pub use error::ProcessError;
 pub use request::{SourceLocation, TaskRequest, Work};
-pub use worker::Shared;
+pub use worker::{Shared, WAITING_STAGE};
 
 /// Events buffered per stream before the worker waits for the caller.
 const EVENT_BUFFER: usize = 32;
@@ -50,19 +54,37 @@ impl ProcessorService for ProcessorApi {
         &self,
         request: Request<v1::ProcessRequest>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
+        // The caller's trace continues here; without a usable one this attempt starts its own.
+        let trace = request
+            .metadata()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse)
+            .unwrap_or_else(TraceParent::new_root);
         let req = request.into_inner();
         let span = tracing::info_span!(
             "process",
+            trace_id = %trace.trace_id(),
             job_id = %req.job_id,
             task_id = %req.task_id,
             attempt = req.attempt,
             tenant_id = %req.tenant_id,
         );
         let task = span.in_scope(|| {
-            TaskRequest::try_from(req).map_err(|err| {
-                tracing::info!(error = %err, "request refused");
-                Status::from(err)
-            })
+            let mut task = TaskRequest::try_from(req)?;
+            if let Some(kind) = task.work.model_kind() {
+                let route = self
+                    .shared
+                    .providers
+                    .route(kind, task.work.requested_model())
+                    .map_err(ProcessError::ModelUnavailable)?;
+                task.route = Some(route);
+            }
+            Ok::<_, ProcessError>(task)
+        });
+        let task = task.map_err(|err| {
+            span.in_scope(|| tracing::info!(error = %err, "request refused"));
+            Status::from(err)
         })?;
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
             span.in_scope(|| tracing::info!("at capacity; request handed back"));
@@ -79,11 +101,18 @@ impl ProcessorService for ProcessorApi {
     ) -> Result<Response<v1::Capabilities>, Status> {
         Ok(Response::new(v1::Capabilities {
             processor_id: self.shared.processor_id.clone(),
-            kinds: vec![
-                v1::JobKind::Transform as i32,
-                v1::JobKind::BasicClean as i32,
-            ],
-            providers: Vec::new(),
+            kinds: [v1::JobKind::Transform, v1::JobKind::BasicClean]
+                .into_iter()
+                .chain(
+                    self.shared
+                        .providers
+                        .kinds()
+                        .into_iter()
+                        .map(|k| k.job_kind()),
+                )
+                .map(|k| k as i32)
+                .collect(),
+            providers: self.shared.providers.info(),
             max_concurrency: self.max_concurrency,
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))

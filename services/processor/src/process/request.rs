@@ -4,7 +4,9 @@ use atelier_codes::FieldViolation;
 use atelier_engine::{CleanTemplate, Crop, Fit, Format, Resize, Rotation, TransformRecipe};
 use atelier_proto::v1;
 
+use super::params::{self, EditWork, GenerateWork, PoseSetWork};
 use super::ProcessError;
+use crate::providers::{ModelKind, ModelRoute};
 
 /// Quality used when the request says 0.
 pub const DEFAULT_QUALITY: u8 = 85;
@@ -16,23 +18,71 @@ pub struct TaskRequest {
     pub job_id: String,
     /// The task (for logs).
     pub task_id: String,
+    /// The tenant: the content cache is scoped to it.
+    pub tenant_id: String,
     /// Attempt number (for logs).
     pub attempt: u32,
     /// What to make.
     pub work: Work,
-    /// Where the source is.
-    pub source: SourceLocation,
+    /// Where the source is; `None` for kinds without a source (generate).
+    pub source: Option<SourceLocation>,
     /// Outputs go under this prefix, without a trailing `/`.
     pub output_prefix: String,
+    /// The provider and model of a model kind, chosen after parsing.
+    pub route: Option<ModelRoute>,
 }
 
-/// What the engine runs.
-#[derive(Debug)]
+/// What the engine or a model provider runs.
+#[derive(Clone, Debug)]
 pub enum Work {
     /// Resize, crop, rotate, flip, re-encode.
     Transform(TransformRecipe),
     /// Local background removal and enhancement.
     BasicClean(CleanTemplate),
+    /// Image + prompt through a provider's edits endpoint.
+    Edit(EditWork),
+    /// Prompt through a provider's generations endpoint.
+    Generate(GenerateWork),
+    /// 12 model shots of a product through a provider's edits endpoint.
+    PoseSet(PoseSetWork),
+}
+
+impl Work {
+    /// The kind's name, as in metrics and the SPEC.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Transform(_) => "transform",
+            Self::BasicClean(_) => "basic_clean",
+            Self::Edit(_) => "edit",
+            Self::Generate(_) => "generate",
+            Self::PoseSet(_) => "pose_set",
+        }
+    }
+
+    /// Which provider kind runs it; `None` for the local engine.
+    pub fn model_kind(&self) -> Option<ModelKind> {
+        match self {
+            Self::Transform(_) | Self::BasicClean(_) => None,
+            Self::Edit(_) => Some(ModelKind::Edit),
+            Self::Generate(_) => Some(ModelKind::Generate),
+            Self::PoseSet(_) => Some(ModelKind::PoseSet),
+        }
+    }
+
+    /// The model the request named, if any.
+    pub fn requested_model(&self) -> Option<&str> {
+        match self {
+            Self::Transform(_) | Self::BasicClean(_) => None,
+            Self::Edit(e) => e.model.as_deref(),
+            Self::Generate(g) => g.model.as_deref(),
+            Self::PoseSet(p) => p.model.as_deref(),
+        }
+    }
+
+    /// Whether the kind reads a source image.
+    pub fn needs_source(&self) -> bool {
+        !matches!(self, Self::Generate(_))
+    }
 }
 
 /// Where the source image is read from.
@@ -62,19 +112,33 @@ impl TryFrom<v1::ProcessRequest> for TaskRequest {
             }
             Some(v1::job_params::Params::BasicClean(c)) => {
                 if !c.model.trim().is_empty() {
-                    return Err(no_model("basic_clean with a model"));
+                    return Err(ProcessError::ModelUnavailable(
+                        "basic_clean with a model is not offered by this processor; \
+                         leave the model empty for the local engine"
+                            .into(),
+                    ));
                 }
                 clean_template(c.template, &mut violations).map(Work::BasicClean)
             }
-            Some(v1::job_params::Params::Edit(_)) => return Err(no_model("edit")),
-            Some(v1::job_params::Params::Generate(_)) => return Err(no_model("generate")),
-            Some(v1::job_params::Params::PoseSet(_)) => return Err(no_model("pose_set")),
+            Some(v1::job_params::Params::Edit(e)) => {
+                Some(Work::Edit(params::edit(&e, &mut violations)))
+            }
+            Some(v1::job_params::Params::Generate(g)) => {
+                Some(Work::Generate(params::generate(&g, &mut violations)))
+            }
+            Some(v1::job_params::Params::PoseSet(p)) => {
+                Some(Work::PoseSet(params::pose_set(&p, &mut violations)))
+            }
         };
+        let wants_source = work.as_ref().is_none_or(Work::needs_source);
         let source = match req.source.and_then(|s| s.source) {
-            None => {
+            // A kind without a source ignores one sent anyway.
+            _ if !wants_source => None,
+            None if wants_source => {
                 violations.push(FieldViolation::new("source", "set a url or an object_key"));
                 None
             }
+            None => None,
             Some(v1::source_ref::Source::Url(url)) if url.trim().is_empty() => {
                 violations.push(FieldViolation::new("source.url", "must not be empty"));
                 None
@@ -104,14 +168,20 @@ impl TryFrom<v1::ProcessRequest> for TaskRequest {
             violations.push(FieldViolation::new("output_prefix", problem));
         }
         match (work, source) {
-            (Some(work), Some(source)) if violations.is_empty() => Ok(TaskRequest {
-                job_id: req.job_id,
-                task_id: req.task_id,
-                attempt: req.attempt,
-                work,
-                source,
-                output_prefix,
-            }),
+            (Some(work), source)
+                if violations.is_empty() && (source.is_some() || !wants_source) =>
+            {
+                Ok(TaskRequest {
+                    job_id: req.job_id,
+                    task_id: req.task_id,
+                    tenant_id: req.tenant_id,
+                    attempt: req.attempt,
+                    work,
+                    source,
+                    output_prefix,
+                    route: None,
+                })
+            }
             _ => Err(ProcessError::Invalid(violations)),
         }
     }
@@ -138,12 +208,6 @@ fn key_problem(key: &str) -> Option<String> {
         return Some("must not contain control characters or backslashes".into());
     }
     None
-}
-
-fn no_model(what: &str) -> ProcessError {
-    ProcessError::ModelUnavailable(format!(
-        "{what} needs a model provider, and no model provider is configured"
-    ))
 }
 
 fn transform_recipe(
@@ -364,12 +428,28 @@ mod tests {
     }
 
     #[test]
-    fn model_kinds_are_unavailable() {
-        let err = TaskRequest::try_from(request(v1::job_params::Params::Generate(
-            Default::default(),
-        )))
-        .expect_err("no model");
-        assert!(matches!(err, ProcessError::ModelUnavailable(_)));
+    fn model_kinds_parse_and_generate_needs_no_source() {
+        let mut req = request(v1::job_params::Params::Generate(v1::GenerateParams {
+            prompt: "a shoe".into(),
+            ..Default::default()
+        }));
+        req.source = None;
+        let task = TaskRequest::try_from(req).expect("generate without a source");
+        assert!(task.source.is_none());
+        assert_eq!(task.work.kind(), "generate");
+        assert_eq!(task.work.model_kind(), Some(ModelKind::Generate));
+
+        let mut req = request(v1::job_params::Params::Edit(v1::EditParams {
+            prompt: "blue".into(),
+            ..Default::default()
+        }));
+        req.source = None;
+        let err = TaskRequest::try_from(req).expect_err("edit needs a source");
+        assert_eq!(violations(err), ["source"]);
+    }
+
+    #[test]
+    fn basic_clean_with_a_model_is_unavailable() {
         let clean = v1::BasicCleanParams {
             template: 1,
             model: "rembg".into(),

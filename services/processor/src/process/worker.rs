@@ -1,7 +1,9 @@
-//! One task attempt: fetch the source, validate, run the engine off the async threads, upload, report.
+//! One task attempt: fetch the source, validate, look in the content cache, then run the engine off the
+//! async threads or call a model provider, upload, record the result in the cache, report.
 //! The attempt stops as soon as the caller drops the stream, and uploads nothing after that.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use atelier_engine::{Format, Limits, Rendered};
 use atelier_proto::v1::{self, process_event::Event};
@@ -11,12 +13,19 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tonic::Status;
 
+use super::output::upload;
 use super::request::{SourceLocation, TaskRequest, Work};
-use super::ProcessError;
+use super::{model, ProcessError};
+use crate::cache::{cache_key, ContentCache, Inflight, Slot, Turn};
 use crate::download::Downloader;
+use crate::metrics::{KindLabels, KindResultLabels, Metrics};
+use crate::providers::Providers;
 
 /// The sending half of a `Process` stream.
 pub type EventSender = mpsc::Sender<Result<v1::ProcessEvent, Status>>;
+
+/// Shown to a task waiting for an identical one to finish.
+pub const WAITING_STAGE: &str = "waiting for an identical task";
 
 /// What every attempt on this processor shares.
 #[derive(Debug)]
@@ -31,6 +40,59 @@ pub struct Shared {
     pub max_source_bytes: u64,
     /// Validation limits handed to the engine.
     pub limits: Limits,
+    /// Configured model providers.
+    pub providers: Providers,
+    /// The content cache in the object storage.
+    pub cache: ContentCache,
+    /// Identical tasks running now.
+    pub inflight: Arc<Inflight>,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A fetched and checked source.
+#[derive(Debug)]
+pub struct Source {
+    /// The bytes as downloaded.
+    pub bytes: Bytes,
+    /// Lower-case hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Found by magic bytes.
+    pub format: Format,
+}
+
+/// How an attempt ended well.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Outputs reported, in order.
+    pub outputs: Vec<v1::Output>,
+    /// Every output came from the cache.
+    pub from_cache: bool,
+    /// Units (shots, images) that failed while others succeeded.
+    pub failed_units: u32,
+    /// The first unit failure.
+    pub first_failure: Option<ProcessError>,
+}
+
+impl Finished {
+    /// Counts a failed unit, keeping the first failure.
+    pub fn unit_failed(&mut self, err: ProcessError) {
+        self.failed_units += 1;
+        if self.first_failure.is_none() {
+            self.first_failure = Some(err);
+        }
+    }
+
+    /// The task fails with the first failure when no unit succeeded.
+    pub fn into_result(mut self) -> Result<Self, ProcessError> {
+        if self.outputs.is_empty() {
+            return Err(self
+                .first_failure
+                .take()
+                .unwrap_or_else(|| ProcessError::Internal("the task produced no outputs".into())));
+        }
+        Ok(self)
+    }
 }
 
 /// Runs the attempt and ends the stream with its error, if any. Holds `permit` until the engine is done.
@@ -40,9 +102,36 @@ pub async fn run(
     tx: EventSender,
     permit: OwnedSemaphorePermit,
 ) {
-    let permit = Arc::new(permit);
-    match execute(&shared, task, &tx, permit).await {
-        Ok(()) => tracing::info!("task completed"),
+    let kind = task.work.kind();
+    let started = Instant::now();
+    let metrics = Arc::clone(&shared.metrics);
+    metrics.tasks_in_flight.inc();
+    let result = execute(&shared, task, &tx, Arc::new(permit)).await;
+    metrics.tasks_in_flight.dec();
+    let label = match &result {
+        Ok(f) if f.failed_units > 0 => "partially_succeeded",
+        Ok(_) => "succeeded",
+        Err(ProcessError::Cancelled) => "cancelled",
+        Err(_) => "failed",
+    };
+    metrics
+        .tasks
+        .get_or_create(&KindResultLabels {
+            kind,
+            result: label,
+        })
+        .inc();
+    metrics
+        .task_duration
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(f) => tracing::info!(
+            from_cache = f.from_cache,
+            outputs = f.outputs.len(),
+            failed_units = f.failed_units,
+            "task completed"
+        ),
         Err(ProcessError::Cancelled) => tracing::info!("caller dropped the stream; task abandoned"),
         Err(err) => {
             let status = Status::from(err);
@@ -58,7 +147,7 @@ async fn execute(
     task: TaskRequest,
     tx: &EventSender,
     permit: Arc<OwnedSemaphorePermit>,
-) -> Result<(), ProcessError> {
+) -> Result<Finished, ProcessError> {
     send(
         tx,
         Event::Accepted(v1::Accepted {
@@ -67,13 +156,161 @@ async fn execute(
     )
     .await?;
 
-    let source = tokio::select! {
-        source = read_source(shared, &task.source) => source?,
+    let source = match &task.source {
+        Some(location) => Some(fetch(shared, location, &task.work, tx).await?),
+        None => None,
+    };
+    let model = task.route.as_ref().map(|r| r.model.as_str());
+    let slot = cache_key(
+        source.as_ref().map(|s| s.sha256.as_str()),
+        &task.work,
+        model,
+    )
+    .and_then(|key| Slot::new(&task.tenant_id, key));
+    let Some(slot) = slot else {
+        let finished = fresh(shared, &task, source, tx, permit).await?;
+        return completed(tx, finished).await;
+    };
+    let labels = KindLabels {
+        kind: task.work.kind(),
+    };
+    let inflight_key = slot.location();
+    loop {
+        if let Some(outputs) = shared.cache.lookup(&slot).await {
+            shared.metrics.cache_hits.get_or_create(&labels).inc();
+            return serve_cached(tx, outputs).await;
+        }
+        match shared.inflight.join(&inflight_key) {
+            Turn::Lead(guard) => {
+                // Another task may have stored the result between the lookup and taking the lead.
+                if let Some(outputs) = shared.cache.lookup(&slot).await {
+                    drop(guard);
+                    shared.metrics.cache_hits.get_or_create(&labels).inc();
+                    return serve_cached(tx, outputs).await;
+                }
+                shared.metrics.cache_misses.get_or_create(&labels).inc();
+                let finished = fresh(shared, &task, source, tx, permit).await?;
+                // Partial results are not reused: a later task may get every unit.
+                if finished.failed_units == 0 {
+                    shared
+                        .cache
+                        .store(&slot, task.work.kind(), &finished.outputs)
+                        .await;
+                }
+                drop(guard);
+                return completed(tx, finished).await;
+            }
+            Turn::Wait(waiter) => {
+                tracing::info!("an identical task is running; waiting for its result");
+                send(
+                    tx,
+                    Event::Progress(v1::Progress {
+                        stage: WAITING_STAGE.to_string(),
+                        percent: 0,
+                    }),
+                )
+                .await?;
+                tokio::select! {
+                    () = waiter.done() => {}
+                    () = tx.closed() => return Err(ProcessError::Cancelled),
+                }
+            }
+        }
+    }
+}
+
+async fn completed(tx: &EventSender, finished: Finished) -> Result<Finished, ProcessError> {
+    let mut finished = finished;
+    let unit_failure = finished.first_failure.take().map(ProcessError::failure);
+    send(
+        tx,
+        Event::Completed(v1::Completed {
+            from_cache: finished.from_cache,
+            failed_units: finished.failed_units,
+            unit_failure,
+        }),
+    )
+    .await?;
+    Ok(finished)
+}
+
+async fn serve_cached(
+    tx: &EventSender,
+    outputs: Vec<v1::Output>,
+) -> Result<Finished, ProcessError> {
+    tracing::info!(outputs = outputs.len(), "served from the content cache");
+    for output in &outputs {
+        send(tx, Event::Output(output.clone())).await?;
+    }
+    completed(
+        tx,
+        Finished {
+            outputs,
+            from_cache: true,
+            ..Finished::default()
+        },
+    )
+    .await
+}
+
+/// Runs the work for real: the engine or a provider, then uploads.
+async fn fresh(
+    shared: &Shared,
+    task: &TaskRequest,
+    source: Option<Source>,
+    tx: &EventSender,
+    permit: Arc<OwnedSemaphorePermit>,
+) -> Result<Finished, ProcessError> {
+    if task.work.model_kind().is_some() {
+        return model::run(shared, task, source.as_ref(), tx).await;
+    }
+    let source =
+        source.ok_or_else(|| ProcessError::Internal("a local kind without its source".into()))?;
+    shared
+        .metrics
+        .engine_runs
+        .get_or_create(&KindLabels {
+            kind: task.work.kind(),
+        })
+        .inc();
+    let engine = run_engine(
+        task.work.clone(),
+        source.bytes,
+        shared.limits.clone(),
+        tx.clone(),
+        permit,
+    );
+    let rendered = tokio::select! {
+        rendered = engine => rendered?,
         () = tx.closed() => return Err(ProcessError::Cancelled),
     };
-    let (sha256, info) = inspect(source.clone(), shared.limits.clone()).await?;
+    let mut finished = Finished::default();
+    for output in rendered {
+        let output = upload(shared, &task.output_prefix, output, tx).await?;
+        send(tx, Event::Output(output.clone())).await?;
+        finished.outputs.push(output);
+    }
+    Ok(finished)
+}
+
+/// Downloads (or reads) the source, hashes and probes it, and reports it.
+async fn fetch(
+    shared: &Shared,
+    location: &SourceLocation,
+    work: &Work,
+    tx: &EventSender,
+) -> Result<Source, ProcessError> {
+    let bytes = tokio::select! {
+        source = read_source(shared, location) => source?,
+        () = tx.closed() => return Err(ProcessError::Cancelled),
+    };
+    let limits = Limits {
+        model_aspect: work.model_kind().is_some(),
+        ..shared.limits.clone()
+    };
+    let (sha256, info) = inspect(bytes.clone(), limits).await?;
     tracing::info!(
-        bytes = source.len(),
+        bytes = bytes.len(),
         width = info.width,
         height = info.height,
         "source fetched"
@@ -81,33 +318,19 @@ async fn execute(
     send(
         tx,
         Event::SourceFetched(v1::SourceInfo {
-            sha256,
+            sha256: sha256.clone(),
             format: proto_format(info.format) as i32,
             width: info.width,
             height: info.height,
-            bytes: source.len() as u64,
+            bytes: bytes.len() as u64,
         }),
     )
     .await?;
-
-    let engine = run_engine(task.work, source, shared.limits.clone(), tx.clone(), permit);
-    let rendered = tokio::select! {
-        rendered = engine => rendered?,
-        () = tx.closed() => return Err(ProcessError::Cancelled),
-    };
-
-    for output in rendered {
-        let event = upload(shared, &task.output_prefix, output, tx).await?;
-        send(tx, Event::Output(event)).await?;
-    }
-    send(
-        tx,
-        Event::Completed(v1::Completed {
-            from_cache: false,
-            ..Default::default()
-        }),
-    )
-    .await
+    Ok(Source {
+        bytes,
+        sha256,
+        format: info.format,
+    })
 }
 
 /// Hashes and probes the source off the async threads (10 MiB of SHA-256 is not free).
@@ -127,7 +350,8 @@ async fn inspect(
     }
 }
 
-async fn send(tx: &EventSender, event: Event) -> Result<(), ProcessError> {
+/// Sends one event; a closed stream means the caller left.
+pub async fn send(tx: &EventSender, event: Event) -> Result<(), ProcessError> {
     tx.send(Ok(v1::ProcessEvent { event: Some(event) }))
         .await
         .map_err(|_| ProcessError::Cancelled)
@@ -181,6 +405,7 @@ async fn run_engine(
             Work::BasicClean(template) => {
                 atelier_engine::basic_clean(&source, *template, &limits, &mut progress)
             }
+            Work::Edit(_) | Work::Generate(_) | Work::PoseSet(_) => Ok(Vec::new()),
         }
     });
     match job.await {
@@ -189,65 +414,6 @@ async fn run_engine(
             "engine worker stopped: {join}"
         ))),
     }
-}
-
-/// Stores one output and its thumbnail, unless the caller has gone.
-async fn upload(
-    shared: &Shared,
-    prefix: &str,
-    output: Rendered,
-    tx: &EventSender,
-) -> Result<v1::Output, ProcessError> {
-    let key = format!("{prefix}/{}", output.name);
-    let stem = output
-        .name
-        .rsplit_once('.')
-        .map_or(output.name.as_str(), |(stem, _)| stem);
-    let thumb = output.thumbnail;
-    let thumb_key = format!("{prefix}/thumbs/{stem}.{}", thumb.format.extension());
-    let sha256 = hex::encode(Sha256::digest(&output.data));
-    let bytes = output.data.len() as u64;
-    let thumb_bytes = thumb.data.len() as u64;
-
-    put(shared, tx, &key, output.data, output.format).await?;
-    put(shared, tx, &thumb_key, thumb.data, thumb.format).await?;
-
-    Ok(v1::Output {
-        name: output.name,
-        url: shared.storage.url(&key),
-        key,
-        content_type: output.format.content_type().to_string(),
-        width: output.width,
-        height: output.height,
-        bytes,
-        sha256,
-        thumbnail: Some(v1::Thumbnail {
-            url: shared.storage.url(&thumb_key),
-            key: thumb_key,
-            content_type: thumb.format.content_type().to_string(),
-            width: thumb.width,
-            height: thumb.height,
-            bytes: thumb_bytes,
-        }),
-        from_cache: false,
-    })
-}
-
-async fn put(
-    shared: &Shared,
-    tx: &EventSender,
-    key: &str,
-    data: Vec<u8>,
-    format: Format,
-) -> Result<(), ProcessError> {
-    if tx.is_closed() {
-        return Err(ProcessError::Cancelled);
-    }
-    shared
-        .storage
-        .put(key, Bytes::from(data), format.content_type())
-        .await
-        .map_err(ProcessError::Upload)
 }
 
 fn proto_format(format: Format) -> v1::ImageFormat {

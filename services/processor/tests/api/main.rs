@@ -1,13 +1,19 @@
 //! Integration tests: the real processor on 127.0.0.1:0 with its own storage, fed by a real HTTP source
-//! server. Every test starts its own instances, so tests run in parallel without sharing state.
+//! server and a fake model provider speaking the OpenAI Images API. Every test starts its own
+//! instances, so tests run in parallel without sharing state.
 
 mod helpers;
 
 mod auth;
+mod cache;
 mod cancellation;
 mod capacity;
 mod download;
+mod metrics;
 mod ops;
+mod pose_set;
 mod process;
+mod providers;
 mod storage;
+mod trace;
 mod validation;

@@ -1,9 +1,9 @@
 //! `spawn_app()` and what tests share: images, the source server, stream helpers.
 
-pub use atelier_testkit::{images, source};
+pub use atelier_testkit::{images, provider, source};
 
 use atelier_codes::{decode, Decoded};
-use atelier_processor::{Config, RunningProcessor};
+use atelier_processor::{Config, ModelConfig, ModelKind, ProviderConfig, RunningProcessor};
 use atelier_proto::v1::{
     self, process_event::Event, processor_service_client::ProcessorServiceClient,
 };
@@ -14,7 +14,13 @@ use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use tonic::{Request, Status, Streaming};
 
+pub use provider::ProviderServer;
 pub use source::{Seen, SourceServer};
+
+/// The model the fake provider is configured with.
+pub const MODEL: &str = "test-image-1";
+/// The fake provider's configured name.
+pub const PROVIDER: &str = "fake";
 
 /// The service token every test app uses.
 pub const TOKEN: &str = "test-service-token";
@@ -41,7 +47,41 @@ pub struct TestApp {
     pub client: Client,
     pub storage: Storage,
     pub sources: SourceServer,
+    pub provider: Option<ProviderServer>,
     _root: Option<tempfile::TempDir>,
+}
+
+/// The fake provider serving [`MODEL`] for edit, generate and pose_set, with its API key.
+pub fn provider_config(provider: &ProviderServer) -> ProviderConfig {
+    ProviderConfig::new(
+        PROVIDER,
+        &provider.base_url(),
+        Some(provider::API_KEY),
+        vec![ModelConfig {
+            id: MODEL.into(),
+            kinds: vec![ModelKind::Edit, ModelKind::Generate, ModelKind::PoseSet],
+        }],
+    )
+}
+
+/// Like [`spawn_app`], with a fake model provider configured.
+pub async fn spawn_app_with_provider() -> TestApp {
+    spawn_app_with_provider_and(|_, _| {}).await
+}
+
+/// Like [`spawn_app_with_provider`], with the configuration adjusted by `tweak` first.
+pub async fn spawn_app_with_provider_and(
+    tweak: impl FnOnce(&mut Config, &ProviderServer),
+) -> TestApp {
+    let provider = ProviderServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let location = root.path().join("objects").display().to_string();
+    let mut config = test_config(&location);
+    config.providers = vec![provider_config(&provider)];
+    tweak(&mut config, &provider);
+    let mut app = start(config, Some(root)).await;
+    app.provider = Some(provider);
+    app
 }
 
 /// The processor with tempdir LocalFs storage, allow-list 127.0.0.1, and a fresh source server.
@@ -91,6 +131,7 @@ async fn start(config: Config, root: Option<tempfile::TempDir>) -> TestApp {
         client,
         storage,
         sources,
+        provider: None,
         _root: root,
     }
 }
@@ -131,6 +172,41 @@ pub fn request(
     }
 }
 
+/// `req` as task `task` of `tenant`, storing under the orchestrator's prefix layout.
+pub fn as_task(mut req: v1::ProcessRequest, tenant: &str, task: &str) -> v1::ProcessRequest {
+    req.tenant_id = tenant.into();
+    req.task_id = task.into();
+    req.output_prefix = format!("t/{tenant}/jobs/job-1/{task}/1");
+    req
+}
+
+/// Edit parameters with `prompt`, everything else default.
+pub fn edit(prompt: &str) -> v1::job_params::Params {
+    v1::job_params::Params::Edit(v1::EditParams {
+        prompt: prompt.into(),
+        ..Default::default()
+    })
+}
+
+/// The outputs among `events`.
+pub fn outputs(events: &[Event]) -> Vec<v1::Output> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Output(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The final `Completed` event.
+pub fn completed(events: &[Event]) -> v1::Completed {
+    match events.last() {
+        Some(Event::Completed(c)) => c.clone(),
+        other => panic!("the stream should end with Completed, not {other:?}"),
+    }
+}
+
 /// Default transform parameters.
 pub fn transform(params: v1::TransformParams) -> v1::job_params::Params {
     v1::job_params::Params::Transform(params)
@@ -154,6 +230,34 @@ pub async fn collect(mut stream: Streaming<v1::ProcessEvent>) -> (Vec<Event>, Op
 }
 
 impl TestApp {
+    /// The fake provider (apps from [`spawn_app_with_provider`] only).
+    pub fn provider(&self) -> &ProviderServer {
+        self.provider.as_ref().expect("an app with a provider")
+    }
+
+    /// `GET /metrics` on the metrics port.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.processor.metrics_addr());
+        let response = reqwest::get(&url).await.expect("metrics answer");
+        assert!(response.status().is_success(), "{}", response.status());
+        response.text().await.expect("metrics body")
+    }
+
+    /// The value of one series, e.g. `atelier_processor_engine_runs_total{kind="transform"}`;
+    /// 0 when the series does not exist yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
+    }
+
+    /// An edit of `path` on the source server with `prompt`.
+    pub fn edit_url(&self, path: &str, prompt: &str) -> v1::ProcessRequest {
+        request(
+            edit(prompt),
+            url(self.sources.url(path)),
+            "jobs/job-1/task-1",
+        )
+    }
+
     /// Runs `req` to the end: the events, or the decoded failure (from the call or the stream).
     pub async fn run(&self, req: v1::ProcessRequest) -> (Vec<Event>, Option<Decoded>) {
         let mut client = self.client.clone();
@@ -234,4 +338,18 @@ impl TestApp {
         }
         found
     }
+}
+
+/// The value of `series` in a Prometheus text exposition; 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| {
+            value
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("a number")
+        })
+        .unwrap_or(0.0)
 }

@@ -1,0 +1,138 @@
+//! Storing outputs: the file and its thumbnail under the task's prefix, never after the caller left.
+//! Provider images are checked (magic bytes, dimensions, a full decode for the thumbnail) first.
+
+use atelier_engine::{Fit, Format, Limits, Rendered, Resize, Thumbnail, TransformRecipe};
+use atelier_proto::v1;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::worker::{EventSender, Shared};
+use super::ProcessError;
+use crate::providers::ProviderError;
+
+/// Longest side of a thumbnail (SPEC §4).
+const THUMBNAIL_SIDE: u32 = 256;
+
+/// Stores one output and its thumbnail, unless the caller has gone.
+pub async fn upload(
+    shared: &Shared,
+    prefix: &str,
+    output: Rendered,
+    tx: &EventSender,
+) -> Result<v1::Output, ProcessError> {
+    let key = format!("{prefix}/{}", output.name);
+    let stem = output
+        .name
+        .rsplit_once('.')
+        .map_or(output.name.as_str(), |(stem, _)| stem);
+    let thumb = output.thumbnail;
+    let thumb_key = format!("{prefix}/thumbs/{stem}.{}", thumb.format.extension());
+    let sha256 = hex::encode(Sha256::digest(&output.data));
+    let bytes = output.data.len() as u64;
+    let thumb_bytes = thumb.data.len() as u64;
+
+    put(shared, tx, &key, output.data, output.format).await?;
+    put(shared, tx, &thumb_key, thumb.data, thumb.format).await?;
+
+    Ok(v1::Output {
+        name: output.name,
+        url: shared.storage.url(&key),
+        key,
+        content_type: output.format.content_type().to_string(),
+        width: output.width,
+        height: output.height,
+        bytes,
+        sha256,
+        thumbnail: Some(v1::Thumbnail {
+            url: shared.storage.url(&thumb_key),
+            key: thumb_key,
+            content_type: thumb.format.content_type().to_string(),
+            width: thumb.width,
+            height: thumb.height,
+            bytes: thumb_bytes,
+        }),
+        from_cache: false,
+    })
+}
+
+async fn put(
+    shared: &Shared,
+    tx: &EventSender,
+    key: &str,
+    data: Vec<u8>,
+    format: Format,
+) -> Result<(), ProcessError> {
+    if tx.is_closed() {
+        return Err(ProcessError::Cancelled);
+    }
+    shared
+        .storage
+        .put(key, Bytes::from(data), format.content_type())
+        .await
+        .map_err(ProcessError::Upload)
+}
+
+/// Checks an image a provider returned and makes its thumbnail, off the async threads; the output is
+/// named `{stem}.{ext}` after the format found by magic bytes.
+pub async fn provider_image(
+    provider: &str,
+    image: Bytes,
+    stem: String,
+    limits: Limits,
+) -> Result<Rendered, ProcessError> {
+    let provider = provider.to_string();
+    let job = tokio::task::spawn_blocking(move || {
+        let bad = |e: atelier_engine::EngineError| ProviderError::BadImage {
+            provider: provider.clone(),
+            message: e.to_string(),
+        };
+        let info = atelier_engine::probe(&image, &limits).map_err(bad)?;
+        let thumbnail = thumbnail(&image, info.format, &limits).map_err(bad)?;
+        Ok::<_, ProviderError>(Rendered {
+            name: format!("{stem}.{}", info.format.extension()),
+            format: info.format,
+            width: info.width,
+            height: info.height,
+            data: image.to_vec(),
+            thumbnail,
+        })
+    });
+    match job.await {
+        Ok(result) => Ok(result?),
+        Err(join) => Err(ProcessError::Internal(format!(
+            "image check stopped: {join}"
+        ))),
+    }
+}
+
+/// A thumbnail like the engine's own: longest side 256, PNG for PNG images (alpha), else JPEG.
+fn thumbnail(
+    image: &[u8],
+    format: Format,
+    limits: &Limits,
+) -> Result<Thumbnail, atelier_engine::EngineError> {
+    let recipe = TransformRecipe {
+        resize: Some(Resize {
+            width: THUMBNAIL_SIDE,
+            height: THUMBNAIL_SIDE,
+            fit: Fit::Inside,
+        }),
+        format: Some(if format == Format::Png {
+            Format::Png
+        } else {
+            Format::Jpeg
+        }),
+        quality: 80,
+        ..TransformRecipe::default()
+    };
+    let rendered = atelier_engine::transform(image, &recipe, limits, &mut |_, _| {})?;
+    let first = rendered.into_iter().next().ok_or_else(|| {
+        atelier_engine::EngineError::Encode("the thumbnail came out empty".into())
+    })?;
+    Ok(Thumbnail {
+        format: first.format,
+        width: first.width,
+        height: first.height,
+        data: first.data,
+    })
+}

@@ -1,0 +1,352 @@
+//! Provider configuration: a TOML or JSON file (`--providers-file`), or one provider from flags/env.
+//!
+//! ```toml
+//! [[providers]]
+//! name = "openai"
+//! base_url = "https://api.openai.com/v1"
+//! api_key_env = "OPENAI_API_KEY"     # or api_key = "sk-…"
+//! max_concurrency = 3                # default 3
+//! timeout_seconds = 120              # default 120
+//! models = [{ id = "gpt-image-1", kinds = ["edit", "generate", "pose_set"] }]
+//! ```
+
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ModelKind, DEFAULT_MAX_CONCURRENCY};
+
+/// Seconds a provider call may take when the configuration says nothing.
+pub const DEFAULT_TIMEOUT_SECONDS: f64 = 120.0;
+
+/// A credential: never printed by `Debug`, never logged.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// One model of a provider and the kinds it serves.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The provider's model name, sent as `model`.
+    pub id: String,
+    /// Kinds this model runs.
+    pub kinds: Vec<ModelKind>,
+}
+
+/// One provider speaking the OpenAI Images API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Name shown in capabilities, metrics and logs.
+    pub name: String,
+    /// Base URL up to and including the version, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The API key, sent as `Authorization: Bearer`.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// An environment variable holding the API key (read at start-up), instead of `api_key`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Models and the kinds each serves.
+    pub models: Vec<ModelConfig>,
+    /// Calls in flight at once to this provider, across all tasks of this processor.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: u32,
+    /// Seconds one call may take, body included.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
+}
+
+fn default_timeout() -> f64 {
+    DEFAULT_TIMEOUT_SECONDS
+}
+
+impl ProviderConfig {
+    /// A provider at `base_url` serving `models`, with default limits.
+    pub fn new(
+        name: &str,
+        base_url: &str,
+        api_key: Option<&str>,
+        models: Vec<ModelConfig>,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            base_url: base_url.to_string(),
+            api_key: api_key.map(Secret::from),
+            api_key_env: None,
+            models,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+        }
+    }
+
+    /// Checks the values and resolves `api_key_env`; the message names the provider and the field.
+    pub fn validated(mut self) -> Result<Self, String> {
+        let name = self.name.trim().to_string();
+        let ok_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok_name {
+            return Err(format!(
+                "provider name `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                self.name
+            ));
+        }
+        self.name = name;
+        let url = url::Url::parse(self.base_url.trim())
+            .map_err(|e| format!("provider `{}`: base_url is not a URL: {e}", self.name))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "provider `{}`: base_url must be http or https",
+                self.name
+            ));
+        }
+        if self.models.is_empty() {
+            return Err(format!("provider `{}`: list at least one model", self.name));
+        }
+        for model in &self.models {
+            if model.id.trim().is_empty() || model.kinds.is_empty() {
+                return Err(format!(
+                    "provider `{}`: every model needs an id and at least one kind",
+                    self.name
+                ));
+            }
+        }
+        if !(1..=256).contains(&self.max_concurrency) {
+            return Err(format!(
+                "provider `{}`: max_concurrency must be between 1 and 256",
+                self.name
+            ));
+        }
+        if !(self.timeout_seconds.is_finite() && self.timeout_seconds > 0.0) {
+            return Err(format!(
+                "provider `{}`: timeout_seconds must be a positive number",
+                self.name
+            ));
+        }
+        if let Some(var) = self.api_key_env.as_deref() {
+            match std::env::var(var) {
+                Ok(key) if !key.trim().is_empty() => self.api_key = Some(Secret(key)),
+                _ => {
+                    return Err(format!(
+                        "provider `{}`: environment variable {var} (api_key_env) is not set",
+                        self.name
+                    ))
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// The file: `providers = [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersFile {
+    /// Every provider.
+    pub providers: Vec<ProviderConfig>,
+}
+
+impl ProvidersFile {
+    /// Reads a `.json` file as JSON and anything else as TOML.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read providers file {}: {e}", path.display()))?;
+        let json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        Self::parse(&text, json).map_err(|e| format!("providers file {}: {e}", path.display()))
+    }
+
+    /// Parses the text as JSON or TOML.
+    pub fn parse(text: &str, json: bool) -> Result<Self, String> {
+        let value = if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            toml_to_json(text)?
+        };
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+}
+
+/// Parses `id=kind+kind,id=kind` (the single-provider environment form).
+pub fn parse_model_list(entries: &[String]) -> Result<Vec<ModelConfig>, String> {
+    entries
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|entry| {
+            let (id, kinds) = entry.split_once('=').ok_or_else(|| {
+                format!("model `{entry}` must read id=kind+kind, e.g. gpt-image-1=edit+generate")
+            })?;
+            let kinds = kinds
+                .split('+')
+                .map(|k| {
+                    ModelKind::parse(k).ok_or_else(|| {
+                        format!("model `{id}`: unknown kind `{k}` (edit, generate, pose_set)")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ModelConfig {
+                id: id.trim().to_string(),
+                kinds,
+            })
+        })
+        .collect()
+}
+
+fn toml_to_json(text: &str) -> Result<Value, String> {
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| format!("not valid TOML: {}", e.message()))?;
+    Ok(table_to_json(doc.as_table()))
+}
+
+fn table_to_json(table: &toml_edit::Table) -> Value {
+    Value::Object(
+        table
+            .iter()
+            .map(|(k, item)| (k.to_string(), item_to_json(item)))
+            .collect(),
+    )
+}
+
+fn item_to_json(item: &toml_edit::Item) -> Value {
+    match item {
+        toml_edit::Item::None => Value::Null,
+        toml_edit::Item::Value(v) => value_to_json(v),
+        toml_edit::Item::Table(t) => table_to_json(t),
+        toml_edit::Item::ArrayOfTables(a) => Value::Array(a.iter().map(table_to_json).collect()),
+    }
+}
+
+fn value_to_json(value: &toml_edit::Value) -> Value {
+    use toml_edit::Value as T;
+    match value {
+        T::String(s) => Value::String(s.value().clone()),
+        T::Integer(i) => Value::from(*i.value()),
+        T::Float(f) => Value::from(*f.value()),
+        T::Boolean(b) => Value::Bool(*b.value()),
+        T::Datetime(d) => Value::String(d.value().to_string()),
+        T::Array(a) => Value::Array(a.iter().map(value_to_json).collect()),
+        T::InlineTable(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), value_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = r#"
+        [[providers]]
+        name = "openai"
+        base_url = "https://api.openai.com/v1"
+        api_key = "sk-secret"
+        models = [{ id = "gpt-image-1", kinds = ["edit", "generate", "pose_set"] }]
+
+        [[providers]]
+        name = "local"
+        base_url = "http://127.0.0.1:8000/v1"
+        max_concurrency = 1
+        timeout_seconds = 30
+
+        [[providers.models]]
+        id = "sdxl"
+        kinds = ["generate"]
+    "#;
+
+    #[test]
+    fn toml_and_json_read_the_same() {
+        let file = ProvidersFile::parse(TOML, false).expect("toml");
+        assert_eq!(file.providers.len(), 2);
+        let openai = &file.providers[0];
+        assert_eq!(openai.max_concurrency, 3);
+        assert_eq!(
+            openai.api_key.as_ref().map(Secret::expose),
+            Some("sk-secret")
+        );
+        assert_eq!(openai.models[0].kinds.len(), 3);
+        let local = &file.providers[1];
+        assert_eq!((local.max_concurrency, local.timeout_seconds), (1, 30.0));
+        assert_eq!(local.models[0].kinds, [ModelKind::Generate]);
+
+        let json = r#"{"providers": [{"name": "p", "base_url": "http://127.0.0.1:1/v1",
+            "models": [{"id": "m", "kinds": ["pose_set"]}]}]}"#;
+        let file = ProvidersFile::parse(json, true).expect("json");
+        assert_eq!(file.providers[0].models[0].kinds, [ModelKind::PoseSet]);
+        assert!(file.providers[0].api_key.is_none());
+    }
+
+    #[test]
+    fn keys_never_show_in_debug_output() {
+        let file = ProvidersFile::parse(TOML, false).expect("toml");
+        let printed = format!("{file:?}");
+        assert!(!printed.contains("sk-secret"), "{printed}");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(ProvidersFile::parse("providers = 3", false).is_err());
+        assert!(ProvidersFile::parse("[[providers]]\nname = ", false).is_err());
+        let unknown_kind = r#"{"providers": [{"name": "p", "base_url": "http://x/v1",
+            "models": [{"id": "m", "kinds": ["paint"]}]}]}"#;
+        assert!(ProvidersFile::parse(unknown_kind, true).is_err());
+        let bad = ProviderConfig::new("bad name", "http://x/v1", None, vec![]).validated();
+        assert!(bad.expect_err("bad").contains("provider name"));
+        let no_models = ProviderConfig::new("p", "http://x/v1", None, vec![]).validated();
+        assert!(no_models
+            .expect_err("no models")
+            .contains("at least one model"));
+        let ftp = ProviderConfig::new("p", "ftp://x", None, vec![]).validated();
+        assert!(ftp.is_err());
+    }
+
+    #[test]
+    fn the_env_model_list_parses() {
+        let models = parse_model_list(&["gpt-image-1=edit+generate".into(), "x=pose_set".into()])
+            .expect("valid");
+        assert_eq!(models[0].kinds, [ModelKind::Edit, ModelKind::Generate]);
+        assert_eq!(models[1].id, "x");
+        assert!(parse_model_list(&["nokinds".into()]).is_err());
+        assert!(parse_model_list(&["m=paint".into()]).is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! How a provider call fails; mapped to SPEC §5 codes in `process::error`.
+
+use std::time::Duration;
+
+/// Why a call to a model provider did not produce images.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider asked us to slow down (HTTP 429): retried (3001, transient).
+    #[error("model provider `{provider}` is rate limiting (HTTP 429): {message}")]
+    RateLimited {
+        /// Provider name.
+        provider: String,
+        /// What it said.
+        message: String,
+    },
+    /// The provider failed on its side (HTTP 5xx): retried (3001, transient).
+    #[error("model provider `{provider}` failed with HTTP {status}: {message}")]
+    Server {
+        /// Provider name.
+        provider: String,
+        /// The status code.
+        status: u16,
+        /// What it said.
+        message: String,
+    },
+    /// No answer in time: retried (3001, transient).
+    #[error("model provider `{provider}` did not answer within {after:?}")]
+    Timeout {
+        /// Provider name.
+        provider: String,
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// Connecting or reading failed: retried (3001, transient).
+    #[error("cannot reach model provider `{provider}`: {message}")]
+    Network {
+        /// Provider name.
+        provider: String,
+        /// The transport error.
+        message: String,
+    },
+    /// The provider's safety system refused the prompt or image (3007, not retried).
+    #[error("model provider `{provider}` refused the request: {message}")]
+    Refused {
+        /// Provider name.
+        provider: String,
+        /// What it said.
+        message: String,
+    },
+    /// The provider refused the request for another reason, e.g. a bad key (3001, not retried).
+    #[error("model provider `{provider}` rejected the request with HTTP {status}: {message}")]
+    Rejected {
+        /// Provider name.
+        provider: String,
+        /// The status code.
+        status: u16,
+        /// What it said.
+        message: String,
+    },
+    /// The answer was not what the Images API promises (3001, retried: it may be a glitch).
+    #[error("model provider `{provider}` sent an unusable answer: {message}")]
+    BadResponse {
+        /// Provider name.
+        provider: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The answer is readable but cannot be used and another attempt will not help (3001).
+    #[error("model provider `{provider}` sent an unusable image: {message}")]
+    BadImage {
+        /// Provider name.
+        provider: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The adapter could not be built (configuration).
+    #[error("model provider `{provider}` cannot be set up: {message}")]
+    Setup {
+        /// Provider name.
+        provider: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether another attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Timeout { .. }
+                | Self::Network { .. }
+                | Self::BadResponse { .. }
+        )
+    }
+
+    /// The `result` label of the provider-calls metric.
+    pub fn metric_result(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Server { .. } => "server_error",
+            Self::Timeout { .. } => "timeout",
+            Self::Network { .. } => "network_error",
+            Self::Refused { .. } => "refused",
+            Self::Rejected { .. } => "rejected",
+            Self::BadResponse { .. } | Self::BadImage { .. } => "bad_response",
+            Self::Setup { .. } => "error",
+        }
+    }
+}

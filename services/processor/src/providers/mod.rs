@@ -1,0 +1,162 @@
+//! Remote model providers: which provider serves which model for which kind, and the adapters that
+//! call them (today the OpenAI-compatible Images API).
+
+mod config;
+mod error;
+mod openai;
+pub mod pose;
+
+use std::sync::Arc;
+
+use atelier_proto::v1;
+
+pub use config::{parse_model_list, ModelConfig, ProviderConfig, ProvidersFile, Secret};
+pub use error::ProviderError;
+pub use openai::{ImageCall, Provider, ProviderImage};
+
+use crate::download::Downloader;
+use crate::metrics::Metrics;
+
+/// Concurrent calls per provider when the configuration says nothing (SPEC §4).
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 3;
+
+/// A job kind a provider model can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Image + prompt → edited image(s), through `/images/edits`.
+    Edit,
+    /// Prompt → image(s), through `/images/generations`.
+    Generate,
+    /// Product image → 12 model shots, each through `/images/edits`.
+    PoseSet,
+}
+
+impl ModelKind {
+    /// The name used in configuration, metrics and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Edit => "edit",
+            Self::Generate => "generate",
+            Self::PoseSet => "pose_set",
+        }
+    }
+
+    /// The wire enum.
+    pub fn job_kind(self) -> v1::JobKind {
+        match self {
+            Self::Edit => v1::JobKind::Edit,
+            Self::Generate => v1::JobKind::Generate,
+            Self::PoseSet => v1::JobKind::PoseSet,
+        }
+    }
+
+    /// Parses a configuration name (`edit`, `generate`, `pose_set`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim() {
+            "edit" => Some(Self::Edit),
+            "generate" => Some(Self::Generate),
+            "pose_set" | "pose-set" => Some(Self::PoseSet),
+            _ => None,
+        }
+    }
+}
+
+/// A provider and the model it runs a task with.
+#[derive(Clone, Debug)]
+pub struct ModelRoute {
+    /// The adapter, with its concurrency limit.
+    pub provider: Arc<Provider>,
+    /// The provider's model name.
+    pub model: String,
+}
+
+/// Every configured provider, in configuration order.
+#[derive(Debug, Default)]
+pub struct Providers {
+    providers: Vec<Arc<Provider>>,
+}
+
+impl Providers {
+    /// Builds the adapters for `configs` (already validated).
+    pub fn new(
+        configs: Vec<ProviderConfig>,
+        downloader: &Downloader,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, ProviderError> {
+        let providers = configs
+            .into_iter()
+            .map(|c| Provider::new(c, downloader.clone(), Arc::clone(metrics)).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { providers })
+    }
+
+    /// Whether no provider is configured.
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+
+    /// The provider and model for `kind`: the named model, or the first model serving the kind.
+    pub fn route(&self, kind: ModelKind, model: Option<&str>) -> Result<ModelRoute, String> {
+        if self.providers.is_empty() {
+            return Err(format!(
+                "{} needs a model provider, and no model provider is configured",
+                kind.as_str()
+            ));
+        }
+        let found = self.providers.iter().find_map(|p| {
+            p.models()
+                .iter()
+                .find(|m| m.kinds.contains(&kind) && model.is_none_or(|want| m.id == want))
+                .map(|m| ModelRoute {
+                    provider: Arc::clone(p),
+                    model: m.id.clone(),
+                })
+        });
+        found.ok_or_else(|| match model {
+            Some(model) => format!(
+                "model `{model}` is not offered for {} by this processor; see ListModels",
+                kind.as_str()
+            ),
+            None => format!(
+                "no configured model provider serves {}; see ListModels",
+                kind.as_str()
+            ),
+        })
+    }
+
+    /// The kinds some provider serves.
+    pub fn kinds(&self) -> Vec<ModelKind> {
+        let mut kinds = Vec::new();
+        for kind in [ModelKind::Edit, ModelKind::Generate, ModelKind::PoseSet] {
+            let served = self
+                .providers
+                .iter()
+                .any(|p| p.models().iter().any(|m| m.kinds.contains(&kind)));
+            if served {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    }
+
+    /// What `GetCapabilities` reports.
+    pub fn info(&self) -> Vec<v1::ProviderInfo> {
+        self.providers
+            .iter()
+            .map(|p| v1::ProviderInfo {
+                name: p.name().to_string(),
+                models: p
+                    .models()
+                    .iter()
+                    .map(|m| v1::Model {
+                        id: m.id.clone(),
+                        provider: p.name().to_string(),
+                        kinds: m.kinds.iter().map(|k| k.job_kind() as i32).collect(),
+                    })
+                    .collect(),
+                max_concurrency: p.max_concurrency(),
+            })
+            .collect()
+    }
+}

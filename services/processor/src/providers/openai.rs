@@ -1,0 +1,480 @@
+//! The OpenAI-compatible Images API adapter: `POST {base}/images/generations` (JSON) and
+//! `POST {base}/images/edits` (multipart), answers `{"data": [{"b64_json"} | {"url"}]}`.
+//!
+//! Calls to one provider are limited by a semaphore shared by every task of this processor. Image URLs
+//! in answers are fetched through the guarded [`Downloader`], with the same address checks as sources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atelier_engine::Format;
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use super::{ModelConfig, ProviderConfig, ProviderError, Secret};
+use crate::download::Downloader;
+use crate::metrics::{Metrics, ProviderLabels, ProviderResultLabels};
+
+/// Largest answer read from a provider (four large base64 PNGs fit).
+const MAX_RESPONSE_BYTES: u64 = 96 * 1024 * 1024;
+
+/// Error codes OpenAI (and compatible servers) use for a safety refusal.
+const REFUSAL_CODES: [&str; 3] = [
+    "content_policy_violation",
+    "moderation_blocked",
+    "content_filter",
+];
+
+/// One image request: generations when `image` is unset, edits when it is set.
+#[derive(Clone, Debug)]
+pub struct ImageCall<'a> {
+    /// The provider's model name.
+    pub model: &'a str,
+    /// The prompt, whitespace already normalised.
+    pub prompt: &'a str,
+    /// Sent as the `negative_prompt` extra when not empty.
+    pub negative_prompt: &'a str,
+    /// Images wanted.
+    pub n: u32,
+    /// `WIDTHxHEIGHT`, or the provider's default.
+    pub size: Option<(u32, u32)>,
+    /// Sent as the `seed` extra when set.
+    pub seed: Option<i64>,
+    /// Sent as the `steps` extra when not 0.
+    pub steps: u32,
+    /// Sent as the `guidance_scale` extra when not 0.
+    pub guidance_scale: f32,
+    /// The input image of an edit.
+    pub image: Option<(&'a [u8], Format)>,
+}
+
+/// An image in a provider's answer, before URLs are fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderImage {
+    /// Decoded `b64_json`.
+    Bytes(Bytes),
+    /// A `url` to fetch.
+    Url(String),
+}
+
+/// One configured provider.
+pub struct Provider {
+    name: String,
+    base_url: String,
+    api_key: Option<Secret>,
+    models: Vec<ModelConfig>,
+    max_concurrency: u32,
+    limit: Semaphore,
+    timeout: Duration,
+    client: reqwest::Client,
+    downloader: Downloader,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// The adapter for a validated configuration.
+    pub fn new(
+        config: ProviderConfig,
+        downloader: Downloader,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ProviderError> {
+        let timeout = Duration::try_from_secs_f64(config.timeout_seconds).map_err(|e| {
+            ProviderError::Setup {
+                provider: config.name.clone(),
+                message: format!("timeout_seconds: {e}"),
+            }
+        })?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .user_agent(concat!("atelier-processor/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Setup {
+                provider: config.name.clone(),
+                message: e.to_string(),
+            })?;
+        let limit = usize::try_from(config.max_concurrency).unwrap_or(1).max(1);
+        // A gauge at 0 from the start, so the series exists before the first call.
+        metrics
+            .provider_calls_in_flight
+            .get_or_create(&ProviderLabels {
+                provider: config.name.clone(),
+            })
+            .set(0);
+        Ok(Self {
+            base_url: config.base_url.trim().trim_end_matches('/').to_string(),
+            name: config.name,
+            api_key: config.api_key,
+            models: config.models,
+            max_concurrency: config.max_concurrency,
+            limit: Semaphore::new(limit),
+            timeout,
+            client,
+            downloader,
+            metrics,
+        })
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The models and their kinds.
+    pub fn models(&self) -> &[ModelConfig] {
+        &self.models
+    }
+
+    /// Calls allowed in flight at once.
+    pub fn max_concurrency(&self) -> u32 {
+        self.max_concurrency
+    }
+
+    /// Runs the call (waiting for a free slot first) and returns the image bytes, URLs fetched.
+    pub async fn images(&self, call: &ImageCall<'_>) -> Result<Vec<Bytes>, ProviderError> {
+        let answer = self.limited(call).await?;
+        let mut images = Vec::with_capacity(answer.len());
+        for image in answer {
+            images.push(match image {
+                ProviderImage::Bytes(bytes) => bytes,
+                ProviderImage::Url(url) => self.fetch(&url).await?,
+            });
+        }
+        Ok(images)
+    }
+
+    async fn limited(&self, call: &ImageCall<'_>) -> Result<Vec<ProviderImage>, ProviderError> {
+        let _slot = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|_| ProviderError::Setup {
+                provider: self.name.clone(),
+                message: "the call limiter is closed".into(),
+            })?;
+        let labels = ProviderLabels {
+            provider: self.name.clone(),
+        };
+        let gauge = self
+            .metrics
+            .provider_calls_in_flight
+            .get_or_create_owned(&labels);
+        gauge.inc();
+        let result = match tokio::time::timeout(self.timeout, self.send(call)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout {
+                provider: self.name.clone(),
+                after: self.timeout,
+            }),
+        };
+        gauge.dec();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.metric_result(),
+        };
+        self.metrics
+            .provider_calls
+            .get_or_create(&ProviderResultLabels {
+                provider: self.name.clone(),
+                result: outcome,
+            })
+            .inc();
+        match &result {
+            Ok(images) => {
+                tracing::info!(provider = %self.name, model = call.model, images = images.len(), "provider call answered")
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.name, model = call.model, error = %e, "provider call failed")
+            }
+        }
+        result
+    }
+
+    async fn send(&self, call: &ImageCall<'_>) -> Result<Vec<ProviderImage>, ProviderError> {
+        let request = match call.image {
+            None => self
+                .client
+                .post(format!("{}/images/generations", self.base_url))
+                .json(&generation_body(call)),
+            Some((image, format)) => {
+                let boundary = format!("atelier-{}", uuid::Uuid::new_v4().simple());
+                self.client
+                    .post(format!("{}/images/edits", self.base_url))
+                    .header(
+                        CONTENT_TYPE,
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(edit_body(call, image, format, &boundary))
+            }
+        };
+        let request = match &self.api_key {
+            Some(key) => request.header(AUTHORIZATION, format!("Bearer {}", key.expose())),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| self.network(&e))?;
+        let status = response.status().as_u16();
+        let body = self.read_capped(response).await?;
+        if (200..300).contains(&status) {
+            return self.parse_data(&body);
+        }
+        let (message, code) = error_of(&body);
+        let provider = self.name.clone();
+        Err(match status {
+            429 => ProviderError::RateLimited { provider, message },
+            500..=599 => ProviderError::Server {
+                provider,
+                status,
+                message,
+            },
+            400..=499 if code.as_deref().is_some_and(|c| REFUSAL_CODES.contains(&c)) => {
+                ProviderError::Refused { provider, message }
+            }
+            _ => ProviderError::Rejected {
+                provider,
+                status,
+                message,
+            },
+        })
+    }
+
+    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Bytes, ProviderError> {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.network(&e))? {
+            if (body.len() as u64).saturating_add(chunk.len() as u64) > MAX_RESPONSE_BYTES {
+                return Err(ProviderError::BadResponse {
+                    provider: self.name.clone(),
+                    message: format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
+    fn parse_data(&self, body: &[u8]) -> Result<Vec<ProviderImage>, ProviderError> {
+        let bad = |message: String| ProviderError::BadResponse {
+            provider: self.name.clone(),
+            message,
+        };
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let data = value
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no `data` list".into()))?;
+        if data.is_empty() {
+            return Err(bad("an empty `data` list".into()));
+        }
+        data.iter()
+            .map(|item| {
+                if let Some(b64) = item.get("b64_json").and_then(Value::as_str) {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .map(|b| ProviderImage::Bytes(Bytes::from(b)))
+                        .map_err(|e| bad(format!("b64_json is not base64: {e}")))
+                } else if let Some(url) = item.get("url").and_then(Value::as_str) {
+                    Ok(ProviderImage::Url(url.to_string()))
+                } else {
+                    Err(bad("an image with neither b64_json nor url".into()))
+                }
+            })
+            .collect()
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Bytes, ProviderError> {
+        self.downloader.fetch(url).await.map_err(|e| {
+            let message = format!("fetching the image it returned: {e}");
+            if e.is_transient() {
+                ProviderError::Network {
+                    provider: self.name.clone(),
+                    message,
+                }
+            } else {
+                ProviderError::BadImage {
+                    provider: self.name.clone(),
+                    message,
+                }
+            }
+        })
+    }
+
+    fn network(&self, err: &reqwest::Error) -> ProviderError {
+        if err.is_timeout() {
+            return ProviderError::Timeout {
+                provider: self.name.clone(),
+                after: self.timeout,
+            };
+        }
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(e) = source {
+            message.push_str(": ");
+            message.push_str(&e.to_string());
+            source = e.source();
+        }
+        ProviderError::Network {
+            provider: self.name.clone(),
+            message,
+        }
+    }
+}
+
+fn generation_body(call: &ImageCall<'_>) -> Value {
+    let mut body = json!({
+        "model": call.model,
+        "prompt": call.prompt,
+        "n": call.n,
+        "response_format": "b64_json",
+    });
+    for (key, value) in extras(call) {
+        body[key] = value;
+    }
+    body
+}
+
+/// The fields beyond the OpenAI core that compatible servers read.
+fn extras(call: &ImageCall<'_>) -> Vec<(&'static str, Value)> {
+    let mut extras = Vec::new();
+    if let Some((w, h)) = call.size {
+        extras.push(("size", Value::String(format!("{w}x{h}"))));
+    }
+    if !call.negative_prompt.is_empty() {
+        extras.push(("negative_prompt", Value::from(call.negative_prompt)));
+    }
+    if let Some(seed) = call.seed {
+        extras.push(("seed", Value::from(seed)));
+    }
+    if call.steps > 0 {
+        extras.push(("steps", Value::from(call.steps)));
+    }
+    if call.guidance_scale > 0.0 {
+        extras.push((
+            "guidance_scale",
+            Value::from(f64::from(call.guidance_scale)),
+        ));
+    }
+    extras
+}
+
+fn edit_body(call: &ImageCall<'_>, image: &[u8], format: Format, boundary: &str) -> Vec<u8> {
+    let mut fields: Vec<(&str, String)> = vec![
+        ("model", call.model.to_string()),
+        ("prompt", call.prompt.to_string()),
+        ("n", call.n.to_string()),
+        ("response_format", "b64_json".to_string()),
+    ];
+    for (key, value) in extras(call) {
+        let text = match value {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        fields.push((key, text));
+    }
+    let mut body = Vec::with_capacity(image.len() + 1024);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"image.{}\"\r\nContent-Type: {}\r\n\r\n",
+            format.extension(),
+            format.content_type()
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(image);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// The error message and code of an OpenAI error body, or the start of whatever was sent.
+fn error_of(body: &[u8]) -> (String, Option<String>) {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let message = error
+        .and_then(|e| e.get("message").or(Some(e)))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(200).collect();
+            if text.trim().is_empty() {
+                "no details".to_string()
+            } else {
+                text
+            }
+        });
+    let code = error
+        .and_then(|e| e.get("code").or_else(|| e.get("type")))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    (message, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> ImageCall<'static> {
+        ImageCall {
+            model: "m",
+            prompt: "a red shoe",
+            negative_prompt: "",
+            n: 2,
+            size: Some((512, 256)),
+            seed: Some(7),
+            steps: 0,
+            guidance_scale: 0.0,
+            image: None,
+        }
+    }
+
+    #[test]
+    fn generation_bodies_carry_the_extras_that_are_set() {
+        let body = generation_body(&call());
+        assert_eq!(body["size"], "512x256");
+        assert_eq!(body["seed"], 7);
+        assert_eq!(body["n"], 2);
+        assert!(body.get("steps").is_none());
+        assert!(body.get("negative_prompt").is_none());
+    }
+
+    #[test]
+    fn refusals_are_read_from_the_error_code() {
+        let body =
+            br#"{"error": {"message": "rejected by safety", "code": "content_policy_violation"}}"#;
+        let (message, code) = error_of(body);
+        assert_eq!(message, "rejected by safety");
+        assert_eq!(code.as_deref(), Some("content_policy_violation"));
+        let (message, code) = error_of(b"upstream exploded");
+        assert_eq!(message, "upstream exploded");
+        assert_eq!(code, None);
+    }
+
+    #[test]
+    fn edit_bodies_are_multipart() {
+        let body = edit_body(&call(), b"\x89PNG", Format::Png, "B");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("--B\r\nContent-Disposition: form-data; name=\"model\""));
+        assert!(text.contains("name=\"image\"; filename=\"image.png\"\r\nContent-Type: image/png"));
+        assert!(text.ends_with("\r\n--B--\r\n"));
+    }
+}
