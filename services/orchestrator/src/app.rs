@@ -20,8 +20,9 @@ use crate::config::{seconds, Config};
 use crate::context::{Context, Policy};
 use crate::db;
 use crate::dispatch::{DispatchHandle, DispatchSettings, Dispatcher, Processors};
-use crate::domain::Kind;
 use crate::events::EventBus;
+use crate::metrics::Metrics;
+use crate::webhooks::{self, Webhooks};
 
 /// Largest gRPC message accepted (upload chunks are far smaller).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -30,8 +31,11 @@ const MAX_MESSAGE: usize = 16 << 20;
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: Option<TcpListener>,
     ctx: Context,
     dispatcher: Dispatcher,
+    webhooks: Webhooks,
+    queue_event_every: std::time::Duration,
 }
 
 impl Application {
@@ -62,8 +66,17 @@ impl Application {
             .instance_id
             .clone()
             .unwrap_or_else(|| format!("orchestrator-{}", uuid::Uuid::new_v4()));
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("metrics listening on {addr}"))?,
+            ),
+            None => None,
+        };
         let bus = EventBus::new();
         let handle = DispatchHandle::default();
+        let metrics = Metrics::new();
         let ctx = Context {
             auth: Auth::new(db.clone(), config.admin_token.clone()),
             db: db.clone(),
@@ -73,9 +86,10 @@ impl Application {
                 prices,
                 max_active_jobs: config.max_active_jobs,
                 max_upload_bytes: config.max_upload_bytes,
-                kinds: vec![Kind::Transform, Kind::BasicClean],
             }),
             dispatch: handle.clone(),
+            processors: processors.clone(),
+            metrics: metrics.clone(),
         };
         let settings = DispatchSettings {
             owner,
@@ -86,20 +100,46 @@ impl Application {
             retry_base: seconds(config.retry_base_seconds),
             queue_timeout: seconds(config.queue_timeout_seconds),
             attempt_timeout: seconds(config.attempt_timeout_seconds),
+            model_attempt_timeout: seconds(config.model_attempt_timeout_seconds),
             shutdown_grace: seconds(config.shutdown_grace_seconds),
         };
-        let dispatcher = Dispatcher::new(db, bus, handle, processors, settings);
+        let webhooks = Webhooks::new(
+            db.clone(),
+            bus.clone(),
+            webhooks::Settings {
+                owner: settings.owner.clone(),
+                retry_base: seconds(config.webhook_retry_base_seconds),
+                retry_window: seconds(config.webhook_retry_window_seconds),
+                timeout: seconds(config.webhook_timeout_seconds)
+                    .max(std::time::Duration::from_millis(100)),
+                allow_private: config.webhook_allow_private.clone(),
+                poll: settings.poll.max(std::time::Duration::from_millis(50)),
+            },
+            metrics.clone(),
+        )?;
+        let dispatcher = Dispatcher::new(db, bus, handle, processors, settings, metrics);
         Ok(Self {
             listener,
             local_addr,
+            metrics_listener,
             ctx,
             dispatcher,
+            webhooks,
+            queue_event_every: seconds(config.queue_event_seconds)
+                .max(std::time::Duration::from_millis(50)),
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves and dispatches until `shutdown`; then stops accepting calls, lets running attempts finish
@@ -134,6 +174,24 @@ impl Application {
                 shutdown.clone(),
             );
         }
+        if let Some(listener) = self.metrics_listener {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics listening");
+            }
+            tokio::spawn(atelier_telemetry::metrics::serve(
+                listener,
+                self.ctx.metrics.registry(),
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(crate::observer::run(
+            self.ctx.db.clone(),
+            self.ctx.bus.clone(),
+            self.ctx.metrics.clone(),
+            self.queue_event_every,
+            shutdown.clone(),
+        ));
+        let webhooks = tokio::spawn(self.webhooks.run(shutdown.clone()));
         let dispatch = tokio::spawn(self.dispatcher.run(shutdown.clone()));
         let serve_shutdown = shutdown.clone();
         let served = tonic::transport::Server::builder()
@@ -155,6 +213,9 @@ impl Application {
         if let Err(e) = dispatch.await {
             tracing::error!(error = %e, "dispatcher ended abnormally");
         }
+        if let Err(e) = webhooks.await {
+            tracing::error!(error = %e, "webhook sender ended abnormally");
+        }
         self.ctx.db.clone().close().await.ok();
         served.context("serving gRPC")
     }
@@ -172,6 +233,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// A replica running on a background task, for tests and tools.
 pub struct RunningOrchestrator {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -180,6 +242,11 @@ impl RunningOrchestrator {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `http://ip:port`, for gRPC clients.
@@ -207,10 +274,12 @@ impl Drop for RunningOrchestrator {
 pub async fn spawn(config: Config) -> anyhow::Result<RunningOrchestrator> {
     let app = Application::build(config).await?;
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     Ok(RunningOrchestrator {
         addr,
+        metrics_addr,
         shutdown,
         task: Some(task),
     })

@@ -95,6 +95,39 @@ pub struct Config {
     /// Deadline of one attempt of a local task (seconds).
     #[arg(long, env = "ATELIER_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 120.0)]
     pub attempt_timeout_seconds: f64,
+    /// Deadline of one attempt of a model kind: edit, generate, pose_set (seconds).
+    #[arg(
+        long,
+        env = "ATELIER_MODEL_ATTEMPT_TIMEOUT_SECONDS",
+        default_value_t = 600.0
+    )]
+    pub model_attempt_timeout_seconds: f64,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`); empty turns it off.
+    #[arg(long, env = "ATELIER_METRICS_LISTEN", default_value = "127.0.0.1:9100")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// First webhook retry delay, growing 4x per attempt up to an hour (seconds).
+    #[arg(
+        long,
+        env = "ATELIER_WEBHOOK_RETRY_BASE_SECONDS",
+        default_value_t = 10.0
+    )]
+    pub webhook_retry_base_seconds: f64,
+    /// How long a webhook delivery is retried before it is given up (seconds; at least 8 attempts).
+    #[arg(
+        long,
+        env = "ATELIER_WEBHOOK_RETRY_WINDOW_SECONDS",
+        default_value_t = 86_400.0
+    )]
+    pub webhook_retry_window_seconds: f64,
+    /// Timeout of one webhook call (seconds).
+    #[arg(long, env = "ATELIER_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub webhook_timeout_seconds: f64,
+    /// Private networks webhooks may reach (CIDR, comma separated); public addresses always can.
+    #[arg(long, env = "ATELIER_WEBHOOK_ALLOW_PRIVATE", value_delimiter = ',')]
+    pub webhook_allow_private: Vec<atelier_netguard::IpNet>,
+    /// How often queued jobs get a fresh queue position event (seconds).
+    #[arg(long, env = "ATELIER_QUEUE_EVENT_SECONDS", default_value_t = 5.0)]
+    pub queue_event_seconds: f64,
     /// Shutdown waits this long for running attempts, then hands them back (seconds).
     #[arg(long, env = "ATELIER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0)]
     pub shutdown_grace_seconds: f64,
@@ -141,6 +174,13 @@ impl Config {
             max_attempts: 3,
             queue_timeout_seconds: 600.0,
             attempt_timeout_seconds: 120.0,
+            model_attempt_timeout_seconds: 600.0,
+            metrics_listen: None,
+            webhook_retry_base_seconds: 10.0,
+            webhook_retry_window_seconds: 86_400.0,
+            webhook_timeout_seconds: 10.0,
+            webhook_allow_private: Vec::new(),
+            queue_event_seconds: 5.0,
             shutdown_grace_seconds: 20.0,
             max_active_jobs: 10,
             max_upload_bytes: 10 * 1024 * 1024,

@@ -7,7 +7,7 @@ use atelier_storage::Storage;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::Auth;
-use crate::dispatch::DispatchHandle;
+use crate::dispatch::{DispatchHandle, Processors};
 use crate::domain::Kind;
 use crate::events::EventBus;
 
@@ -20,8 +20,6 @@ pub struct Policy {
     pub max_active_jobs: u32,
     /// Largest upload accepted by UploadSource.
     pub max_upload_bytes: u64,
-    /// Kinds some processor can run; others fail at submit with 3006.
-    pub kinds: Vec<Kind>,
 }
 
 /// Shared state of the services and the dispatcher.
@@ -33,4 +31,7 @@ pub struct Context {
     pub storage: Storage,
     pub policy: Arc<Policy>,
     pub dispatch: DispatchHandle,
+    /// The processors and what they offer (3006 at submit, ListModels).
+    pub processors: Processors,
+    pub metrics: crate::metrics::Metrics,
 }

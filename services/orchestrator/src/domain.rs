@@ -126,6 +126,32 @@ impl Kind {
     }
 }
 
+/// The model a job names, empty for the processor's default (and for engine kinds).
+pub fn model_of(params: &pb::JobParams) -> &str {
+    use pb::job_params::Params;
+    match &params.params {
+        Some(Params::Edit(p)) => &p.model,
+        Some(Params::Generate(p)) => &p.model,
+        Some(Params::PoseSet(p)) => &p.model,
+        _ => "",
+    }
+}
+
+/// Units of work in one task: a pose set's shots, the images a generate or edit call asks for.
+/// A unit that fails while others succeed is refunded its share of the task's price.
+pub fn units_per_task(params: &pb::JobParams) -> i64 {
+    use pb::job_params::Params;
+    match &params.params {
+        Some(Params::PoseSet(_)) => POSE_SET_SHOTS,
+        Some(Params::Generate(p)) => i64::from(p.num_images.max(1)),
+        Some(Params::Edit(p)) => i64::from(p.num_images.max(1)),
+        _ => 1,
+    }
+}
+
+/// Shots in a pose set.
+pub const POSE_SET_SHOTS: i64 = 12;
+
 /// The state a job ends in once all its tasks are terminal.
 pub fn final_job_state(tasks: &[TaskState], cancelled: bool) -> JobState {
     let succeeded = tasks.iter().filter(|s| **s == TaskState::Succeeded).count();

@@ -11,6 +11,9 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod metrics;
+pub mod observer;
+pub mod webhooks;
 
 pub use app::{spawn, Application, RunningOrchestrator};
 pub use config::{Cli, Command, Config};

@@ -6,7 +6,7 @@ use atelier_proto::v1::account_service_server::AccountService;
 use sea_orm::TransactionTrait;
 use tonic::{metadata::MetadataMap, Request, Response, Status};
 
-use super::{convert, page_size};
+use super::{convert, page_size, webhooks};
 use crate::auth::{validate_account, Caller};
 use crate::context::Context;
 use crate::db::{self, entities::account};
@@ -50,6 +50,16 @@ impl Accounts {
         db::accounts::find(&self.ctx.db, &tenant_id, &external)
             .await?
             .ok_or(ApiError::NotFound("account"))
+    }
+
+    /// Webhook calls belong to a tenant: the admin token names none.
+    async fn tenant_only(&self, metadata: &MetadataMap) -> ApiResult<crate::auth::TenantCaller> {
+        match self.ctx.auth.caller(metadata).await? {
+            Caller::Tenant(t) => Ok(t),
+            Caller::Admin => Err(ApiError::PermissionDenied(
+                "webhook endpoints belong to a tenant: call with the tenant's API key".into(),
+            )),
+        }
     }
 
     async fn render(&self, account: &account::Model) -> ApiResult<pb::Account> {
@@ -245,37 +255,39 @@ impl AccountService for Accounts {
 
     async fn create_webhook_endpoint(
         &self,
-        _r: Request<pb::CreateWebhookEndpointRequest>,
+        request: Request<pb::CreateWebhookEndpointRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        Err(Status::unimplemented(
-            "webhook endpoints are not available yet",
+        let caller = self.tenant_only(request.metadata()).await?;
+        Ok(Response::new(
+            webhooks::create(&self.ctx, caller, request.into_inner()).await?,
         ))
     }
 
     async fn list_webhook_endpoints(
         &self,
-        _r: Request<pb::ListWebhookEndpointsRequest>,
+        request: Request<pb::ListWebhookEndpointsRequest>,
     ) -> Result<Response<pb::ListWebhookEndpointsResponse>, Status> {
-        Err(Status::unimplemented(
-            "webhook endpoints are not available yet",
-        ))
+        let caller = self.tenant_only(request.metadata()).await?;
+        Ok(Response::new(webhooks::list(&self.ctx, caller).await?))
     }
 
     async fn delete_webhook_endpoint(
         &self,
-        _r: Request<pb::DeleteWebhookEndpointRequest>,
+        request: Request<pb::DeleteWebhookEndpointRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        Err(Status::unimplemented(
-            "webhook endpoints are not available yet",
+        let caller = self.tenant_only(request.metadata()).await?;
+        Ok(Response::new(
+            webhooks::delete(&self.ctx, caller, request.into_inner()).await?,
         ))
     }
 
     async fn list_webhook_deliveries(
         &self,
-        _r: Request<pb::ListWebhookDeliveriesRequest>,
+        request: Request<pb::ListWebhookDeliveriesRequest>,
     ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
-        Err(Status::unimplemented(
-            "webhook deliveries are not available yet",
+        let caller = self.tenant_only(request.metadata()).await?;
+        Ok(Response::new(
+            webhooks::deliveries(&self.ctx, caller, request.into_inner()).await?,
         ))
     }
 }

@@ -15,8 +15,9 @@ use super::{convert, page_size, upload, watch};
 use crate::auth::TenantCaller;
 use crate::context::Context;
 use crate::db::{self, entities::job, jobs::Scope};
-use crate::domain::{now_ms, JobState, Kind};
+use crate::domain::{from_timestamp, model_of, now_ms, units_per_task, JobState, Kind};
 use crate::error::{ApiError, ApiResult};
+use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
 
 /// The JobService implementation.
 pub struct Jobs {
@@ -58,26 +59,46 @@ impl Jobs {
         &self,
         caller: TenantCaller,
         request: pb::SubmitJobRequest,
+        trace: Option<TraceParent>,
     ) -> ApiResult<pb::Job> {
         let external = caller.require_account()?.to_string();
         let submission = Submission::try_from(request)?;
-        if !self.ctx.policy.kinds.contains(&submission.kind) {
-            return Err(ApiError::ModelUnavailable(format!(
-                "no processor offers the {} kind; configure a model provider for it",
-                submission.kind.as_str()
-            )));
+        let model = model_of(&submission.params);
+        if !self
+            .ctx
+            .processors
+            .offers(submission.kind.to_proto(), model)
+            .await
+        {
+            return Err(ApiError::ModelUnavailable(if model.is_empty() {
+                format!(
+                    "no processor offers the {} kind; configure a model provider for it",
+                    submission.kind.as_str()
+                )
+            } else {
+                format!(
+                    "no processor offers model {model:?} for the {} kind; ListModels shows what is available",
+                    submission.kind.as_str()
+                )
+            }));
         }
         let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, &external)
             .await?
             .ok_or_else(|| ApiError::MembershipRequired(external.clone()))?;
         let tasks = self.task_sources(&caller, &account.id, &submission).await?;
-        let unit_price = self
+        // Generate is priced per image; every other kind per task.
+        let per_unit = self
             .ctx
             .policy
             .prices
             .get(&submission.kind)
             .copied()
             .unwrap_or(1);
+        let unit_price = if submission.kind == Kind::Generate {
+            per_unit.saturating_mul(units_per_task(&submission.params))
+        } else {
+            per_unit
+        };
         let cost = unit_price.saturating_mul(i64::try_from(tasks.len()).unwrap_or(i64::MAX));
         let fingerprint = submission.fingerprint();
         let max_active = self.ctx.policy.max_active_jobs;
@@ -147,10 +168,12 @@ impl Jobs {
             updated_at: Set(now),
             finished_at: Set(None),
             deadline_at: Set(submission.deadline_ms),
+            trace_parent: Set(trace.map(|t| t.to_string())),
         };
         let job = db::jobs::insert(&txn, model, tasks).await?;
         txn.commit().await?;
         tracing::info!(job_id = %job.id, kind = %job.kind, cost, "job submitted");
+        self.ctx.metrics.job_submitted(&job.kind);
         self.ctx.bus.notify(&job.id);
         self.ctx.dispatch.wake();
         self.render(job).await
@@ -361,8 +384,16 @@ impl JobService for Jobs {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let trace = request
+            .metadata()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse);
+        if let Some(trace) = &trace {
+            tracing::info!(trace_id = %trace.trace_id(), "submit with trace context");
+        }
         Ok(Response::new(
-            self.submit(caller, request.into_inner()).await?,
+            self.submit(caller, request.into_inner(), trace).await?,
         ))
     }
 
@@ -423,9 +454,24 @@ impl JobService for Jobs {
 
     async fn watch_events(
         &self,
-        _request: Request<pb::WatchEventsRequest>,
+        request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Err(Status::unimplemented("WatchEvents is not available yet"))
+        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let scope = self.scope(&caller).await?;
+        let cursor = db::events::Cursor::parse(&request.get_ref().after_cursor)
+            .ok_or_else(|| ApiError::field("after_cursor", "not a cursor from an earlier event"))?;
+        // "From now on" is fixed before answering, so nothing the caller does next is missed.
+        let cursor = match cursor {
+            Some(c) => c,
+            None => db::events::head(&self.ctx.db)
+                .await
+                .map_err(ApiError::from)?,
+        };
+        Ok(Response::new(watch::all_events(
+            self.ctx.clone(),
+            scope,
+            cursor,
+        )))
     }
 
     async fn list_job_logs(
@@ -453,15 +499,27 @@ impl JobService for Jobs {
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         self.ctx.auth.tenant(request.metadata()).await?;
-        // No model provider is configured on any processor yet.
-        Ok(Response::new(pb::ListModelsResponse::default()))
+        Ok(Response::new(pb::ListModelsResponse {
+            models: self.ctx.processors.models().await,
+        }))
     }
 
     async fn get_stats(
         &self,
-        _request: Request<pb::GetStatsRequest>,
+        request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
-        Err(Status::unimplemented("GetStats is not available yet"))
+        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let scope = self.scope(&caller).await?;
+        let range = request.into_inner().range.unwrap_or_default();
+        let stats = db::stats::compute(
+            &self.ctx.db,
+            &scope,
+            range.start.as_ref().map(from_timestamp),
+            range.end.as_ref().map(from_timestamp),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        Ok(Response::new(stats))
     }
 }
 

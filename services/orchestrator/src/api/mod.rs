@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod submit;
 mod upload;
 mod watch;
+mod webhooks;
 
 use crate::error::ApiError;
 

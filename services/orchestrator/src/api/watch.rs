@@ -78,3 +78,53 @@ fn is_terminal(event: &pb::JobEvent) -> bool {
         _ => false,
     }
 }
+
+/// How often the account-wide stream looks again without a wake-up. On PostgreSQL an event can be
+/// committed (and announced) while an older transaction still runs; it is released once that one
+/// ends, which no notification announces.
+const EVENTS_RECHECK: Duration = Duration::from_secs(1);
+
+/// Streams every event of the scope's jobs after `cursor`, never ending until the caller leaves.
+pub fn all_events(
+    ctx: Context,
+    scope: db::jobs::Scope,
+    mut cursor: db::events::Cursor,
+) -> JobEventStream {
+    let (tx, rx) = mpsc::channel(64);
+    let mut wake = ctx.bus.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let batch = match db::events::since(&ctx.db, &scope, cursor, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(ApiError::from(e)))).await;
+                    return;
+                }
+            };
+            let full = batch.len() as u64 == BATCH;
+            for event in batch {
+                if let Some(c) = db::events::Cursor::parse(&event.cursor).flatten() {
+                    cursor = c;
+                }
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = tx.closed() => return,
+                woke = wake.recv() => {
+                    if matches!(woke, Err(broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                    // Many jobs may have moved at once: one read serves them all.
+                    while wake.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(EVENTS_RECHECK) => {}
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}

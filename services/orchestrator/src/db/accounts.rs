@@ -154,7 +154,47 @@ pub async fn refund_task<C: ConnectionTrait>(
     task_id: &str,
     reason: &str,
 ) -> Result<bool, DbErr> {
-    if job.unit_price == 0 {
+    refund(
+        db,
+        job,
+        task_id,
+        job.unit_price,
+        format!("refund:{task_id}"),
+        reason,
+    )
+    .await
+}
+
+/// Refunds the failed units of a task that otherwise succeeded (a pose set's failed shots), at most
+/// once. A task is either refunded whole or for its failed units, never both: a task that succeeded
+/// cannot fail or be cancelled afterwards.
+pub async fn refund_units<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    task_id: &str,
+    amount: i64,
+    reason: &str,
+) -> Result<bool, DbErr> {
+    refund(
+        db,
+        job,
+        task_id,
+        amount.clamp(0, job.unit_price),
+        format!("refund-units:{task_id}"),
+        reason,
+    )
+    .await
+}
+
+async fn refund<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    task_id: &str,
+    amount: i64,
+    unique_key: String,
+    reason: &str,
+) -> Result<bool, DbErr> {
+    if amount == 0 {
         return Ok(false);
     }
     let booked = book(
@@ -162,9 +202,9 @@ pub async fn refund_task<C: ConnectionTrait>(
         Entry {
             account_id: &job.account_id,
             kind: "refund",
-            amount: job.unit_price,
+            amount,
             reason,
-            unique_key: format!("refund:{task_id}"),
+            unique_key,
             job_id: Some(&job.id),
             task_id: Some(task_id),
         },
@@ -174,7 +214,7 @@ pub async fn refund_task<C: ConnectionTrait>(
         db.execute(statement(
             db.get_database_backend(),
             "UPDATE jobs SET refunded = refunded + ? WHERE id = ?",
-            vec![job.unit_price.into(), job.id.clone().into()],
+            vec![amount.into(), job.id.clone().into()],
         ))
         .await?;
     }

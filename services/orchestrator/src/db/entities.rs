@@ -142,6 +142,8 @@ pub mod job {
         pub updated_at: i64,
         pub finished_at: Option<i64>,
         pub deadline_at: Option<i64>,
+        /// The caller's W3C `traceparent`, passed on to the processor.
+        pub trace_parent: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -201,6 +203,8 @@ pub mod job_event {
         pub sequence: i64,
         pub payload: Vec<u8>,
         pub created_at: i64,
+        /// The writing transaction's id on PostgreSQL (set by the database), 0 on SQLite.
+        pub txid: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

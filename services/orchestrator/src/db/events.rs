@@ -95,7 +95,121 @@ pub async fn after<C: ConnectionTrait>(
     rows.into_iter().map(decode).collect()
 }
 
-fn decode(row: job_event::Model) -> Result<pb::JobEvent, DbErr> {
+/// A position in the account-wide event stream: `(txid, id)` of the last event seen. Events are read
+/// in that order and only once every older transaction has finished, so no event can ever be
+/// committed behind a cursor already handed out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub txid: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// Reads a cursor as events carry it (`"<txid>-<id>"`); empty means "from now on" (`None` inside).
+    pub fn parse(text: &str) -> Option<Option<Self>> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Some(None);
+        }
+        let (txid, id) = text.split_once('-')?;
+        let cursor = Self {
+            txid: txid.parse().ok()?,
+            id: id.parse().ok()?,
+        };
+        (cursor.txid >= 0 && cursor.id >= 0).then_some(Some(cursor))
+    }
+
+    /// The position of a stored event.
+    pub fn of(row: &job_event::Model) -> Self {
+        Self {
+            txid: row.txid,
+            id: row.id,
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.txid, self.id)
+    }
+}
+
+/// Only transactions older than every running one (PostgreSQL): their events can no longer appear.
+const SETTLED: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+/// Events of the scope's jobs after `cursor`, in commit-safe order, at most `limit`.
+pub async fn since<C: ConnectionTrait>(
+    db: &C,
+    scope: &super::jobs::Scope,
+    cursor: Cursor,
+    limit: u64,
+) -> Result<Vec<pb::JobEvent>, DbErr> {
+    rows_since(db, Some(scope), cursor, limit)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect()
+}
+
+/// Stored events after `cursor` (of one scope, or of every tenant), in commit-safe order.
+pub async fn rows_since<C: ConnectionTrait>(
+    db: &C,
+    scope: Option<&super::jobs::Scope>,
+    cursor: Cursor,
+    limit: u64,
+) -> Result<Vec<job_event::Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let settled = if backend == sea_orm::DatabaseBackend::Postgres {
+        SETTLED
+    } else {
+        "1 = 1"
+    };
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut filter = String::new();
+    if let Some(scope) = scope {
+        filter.push_str("tenant_id = ? AND ");
+        values.push(scope.tenant_id.clone().into());
+        if let Some(account) = &scope.account_id {
+            filter.push_str("account_id = ? AND ");
+            values.push(account.clone().into());
+        }
+    }
+    values.extend([
+        cursor.txid.into(),
+        cursor.txid.into(),
+        cursor.id.into(),
+        i64::try_from(limit).unwrap_or(i64::MAX).into(),
+    ]);
+    let sql = format!(
+        "SELECT * FROM job_events WHERE {filter}(txid > ? OR (txid = ? AND id > ?)) AND {settled} \
+         ORDER BY txid, id LIMIT ?"
+    );
+    job_event::Entity::find()
+        .from_raw_sql(statement(backend, &sql, values))
+        .all(db)
+        .await
+}
+
+/// The position just past every settled event: where a stream that starts "now" begins.
+pub async fn head<C: ConnectionTrait>(db: &C) -> Result<Cursor, DbErr> {
+    let backend = db.get_database_backend();
+    let settled = if backend == sea_orm::DatabaseBackend::Postgres {
+        SETTLED
+    } else {
+        "1 = 1"
+    };
+    let sql =
+        format!("SELECT * FROM job_events WHERE {settled} ORDER BY txid DESC, id DESC LIMIT 1");
+    let row = job_event::Entity::find()
+        .from_raw_sql(statement(backend, &sql, Vec::new()))
+        .one(db)
+        .await?;
+    Ok(row.as_ref().map(Cursor::of).unwrap_or_default())
+}
+
+/// A stored event as the API shows it.
+pub fn decode(row: job_event::Model) -> Result<pb::JobEvent, DbErr> {
+    let cursor = Cursor::of(&row).to_string();
     let mut event = pb::JobEvent::decode(row.payload.as_slice()).map_err(|e| {
         DbErr::Custom(format!(
             "event {} of job {} is unreadable: {e}",
@@ -105,6 +219,6 @@ fn decode(row: job_event::Model) -> Result<pb::JobEvent, DbErr> {
     event.job_id = row.job_id;
     event.sequence = u64::try_from(row.sequence).unwrap_or_default();
     event.time = Some(timestamp(row.created_at));
-    event.cursor = row.id.to_string();
+    event.cursor = cursor;
     Ok(event)
 }

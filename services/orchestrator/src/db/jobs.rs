@@ -207,7 +207,12 @@ pub async fn finish_if_done<C: ConnectionTrait>(
     if states.len() != tasks.len() || !states.iter().all(|s| s.is_terminal()) {
         return Ok(None);
     }
-    let state = final_job_state(&states, false);
+    let mut state = final_job_state(&states, false);
+    // A task that succeeded with some of its units failed (a pose set missing shots) makes the job
+    // partial: the failed units were refunded and the task carries their failure.
+    if state == JobState::Succeeded && tasks.iter().any(|t| t.failure_code.is_some()) {
+        state = JobState::PartiallySucceeded;
+    }
     set_terminal(db, job, state).await?;
     Ok(Some(state))
 }
@@ -320,28 +325,35 @@ pub async fn queue_position<C: ConnectionTrait>(
         .map(|r| r.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or_default();
-    let mean_ms = db
+    let mean_ms = mean_task_ms(db, &job.kind).await?;
+    let position = u32::try_from(ahead).unwrap_or(u32::MAX);
+    Ok((position, estimate_seconds(mean_ms, position)))
+}
+
+/// Mean run time of the last 50 succeeded tasks of a kind (0 when none ran yet).
+pub async fn mean_task_ms<C: ConnectionTrait>(db: &C, kind: &str) -> Result<f64, DbErr> {
+    Ok(db
         .query_one(super::statement(
-            backend,
+            db.get_database_backend(),
             "SELECT AVG(CAST(t.finished_at - t.started_at AS DOUBLE PRECISION)) FROM \
              (SELECT t.finished_at, t.started_at FROM tasks t JOIN jobs j ON j.id = t.job_id \
               WHERE j.kind = ? AND t.state = 'succeeded' AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL \
               ORDER BY t.finished_at DESC LIMIT 50) t",
-            vec![job.kind.clone().into()],
+            vec![kind.into()],
         ))
         .await?
         .and_then(|r| r.try_get_by_index::<Option<f64>>(0).ok().flatten())
-        .unwrap_or(0.0);
-    let position = u32::try_from(ahead).unwrap_or(u32::MAX);
+        .unwrap_or(0.0))
+}
+
+/// Seconds until a job with `position` tasks ahead is done, one task at a time of `mean_ms` each.
+pub fn estimate_seconds(mean_ms: f64, position: u32) -> u32 {
     let seconds = (mean_ms / 1000.0 * f64::from(position.saturating_add(1))).ceil();
-    Ok((
-        position,
-        if seconds.is_finite() && seconds > 0.0 {
-            seconds.min(f64::from(u32::MAX)) as u32
-        } else {
-            0
-        },
-    ))
+    if seconds.is_finite() && seconds > 0.0 {
+        seconds.min(f64::from(u32::MAX)) as u32
+    } else {
+        0
+    }
 }
 
 /// The job's state and last event sequence.

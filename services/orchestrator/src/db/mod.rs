@@ -4,9 +4,11 @@ pub mod accounts;
 pub mod entities;
 pub mod events;
 pub mod jobs;
+pub mod stats;
 pub mod tasks;
 pub mod tenants;
 pub mod uploads;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -251,11 +251,21 @@ pub async fn log<C: ConnectionTrait>(
 }
 
 /// Ends the attempt successfully with its outputs, written once; refunds a task served from cache.
+/// Units of a succeeded task that failed (pose set shots, images), with what to refund for them.
+#[derive(Clone, Debug)]
+pub struct Shortfall {
+    pub failed_units: u32,
+    pub failure: pb::Failure,
+    pub refund: i64,
+}
+
+/// Ends the attempt with success: outputs recorded once, cache hits and failed units refunded.
 pub async fn succeed<C: ConnectionTrait>(
     db: &C,
     lease: &Lease,
     outputs: Vec<pb::Output>,
     from_cache: bool,
+    shortfall: Option<Shortfall>,
 ) -> Result<Outcome, DbErr> {
     let mut blob = Vec::new();
     for output in &outputs {
@@ -267,8 +277,17 @@ pub async fn succeed<C: ConnectionTrait>(
     let outcome = guarded_update(
         db,
         lease,
-        "state = 'succeeded', outputs = ?, from_cache = ?, stage = 'done', percent = 100, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL",
-        vec![blob.into(), from_cache.into(), now.into()],
+        "state = 'succeeded', outputs = ?, from_cache = ?, stage = 'done', percent = 100, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL, failure_code = ?, failure_message = ?",
+        vec![
+            blob.into(),
+            from_cache.into(),
+            now.into(),
+            shortfall
+                .as_ref()
+                .map(|s| i32::try_from(s.failure.code).unwrap_or_default())
+                .into(),
+            shortfall.as_ref().map(|s| s.failure.message.clone()).into(),
+        ],
     )
     .await?;
     if outcome == Outcome::Lost {
@@ -287,6 +306,9 @@ pub async fn succeed<C: ConnectionTrait>(
     }
     if from_cache {
         accounts::refund_task(db, &lease.job, &lease.task.id, "served from cache").await?;
+    } else if let Some(s) = &shortfall {
+        let reason = format!("{} units failed", s.failed_units);
+        accounts::refund_units(db, &lease.job, &lease.task.id, s.refund, &reason).await?;
     }
     events::append(
         db,
@@ -295,7 +317,7 @@ pub async fn succeed<C: ConnectionTrait>(
             &lease.task.id,
             TaskState::Succeeded,
             lease.attempt,
-            None,
+            shortfall.map(|s| s.failure),
             None,
         ),
     )

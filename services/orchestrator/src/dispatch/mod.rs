@@ -36,6 +36,8 @@ pub struct DispatchSettings {
     pub retry_base: Duration,
     pub queue_timeout: Duration,
     pub attempt_timeout: Duration,
+    /// Deadline of an attempt of a model kind (edit, generate, pose_set).
+    pub model_attempt_timeout: Duration,
     /// How long shutdown waits for running attempts before handing them back.
     pub shutdown_grace: Duration,
 }
@@ -86,6 +88,7 @@ pub struct Dispatcher {
     handle: DispatchHandle,
     processors: Processors,
     settings: DispatchSettings,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Dispatcher {
@@ -96,6 +99,7 @@ impl Dispatcher {
         handle: DispatchHandle,
         processors: Processors,
         settings: DispatchSettings,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
             db,
@@ -103,6 +107,7 @@ impl Dispatcher {
             handle,
             processors,
             settings,
+            metrics,
         }
     }
 

@@ -2,9 +2,11 @@
 //! settle the attempt as success, retry, failure or hand-back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
+use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
 use prost::Message;
 use rand::Rng;
 use sea_orm::{DbErr, TransactionTrait};
@@ -26,13 +28,15 @@ macro_rules! in_txn {
     }};
 }
 use crate::db::tasks::{self, Lease, Outcome};
-use crate::domain::now_ms;
+use crate::domain::{model_of, now_ms, units_per_task, Kind};
 
 /// How an attempt ended before it is settled in the database.
 enum Ended {
     Succeeded {
         outputs: Vec<pb::Output>,
         from_cache: bool,
+        failed_units: u32,
+        unit_failure: Option<pb::Failure>,
     },
     Failed {
         code: ErrorCode,
@@ -54,20 +58,30 @@ impl Dispatcher {
         cancel: CancellationToken,
         hard_stop: CancellationToken,
     ) {
-        let span = tracing::info_span!("task", job_id = %lease.job.id, task_id = %lease.task.id, attempt = lease.attempt);
+        let trace = lease
+            .job
+            .trace_parent
+            .as_deref()
+            .and_then(TraceParent::parse)
+            .unwrap_or_else(TraceParent::new_root)
+            .child();
+        let span = tracing::info_span!("task", job_id = %lease.job.id, task_id = %lease.task.id, attempt = lease.attempt, trace_id = %trace.trace_id());
         async move {
+            let limit = self.attempt_timeout(&lease.job.kind);
+            let started = std::time::Instant::now();
             let ended = tokio::select! {
-                ended = tokio::time::timeout(self.settings.attempt_timeout, self.call_processor(&lease)) => {
+                ended = tokio::time::timeout(limit, self.call_processor(&lease, trace)) => {
                     ended.unwrap_or_else(|_| Ended::Failed {
                         code: ErrorCode::TimedOut,
                         transient: false,
-                        message: format!("the attempt did not finish within {} s", self.settings.attempt_timeout.as_secs_f64()),
+                        message: format!("the attempt did not finish within {} s", limit.as_secs_f64()),
                     })
                 }
                 _ = cancel.cancelled() => Ended::Lost,
                 _ = hard_stop.cancelled() => Ended::Stopped,
                 lost = self.keep_lease(&lease) => lost,
             };
+            self.count(&lease, &ended, started.elapsed().as_secs_f64());
             if let Err(e) = self.settle(&lease, ended).await {
                 // The lease will expire and the sweeper takes the task back.
                 tracing::error!(error = %e, "recording the end of the attempt failed");
@@ -90,7 +104,26 @@ impl Dispatcher {
         }
     }
 
-    async fn call_processor(&self, lease: &Lease) -> Ended {
+    fn count(&self, lease: &Lease, ended: &Ended, seconds: f64) {
+        let (result, from_cache) = match ended {
+            Ended::Succeeded { from_cache, .. } => ("succeeded", *from_cache),
+            Ended::Failed { .. } => ("failed", false),
+            Ended::Busy | Ended::Stopped => ("handed_back", false),
+            Ended::Lost => ("lost", false),
+        };
+        self.metrics
+            .attempt(&lease.job.kind, result, seconds, from_cache);
+    }
+
+    /// The deadline of one attempt: longer for kinds that call a model provider.
+    fn attempt_timeout(&self, kind: &str) -> Duration {
+        match Kind::parse(kind) {
+            Some(Kind::Transform | Kind::BasicClean) | None => self.settings.attempt_timeout,
+            Some(_) => self.settings.model_attempt_timeout,
+        }
+    }
+
+    async fn call_processor(&self, lease: &Lease, trace: TraceParent) -> Ended {
         let request = match self.process_request(lease) {
             Ok(r) => r,
             Err(message) => {
@@ -101,13 +134,19 @@ impl Dispatcher {
                 }
             }
         };
-        let mut client = self.processors.pick();
-        let stream = client
-            .process(
-                self.processors
-                    .request(request, self.settings.attempt_timeout),
-            )
-            .await;
+        let kind = request
+            .params
+            .as_ref()
+            .and_then(|p| p.params.as_ref())
+            .map_or(pb::JobKind::Unspecified, |p| Kind::of(p).to_proto());
+        let model = request.params.as_ref().map_or("", model_of).to_string();
+        let mut client = self.processors.pick_for(kind, &model);
+        let timeout = self.attempt_timeout(&lease.job.kind);
+        let mut call = self.processors.request(request, timeout);
+        if let Ok(value) = trace.to_string().parse() {
+            call.metadata_mut().insert(TRACEPARENT, value);
+        }
+        let stream = client.process(call).await;
         let mut stream = match stream {
             Ok(s) => s.into_inner(),
             Err(status) => return ended_by(&status),
@@ -153,6 +192,8 @@ impl Dispatcher {
                     return Ended::Succeeded {
                         outputs,
                         from_cache: c.from_cache,
+                        failed_units: c.failed_units,
+                        unit_failure: c.unit_failure,
                     }
                 }
                 None => Ok(Outcome::Applied),
@@ -197,10 +238,19 @@ impl Dispatcher {
             Ended::Succeeded {
                 outputs,
                 from_cache,
+                failed_units,
+                unit_failure,
             } => {
-                tracing::info!(outputs = outputs.len(), from_cache, "task succeeded");
+                tracing::info!(
+                    outputs = outputs.len(),
+                    from_cache,
+                    failed_units,
+                    "task succeeded"
+                );
+                let shortfall =
+                    (failed_units > 0).then(|| self.shortfall(lease, failed_units, unit_failure));
                 in_txn!(self.db, |txn| tasks::succeed(
-                    &txn, lease, outputs, from_cache
+                    &txn, lease, outputs, from_cache, shortfall
                 ))?
             }
             Ended::Failed {
@@ -232,6 +282,35 @@ impl Dispatcher {
             self.handle.wake();
         }
         Ok(())
+    }
+
+    /// What a task owes back for its failed units: the task price shared evenly over its units.
+    fn shortfall(
+        &self,
+        lease: &Lease,
+        failed_units: u32,
+        unit_failure: Option<pb::Failure>,
+    ) -> tasks::Shortfall {
+        let units = pb::JobParams::decode(lease.job.params.as_slice())
+            .map(|p| units_per_task(&p))
+            .unwrap_or(1)
+            .max(1);
+        let failed = i64::from(failed_units).min(units);
+        let failure = unit_failure.unwrap_or_else(|| {
+            tasks::failure(ErrorCode::ModelCallFailed, "some units of the task failed")
+        });
+        let failure = pb::Failure {
+            message: format!(
+                "{failed} of {units} failed; the rest succeeded: {}",
+                failure.message
+            ),
+            ..failure
+        };
+        tasks::Shortfall {
+            failed_units,
+            failure,
+            refund: lease.job.unit_price.saturating_mul(failed) / units,
+        }
     }
 
     /// Exponential backoff with ±25 % jitter, so retries of many tasks spread out.

@@ -38,6 +38,7 @@ fn binary(name: &str) -> PathBuf {
 fn start_listening(mut command: Command) -> (Process, String) {
     let mut child = command
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -64,6 +64,7 @@ async fn submit(db: &DatabaseConnection, account_id: &str, tasks: usize) -> Opti
         updated_at: Set(now),
         finished_at: Set(None),
         deadline_at: Set(None),
+        trace_parent: Set(None),
     };
     let tasks = (0..tasks)
         .map(|_| db::jobs::NewTask {

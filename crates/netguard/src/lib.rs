@@ -1,0 +1,82 @@
+//! Guards for calls Atelier makes to addresses its callers name: source downloads (processor) and
+//! webhook deliveries (orchestrator). Loopback, private, link-local, CGNAT, multicast and unspecified
+//! addresses are refused at connect time through a resolver that drops them, IP literals are checked
+//! before the call, and redirects are never followed by the client itself.
+
+mod address;
+mod resolver;
+
+use std::sync::Arc;
+
+pub use address::{non_public_reason, AddressPolicy, IpNet};
+pub use resolver::{BlockedHost, GuardedResolver};
+use url::{Host, Url};
+
+/// Why a URL may not be called.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refused {
+    #[error("only http and https URLs are allowed, not {0}")]
+    Scheme(String),
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("{addr} is a {reason} address, which may not be reached")]
+    Address { addr: String, reason: &'static str },
+}
+
+/// Scheme and IP-literal checks; reqwest skips the resolver for IP literals, so they are checked here.
+pub fn check_url(policy: &AddressPolicy, url: &Url) -> Result<(), Refused> {
+    match url.scheme() {
+        "http" | "https" => {}
+        other => return Err(Refused::Scheme(other.to_string())),
+    }
+    let ip = match url.host() {
+        Some(Host::Ipv4(v4)) => std::net::IpAddr::V4(v4),
+        Some(Host::Ipv6(v6)) => std::net::IpAddr::V6(v6),
+        Some(Host::Domain(_)) => return Ok(()),
+        None => return Err(Refused::NoHost),
+    };
+    policy.check(ip).map_err(|reason| Refused::Address {
+        addr: ip.to_string(),
+        reason,
+    })
+}
+
+/// A client builder that resolves through `policy`, follows no redirects and ignores proxies.
+pub fn client_builder(policy: Arc<AddressPolicy>) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver::new(policy)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_checked_and_allow_lists_apply() {
+        let strict = AddressPolicy::new(Vec::new());
+        for url in [
+            "http://127.0.0.1/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://169.254.169.254/latest",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+        ] {
+            let parsed = Url::parse(url).expect("url");
+            assert!(
+                matches!(check_url(&strict, &parsed), Err(Refused::Address { .. })),
+                "{url}"
+            );
+        }
+        let parsed = Url::parse("ftp://example.com/").expect("url");
+        assert_eq!(
+            check_url(&strict, &parsed),
+            Err(Refused::Scheme("ftp".into()))
+        );
+        let loopback: IpNet = "127.0.0.1/32".parse().expect("net");
+        let relaxed = AddressPolicy::new(vec![loopback]);
+        let parsed = Url::parse("http://127.0.0.1:8080/hook").expect("url");
+        assert_eq!(check_url(&relaxed, &parsed), Ok(()));
+    }
+}

@@ -1,0 +1,62 @@
+//! A DNS resolver for reqwest that hands out only addresses the [`AddressPolicy`] allows, so a host name
+//! that points at a private network is refused at connect time (and again on every redirect hop).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::address::AddressPolicy;
+
+/// A host resolved only to refused addresses.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to a {reason} address ({addr}), which may not be reached")]
+pub struct BlockedHost {
+    /// The host name that was looked up.
+    pub host: String,
+    /// The first refused address.
+    pub addr: std::net::IpAddr,
+    /// Which kind of non-public range it is in.
+    pub reason: &'static str,
+}
+
+/// Resolves with the system resolver and drops refused addresses.
+#[derive(Clone, Debug)]
+pub struct GuardedResolver {
+    policy: Arc<AddressPolicy>,
+}
+
+impl GuardedResolver {
+    /// A resolver applying `policy`.
+    pub fn new(policy: Arc<AddressPolicy>) -> Self {
+        Self { policy }
+    }
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = Arc::clone(&self.policy);
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| match policy.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        refused.get_or_insert((addr.ip(), reason));
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), refused) {
+                (true, Some((addr, reason))) => {
+                    Err(Box::new(BlockedHost { host, addr, reason }) as _)
+                }
+                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
+            }
+        })
+    }
+}

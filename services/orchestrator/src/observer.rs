@@ -1,0 +1,184 @@
+//! Every few seconds: the state gauges from the database, and a `QueuePosition` event for each queued
+//! job whose place in the queue changed since the last one (the first 200 waiting jobs).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use atelier_proto::v1 as pb;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{self, entities::job, statement};
+use crate::domain::{JobState, TaskState};
+use crate::events::EventBus;
+use crate::metrics::Metrics;
+
+/// Queued jobs looked at per round.
+const QUEUE_WINDOW: i64 = 200;
+/// Lock id taken so that one replica at a time announces queue positions (PostgreSQL).
+const QUEUE_LOCK: i64 = 0x0a7e_11e7;
+
+/// Runs until `shutdown`.
+pub async fn run(
+    db: DatabaseConnection,
+    bus: EventBus,
+    metrics: Metrics,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut announced: HashMap<String, u32> = HashMap::new();
+    loop {
+        if let Err(e) = count(&db, &metrics).await {
+            tracing::warn!(error = %e, "counting jobs for metrics failed");
+        }
+        match announce_positions(&db, &mut announced).await {
+            Ok(jobs) => {
+                for id in jobs {
+                    bus.notify(&id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "announcing queue positions failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> {
+    let by_state = |sql: &'static str| async move {
+        let rows = db
+            .query_all(statement(db.get_database_backend(), sql, Vec::new()))
+            .await?;
+        let mut counts = HashMap::new();
+        for row in rows {
+            let state: String = row.try_get_by_index(0)?;
+            let n: i64 = row.try_get_by_index(1)?;
+            counts.insert(state, n);
+        }
+        Ok::<_, DbErr>(counts)
+    };
+    let jobs = by_state("SELECT state, COUNT(*) FROM jobs GROUP BY state").await?;
+    let tasks = by_state("SELECT state, COUNT(*) FROM tasks GROUP BY state").await?;
+    let all = |counts: &HashMap<String, i64>, states: &[&str]| -> Vec<(String, i64)> {
+        states
+            .iter()
+            .map(|s| ((*s).to_string(), counts.get(*s).copied().unwrap_or(0)))
+            .collect()
+    };
+    let job_states = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::PartiallySucceeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ]
+    .map(JobState::as_str);
+    let task_states = [
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::RetryWait,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ]
+    .map(TaskState::as_str);
+    let depth =
+        tasks.get("queued").copied().unwrap_or(0) + tasks.get("retry_wait").copied().unwrap_or(0);
+    metrics.set_counts(&all(&jobs, &job_states), &all(&tasks, &task_states), depth);
+    Ok(())
+}
+
+/// Appends a queue event for every waiting job whose position changed; returns their ids.
+async fn announce_positions(
+    db: &DatabaseConnection,
+    announced: &mut HashMap<String, u32>,
+) -> Result<Vec<String>, DbErr> {
+    let txn = db.begin().await?;
+    let backend = txn.get_database_backend();
+    if backend == sea_orm::DatabaseBackend::Postgres {
+        let locked = txn
+            .query_one(statement(
+                backend,
+                "SELECT pg_try_advisory_xact_lock(?)",
+                vec![QUEUE_LOCK.into()],
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if !locked {
+            txn.commit().await?;
+            return Ok(Vec::new());
+        }
+    }
+    let rows = txn
+        .query_all(statement(
+            backend,
+            "SELECT j.id, j.state, COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE t.state IN ('queued', 'retry_wait') GROUP BY j.id, j.state, j.created_at \
+             ORDER BY j.created_at, j.id LIMIT ?",
+            vec![QUEUE_WINDOW.into()],
+        ))
+        .await?;
+    let mut ahead: u32 = 0;
+    let mut waiting = Vec::new();
+    for row in rows {
+        let id: String = row.try_get_by_index(0)?;
+        let state: String = row.try_get_by_index(1)?;
+        let runnable: i64 = row.try_get_by_index(2)?;
+        if state == JobState::Queued.as_str() {
+            waiting.push((id, ahead));
+        }
+        ahead = ahead.saturating_add(u32::try_from(runnable).unwrap_or(u32::MAX));
+    }
+    let changed: Vec<(String, u32)> = waiting
+        .iter()
+        .filter(|(id, position)| announced.get(id) != Some(position))
+        .cloned()
+        .collect();
+    let still_waiting: std::collections::HashSet<&String> =
+        waiting.iter().map(|(id, _)| id).collect();
+    announced.retain(|id, _| still_waiting.contains(id));
+    if changed.is_empty() {
+        txn.commit().await?;
+        return Ok(Vec::new());
+    }
+    let jobs = job::Entity::find()
+        .filter(job::Column::Id.is_in(changed.iter().map(|(id, _)| id.clone())))
+        .all(&txn)
+        .await?;
+    let mut means: HashMap<String, f64> = HashMap::new();
+    let mut notified = Vec::new();
+    for (id, position) in changed {
+        let Some(job) = jobs.iter().find(|j| j.id == id) else {
+            continue;
+        };
+        let mean = match means.get(&job.kind) {
+            Some(m) => *m,
+            None => {
+                let m = db::jobs::mean_task_ms(&txn, &job.kind).await?;
+                means.insert(job.kind.clone(), m);
+                m
+            }
+        };
+        db::events::append(
+            &txn,
+            job,
+            pb::job_event::Event::Queue(pb::QueuePosition {
+                position,
+                estimated_seconds: db::jobs::estimate_seconds(mean, position),
+            }),
+        )
+        .await?;
+        announced.insert(id.clone(), position);
+        notified.push(id);
+    }
+    txn.commit().await?;
+    Ok(notified)
+}

@@ -1,0 +1,536 @@
+//! Webhook delivery: the fan-out turns stored job events into outbox rows for every endpoint that wants
+//! them (and a job's own `callback_url`), and the sender posts them, signed, with retries.
+//!
+//! Each request carries `Atelier-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` keyed
+//! with the endpoint's secret, and `Atelier-Event-Id` (also `id` in the body) for de-duplication.
+//! Failed attempts (network errors, non-2xx answers, redirects, which are never followed) are retried
+//! with exponential backoff until the retry window has passed and at least [`MIN_ATTEMPTS`] were made.
+//! Addresses are checked like source downloads: private ranges are refused unless allowed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atelier_netguard::{AddressPolicy, IpNet};
+use atelier_proto::v1 as pb;
+use hmac::{Hmac, Mac};
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::convert;
+use crate::db::{self, entities::job_event, events::Cursor, webhooks as store};
+use crate::domain::{now_ms, JobState};
+use crate::events::EventBus;
+use crate::metrics::Metrics;
+
+/// A delivery is given up only after this many attempts, whatever the window.
+pub const MIN_ATTEMPTS: i32 = 8;
+/// Events fanned out per transaction.
+const FAN_OUT_BATCH: u64 = 256;
+/// Deliveries leased per round.
+const CLAIM_BATCH: u64 = 16;
+/// The longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Webhook settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub owner: String,
+    pub retry_base: Duration,
+    pub retry_window: Duration,
+    pub timeout: Duration,
+    pub allow_private: Vec<IpNet>,
+    /// How often the outbox is looked at without a wake-up.
+    pub poll: Duration,
+}
+
+/// The fan-out and the sender of one replica.
+pub struct Webhooks {
+    db: DatabaseConnection,
+    bus: EventBus,
+    settings: Settings,
+    policy: Arc<AddressPolicy>,
+    client: reqwest::Client,
+    metrics: Metrics,
+}
+
+impl Webhooks {
+    /// A sender with its guarded HTTP client.
+    pub fn new(
+        db: DatabaseConnection,
+        bus: EventBus,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
+        let policy = Arc::new(AddressPolicy::new(settings.allow_private.clone()));
+        let client = atelier_netguard::client_builder(Arc::clone(&policy))
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .timeout(settings.timeout)
+            .user_agent(concat!("atelier-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            db,
+            bus,
+            settings,
+            policy,
+            client,
+            metrics,
+        })
+    }
+
+    /// Fans out and delivers until `shutdown`; attempts in flight are finished and recorded first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let mut wake = this.bus.subscribe();
+        let mut sending = JoinSet::new();
+        loop {
+            if let Err(e) = this.fan_out().await {
+                tracing::warn!(error = %e, "webhook fan-out failed; will try again");
+            }
+            while sending.try_join_next().is_some() {}
+            if sending.is_empty() {
+                match store::claim(&this.db, &this.settings.owner, this.lease_ms(), CLAIM_BATCH)
+                    .await
+                {
+                    Ok(due) => {
+                        for delivery in due {
+                            let this = Arc::clone(&this);
+                            sending.spawn(async move { this.deliver(delivery).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = wake.recv() => {}
+                Some(_) = sending.join_next(), if !sending.is_empty() => {}
+                () = tokio::time::sleep(this.settings.poll) => {}
+            }
+        }
+        // A delivery that got its 2xx must be recorded, or it would be sent again after the lease.
+        while sending.join_next().await.is_some() {}
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from((self.settings.timeout + Duration::from_secs(10)).as_millis())
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Turns settled events into deliveries, under the fan-out cursor's lock, in one transaction.
+    async fn fan_out(&self) -> Result<(), DbErr> {
+        loop {
+            let txn = self.db.begin().await?;
+            let Some(cursor) = store::lock_cursor(&txn).await? else {
+                // Another replica is fanning out.
+                return txn.commit().await;
+            };
+            let rows = db::events::rows_since(&txn, None, cursor, FAN_OUT_BATCH).await?;
+            let Some(last) = rows.last().map(Cursor::of) else {
+                return txn.commit().await;
+            };
+            let full = rows.len() as u64 == FAN_OUT_BATCH;
+            let mut endpoints: HashMap<String, Vec<store::Endpoint>> = HashMap::new();
+            for row in rows {
+                self.fan_out_event(&txn, row, &mut endpoints).await?;
+            }
+            store::save_cursor(&txn, last).await?;
+            txn.commit().await?;
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn fan_out_event<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        row: job_event::Model,
+        endpoints: &mut HashMap<String, Vec<store::Endpoint>>,
+    ) -> Result<(), DbErr> {
+        if !endpoints.contains_key(&row.tenant_id) {
+            let found = store::endpoints(db, &row.tenant_id, None).await?;
+            endpoints.insert(row.tenant_id.clone(), found);
+        }
+        let tenant_id = row.tenant_id.clone();
+        let account_id = row.account_id.clone();
+        let event = db::events::decode(row)?;
+        let terminal = terminal_state(&event).is_some();
+        let wanted: Vec<&store::Endpoint> = endpoints
+            .get(&tenant_id)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.account_id.as_ref().is_none_or(|a| *a == account_id))
+            .filter(|e| e.wants(terminal))
+            .collect();
+        let job = db::jobs::find(
+            db,
+            &db::jobs::Scope {
+                tenant_id: tenant_id.clone(),
+                account_id: None,
+            },
+            &event.job_id,
+        )
+        .await?;
+        let Some(job) = job else {
+            return Ok(());
+        };
+        let callback = job.callback_url.clone().filter(|_| terminal);
+        if wanted.is_empty() && callback.is_none() {
+            return Ok(());
+        }
+        let snapshot = if terminal {
+            let tasks = db::jobs::tasks_of(db, std::slice::from_ref(&job.id)).await?;
+            Some(convert::job(&job, &tasks))
+        } else {
+            None
+        };
+        let event_id = format!("evt_{}", event.cursor);
+        let body = body(&event_id, &event, &job.account, snapshot.as_ref()).to_string();
+        for endpoint in wanted {
+            store::enqueue(
+                db,
+                store::NewDelivery {
+                    tenant_id: &tenant_id,
+                    endpoint_id: &endpoint.id,
+                    url: &endpoint.url,
+                    event_id: &event_id,
+                    job_id: &job.id,
+                    body: &body,
+                },
+            )
+            .await?;
+        }
+        if let Some(url) = callback {
+            let endpoint = store::callback_endpoint(db, &tenant_id).await?;
+            store::enqueue(
+                db,
+                store::NewDelivery {
+                    tenant_id: &tenant_id,
+                    endpoint_id: &endpoint.id,
+                    url: &url,
+                    event_id: &event_id,
+                    job_id: &job.id,
+                    body: &body,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One attempt of one delivery, recorded whatever happens.
+    async fn deliver(&self, delivery: store::Delivery) {
+        let span = tracing::info_span!("webhook", delivery_id = %delivery.id, job_id = %delivery.job_id, event_id = %delivery.event_id);
+        let _entered = span.enter();
+        let secret = match self.secret_of(&delivery).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => {
+                self.finish(&delivery, 0, "the endpoint was deleted".into(), false, true)
+                    .await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the endpoint; the lease will expire");
+                return;
+            }
+        };
+        let (status, error, delivered, permanent) = self.post(&delivery, &secret).await;
+        self.finish(&delivery, status, error, delivered, permanent)
+            .await;
+    }
+
+    async fn secret_of(&self, delivery: &store::Delivery) -> Result<Option<String>, DbErr> {
+        if delivery.endpoint_id.starts_with("we_callback_") {
+            return Ok(Some(
+                store::callback_endpoint(&self.db, &delivery.tenant_id)
+                    .await?
+                    .secret,
+            ));
+        }
+        Ok(store::endpoints(&self.db, &delivery.tenant_id, None)
+            .await?
+            .into_iter()
+            .find(|e| e.id == delivery.endpoint_id)
+            .map(|e| e.secret))
+    }
+
+    /// Posts the body; returns (status, error, delivered, permanent failure).
+    async fn post(&self, delivery: &store::Delivery, secret: &str) -> (i32, String, bool, bool) {
+        let url = match url::Url::parse(&delivery.url) {
+            Ok(url) => url,
+            Err(e) => return (0, format!("invalid URL: {e}"), false, true),
+        };
+        if let Err(refused) = atelier_netguard::check_url(&self.policy, &url) {
+            return (0, refused.to_string(), false, true);
+        }
+        let t = now_ms() / 1000;
+        let signature = sign(secret, t, &delivery.body);
+        let sent = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Atelier-Signature", format!("t={t},v1={signature}"))
+            .header("Atelier-Event-Id", &delivery.event_id)
+            .body(delivery.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                let code = i32::from(status.as_u16());
+                if status.is_success() {
+                    (code, String::new(), true, false)
+                } else if status.is_redirection() {
+                    (code, "redirects are not followed".into(), false, false)
+                } else {
+                    (code, format!("answered {status}"), false, false)
+                }
+            }
+            Err(e) => {
+                let blocked = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+                    .any(|s| s.is::<atelier_netguard::BlockedHost>());
+                (0, network_error(&e), false, blocked)
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        delivery: &store::Delivery,
+        status: i32,
+        error: String,
+        delivered: bool,
+        permanent: bool,
+    ) {
+        let attempt = delivery.attempts + 1;
+        let elapsed = now_ms() - delivery.created_at;
+        let window = i64::try_from(self.settings.retry_window.as_millis()).unwrap_or(i64::MAX);
+        let give_up = permanent || (attempt >= MIN_ATTEMPTS && elapsed >= window);
+        let next_attempt_at = (!delivered && !give_up).then(|| now_ms() + self.backoff_ms(attempt));
+        let outcome = store::Outcome {
+            status,
+            error,
+            delivered,
+            next_attempt_at,
+        };
+        let result = if delivered {
+            "delivered"
+        } else if give_up {
+            "given_up"
+        } else {
+            "retrying"
+        };
+        self.metrics.webhook_delivery(result);
+        match store::record(&self.db, delivery, &self.settings.owner, &outcome).await {
+            Ok(true) => tracing::info!(
+                attempt,
+                status,
+                result,
+                error = %outcome.error,
+                "webhook attempt recorded"
+            ),
+            Ok(false) => tracing::warn!("webhook lease lost before the attempt was recorded"),
+            Err(e) => tracing::warn!(error = %e, "recording the webhook attempt failed"),
+        }
+    }
+
+    /// Doubling from the base per attempt, at most an hour.
+    fn backoff_ms(&self, attempt: i32) -> i64 {
+        let factor = 2f64.powi(attempt.saturating_sub(1).clamp(0, 30));
+        let pause = self
+            .settings
+            .retry_base
+            .mul_f64(factor.min(1e6))
+            .min(MAX_BACKOFF);
+        i64::try_from(pause.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// `hex(HMAC-SHA256(secret, "t.body"))`.
+pub fn sign(secret: &str, t: i64, body: &str) -> String {
+    // HMAC takes keys of any length.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn network_error(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn terminal_state(event: &pb::JobEvent) -> Option<JobState> {
+    match &event.event {
+        Some(pb::job_event::Event::JobState(s)) => pb::JobState::try_from(s.state)
+            .ok()
+            .and_then(JobState::from_proto)
+            .filter(|s| s.is_terminal()),
+        _ => None,
+    }
+}
+
+/// The JSON body of an event: `id`, `type`, `created_at`, `job_id`, `sequence`, and `data` (the whole
+/// job for terminal events, the change itself otherwise).
+fn body(event_id: &str, event: &pb::JobEvent, account: &str, job: Option<&pb::Job>) -> Value {
+    use pb::job_event::Event;
+    let (kind, data) = match (&event.event, job) {
+        (Some(Event::JobState(_)), Some(job)) => (
+            format!(
+                "job.{}",
+                terminal_state(event).map_or("finished", JobState::as_str)
+            ),
+            job_json(job),
+        ),
+        (Some(Event::JobState(s)), None) => (
+            "job.state".to_string(),
+            json!({ "state": job_state_name(s.state) }),
+        ),
+        (Some(Event::TaskState(s)), _) => (
+            "task.state".to_string(),
+            json!({
+                "task_id": s.task_id,
+                "state": task_state_name(s.state),
+                "attempts": s.attempts,
+                "failure": s.failure.as_ref().map(failure_json),
+            }),
+        ),
+        (Some(Event::Progress(p)), _) => (
+            "task.progress".to_string(),
+            json!({ "task_id": p.task_id, "stage": p.stage, "percent": p.percent }),
+        ),
+        (Some(Event::Log(l)), _) => (
+            "job.log".to_string(),
+            json!({ "task_id": l.task_id, "level": l.level, "message": l.message, "origin": l.origin }),
+        ),
+        (Some(Event::Output(o)), _) => (
+            "task.output".to_string(),
+            json!({ "task_id": o.task_id, "output": o.output.as_ref().map(output_json) }),
+        ),
+        (Some(Event::Queue(q)), _) => (
+            "job.queue".to_string(),
+            json!({ "position": q.position, "estimated_seconds": q.estimated_seconds }),
+        ),
+        (Some(Event::SourceFetched(f)), _) => (
+            "task.source_fetched".to_string(),
+            json!({
+                "task_id": f.task_id,
+                "sha256": f.source.as_ref().map(|s| s.sha256.clone()),
+                "width": f.source.as_ref().map(|s| s.width),
+                "height": f.source.as_ref().map(|s| s.height),
+                "bytes": f.source.as_ref().map(|s| s.bytes),
+            }),
+        ),
+        (None, _) => ("unknown".to_string(), Value::Null),
+    };
+    let created_at = event
+        .time
+        .as_ref()
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    json!({
+        "id": event_id,
+        "type": kind,
+        "created_at": created_at,
+        "job_id": event.job_id,
+        "account": account,
+        "sequence": event.sequence,
+        "data": data,
+    })
+}
+
+fn job_state_name(state: i32) -> &'static str {
+    pb::JobState::try_from(state)
+        .ok()
+        .and_then(JobState::from_proto)
+        .map_or("unspecified", JobState::as_str)
+}
+
+fn task_state_name(state: i32) -> &'static str {
+    pb::TaskState::try_from(state)
+        .ok()
+        .and_then(crate::domain::TaskState::from_proto)
+        .map_or("unspecified", crate::domain::TaskState::as_str)
+}
+
+fn failure_json(f: &pb::Failure) -> Value {
+    json!({ "code": f.code, "reason": f.reason, "message": f.message })
+}
+
+fn output_json(o: &pb::Output) -> Value {
+    json!({
+        "name": o.name,
+        "url": o.url,
+        "key": o.key,
+        "content_type": o.content_type,
+        "width": o.width,
+        "height": o.height,
+        "bytes": o.bytes,
+        "sha256": o.sha256,
+        "from_cache": o.from_cache,
+        "thumbnail": o.thumbnail.as_ref().map(|t| json!({
+            "url": t.url, "key": t.key, "content_type": t.content_type,
+            "width": t.width, "height": t.height, "bytes": t.bytes,
+        })),
+    })
+}
+
+fn job_json(job: &pb::Job) -> Value {
+    json!({
+        "id": job.id,
+        "account": job.account,
+        "kind": pb::JobKind::try_from(job.kind)
+            .ok()
+            .and_then(crate::domain::Kind::from_proto)
+            .map_or("unspecified", crate::domain::Kind::as_str),
+        "state": job_state_name(job.state),
+        "labels": job.labels,
+        "cost": job.cost,
+        "refunded": job.refunded,
+        "tasks": job.tasks.iter().map(|t| json!({
+            "id": t.id,
+            "index": t.index,
+            "state": task_state_name(t.state),
+            "attempts": t.attempts,
+            "from_cache": t.from_cache,
+            "failure": t.failure.as_ref().map(failure_json),
+            "outputs": t.outputs.iter().map(output_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_timestamp_dot_body() {
+        let direct = |text: &str| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(b"whsec_test").expect("key");
+            mac.update(text.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        };
+        assert_eq!(sign("whsec_test", 12, "{\"a\":1}"), direct("12.{\"a\":1}"));
+        assert_ne!(sign("whsec_test", 13, "{}"), direct("12.{}"));
+        // The HMAC itself is the standard one (RFC 4231, test case 2).
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").expect("key");
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
