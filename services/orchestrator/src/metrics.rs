@@ -91,7 +91,7 @@ impl Metrics {
         );
         // Shown at 0 before the first delivery, so dashboards and alerts find the series.
         for result in ["delivered", "retrying", "given_up"] {
-            webhook_deliveries.get_or_create(&labels(&[("result", result)]));
+            drop(webhook_deliveries.get_or_create(&labels(&[("result", result)])));
         }
         Self {
             registry: Arc::new(registry),
