@@ -9,6 +9,7 @@ mod crashes;
 mod insight;
 mod jobs;
 mod ledger;
+mod models;
 mod ops;
 mod quota;
 mod replicas;

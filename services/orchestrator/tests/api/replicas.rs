@@ -43,7 +43,10 @@ async fn a_watcher_on_one_replica_follows_a_job_another_runs_and_cancels_reach_i
         api_only_replica(&app.database_url, &storage, app.processor.url()).await;
 
     // Two different images, so that neither task is served from the other's cache entry.
-    let urls = vec![app.sources.url("/image.jpg"), app.sources.url("/small-ok.png")];
+    let urls = vec![
+        app.sources.url("/image.jpg"),
+        app.sources.url("/small-ok.png"),
+    ];
     let job = jobs_b
         .submit_job(as_account(transform_job(&urls), &t.key, "alice"))
         .await
