@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atelier_proto::v1 as pb;
@@ -11,8 +12,21 @@ use tonic::transport::Channel;
 
 use crate::helpers::{as_account, fresh_database, transform_job, Backend, ADMIN, SERVICE};
 
-/// A child process that is killed when dropped.
-struct Process(Child);
+/// A child process that is killed when dropped, with the JSON log lines it wrote so far.
+struct Process(Child, Arc<Mutex<Vec<serde_json::Value>>>);
+
+impl Process {
+    /// Waits (up to 30 s) until some log line satisfies `found`.
+    async fn wait_for_log(&self, what: &str, found: impl Fn(&serde_json::Value) -> bool) {
+        for _ in 0..600 {
+            if self.1.lock().expect("lock").iter().any(&found) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no log line {what}: {:#?}", self.1.lock().expect("lock"));
+    }
+}
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -45,6 +59,8 @@ fn start_listening(mut command: Command) -> (Process, String) {
         .expect("start service");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&logs);
     std::thread::spawn(move || {
         use std::io::BufRead;
         let mut tx = Some(tx);
@@ -59,18 +75,19 @@ fn start_listening(mut command: Command) -> (Process, String) {
                 json["addr"].as_str(),
                 json["message"]
                     .as_str()
-                    .is_some_and(|m| m.ends_with("listening")),
+                    .is_some_and(|m| m.ends_with("listening") && !m.starts_with("metrics")),
             ) {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(addr.to_string());
                 }
             }
+            kept.lock().expect("lock").push(json);
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the service logged its address");
-    (Process(child), format!("http://{addr}"))
+    (Process(child, logs), format!("http://{addr}"))
 }
 
 /// Connects once the server answers health checks (readiness polling, bounded).
@@ -386,4 +403,37 @@ async fn sigterm_hands_running_tasks_back() {
         seen.tasks[0].attempts, 0,
         "a handed-back attempt is not spent"
     );
+}
+
+/// The caller's `traceparent` reaches the orchestrator and, through it, the processor: log lines of
+/// both processes about the job carry its trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_context_flows_from_caller_to_processor_logs() {
+    let w = world().await;
+    let (processor, processor_url) = spawn_processor(&w.objects);
+    let (orchestrator, url) = spawn_orchestrator(&w.database_url, &w.objects, &processor_url, &[]);
+    let channel = connect_when_ready(&url).await;
+    let key = onboard(&channel, 5).await;
+    let mut jobs = JobServiceClient::new(channel.clone());
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = as_account(transform_job(&[w.sources.url("/image.jpg")]), &key, "alice");
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("ascii"),
+    );
+    let job = jobs.submit_job(request).await.expect("submit").into_inner();
+    let job = wait_terminal(&mut jobs, &key, &job.id).await;
+    assert_eq!(job.state(), pb::JobState::Succeeded);
+    let carries = |line: &serde_json::Value| {
+        let text = line.to_string();
+        text.contains(trace_id) && text.contains(&job.id)
+    };
+    orchestrator
+        .wait_for_log("of the orchestrator with the job and trace ids", carries)
+        .await;
+    processor
+        .wait_for_log("of the processor with the job and trace ids", carries)
+        .await;
 }
