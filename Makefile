@@ -45,3 +45,9 @@ bench-engine:
 ## last line: `orchestrator throughput ratio vs graphile-worker: X.XX`.
 bench-orchestrator:
 	bash scripts/bench-orchestrator.sh
+
+.PHONY: gateway
+
+## The REST gateway under schemathesis (pinned, from PyPI): no 5xx, every response matches /openapi.json.
+gateway:
+	bash scripts/schemathesis.sh

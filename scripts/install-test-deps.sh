@@ -35,3 +35,6 @@ else
     echo "PostgreSQL is not installed (pg_isready not found)" >&2
     exit 1
 fi
+
+# schemathesis (pinned, in var/schemathesis-venv) for the REST gateway's API test.
+bash "$(dirname "$0")/schemathesis.sh" --install-only

@@ -18,3 +18,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --locked --workspace --all-features --no-fail-fast
 fi
+bash scripts/schemathesis.sh

@@ -1,5 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the handlers and types themselves.
 
+use std::sync::OnceLock;
+
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -63,7 +65,101 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The document as JSON, built once.
+pub fn document() -> &'static serde_json::Value {
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        fix_link_keys(&mut doc);
+        describe_event_stream(&mut doc);
+        doc
+    })
+}
+
+/// utoipa 5.5 writes a link's `operationId` as `operation_id`; OpenAPI readers (schemathesis among them)
+/// need the spec's spelling.
+fn fix_link_keys(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::Object(links)) = map.get_mut("links") {
+                for link in links.values_mut() {
+                    if let serde_json::Value::Object(link) = link {
+                        for (wrong, right) in [
+                            ("operation_id", "operationId"),
+                            ("operation_ref", "operationRef"),
+                            ("request_body", "requestBody"),
+                        ] {
+                            if let Some(v) = link.remove(wrong) {
+                                link.insert(right.to_string(), v);
+                            }
+                        }
+                    }
+                }
+            }
+            map.values_mut().for_each(fix_link_keys);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(fix_link_keys),
+        _ => {}
+    }
+}
+
+/// An event stream's schema describes each message (`event`, `id`, `data`), as OpenAPI 3.2's
+/// `itemSchema` does; the `data` is JSON of a JobEvent (or an ErrorBody for `event: error`).
+fn describe_event_stream(doc: &mut serde_json::Value) {
+    let content = &mut doc["paths"]["/v1/jobs/{id}/events"]["get"]["responses"]["200"]["content"]
+        ["text/event-stream"];
+    if content.is_object() {
+        content["schema"] = serde_json::json!({
+            "type": "object",
+            "description": "One Server-Sent Event. `id` is the event's sequence (send it back as Last-Event-ID to resume); keep-alive comments carry no event.",
+            "required": ["data"],
+            "properties": {
+                "event": {
+                    "type": "string",
+                    "enum": ["job_state", "task_state", "progress", "log", "output", "queue", "source_fetched", "unknown", "error"]
+                },
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "retry": {"type": "integer"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/JobEvent"},
+                            {"$ref": "#/components/schemas/ErrorBody"}
+                        ]
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Serves the document.
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn serve() -> Json<&'static serde_json::Value> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_a_unique_id_and_the_document_is_3_1() {
+        let doc = document();
+        assert!(doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")));
+        let mut ids = std::collections::HashSet::new();
+        for (_, item) in doc["paths"].as_object().expect("paths") {
+            for (_, op) in item.as_object().expect("path item") {
+                let id = op["operationId"].as_str().expect("operationId").to_string();
+                assert!(ids.insert(id.clone()), "duplicate operationId {id}");
+            }
+        }
+        assert_eq!(ids.len(), 19);
+        let link = &doc["paths"]["/v1/jobs"]["post"]["responses"]["200"]["links"]["GetJob"];
+        assert_eq!(link["operationId"], "getJob");
+        assert!(link.get("operation_id").is_none());
+    }
 }

@@ -201,6 +201,7 @@ fn submitted(job: &pb::Job) -> SubmitResponse {
 #[utoipa::path(
     post,
     path = "/submit/",
+    operation_id = "editorSubmit",
     tag = "compat-image-editor",
     request_body = SubmitRequest,
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
@@ -307,6 +308,7 @@ async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, A
 #[utoipa::path(
     post,
     path = "/result/",
+    operation_id = "editorResult",
     tag = "compat-image-editor",
     request_body = ResultRequest,
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
@@ -360,6 +362,7 @@ pub struct BatchSubmitResponse {
 #[utoipa::path(
     post,
     path = "/batch_submit/",
+    operation_id = "editorBatchSubmit",
     tag = "compat-image-editor",
     request_body = BatchSubmitRequest,
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
@@ -453,6 +456,7 @@ pub struct BatchResultResponse {
 #[utoipa::path(
     post,
     path = "/batch_result/",
+    operation_id = "editorBatchResult",
     tag = "compat-image-editor",
     request_body = BatchResultRequest,
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
@@ -526,6 +530,7 @@ pub struct StatusResponse {
 #[utoipa::path(
     get,
     path = "/status/",
+    operation_id = "editorStatus",
     tag = "compat-image-editor",
     responses(
         (status = 200, description = "Serving", body = StatusResponse),

@@ -174,6 +174,11 @@ pub struct TaskParams {
 
 /// `POST /api/task/create`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "basic_clean",
+    "inputImageUrl": "https://example.com/images/product.jpg",
+    "params": {"template": "all"}
+}))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTaskRequest {
     #[serde(rename = "type")]
@@ -277,11 +282,13 @@ pub struct CreateTaskResponse {
 #[utoipa::path(
     post,
     path = "/api/task/create",
+    operation_id = "taskCreate",
     tag = "compat-task-api",
     request_body = CreateTaskRequest,
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
-        (status = 200, description = "Created", body = CreateTaskResponse),
+        (status = 200, description = "Created", body = CreateTaskResponse,
+         links(("GetTask" = (operation_id = "taskGet", parameters(("task_id" = "$response.body#/data/taskId")))))),
         (status = "default", description = "An error", body = TaskApiError),
     ),
     security(("bearer" = []))
@@ -402,6 +409,7 @@ fn detail(job: &pb::Job, task_type: TaskType) -> TaskDetail {
 #[utoipa::path(
     get,
     path = "/api/task/{task_id}",
+    operation_id = "taskGet",
     tag = "compat-task-api",
     params(
         ("task_id" = String, Path, description = "The task id"),
@@ -486,6 +494,7 @@ pub struct ListTasksResponse {
 #[utoipa::path(
     get,
     path = "/api/task/list",
+    operation_id = "taskList",
     tag = "compat-task-api",
     params(
         ListQuery,

@@ -56,6 +56,12 @@ impl Source {
 /// The body of `POST /v1/jobs`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "kind": "transform",
+    "params": {"resize": {"width": 320, "fit": "inside"}, "format": "webp"},
+    "sources": [{"url": "https://example.com/photo.jpg"}],
+    "labels": {"order": "1042"}
+}))]
 pub struct SubmitJob {
     pub kind: JobKind,
     /// The parameters of `kind` (see the *Params schemas); absent means all defaults.

@@ -30,6 +30,7 @@ pub struct EventsQuery {
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/events",
+    operation_id = "watchJobEvents",
     tag = "jobs",
     params(
         ("id" = String, Path, description = "The job id"),

@@ -19,6 +19,7 @@ use crate::model::time;
 #[utoipa::path(
     post,
     path = "/v1/jobs",
+    operation_id = "submitJob",
     tag = "jobs",
     request_body = SubmitJob,
     params(
@@ -26,7 +27,12 @@ use crate::model::time;
         ("X-Atelier-Account" = Option<String>, Header, description = "The account a tenant-wide key acts as"),
     ),
     responses(
-        (status = 200, description = "The queued job (or the original one for a repeated idempotency key)", body = Job),
+        (status = 200, description = "The queued job (or the original one for a repeated idempotency key)", body = Job,
+         links(
+             ("GetJob" = (operation_id = "getJob", parameters(("id" = "$response.body#/id")))),
+             ("CancelJob" = (operation_id = "cancelJob", parameters(("id" = "$response.body#/id")))),
+             ("ListJobLogs" = (operation_id = "listJobLogs", parameters(("id" = "$response.body#/id")))),
+         )),
         (status = "default", description = "An error", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -50,6 +56,7 @@ pub async fn submit(
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
+    operation_id = "getJob",
     tag = "jobs",
     params(
         ("id" = String, Path, description = "The job id"),
@@ -126,6 +133,7 @@ impl ListQuery {
 #[utoipa::path(
     get,
     path = "/v1/jobs",
+    operation_id = "listJobs",
     tag = "jobs",
     params(
         ListQuery,
@@ -156,6 +164,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/cancel",
+    operation_id = "cancelJob",
     tag = "jobs",
     params(
         ("id" = String, Path, description = "The job id"),
@@ -193,6 +202,7 @@ pub struct LogsQuery {
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/logs",
+    operation_id = "listJobLogs",
     tag = "jobs",
     params(
         ("id" = String, Path, description = "The job id"),

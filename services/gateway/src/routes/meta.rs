@@ -22,6 +22,7 @@ use crate::model::time;
 #[utoipa::path(
     get,
     path = "/v1/account",
+    operation_id = "getAccount",
     tag = "account",
     params(("X-Atelier-Account" = Option<String>, Header, description = "The account a tenant-wide key acts as")),
     responses(
@@ -44,6 +45,7 @@ pub async fn account(State(state): State<AppState>, caller: Caller) -> ApiResult
 #[utoipa::path(
     get,
     path = "/v1/models",
+    operation_id = "listModels",
     tag = "account",
     params(("X-Atelier-Account" = Option<String>, Header, description = "The account a tenant-wide key acts as")),
     responses(
@@ -78,6 +80,7 @@ pub struct StatsQuery {
 #[utoipa::path(
     get,
     path = "/v1/stats",
+    operation_id = "getStats",
     tag = "account",
     params(
         StatsQuery,
@@ -131,6 +134,7 @@ pub async fn orchestrator_health(state: &AppState) -> &'static str {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "health",
     responses(
         (status = 200, description = "Serving", body = Health),

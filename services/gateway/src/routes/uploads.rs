@@ -49,6 +49,7 @@ pub struct UploadForm {
 #[utoipa::path(
     post,
     path = "/v1/uploads",
+    operation_id = "uploadSource",
     tag = "uploads",
     params(
         UploadQuery,

@@ -32,7 +32,9 @@ async fn basic_clean_tasks_are_created_read_and_listed() {
         );
     }
     // A job of another kind is not a task of this API.
-    let other = app.submit_transform(&shop, std::slice::from_ref(&image)).await;
+    let other = app
+        .submit_transform(&shop, std::slice::from_ref(&image))
+        .await;
     let other_id = other["id"].as_str().expect("id").to_string();
     for id in ids.iter().chain([&other_id]) {
         app.finish(&shop, id).await;
