@@ -107,7 +107,9 @@ target/debug/atelier admin grant "${TENANT}" "${ACCOUNT}" 1000000 --reason schem
 
 echo "==> schemathesis ${SCHEMATHESIS_VERSION} against ${GATEWAY}/openapi.json (${EXAMPLES} examples per operation)"
 status=0
-"${ST}" run "${GATEWAY}/openapi.json" \
+# Run from the temp folder: schemathesis keeps a cache in its working directory.
+ROOT="$(pwd)"
+(cd "${WORK}" && "${ROOT}/${ST}" run "${GATEWAY}/openapi.json" \
     --checks not_a_server_error,response_schema_conformance \
     --header "Authorization: Bearer ${KEY}" \
     --header "X-Atelier-Account: ${ACCOUNT}" \
@@ -115,7 +117,8 @@ status=0
     --workers 2 \
     --request-timeout 30 \
     --suppress-health-check all \
-    --report junit --report-dir "${WORK}/report" || status=$?
+    --generation-database "${ROOT}/var/schemathesis-examples" \
+    --report junit --report-dir "${ROOT}/var/schemathesis-report") || status=$?
 if [[ ${status} -ne 0 ]]; then
     echo "schemathesis found problems (exit ${status}); the gateway's log:" >&2
     tail -n 50 "${WORK}/gateway.log" >&2

@@ -55,6 +55,8 @@ pub struct TestApp {
     pub accounts: AccountServiceClient<Channel>,
     pub sources: SourceServer,
     pub http: reqwest::Client,
+    /// The storage folder the services share.
+    pub objects: std::path::PathBuf,
     _root: tempfile::TempDir,
 }
 
@@ -93,7 +95,8 @@ pub async fn spawn_app_with(
     gateway: impl FnOnce(&mut atelier_gateway::Config),
 ) -> TestApp {
     let root = tempfile::tempdir().expect("temp dir");
-    let objects = root.path().join("objects").display().to_string();
+    let objects_dir = root.path().join("objects");
+    let objects = objects_dir.display().to_string();
     let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
     pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
     pconfig.download_timeout = Duration::from_secs(5);
@@ -128,6 +131,7 @@ pub async fn spawn_app_with(
         accounts: AccountServiceClient::new(channel),
         sources: SourceServer::start().await,
         http: reqwest::Client::new(),
+        objects: objects_dir,
         _root: root,
     }
 }
@@ -289,6 +293,20 @@ impl TestApp {
         let (status, job) = self.get_json(tenant, &format!("/v1/jobs/{job_id}")).await;
         assert_eq!(status, 200, "{job}");
         job
+    }
+}
+
+impl TestApp {
+    /// How many uploads are stored, counted in the storage folder (`t/<tenant>/uploads/<id>`).
+    pub fn stored_uploads(&self) -> usize {
+        let Ok(tenants) = std::fs::read_dir(self.objects.join("t")) else {
+            return 0;
+        };
+        tenants
+            .filter_map(Result::ok)
+            .filter_map(|t| std::fs::read_dir(t.path().join("uploads")).ok())
+            .map(|uploads| uploads.count())
+            .sum()
     }
 }
 

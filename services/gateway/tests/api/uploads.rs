@@ -31,6 +31,7 @@ async fn raw_and_multipart_uploads_are_stored_and_usable_as_sources() {
     assert_eq!(raw["sha256"], digest.as_str());
     assert_eq!(raw["filename"], "photo.jpg");
     assert_eq!(raw["content_type"], "image/jpeg");
+    assert_eq!(app.stored_uploads(), 1);
 
     let png = images::png(64, 48);
     let form = reqwest::multipart::Form::new()
@@ -118,6 +119,8 @@ async fn an_oversized_upload_is_refused_with_413_and_nothing_is_stored() {
     .await;
     assert_eq!(status, 200, "{ok}");
     assert_eq!(ok["bytes"], 10 * 1024 * 1024);
+    // Only the upload at the cap was stored: the refused streams never became uploads.
+    assert_eq!(app.stored_uploads(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
