@@ -8,13 +8,26 @@
 //!   intent, 8-bit. Profiles whose primaries are sRGB's are left alone (no work for the common case),
 //!   and a profile that does not parse, or that is not an RGB profile (grey, CMYK, Lab), leaves the
 //!   pixels as decoded: a broken profile never fails a job.
-//! - **CMYK and YCCK JPEGs** (Adobe APP14; Photoshop stores the inks inverted) are converted to RGB
-//!   by the decoder with the naive formula `R = (255 − C)(255 − K) / 255` (and so on), which is what
-//!   browsers do without a CMS; an embedded CMYK profile is not applied. JPEGs with 2 or more than
-//!   4 components are refused with 3003 before decoding (see `probe::inspect`).
+//! - **CMYK and YCCK JPEGs** (Adobe APP14; Photoshop stores the inks inverted) are decoded by
+//!   jpeg-decoder (scaled when the output allows) and converted here with the naive formula
+//!   `R = (255 − C)(255 − K) / 255` (and so on), which is what browsers do without a CMS; an
+//!   embedded CMYK profile is not applied. JPEGs with 2 or more than 4 components are refused with
+//!   3003 before decoding (see `probe::inspect`).
 
 use image::DynamicImage;
 use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
+
+/// RGB from jpeg-decoder's four-channel output, which is ink amounts (C, M, Y, K) for both CMYK
+/// and YCCK frames (it undoes Adobe's inversion and the YCC step itself).
+pub(crate) fn cmyk_to_rgb(pixels: &[u8]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(pixels.len() / 4 * 3);
+    for p in pixels.chunks_exact(4) {
+        let white = 255 - u32::from(p[3]);
+        let mix = |ink: u8| (((255 - u32::from(ink)) * white + 127) / 255) as u8;
+        rgb.extend_from_slice(&[mix(p[0]), mix(p[1]), mix(p[2])]);
+    }
+    rgb
+}
 
 /// How far (in XYZ) a primary may be from sRGB's and still count as sRGB.
 const SRGB_TOLERANCE: f64 = 0.002;
@@ -22,6 +35,11 @@ const SRGB_TOLERANCE: f64 = 0.002;
 /// Converts 8-bit RGB or RGBA pixels described by `icc` to sRGB in place (see the module docs for
 /// when it leaves them alone). Returns true when the pixels changed space.
 pub(crate) fn to_srgb(image: &mut DynamicImage, icc: &[u8]) -> bool {
+    // The profile is untrusted bytes: a panic inside the CMS leaves the pixels as decoded.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| convert(image, icc))).unwrap_or(false)
+}
+
+fn convert(image: &mut DynamicImage, icc: &[u8]) -> bool {
     let Ok(source) = ColorProfile::new_from_slice(icc) else {
         return false;
     };
