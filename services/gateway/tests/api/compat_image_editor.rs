@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, status_and_json, Backend};
+use atelier_testkit::provider::ProviderServer;
+
+use crate::helpers::{spawn_app, spawn_with_provider, status_and_json, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_needs_no_key() {
@@ -200,4 +202,81 @@ async fn its_error_codes() {
     assert_eq!((status, body["code"].clone()), (422, json!(3001)), "{body}");
     let (_, account) = app.get_json(&shop, "/v1/account").await;
     assert_eq!(account["balance"], 100, "nothing was charged: {account}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_and_batches_run_edits_on_a_model_provider() {
+    let provider = ProviderServer::start().await;
+    provider.refuse_prompts_containing("forbidden");
+    let app = spawn_with_provider(Backend::Sqlite, &provider).await;
+    let shop = app.shop().await;
+    let image = app.sources.url("/image.jpg");
+
+    // The document's request: {prompt, image, callback_url}; here without a callback.
+    let (status, submitted) = app
+        .post_json(
+            &shop,
+            "/submit/",
+            json!({"prompt": "make the sky pink", "image": image}),
+        )
+        .await;
+    assert_eq!(status, 200, "{submitted}");
+    assert_eq!(submitted["status"], "processing");
+    assert!(submitted["estimated_time"].is_u64(), "{submitted}");
+    let task_id = submitted["task_id"].as_str().expect("task_id").to_string();
+    app.finish(&shop, &task_id).await;
+    let (status, result) = app
+        .post_json(&shop, "/result/", json!({"task_id": task_id}))
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["status"], "success", "{result}");
+    assert!(
+        result["result_image"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty()),
+        "{result}"
+    );
+    let edit = provider
+        .seen()
+        .into_iter()
+        .find(|c| c.path.ends_with("/images/edits"))
+        .expect("an edit call");
+    assert_eq!(edit.field("prompt").as_deref(), Some("make the sky pink"));
+
+    let (status, batch) = app
+        .post_json(
+            &shop,
+            "/batch_submit/",
+            json!({
+                "tasks": [
+                    {"prompt": "brighter", "image": image},
+                    {"prompt": "something forbidden", "image": image}
+                ]
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch["total_count"], 2);
+    let batch_id = batch["batch_id"].as_str().expect("batch_id").to_string();
+    let ids: Vec<String> = batch["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["task_id"].as_str().expect("task_id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        app.finish(&shop, id).await;
+    }
+    let (status, results) = app
+        .post_json(&shop, "/batch_result/", json!({"batch_id": batch_id}))
+        .await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results["total_count"], 2);
+    assert_eq!(results["completed_count"], 2);
+    assert_eq!(results["tasks"][0]["task_id"], ids[0].as_str());
+    assert_eq!(results["tasks"][0]["status"], "success");
+    assert_eq!(results["tasks"][1]["status"], "failed");
+    // A refused prompt (Atelier 3007) is this API's 3001, 模型调用失败.
+    assert_eq!(results["tasks"][1]["error_code"], 3001, "{results}");
 }

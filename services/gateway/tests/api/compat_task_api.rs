@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, status_and_json, Backend};
+use atelier_testkit::provider::ProviderServer;
+
+use crate::helpers::{spawn_app, spawn_with_provider, status_and_json, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_clean_tasks_are_created_read_and_listed() {
@@ -224,4 +226,43 @@ async fn its_error_codes() {
     )
     .await;
     check(status, &body, 402, 1003);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_pose12_makes_twelve_shots_on_a_model_provider() {
+    let provider = ProviderServer::start().await;
+    let app = spawn_with_provider(Backend::Sqlite, &provider).await;
+    let shop = app.shop().await;
+    let (status, created) = app
+        .post_json(
+            &shop,
+            "/api/task/create",
+            json!({
+                "type": "model_pose12",
+                "inputImageUrl": app.sources.url("/image.jpg"),
+                "params": {"scene": "studio", "category": "dress", "productDescription": "优雅连衣裙"}
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["data"]["type"], "model_pose12");
+    let id = created["data"]["taskId"].as_str().expect("taskId");
+    app.finish(&shop, id).await;
+    let (status, task) = app.get_json(&shop, &format!("/api/task/{id}")).await;
+    assert_eq!(status, 200, "{task}");
+    let data = &task["data"];
+    assert_eq!(data["status"], "success", "{task}");
+    assert_eq!(
+        data["resultUrls"].as_array().map(Vec::len),
+        Some(12),
+        "{task}"
+    );
+    assert_eq!(data["params"]["scene"], "studio");
+    assert_eq!(data["params"]["category"], "dress");
+    assert_eq!(data["params"]["productDescription"], "优雅连衣裙");
+    let (_, listed) = app
+        .get_json(&shop, "/api/task/list?type=model_pose12")
+        .await;
+    assert_eq!(listed["data"]["total"], 1, "{listed}");
+    assert_eq!(provider.calls(), 12);
 }

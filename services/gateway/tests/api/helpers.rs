@@ -8,8 +8,10 @@ use std::time::Duration;
 use atelier_gateway::RunningGateway;
 use atelier_orchestrator::RunningOrchestrator;
 use atelier_processor::RunningProcessor;
+use atelier_processor::{ModelConfig, ModelKind, ProviderConfig};
 use atelier_proto::v1 as pb;
 use atelier_proto::v1::account_service_client::AccountServiceClient;
+use atelier_testkit::provider::ProviderServer;
 use atelier_testkit::SourceServer;
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
@@ -94,12 +96,46 @@ pub async fn spawn_app_with(
     backend: Backend,
     gateway: impl FnOnce(&mut atelier_gateway::Config),
 ) -> TestApp {
+    spawn_stack(backend, |_| {}, gateway).await
+}
+
+/// The model the fake provider serves.
+pub const MODEL: &str = "test-image-1";
+
+/// Starts the stack with a processor whose model provider is `provider` (edit, generate, pose_set).
+pub async fn spawn_with_provider(backend: Backend, provider: &ProviderServer) -> TestApp {
+    let base_url = provider.base_url();
+    spawn_stack(
+        backend,
+        move |p| {
+            p.providers = vec![ProviderConfig::new(
+                "fake",
+                &base_url,
+                Some(atelier_testkit::provider::API_KEY),
+                vec![ModelConfig {
+                    id: MODEL.into(),
+                    kinds: vec![ModelKind::Edit, ModelKind::Generate, ModelKind::PoseSet],
+                }],
+            )];
+        },
+        |_| {},
+    )
+    .await
+}
+
+/// Starts the stack with the processor's and the gateway's configurations adjusted first.
+pub async fn spawn_stack(
+    backend: Backend,
+    processor: impl FnOnce(&mut atelier_processor::Config),
+    gateway: impl FnOnce(&mut atelier_gateway::Config),
+) -> TestApp {
     let root = tempfile::tempdir().expect("temp dir");
     let objects_dir = root.path().join("objects");
     let objects = objects_dir.display().to_string();
     let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
     pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
     pconfig.download_timeout = Duration::from_secs(5);
+    processor(&mut pconfig);
     let processor = atelier_processor::spawn(pconfig)
         .await
         .expect("processor starts");

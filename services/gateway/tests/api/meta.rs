@@ -139,3 +139,20 @@ async fn models_and_stats() {
         "{none}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_lists_what_the_provider_offers() {
+    let provider = atelier_testkit::provider::ProviderServer::start().await;
+    let app = crate::helpers::spawn_with_provider(Backend::Sqlite, &provider).await;
+    let shop = app.shop().await;
+    let (status, models) = app.get_json(&shop, "/v1/models").await;
+    assert_eq!(status, 200, "{models}");
+    assert_eq!(
+        models,
+        serde_json::json!({"models": [{
+            "id": crate::helpers::MODEL,
+            "provider": "fake",
+            "kinds": ["edit", "generate", "pose_set"]
+        }]})
+    );
+}
