@@ -7,4 +7,5 @@ mod events;
 mod helpers;
 mod jobs;
 mod meta;
+mod trace;
 mod uploads;
