@@ -79,8 +79,13 @@ pub(crate) fn encode(
     Ok(out)
 }
 
-/// Baseline JPEG, 4:2:0, from 8-bit RGB.
+/// Baseline JPEG, 4:2:0, from 8-bit RGB: libjpeg-turbo's encoder with the `turbojpeg` feature
+/// (about twice as fast), jpeg-encoder otherwise or when libjpeg-turbo is not linked.
 fn encode_jpeg(rgb: &[u8], w: u32, h: u32, quality: u8) -> Result<Vec<u8>, EngineError> {
+    #[cfg(feature = "turbojpeg")]
+    if let Ok(out) = atelier_turbojpeg::encode_rgb(rgb, w, h, quality) {
+        return Ok(out);
+    }
     let too_big = || EngineError::Encode(format!("a {w}x{h} image is too large for JPEG"));
     let (w16, h16) = (
         u16::try_from(w).map_err(|_| too_big())?,

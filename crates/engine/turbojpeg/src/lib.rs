@@ -61,11 +61,27 @@ pub fn decode_scaled(jpeg: &[u8], denom: u32, max_pixels: u64) -> Result<Decoded
     imp::decode_scaled(jpeg, denom, max_pixels)
 }
 
+/// Baseline JPEG with 4:2:0 chroma subsampling from unpadded 8-bit RGB, at `quality` 1..=100.
+pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Vec<u8>, Error> {
+    let expected = u64::from(width) * u64::from(height) * 3;
+    if width == 0 || height == 0 || rgb.len() as u64 != expected {
+        return Err(Error::Unsupported(format!(
+            "{} bytes are not a {width}x{height} RGB image",
+            rgb.len()
+        )));
+    }
+    imp::encode_rgb(rgb, width, height, quality.clamp(1, 100))
+}
+
 #[cfg(not(atelier_turbojpeg))]
 mod imp {
     use super::{Decoded, Error};
 
     pub(crate) fn decode_scaled(_: &[u8], _: u32, _: u64) -> Result<Decoded, Error> {
+        Err(Error::Unavailable)
+    }
+
+    pub(crate) fn encode_rgb(_: &[u8], _: u32, _: u32, _: u8) -> Result<Vec<u8>, Error> {
         Err(Error::Unavailable)
     }
 }
@@ -82,6 +98,21 @@ mod imp {
 
     // turbojpeg.h (libjpeg-turbo 2.x). pkg-config emits the link flags from build.rs.
     extern "C" {
+        fn tjInitCompress() -> TjHandle;
+        fn tjBufSize(width: c_int, height: c_int, jpeg_subsamp: c_int) -> c_ulong;
+        fn tjCompress2(
+            handle: TjHandle,
+            src_buf: *const c_uchar,
+            width: c_int,
+            pitch: c_int,
+            height: c_int,
+            pixel_format: c_int,
+            jpeg_buf: *mut *mut c_uchar,
+            jpeg_size: *mut c_ulong,
+            jpeg_subsamp: c_int,
+            jpeg_qual: c_int,
+            flags: c_int,
+        ) -> c_int;
         fn tjInitDecompress() -> TjHandle;
         fn tjDecompressHeader3(
             handle: TjHandle,
@@ -108,6 +139,9 @@ mod imp {
     }
 
     const TJPF_RGB: c_int = 0;
+    const TJSAMP_420: c_int = 2;
+    /// Write into the buffer we allocated (sized by tjBufSize) instead of one TurboJPEG allocates.
+    const TJFLAG_NOREALLOC: c_int = 1024;
     const TJPF_GRAY: c_int = 6;
     const TJCS_GRAY: c_int = 2;
     const TJCS_CMYK: c_int = 3;
@@ -123,9 +157,17 @@ mod imp {
     impl Handle {
         fn new() -> Result<Handle, Error> {
             // SAFETY: no arguments; returns NULL on failure, which is checked.
-            let h = unsafe { tjInitDecompress() };
+            Handle::checked(unsafe { tjInitDecompress() })
+        }
+
+        fn compressor() -> Result<Handle, Error> {
+            // SAFETY: no arguments; returns NULL on failure, which is checked.
+            Handle::checked(unsafe { tjInitCompress() })
+        }
+
+        fn checked(h: TjHandle) -> Result<Handle, Error> {
             if h.is_null() {
-                return Err(Error::Failed("cannot create a decompressor".into()));
+                return Err(Error::Failed("cannot create a TurboJPEG handle".into()));
             }
             Ok(Handle(h))
         }
@@ -147,7 +189,7 @@ mod imp {
 
     impl Drop for Handle {
         fn drop(&mut self) {
-            // SAFETY: the handle came from tjInitDecompress and is destroyed exactly once.
+            // SAFETY: the handle came from tjInit* and is destroyed exactly once.
             unsafe {
                 tjDestroy(self.0);
             }
@@ -230,11 +272,91 @@ mod imp {
             pixels,
         })
     }
+
+    pub(crate) fn encode_rgb(
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        quality: u8,
+    ) -> Result<Vec<u8>, Error> {
+        let too_big = || Error::Unsupported("image too large".into());
+        let w = c_int::try_from(width).map_err(|_| too_big())?;
+        let h = c_int::try_from(height).map_err(|_| too_big())?;
+        let pitch = c_int::try_from(width as usize * 3).map_err(|_| too_big())?;
+        let handle = Handle::compressor()?;
+        // SAFETY: plain arithmetic on its arguments.
+        let capacity = unsafe { tjBufSize(w, h, TJSAMP_420) };
+        let cap = usize::try_from(capacity).map_err(|_| too_big())?;
+        if cap == 0 || capacity == c_ulong::MAX {
+            return Err(too_big());
+        }
+        let mut out = vec![0u8; cap];
+        let mut dst = out.as_mut_ptr();
+        let mut size = capacity;
+        // SAFETY: `rgb` holds width×height×3 bytes (checked by the caller); `out` holds tjBufSize
+        // bytes, the worst case for these dimensions, and NOREALLOC keeps TurboJPEG inside it.
+        let rc = unsafe {
+            tjCompress2(
+                handle.0,
+                rgb.as_ptr(),
+                w,
+                pitch,
+                h,
+                TJPF_RGB,
+                &mut dst,
+                &mut size,
+                TJSAMP_420,
+                c_int::from(quality),
+                TJFLAG_NOREALLOC,
+            )
+        };
+        if rc != 0 {
+            return Err(handle.error());
+        }
+        let len = usize::try_from(size).map_err(|_| too_big())?;
+        if dst != out.as_mut_ptr() || len > out.len() {
+            return Err(Error::Failed("the encoder wrote outside its buffer".into()));
+        }
+        out.truncate(len);
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodes_rgb_that_decodes_back_at_any_scale() {
+        if !available() {
+            return;
+        }
+        let (w, h) = (64u32, 48u32);
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| [(i % w * 4) as u8, (i / w * 5) as u8, 90])
+            .collect();
+        let jpeg = encode_rgb(&rgb, w, h, 90).expect("encode");
+        assert!(jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]));
+        let full = decode_scaled(&jpeg, 1, 1 << 20).expect("decode");
+        assert_eq!((full.width, full.height, full.channels), (64, 48, 3));
+        let err: u64 = full
+            .pixels
+            .iter()
+            .zip(&rgb)
+            .map(|(a, b)| u64::from(a.abs_diff(*b)))
+            .sum();
+        assert!(
+            err / u64::from(w * h * 3) < 4,
+            "mean error {}",
+            err / u64::from(w * h * 3)
+        );
+        let eighth = decode_scaled(&jpeg, 8, 1 << 20).expect("decode 1/8");
+        assert_eq!((eighth.width, eighth.height), (8, 6));
+        assert!(matches!(
+            encode_rgb(&rgb, w + 1, h, 90),
+            Err(Error::Unsupported(_))
+        ));
+    }
 
     #[test]
     fn odd_scales_are_refused() {
