@@ -61,6 +61,7 @@ struct State {
     calls: AtomicU32,
     images_made: AtomicU32,
     in_flight: watch::Sender<usize>,
+    abandoned: watch::Sender<usize>,
     max_in_flight: AtomicUsize,
     failures: Mutex<VecDeque<u16>>,
     refuse_marker: Mutex<Option<String>>,
@@ -86,6 +87,7 @@ impl ProviderServer {
             calls: AtomicU32::new(0),
             images_made: AtomicU32::new(0),
             in_flight: watch::channel(0).0,
+            abandoned: watch::channel(0).0,
             max_in_flight: AtomicUsize::new(0),
             failures: Mutex::new(VecDeque::new()),
             refuse_marker: Mutex::new(None),
@@ -123,6 +125,19 @@ impl ProviderServer {
         *self.state.in_flight.borrow()
     }
 
+    /// Calls whose client hung up before the answer.
+    pub fn abandoned(&self) -> usize {
+        *self.state.abandoned.borrow()
+    }
+
+    /// Waits until at least `n` clients hung up before their answer.
+    pub async fn wait_abandoned(&self, n: usize) {
+        let mut rx = self.state.abandoned.subscribe();
+        rx.wait_for(|now| *now >= n)
+            .await
+            .expect("provider server stopped");
+    }
+
     /// Every call received, in arrival order.
     pub fn seen(&self) -> Vec<SeenCall> {
         lock(&self.state.seen).clone()
@@ -143,7 +158,8 @@ impl ProviderServer {
         self.state.answer_with_urls.store(on, Ordering::SeqCst);
     }
 
-    /// From now on each call waits at a gate until [`ProviderServer::release`] lets it through.
+    /// From now on each call waits at a gate until [`ProviderServer::release`] lets it through (its
+    /// status line and headers are sent at once, its body after the gate).
     pub fn hold(&self) {
         *lock(&self.state.gate) = Some(Arc::new(Semaphore::new(0)));
     }
@@ -198,32 +214,83 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
     let Some(request) = read_request(&mut socket).await else {
         return;
     };
-    let (status, content_type, body) = match (request.method.as_str(), request.path.as_str()) {
-        ("GET", path) if path.starts_with("/files/") => match lock(&state.files).get(path) {
-            Some(png) => (200, "image/png", png.clone()),
-            None => (
+    let image_call = request.method == "POST"
+        && matches!(
+            request.path.as_str(),
+            "/v1/images/generations" | "/v1/images/edits"
+        );
+    if !image_call {
+        let (status, content_type, body) = match (request.method.as_str(), request.path.as_str()) {
+            ("GET", path) if path.starts_with("/files/") => match lock(&state.files).get(path) {
+                Some(png) => (200, "image/png", png.clone()),
+                None => (
+                    404,
+                    "application/json",
+                    error_body("no such file", "not_found"),
+                ),
+            },
+            _ => (
                 404,
                 "application/json",
-                error_body("no such file", "not_found"),
+                error_body("unknown route", "not_found"),
             ),
-        },
-        ("POST", "/v1/images/generations" | "/v1/images/edits") => {
-            images_call(&state, request).await
+        };
+        let _ = write_head(&mut socket, status, content_type, body.len()).await;
+        let _ = socket.write_all(&body).await;
+        let _ = socket.shutdown().await;
+        return;
+    }
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight::enter(&state);
+    let (status, content_type, body) = images_call(&state, &request);
+    // A held call has its head sent at once and its body only when released, so a client that gives
+    // up while waiting hangs up mid-answer, which is seen here.
+    if write_head(&mut socket, status, content_type, body.len())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let gate = lock(&state.gate).clone();
+    if let Some(gate) = gate {
+        tokio::select! {
+            permit = gate.acquire() => {
+                if let Ok(permit) = permit {
+                    permit.forget();
+                }
+            }
+            () = hung_up(&mut socket) => {
+                state.abandoned.send_modify(|n| *n += 1);
+                return;
+            }
         }
-        _ => (
-            404,
-            "application/json",
-            error_body("unknown route", "not_found"),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        reason(status),
-        body.len()
-    );
-    let _ = socket.write_all(head.as_bytes()).await;
+    }
     let _ = socket.write_all(&body).await;
     let _ = socket.shutdown().await;
+}
+
+async fn write_head(
+    socket: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    length: usize,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n",
+        reason(status),
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.flush().await
+}
+
+/// Resolves when the client closes the connection (it sends nothing more while it waits).
+async fn hung_up(socket: &mut TcpStream) {
+    let mut sink = [0u8; 1024];
+    while let Ok(n) = socket.read(&mut sink).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 /// Counts the call as in flight for as long as it is being answered.
@@ -247,18 +314,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn images_call(state: &State, request: HttpRequest) -> (u16, &'static str, Vec<u8>) {
-    state.calls.fetch_add(1, Ordering::SeqCst);
-    let _in_flight = InFlight::enter(state);
-    let call = parse_call(&request);
+fn images_call(state: &State, request: &HttpRequest) -> (u16, &'static str, Vec<u8>) {
+    let call = parse_call(request);
     lock(&state.seen).push(call.clone());
-
-    let gate = lock(&state.gate).clone();
-    if let Some(gate) = gate {
-        if let Ok(permit) = gate.acquire().await {
-            permit.forget();
-        }
-    }
 
     const JSON: &str = "application/json";
     if call.authorization.as_deref() != Some(&format!("Bearer {API_KEY}")) {

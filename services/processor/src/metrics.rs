@@ -35,7 +35,8 @@ pub struct ProviderLabels {
 pub struct ProviderResultLabels {
     /// The configured provider name.
     pub provider: String,
-    /// ok, rate_limited, server_error, timeout, network_error, refused, rejected, bad_response.
+    /// ok, rate_limited, server_error, timeout, network_error, refused, rejected, bad_response,
+    /// cancelled.
     pub result: &'static str,
 }
 

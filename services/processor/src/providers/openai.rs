@@ -165,14 +165,7 @@ impl Provider {
                 provider: self.name.clone(),
                 message: "the call limiter is closed".into(),
             })?;
-        let labels = ProviderLabels {
-            provider: self.name.clone(),
-        };
-        let gauge = self
-            .metrics
-            .provider_calls_in_flight
-            .get_or_create_owned(&labels);
-        gauge.inc();
+        let mut counted = CountedCall::start(&self.metrics, &self.name);
         let result = match tokio::time::timeout(self.timeout, self.send(call)).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
@@ -180,18 +173,11 @@ impl Provider {
                 after: self.timeout,
             }),
         };
-        gauge.dec();
-        let outcome = match &result {
+        counted.result = match &result {
             Ok(_) => "ok",
             Err(e) => e.metric_result(),
         };
-        self.metrics
-            .provider_calls
-            .get_or_create(&ProviderResultLabels {
-                provider: self.name.clone(),
-                result: outcome,
-            })
-            .inc();
+        drop(counted);
         match &result {
             Ok(images) => {
                 tracing::info!(provider = %self.name, model = call.model, images = images.len(), "provider call answered")
@@ -329,6 +315,45 @@ impl Provider {
             provider: self.name.clone(),
             message,
         }
+    }
+}
+
+/// A call in the metrics: in flight while it lives, then counted with its result ("cancelled" when the
+/// task was dropped mid-call).
+struct CountedCall<'a> {
+    metrics: &'a Metrics,
+    provider: &'a str,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
+    result: &'static str,
+}
+
+impl<'a> CountedCall<'a> {
+    fn start(metrics: &'a Metrics, provider: &'a str) -> Self {
+        let in_flight = metrics
+            .provider_calls_in_flight
+            .get_or_create_owned(&ProviderLabels {
+                provider: provider.to_string(),
+            });
+        in_flight.inc();
+        Self {
+            metrics,
+            provider,
+            in_flight,
+            result: "cancelled",
+        }
+    }
+}
+
+impl Drop for CountedCall<'_> {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+        self.metrics
+            .provider_calls
+            .get_or_create(&ProviderResultLabels {
+                provider: self.provider.to_string(),
+                result: self.result,
+            })
+            .inc();
     }
 }
 

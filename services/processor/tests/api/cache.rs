@@ -4,9 +4,11 @@
 use atelier_processor::process::WAITING_STAGE;
 use atelier_proto::v1::{self, process_event::Event};
 
+use atelier_storage::testing::S3Server;
+
 use crate::helpers::{
-    as_task, completed, outputs, request, spawn_app, spawn_app_with_provider, transform, url,
-    TestApp,
+    as_task, completed, outputs, request, spawn_app, spawn_app_on_s3, spawn_app_with_provider,
+    transform, url, TestApp,
 };
 
 const ENGINE_RUNS: &str = r#"atelier_processor_engine_runs_total{kind="transform"}"#;
@@ -291,4 +293,27 @@ async fn when_the_leader_fails_a_waiting_task_runs_itself() {
     assert!(!completed(&follower).from_cache);
     assert_eq!(outputs(&follower).len(), 1);
     assert_eq!(provider.calls(), 2);
+}
+
+#[tokio::test]
+async fn processors_sharing_an_s3_bucket_share_the_cache() {
+    let s3 = S3Server::start().await;
+    let first = spawn_app_on_s3(s3.location(), s3.options()).await;
+    let second = spawn_app_on_s3(s3.location(), s3.options()).await;
+
+    let ran = run_events(&first, rotate(&first, "tenant-1", "task-1")).await;
+    assert!(!completed(&ran).from_cache);
+    let reused = run_events(&second, rotate(&second, "tenant-1", "task-2")).await;
+    assert!(completed(&reused).from_cache);
+    assert_eq!(outputs(&reused)[0].key, outputs(&ran)[0].key);
+    assert!(outputs(&reused)[0].url.starts_with("s3://"));
+    assert_eq!(second.metric(ENGINE_RUNS).await, 0.0);
+    assert_eq!(second.metric(HITS).await, 1.0);
+
+    // An object gone from the bucket makes the entry a miss, not an error.
+    let thumb = outputs(&ran)[0].thumbnail.clone().expect("thumbnail");
+    second.storage.delete(&thumb.key).await.expect("delete");
+    let again = run_events(&second, rotate(&second, "tenant-1", "task-3")).await;
+    assert!(!completed(&again).from_cache);
+    assert_eq!(second.metric(ENGINE_RUNS).await, 1.0);
 }

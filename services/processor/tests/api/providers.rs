@@ -6,7 +6,7 @@ use atelier_proto::v1::{self, process_event::Event};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
-    completed, images, outputs, provider, request, spawn_app_with_provider,
+    completed, images, metric_value, outputs, provider, request, spawn_app_with_provider,
     spawn_app_with_provider_and, url, TestApp, MODEL, PROVIDER,
 };
 
@@ -361,5 +361,46 @@ async fn providers_can_come_from_a_toml_file() {
     assert_eq!(
         app.provider().seen()[0].field("model").as_deref(),
         Some("file-model")
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_stream_abandons_the_provider_call_and_stores_nothing() {
+    let app = spawn_app_with_provider().await;
+    app.provider().hold();
+    let mut client = app.client.clone();
+    let stream = client
+        .process(app.edit_url("/image.jpg", "make it blue"))
+        .await
+        .expect("accepted")
+        .into_inner();
+    app.provider().wait_in_flight(1).await;
+    drop(stream);
+    // The processor hangs up on the provider only because the task was cancelled.
+    app.provider().wait_abandoned(1).await;
+    app.provider().release_all();
+    assert!(app.local_files_under("jobs/job-1/task-1").is_empty());
+    let metrics = app.metrics().await;
+    let series = |name: &str| format!("atelier_processor_{name}");
+    assert_eq!(
+        metric_value(
+            &metrics,
+            &series(r#"provider_calls_in_flight{provider="fake"}"#)
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            &series(r#"provider_calls_total{provider="fake",result="cancelled"}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            &series(r#"tasks_total{kind="edit",result="cancelled"}"#)
+        ),
+        1.0
     );
 }
