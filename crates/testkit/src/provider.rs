@@ -66,6 +66,7 @@ struct State {
     failures: Mutex<VecDeque<u16>>,
     refuse_marker: Mutex<Option<String>>,
     answer_with_urls: AtomicBool,
+    canned: Mutex<Option<Vec<u8>>>,
     gate: Mutex<Option<Arc<Semaphore>>>,
     seen: Mutex<Vec<SeenCall>>,
     files: Mutex<HashMap<String, Vec<u8>>>,
@@ -92,6 +93,7 @@ impl ProviderServer {
             failures: Mutex::new(VecDeque::new()),
             refuse_marker: Mutex::new(None),
             answer_with_urls: AtomicBool::new(false),
+            canned: Mutex::new(None),
             gate: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
             files: Mutex::new(HashMap::new()),
@@ -156,6 +158,12 @@ impl ProviderServer {
     /// Answer with `{"url": …}` pointing at this server instead of `b64_json`.
     pub fn answer_with_urls(&self, on: bool) {
         self.state.answer_with_urls.store(on, Ordering::SeqCst);
+    }
+
+    /// Answer every image with these bytes instead of a generated PNG (e.g. something that is not an
+    /// image); `None` goes back to real PNGs.
+    pub fn answer_with_bytes(&self, bytes: Option<Vec<u8>>) {
+        *lock(&self.state.canned) = bytes;
     }
 
     /// From now on each call waits at a gate until [`ProviderServer::release`] lets it through (its
@@ -375,7 +383,8 @@ fn images_call(state: &State, request: &HttpRequest) -> (u16, &'static str, Vec<
     let mut data = Vec::new();
     for _ in 0..n {
         let serial = state.images_made.fetch_add(1, Ordering::SeqCst) + 1;
-        let png = picture(width, height, serial);
+        let canned = lock(&state.canned).clone();
+        let png = canned.unwrap_or_else(|| picture(width, height, serial));
         if urls {
             let path = format!("/files/{serial}.png");
             lock(&state.files).insert(path.clone(), png);

@@ -404,3 +404,51 @@ async fn dropping_the_stream_abandons_the_provider_call_and_stores_nothing() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_provider_answer_that_is_not_an_image_is_not_stored() {
+    let app = spawn_app_with_provider().await;
+    app.provider()
+        .answer_with_bytes(Some(b"<html>rate limited</html>".to_vec()));
+    let failure = app
+        .run_err(app.edit_url("/image.jpg", "make it blue"))
+        .await;
+    assert_eq!(failure.code, ErrorCode::ModelCallFailed);
+    assert!(!failure.transient);
+    assert!(
+        failure.message.contains("unsupported format"),
+        "{}",
+        failure.message
+    );
+
+    app.provider().answer_with_bytes(Some(images::png(10, 10)));
+    let failure = app.run_err(app.edit_url("/image.jpg", "make it red")).await;
+    assert_eq!(failure.code, ErrorCode::ModelCallFailed);
+    assert!(failure.message.contains("10x10"), "{}", failure.message);
+    assert!(app.local_files_under("jobs/job-1/task-1").is_empty());
+}
+
+#[tokio::test]
+async fn a_provider_slower_than_its_timeout_is_retryable() {
+    let app = spawn_app_with_provider_and(|config, _| {
+        config.providers[0].timeout_seconds = 0.3;
+    })
+    .await;
+    // Held calls never answer; the processor gives up after its timeout, not the test.
+    app.provider().hold();
+    let failure = app
+        .run_err(app.edit_url("/image.jpg", "make it blue"))
+        .await;
+    assert_eq!(failure.code, ErrorCode::ModelCallFailed);
+    assert!(failure.transient);
+    assert!(
+        failure.message.contains("did not answer"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(
+        app.metric(r#"atelier_processor_provider_calls_total{provider="fake",result="timeout"}"#)
+            .await,
+        1.0
+    );
+}
