@@ -111,7 +111,9 @@ impl Application {
             max_source_bytes: config.max_source_bytes,
             limits: Limits::default(),
             providers,
-            cache: ContentCache::new(storage.clone()),
+            cache: config
+                .content_cache
+                .then(|| ContentCache::new(storage.clone())),
             inflight: Arc::new(Inflight::default()),
             metrics,
         };

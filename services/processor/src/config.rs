@@ -86,6 +86,10 @@ pub struct Config {
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Reuse results of identical tasks of the same tenant through the object storage (SPEC §4 Cache).
+    #[arg(long, env = "ATELIER_CONTENT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub content_cache: bool,
+
     /// Address of the Prometheus endpoint, `GET /metrics` (port 0 picks a free port).
     #[arg(
         long,
@@ -147,6 +151,7 @@ impl Config {
             download_timeout: Duration::from_secs(30),
             max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
             log_format: LogFormat::Text,
+            content_cache: true,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             providers_file: None,
             provider_base_url: None,
@@ -312,6 +317,7 @@ mod tests {
         ])
         .expect("valid flags");
         assert_eq!(config.metrics_listen.port(), 9101);
+        assert!(config.content_cache);
         assert!(!format!("{config:?}").contains("sk-do-not-print"));
         let providers = config.provider_configs().expect("valid provider");
         assert_eq!(providers.len(), 1);

@@ -42,8 +42,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Configured model providers.
     pub providers: Providers,
-    /// The content cache in the object storage.
-    pub cache: ContentCache,
+    /// The content cache in the object storage; `None` when turned off.
+    pub cache: Option<ContentCache>,
     /// Identical tasks running now.
     pub inflight: Arc<Inflight>,
     /// Counters and gauges.
@@ -161,13 +161,15 @@ async fn execute(
         None => None,
     };
     let model = task.route.as_ref().map(|r| r.model.as_str());
-    let slot = cache_key(
-        source.as_ref().map(|s| s.sha256.as_str()),
-        &task.work,
-        model,
-    )
-    .and_then(|key| Slot::new(&task.tenant_id, key));
-    let Some(slot) = slot else {
+    let cached = shared.cache.as_ref().and_then(|cache| {
+        let key = cache_key(
+            source.as_ref().map(|s| s.sha256.as_str()),
+            &task.work,
+            model,
+        )?;
+        Some((cache, Slot::new(&task.tenant_id, key)?))
+    });
+    let Some((cache, slot)) = cached else {
         let finished = fresh(shared, &task, source, tx, permit).await?;
         return completed(tx, finished).await;
     };
@@ -176,14 +178,14 @@ async fn execute(
     };
     let inflight_key = slot.location();
     loop {
-        if let Some(outputs) = shared.cache.lookup(&slot).await {
+        if let Some(outputs) = cache.lookup(&slot).await {
             shared.metrics.cache_hits.get_or_create(&labels).inc();
             return serve_cached(tx, outputs).await;
         }
         match shared.inflight.join(&inflight_key) {
             Turn::Lead(guard) => {
                 // Another task may have stored the result between the lookup and taking the lead.
-                if let Some(outputs) = shared.cache.lookup(&slot).await {
+                if let Some(outputs) = cache.lookup(&slot).await {
                     drop(guard);
                     shared.metrics.cache_hits.get_or_create(&labels).inc();
                     return serve_cached(tx, outputs).await;
@@ -192,8 +194,7 @@ async fn execute(
                 let finished = fresh(shared, &task, source, tx, permit).await?;
                 // Partial results are not reused: a later task may get every unit.
                 if finished.failed_units == 0 {
-                    shared
-                        .cache
+                    cache
                         .store(&slot, task.work.kind(), &finished.outputs)
                         .await;
                 }

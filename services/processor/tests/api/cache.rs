@@ -7,8 +7,8 @@ use atelier_proto::v1::{self, process_event::Event};
 use atelier_storage::testing::S3Server;
 
 use crate::helpers::{
-    as_task, completed, outputs, request, spawn_app, spawn_app_on_s3, spawn_app_with_provider,
-    transform, url, TestApp,
+    as_task, completed, outputs, request, spawn_app, spawn_app_on_s3, spawn_app_with,
+    spawn_app_with_provider, transform, url, TestApp,
 };
 
 const ENGINE_RUNS: &str = r#"atelier_processor_engine_runs_total{kind="transform"}"#;
@@ -316,4 +316,15 @@ async fn processors_sharing_an_s3_bucket_share_the_cache() {
     let again = run_events(&second, rotate(&second, "tenant-1", "task-3")).await;
     assert!(!completed(&again).from_cache);
     assert_eq!(second.metric(ENGINE_RUNS).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_processor_with_the_cache_turned_off_always_runs() {
+    let app = spawn_app_with(|config| config.content_cache = false).await;
+    for task in ["task-1", "task-2"] {
+        let events = run_events(&app, rotate(&app, "tenant-1", task)).await;
+        assert!(!completed(&events).from_cache);
+    }
+    assert_eq!(app.metric(ENGINE_RUNS).await, 2.0);
+    assert!(app.local_files_under("t/tenant-1/cache").is_empty());
 }
