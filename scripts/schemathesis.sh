@@ -19,6 +19,7 @@ VENV=var/schemathesis-venv
 ST="${VENV}/bin/schemathesis"
 EXAMPLES="${ATELIER_SCHEMATHESIS_EXAMPLES:-30}"
 ACCOUNT=schemathesis
+BIN="${CARGO_TARGET_DIR:-target}/debug"
 
 install_schemathesis() {
     if [[ -x "${ST}" ]] && "${ST}" --version 2>/dev/null | grep -q "version ${SCHEMATHESIS_VERSION}\$"; then
@@ -77,33 +78,33 @@ ADMIN_TOKEN="$(random_token)"
 SERVICE_TOKEN="$(random_token)"
 export ATELIER_LOG_FORMAT=json
 
-ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" target/debug/atelier-processor \
+ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" "${BIN}/atelier-processor" \
     --storage "${WORK}/objects" --listen 127.0.0.1:0 >"${WORK}/processor.log" 2>&1 &
 PIDS+=($!)
 PROCESSOR="http://$(address_of processor "${WORK}/processor.log" "${PIDS[-1]}")"
 
-ATELIER_ADMIN_TOKEN="${ADMIN_TOKEN}" ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" target/debug/atelier-orchestrator \
+ATELIER_ADMIN_TOKEN="${ADMIN_TOKEN}" ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" "${BIN}/atelier-orchestrator" \
     --database-url "sqlite://${WORK}/atelier.db" --storage "${WORK}/objects" \
     --processor "${PROCESSOR}" --listen 127.0.0.1:0 >"${WORK}/orchestrator.log" 2>&1 &
 PIDS+=($!)
 ORCHESTRATOR="http://$(address_of orchestrator "${WORK}/orchestrator.log" "${PIDS[-1]}")"
 
-target/debug/atelier-gateway --orchestrator "${ORCHESTRATOR}" --listen 127.0.0.1:0 \
+"${BIN}/atelier-gateway" --orchestrator "${ORCHESTRATOR}" --listen 127.0.0.1:0 \
     >"${WORK}/gateway.log" 2>&1 &
 PIDS+=($!)
 GATEWAY="http://$(address_of gateway "${WORK}/gateway.log" "${PIDS[-1]}")"
 echo "==> processor ${PROCESSOR}, orchestrator ${ORCHESTRATOR}, gateway ${GATEWAY}"
 
-target/debug/atelier health --endpoint "${ORCHESTRATOR}" --wait 60 >/dev/null
+"${BIN}/atelier" health --endpoint "${ORCHESTRATOR}" --wait 60 >/dev/null
 
 echo "==> a tenant, a key and a funded member account"
 export ATELIER_ENDPOINT="${ORCHESTRATOR}" ATELIER_ADMIN_TOKEN="${ADMIN_TOKEN}"
 unset ATELIER_JSON
-TENANT="$(target/debug/atelier admin create-tenant schemathesis)"
-KEY="$(target/debug/atelier admin create-key "${TENANT}")"
-target/debug/atelier admin upsert-account "${TENANT}" "${ACCOUNT}" >/dev/null
-target/debug/atelier admin membership "${TENANT}" "${ACCOUNT}" --active true >/dev/null
-target/debug/atelier admin grant "${TENANT}" "${ACCOUNT}" 1000000 --reason schemathesis >/dev/null
+TENANT="$("${BIN}/atelier" admin create-tenant schemathesis)"
+KEY="$("${BIN}/atelier" admin create-key "${TENANT}")"
+"${BIN}/atelier" admin upsert-account "${TENANT}" "${ACCOUNT}" >/dev/null
+"${BIN}/atelier" admin membership "${TENANT}" "${ACCOUNT}" --active true >/dev/null
+"${BIN}/atelier" admin grant "${TENANT}" "${ACCOUNT}" 1000000 --reason schemathesis >/dev/null
 
 echo "==> schemathesis ${SCHEMATHESIS_VERSION} against ${GATEWAY}/openapi.json (${EXAMPLES} examples per operation)"
 status=0
