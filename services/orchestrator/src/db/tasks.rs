@@ -187,6 +187,7 @@ pub async fn source_fetched<C: ConnectionTrait>(
     db: &C,
     lease: &Lease,
     info: pb::SourceInfo,
+    processor_id: &str,
 ) -> Result<Outcome, DbErr> {
     let outcome = guarded_update(
         db,
@@ -196,13 +197,42 @@ pub async fn source_fetched<C: ConnectionTrait>(
     )
     .await?;
     if outcome == Outcome::Applied {
+        let line = format!(
+            "attempt {} on processor {processor_id}: source {} {}x{}, {} bytes",
+            lease.attempt,
+            pb::ImageFormat::try_from(info.format)
+                .map_or("unknown", |f| f.as_str_name())
+                .trim_start_matches("IMAGE_FORMAT_")
+                .to_ascii_lowercase(),
+            info.width,
+            info.height,
+            info.bytes
+        );
         let event = pb::job_event::Event::SourceFetched(pb::SourceFetchedEvent {
             task_id: lease.task.id.clone(),
             source: Some(info),
         });
         events::append(db, &lease.job, event).await?;
+        note(db, lease, "info", line).await?;
     }
     Ok(outcome)
+}
+
+/// Appends an orchestrator log line about the attempt, in the caller's transaction.
+async fn note<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    level: &str,
+    message: String,
+) -> Result<(), DbErr> {
+    let line = pb::LogLine {
+        task_id: lease.task.id.clone(),
+        level: level.to_string(),
+        message,
+        origin: "orchestrator".to_string(),
+    };
+    events::append(db, &lease.job, pb::job_event::Event::Log(line)).await?;
+    Ok(())
 }
 
 /// Records progress of the attempt.
@@ -293,6 +323,7 @@ pub async fn succeed<C: ConnectionTrait>(
     if outcome == Outcome::Lost {
         return Ok(outcome);
     }
+    let outputs_count = outputs.len();
     for output in outputs {
         events::append(
             db,
@@ -304,6 +335,20 @@ pub async fn succeed<C: ConnectionTrait>(
         )
         .await?;
     }
+    let mut line = format!(
+        "attempt {} succeeded with {} outputs",
+        lease.attempt, outputs_count
+    );
+    if from_cache {
+        line.push_str(", served from the cache and refunded");
+    }
+    if let Some(s) = &shortfall {
+        line.push_str(&format!(
+            "; {} units failed and were refunded ({})",
+            s.failed_units, s.failure.message
+        ));
+    }
+    note(db, lease, "info", line).await?;
     if from_cache {
         accounts::refund_task(db, &lease.job, &lease.task.id, "served from cache").await?;
     } else if let Some(s) = &shortfall {
@@ -362,6 +407,23 @@ pub async fn fail<C: ConnectionTrait>(
     } else {
         TaskState::Failed
     };
+    let next = match retry_at {
+        Some(at) => format!(
+            "retrying in {:.1} s",
+            (at - now_ms()).max(0) as f64 / 1000.0
+        ),
+        None => "not retried".to_string(),
+    };
+    note(
+        db,
+        lease,
+        if retry_at.is_some() { "warn" } else { "error" },
+        format!(
+            "attempt {} failed with {} {}: {}; {next}",
+            lease.attempt, failure.code, failure.reason, failure.message
+        ),
+    )
+    .await?;
     events::append(
         db,
         &lease.job,

@@ -152,6 +152,7 @@ impl Dispatcher {
             Err(status) => return ended_by(&status),
         };
         let mut outputs = Vec::new();
+        let mut processor_id = String::new();
         loop {
             let message = match stream.message().await {
                 Ok(Some(m)) => m,
@@ -167,10 +168,16 @@ impl Dispatcher {
             let recorded = match message.event {
                 Some(pb::process_event::Event::Accepted(a)) => {
                     tracing::debug!(processor = %a.processor_id, "accepted");
+                    processor_id = a.processor_id;
                     Ok(Outcome::Applied)
                 }
                 Some(pb::process_event::Event::SourceFetched(info)) => {
-                    in_txn!(self.db, |txn| tasks::source_fetched(&txn, lease, info))
+                    in_txn!(self.db, |txn| tasks::source_fetched(
+                        &txn,
+                        lease,
+                        info,
+                        &processor_id
+                    ))
                 }
                 Some(pb::process_event::Event::Progress(p)) => {
                     in_txn!(self.db, |txn| tasks::progress(

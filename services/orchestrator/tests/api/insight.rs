@@ -451,7 +451,99 @@ async fn metrics_are_served_on_their_own_port(backend: Backend) {
     assert_eq!(missing.status(), 404);
 }
 
+async fn job_logs_hold_lines_of_both_services_in_pages(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.retry_base_seconds = 0.05, |_| {}).await;
+    let tenant = app.tenant("logs").await;
+    app.member(&tenant, "shop", 5).await;
+    // The source answers 500 once: one failed attempt, then success.
+    let job = app
+        .submit(
+            &tenant,
+            "shop",
+            transform_job(&[app.sources.url("/flaky/1/logs.jpg")]),
+        )
+        .await
+        .expect("submit");
+    let job = app.finish(&tenant, "shop", &job.id).await;
+    assert_eq!(job.state(), pb::JobState::Succeeded);
+    let mut lines = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .jobs
+            .clone()
+            .list_job_logs(as_account(
+                pb::ListJobLogsRequest {
+                    job_id: job.id.clone(),
+                    page_size: 2,
+                    page_token: token,
+                },
+                &tenant.key,
+                "shop",
+            ))
+            .await
+            .expect("logs")
+            .into_inner();
+        assert!(page.entries.len() <= 2);
+        lines.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(
+        lines.windows(2).all(|w| w[0].sequence < w[1].sequence),
+        "in order, no repeats"
+    );
+    let text = |origin: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|e| e.line.as_ref())
+            .filter(|l| l.origin == origin)
+            .map(|l| l.message.clone())
+            .collect()
+    };
+    let orchestrator = text("orchestrator");
+    assert!(
+        orchestrator
+            .iter()
+            .any(|m| m.contains("attempt 1 failed with 3002") && m.contains("retrying")),
+        "{orchestrator:#?}"
+    );
+    assert!(
+        orchestrator
+            .iter()
+            .any(|m| m.starts_with("attempt 2 succeeded with 1 outputs")),
+        "{orchestrator:#?}"
+    );
+    assert!(
+        orchestrator.iter().any(|m| m.contains("source jpeg")),
+        "{orchestrator:#?}"
+    );
+    let processor = text("processor");
+    assert!(
+        !processor.is_empty(),
+        "the processor's own lines are kept: {lines:#?}"
+    );
+    let bad = app
+        .jobs
+        .clone()
+        .list_job_logs(as_account(
+            pb::ListJobLogsRequest {
+                job_id: job.id.clone(),
+                page_size: 2,
+                page_token: "x".into(),
+            },
+            &tenant.key,
+            "shop",
+        ))
+        .await
+        .expect_err("bad token");
+    assert_eq!(code_of(&bad), 1003);
+}
+
 on_both_databases!(
+    job_logs_hold_lines_of_both_services_in_pages,
     watch_events_streams_every_event_of_the_callers_jobs_and_resumes_without_gaps,
     stats_count_states_kinds_rates_and_durations,
     queued_jobs_learn_their_position,

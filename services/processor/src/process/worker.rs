@@ -180,6 +180,12 @@ async fn execute(
     loop {
         if let Some(outputs) = cache.lookup(&slot).await {
             shared.metrics.cache_hits.get_or_create(&labels).inc();
+            log(
+                tx,
+                "info",
+                "served from the content cache: no engine run, no provider call",
+            )
+            .await?;
             return serve_cached(tx, outputs).await;
         }
         match shared.inflight.join(&inflight_key) {
@@ -188,6 +194,12 @@ async fn execute(
                 if let Some(outputs) = cache.lookup(&slot).await {
                     drop(guard);
                     shared.metrics.cache_hits.get_or_create(&labels).inc();
+                    log(
+                        tx,
+                        "info",
+                        "served from the content cache: no engine run, no provider call",
+                    )
+                    .await?;
                     return serve_cached(tx, outputs).await;
                 }
                 shared.metrics.cache_misses.get_or_create(&labels).inc();
@@ -203,6 +215,12 @@ async fn execute(
             }
             Turn::Wait(waiter) => {
                 tracing::info!("an identical task is running; waiting for its result");
+                log(
+                    tx,
+                    "info",
+                    "an identical task is running here; waiting for its result",
+                )
+                .await?;
                 send(
                     tx,
                     Event::Progress(v1::Progress {
@@ -220,8 +238,27 @@ async fn execute(
     }
 }
 
+/// A log line for the job's log (ListJobLogs), from the processor.
+async fn log(tx: &EventSender, level: &str, message: &str) -> Result<(), ProcessError> {
+    send(
+        tx,
+        Event::Log(v1::Log {
+            level: level.to_string(),
+            message: message.to_string(),
+        }),
+    )
+    .await
+}
+
 async fn completed(tx: &EventSender, finished: Finished) -> Result<Finished, ProcessError> {
     let mut finished = finished;
+    if !finished.from_cache {
+        let mut line = format!("produced {} outputs", finished.outputs.len());
+        if finished.failed_units > 0 {
+            line.push_str(&format!("; {} units failed", finished.failed_units));
+        }
+        log(tx, "info", &line).await?;
+    }
     let unit_failure = finished.first_failure.take().map(ProcessError::failure);
     send(
         tx,
