@@ -10,7 +10,7 @@ use crate::address::AddressPolicy;
 
 /// A host resolved only to refused addresses.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to a {reason} address ({addr}), which may not be reached")]
+#[error("{host} resolves to a {reason} address ({addr}), which Atelier may not call")]
 pub struct BlockedHost {
     /// The host name that was looked up.
     pub host: String,

@@ -1,20 +1,14 @@
 //! Fetches a source image over http(s): SPEC §4 timeouts, redirect and size limits, and address checks.
 
-mod address;
-mod resolver;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{CONTENT_LENGTH, LOCATION};
 use reqwest::StatusCode;
-use url::{Host, Url};
+use url::Url;
 
-pub use address::{non_public_reason, AddressPolicy, IpNet};
-pub use resolver::BlockedHost;
-
-use resolver::GuardedResolver;
+pub use atelier_netguard::{non_public_reason, AddressPolicy, BlockedHost, IpNet};
 
 /// At most this many redirects are followed (SPEC §4).
 pub const MAX_REDIRECTS: usize = 3;
@@ -96,11 +90,8 @@ impl Downloader {
     /// A downloader allowing the given private networks on top of public addresses.
     pub fn new(allowed: Vec<IpNet>, limits: DownloadLimits) -> Result<Self, DownloadError> {
         let policy = Arc::new(AddressPolicy::new(allowed));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+        let client = atelier_netguard::client_builder(Arc::clone(&policy))
             .connect_timeout(limits.connect_timeout)
-            .dns_resolver(Arc::new(GuardedResolver::new(Arc::clone(&policy))))
             .user_agent(concat!("atelier-processor/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DownloadError::Network(format!("cannot build http client: {e}")))?;
@@ -144,22 +135,15 @@ impl Downloader {
 
     /// Scheme and IP-literal checks; reqwest skips the resolver for IP literals, so they are checked here.
     fn check_url(&self, url: &Url) -> Result<(), DownloadError> {
-        match url.scheme() {
-            "http" | "https" => {}
-            other => return Err(DownloadError::UnsupportedScheme(other.to_string())),
-        }
-        let ip = match url.host() {
-            Some(Host::Ipv4(v4)) => std::net::IpAddr::V4(v4),
-            Some(Host::Ipv6(v6)) => std::net::IpAddr::V6(v6),
-            Some(Host::Domain(_)) => return Ok(()),
-            None => return Err(DownloadError::InvalidUrl("the URL has no host".into())),
-        };
-        self.policy
-            .check(ip)
-            .map_err(|reason| DownloadError::BlockedAddress {
-                addr: ip.to_string(),
-                reason,
-            })
+        atelier_netguard::check_url(&self.policy, url).map_err(|refused| match refused {
+            atelier_netguard::Refused::Scheme(scheme) => DownloadError::UnsupportedScheme(scheme),
+            atelier_netguard::Refused::NoHost => {
+                DownloadError::InvalidUrl("the URL has no host".into())
+            }
+            atelier_netguard::Refused::Address { addr, reason } => {
+                DownloadError::BlockedAddress { addr, reason }
+            }
+        })
     }
 
     async fn read_capped(&self, mut response: reqwest::Response) -> Result<Bytes, DownloadError> {
