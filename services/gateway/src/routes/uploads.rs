@@ -1,8 +1,13 @@
 //! `POST /v1/uploads`: a multipart form (the first file field) or a raw body, streamed chunk by chunk into
 //! the orchestrator's `UploadSource` client stream. The size cap is counted while the bytes arrive; past
-//! it the caller gets 413/3008 at once and the half-sent stream is poisoned (a second metadata message),
-//! so the orchestrator refuses it whatever the order in which the connection is torn down.
+//! it the caller gets 413/3008 at once. A stream the gateway did not finish (cap passed, body broken,
+//! client gone) ends with a poison message (a second metadata) instead of a clean end, so the
+//! orchestrator refuses it whatever the order in which connections are torn down.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atelier_codes::ErrorCode;
@@ -15,7 +20,6 @@ use futures::{Stream, StreamExt};
 use pb::upload_source_request::Part;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
@@ -139,7 +143,7 @@ async fn stream_upload(
     state: &AppState,
     caller: &Caller,
     metadata: pb::UploadMetadata,
-    chunks: impl Stream<Item = Result<Bytes, ApiError>> + Send + Unpin,
+    mut chunks: impl Stream<Item = Result<Bytes, ApiError>> + Send + Unpin,
     cap: u64,
 ) -> ApiResult<pb::Upload> {
     let (tx, rx) = mpsc::channel(8);
@@ -149,39 +153,58 @@ async fn stream_upload(
     tx.send(first)
         .await
         .map_err(|_| ApiError::internal("the upload channel closed before it started"))?;
+    let complete = Arc::new(AtomicBool::new(false));
+    let stream = UploadStream {
+        rx,
+        complete: Arc::clone(&complete),
+        poisoned: false,
+    };
+    // The call runs in its own task so that it outlives this handler: if the HTTP client goes away and
+    // the handler is dropped, the call still sends the poison and waits for the refusal. Dropping the
+    // call instead would reset the stream, which the server reads as a normal end of the upload.
     let mut jobs = state.jobs.clone();
-    let mut call = Box::pin(async move {
-        jobs.upload_source(caller.request(ReceiverStream::new(rx)))
-            .await
-    });
+    let request = caller.request(stream);
+    let mut call = tokio::spawn(async move { jobs.upload_source(request).await });
+    let body = &mut chunks;
     let mut pump = Box::pin(async move {
-        let outcome = pump(chunks, &tx, cap).await;
+        let outcome = pump(body, &tx, cap).await;
         (outcome, tx)
     });
     let mut pumped = false;
-    loop {
+    let failure = loop {
         tokio::select! {
-            answer = &mut call => {
-                return answer.map(tonic::Response::into_inner).map_err(ApiError::from);
-            }
+            answer = &mut call => match answer {
+                Ok(Ok(upload)) => return Ok(upload.into_inner()),
+                // Refused before the body was read to its end (a bad key, say).
+                Ok(Err(status)) => break ApiError::from(status),
+                Err(_) => break ApiError::internal("the upload call stopped unexpectedly"),
+            },
             (outcome, tx) = &mut pump, if !pumped => {
                 pumped = true;
                 match outcome {
-                    // Dropping the last sender ends the stream; the orchestrator answers next.
-                    Ok(()) => drop(tx),
+                    // The whole body went out: dropping the sender ends the stream cleanly and the
+                    // orchestrator answers next.
+                    Ok(()) => {
+                        complete.store(true, Ordering::SeqCst);
+                        drop(tx);
+                    }
+                    // Without the completion mark the stream ends with a poison message.
                     Err(err) => {
-                        tokio::spawn(poison(tx));
-                        return Err(err);
+                        drop(tx);
+                        break err;
                     }
                 }
             }
         }
-    }
+    };
+    drop(pump);
+    drain(&mut chunks, cap).await;
+    Err(failure)
 }
 
-/// Forwards the chunks; `Err` when the body broke or passed the cap (the rest is then drained briefly).
+/// Forwards the chunks; `Err` when the body broke or passed the cap.
 async fn pump(
-    mut chunks: impl Stream<Item = Result<Bytes, ApiError>> + Unpin,
+    chunks: &mut (impl Stream<Item = Result<Bytes, ApiError>> + Unpin),
     tx: &mpsc::Sender<pb::UploadSourceRequest>,
     cap: u64,
 ) -> Result<(), ApiError> {
@@ -190,18 +213,6 @@ async fn pump(
         let chunk = chunk?;
         total = total.saturating_add(chunk.len() as u64);
         if total > cap {
-            // Read what the client still sends, up to another cap's worth, so it sees the 413 rather than
-            // a reset connection; none of it goes to the orchestrator.
-            let mut extra: u64 = 0;
-            let _ = tokio::time::timeout(DRAIN_FOR, async {
-                while let Some(Ok(more)) = chunks.next().await {
-                    extra = extra.saturating_add(more.len() as u64);
-                    if extra > cap {
-                        break;
-                    }
-                }
-            })
-            .await;
             return Err(too_large(cap));
         }
         for part in chunk.chunks(CHUNK) {
@@ -217,11 +228,43 @@ async fn pump(
     Ok(())
 }
 
-/// Makes sure a stream the gateway gave up on can never be stored: the orchestrator refuses a second
-/// metadata message.
-async fn poison(tx: mpsc::Sender<pb::UploadSourceRequest>) {
-    let message = pb::UploadSourceRequest {
-        part: Some(Part::Metadata(pb::UploadMetadata::default())),
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), tx.send(message)).await;
+/// Reads (and drops) what the client still sends, up to another cap's worth and a few seconds, so that a
+/// client still writing its body reads the error answer rather than a reset connection.
+async fn drain(chunks: &mut (impl Stream<Item = Result<Bytes, ApiError>> + Unpin), cap: u64) {
+    let mut read: u64 = 0;
+    let _ = tokio::time::timeout(DRAIN_FOR, async {
+        while let Some(Ok(more)) = chunks.next().await {
+            read = read.saturating_add(more.len() as u64);
+            if read > cap {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The request stream of UploadSource. It ends cleanly only after the gateway marked the body complete;
+/// if the sender goes away otherwise (the cap was passed, the body broke, the HTTP client hung up and
+/// the handler was dropped), it sends a second metadata message first, which the orchestrator refuses,
+/// so a partial body can never be stored as an upload.
+struct UploadStream {
+    rx: mpsc::Receiver<pb::UploadSourceRequest>,
+    complete: Arc<AtomicBool>,
+    poisoned: bool,
+}
+
+impl Stream for UploadStream {
+    type Item = pb::UploadSourceRequest;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(None) if !self.complete.load(Ordering::SeqCst) && !self.poisoned => {
+                self.poisoned = true;
+                Poll::Ready(Some(pb::UploadSourceRequest {
+                    part: Some(Part::Metadata(pb::UploadMetadata::default())),
+                }))
+            }
+            other => other,
+        }
+    }
 }

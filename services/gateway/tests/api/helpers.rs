@@ -335,14 +335,20 @@ impl TestApp {
 impl TestApp {
     /// How many uploads are stored, counted in the storage folder (`t/<tenant>/uploads/<id>`).
     pub fn stored_uploads(&self) -> usize {
+        self.stored_upload_sizes().len()
+    }
+
+    /// The sizes of the stored uploads, in bytes.
+    pub fn stored_upload_sizes(&self) -> Vec<u64> {
         let Ok(tenants) = std::fs::read_dir(self.objects.join("t")) else {
-            return 0;
+            return Vec::new();
         };
         tenants
             .filter_map(Result::ok)
             .filter_map(|t| std::fs::read_dir(t.path().join("uploads")).ok())
-            .map(|uploads| uploads.count())
-            .sum()
+            .flat_map(|uploads| uploads.filter_map(Result::ok))
+            .filter_map(|f| f.metadata().ok().map(|m| m.len()))
+            .collect()
     }
 }
 

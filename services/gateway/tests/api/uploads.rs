@@ -120,7 +120,7 @@ async fn an_oversized_upload_is_refused_with_413_and_nothing_is_stored() {
     assert_eq!(status, 200, "{ok}");
     assert_eq!(ok["bytes"], 10 * 1024 * 1024);
     // Only the upload at the cap was stored: the refused streams never became uploads.
-    assert_eq!(app.stored_uploads(), 1);
+    assert_eq!(app.stored_upload_sizes(), vec![10 * 1024 * 1024]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,4 +147,25 @@ async fn uploads_that_are_not_images_or_have_no_file_are_refused() {
     .await;
     assert_error(status, &err, 400, 1003, "INVALID_ARGUMENT");
     assert_eq!(err["error"]["details"][0]["field"], "file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_with_a_bad_key_reads_401_not_a_broken_connection() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let mut body = images::jpeg();
+    body.resize(6 * 1024 * 1024, 0);
+    for _ in 0..3 {
+        let (status, err) = status_and_json(
+            app.http
+                .post(app.url("/v1/uploads"))
+                .bearer_auth("atl_not-a-real-key")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("the answer arrives"),
+        )
+        .await;
+        assert_error(status, &err, 401, 1001, "UNAUTHENTICATED");
+    }
+    assert_eq!(app.stored_uploads(), 0);
 }
