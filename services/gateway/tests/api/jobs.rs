@@ -189,11 +189,31 @@ async fn logs_page_through_the_jobs_log_lines() {
         .filter_map(|f| f.data.as_ref())
         .collect();
     let entries = logs["entries"].as_array().expect("entries");
+    assert!(!entries.is_empty(), "the attempt is logged: {logs}");
     assert_eq!(entries.len(), from_events.len(), "{logs}");
     for (entry, event) in entries.iter().zip(from_events) {
         assert_eq!(entry["sequence"], event["sequence"]);
         assert_eq!(entry["message"], event["message"]);
     }
+    // One line per page: the token walks through them all, in order.
+    let mut token = String::new();
+    let mut paged = Vec::new();
+    loop {
+        let (status, page) = app
+            .get_json(
+                &shop,
+                &format!("/v1/jobs/{id}/logs?page_size=1&page_token={token}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(page["entries"].as_array().expect("entries").iter().cloned());
+        match page["next_page_token"].as_str() {
+            Some(next) => token = next.to_string(),
+            None => break,
+        }
+        assert!(paged.len() <= entries.len(), "paging ends");
+    }
+    assert_eq!(&paged, entries);
     let (status, missing) = app
         .get_json(&shop, "/v1/jobs/0190a1b2-0000-7000-8000-000000000000/logs")
         .await;
