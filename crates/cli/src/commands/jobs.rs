@@ -52,6 +52,8 @@ pub async fn upload_file(api: &Api, path: &Path) -> anyhow::Result<pb::Upload> {
             pb::UploadMetadata {
                 filename,
                 content_type: requests::content_type_for(path).to_string(),
+                // A file that changes while it is read, or a stream cut short, is refused whole.
+                size: metadata.len(),
             },
         )),
     };

@@ -99,6 +99,9 @@ pub async fn upload(
             let metadata = pb::UploadMetadata {
                 filename: field.file_name().unwrap_or_default().to_string(),
                 content_type: field.content_type().unwrap_or_default().to_string(),
+                // A multipart part has no length up front; an unfinished stream is refused by the
+                // poison message instead.
+                size: 0,
             };
             let chunks = field.map(|c| c.map_err(multipart_error));
             let upload = stream_upload(&state, &caller, metadata, chunks, cap).await?;
@@ -111,6 +114,7 @@ pub async fn upload(
         content_type: content_type
             .filter(|c| c.starts_with("image/"))
             .unwrap_or_default(),
+        size: 0,
     };
     let chunks = request
         .into_body()

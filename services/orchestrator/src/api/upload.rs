@@ -30,7 +30,12 @@ pub async fn receive(
         ApiError::field("chunk", format!("the upload stream broke: {}", s.message()))
     })? {
         match part.part {
-            Some(pb::upload_source_request::Part::Metadata(m)) if first => metadata = m,
+            Some(pb::upload_source_request::Part::Metadata(m)) if first => {
+                if m.size > limit {
+                    return Err(ApiError::SourceTooLarge { limit });
+                }
+                metadata = m;
+            }
             Some(pb::upload_source_request::Part::Metadata(_)) => {
                 return Err(ApiError::field(
                     "metadata",
@@ -49,6 +54,16 @@ pub async fn receive(
     }
     if data.is_empty() {
         return Err(ApiError::field("chunk", "the upload is empty"));
+    }
+    if metadata.size != 0 && metadata.size != data.len() as u64 {
+        return Err(ApiError::field(
+            "metadata.size",
+            format!(
+                "the upload announced {} bytes but {} arrived; nothing was stored",
+                metadata.size,
+                data.len()
+            ),
+        ));
     }
     if metadata.filename.len() > MAX_FILENAME || metadata.filename.chars().any(char::is_control) {
         return Err(ApiError::field(

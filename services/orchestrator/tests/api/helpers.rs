@@ -341,18 +341,31 @@ impl TestApp {
             .into_inner()
     }
 
-    /// Uploads bytes through UploadSource in 64 KiB chunks.
+    /// Uploads bytes through UploadSource in 64 KiB chunks, announcing their size.
     pub async fn upload(
         &self,
         tenant: &Tenant,
         account: &str,
         data: Vec<u8>,
     ) -> Result<pb::Upload, tonic::Status> {
+        let size = data.len() as u64;
+        self.upload_announcing(tenant, account, data, size).await
+    }
+
+    /// Uploads bytes, announcing `size` in the metadata (0: no size).
+    pub async fn upload_announcing(
+        &self,
+        tenant: &Tenant,
+        account: &str,
+        data: Vec<u8>,
+        size: u64,
+    ) -> Result<pb::Upload, tonic::Status> {
         let mut parts = vec![pb::UploadSourceRequest {
             part: Some(pb::upload_source_request::Part::Metadata(
                 pb::UploadMetadata {
                     filename: "photo.jpg".into(),
                     content_type: String::new(),
+                    size,
                 },
             )),
         }];

@@ -337,6 +337,28 @@ async fn uploads_are_capped_while_streaming_and_sniffed(backend: Backend) {
     assert_eq!(code_of(&err), 3003);
     let err = app.upload(&t, "fay", Vec::new()).await.expect_err("empty");
     assert_eq!(code_of(&err), 1003);
+    // A stream that ends short of its announced size (a client that went away) stores nothing.
+    let jpeg = images::jpeg();
+    let announced = jpeg.len() as u64;
+    let short = jpeg[..jpeg.len() / 2].to_vec();
+    let err = app
+        .upload_announcing(&t, "fay", short, announced)
+        .await
+        .expect_err("cut short");
+    assert_eq!(code_of(&err), 1003);
+    let uploads = std::path::Path::new(&app.objects).join(format!("t/{}/uploads", t.id));
+    assert!(
+        !uploads.exists() || std::fs::read_dir(&uploads).expect("dir").next().is_none(),
+        "no partial upload in storage"
+    );
+    let err = app
+        .upload_announcing(&t, "fay", images::jpeg(), 11 * 1024 * 1024)
+        .await
+        .expect_err("announced over the cap");
+    assert_eq!(code_of(&err), 3008);
+    app.upload_announcing(&t, "fay", images::jpeg(), 0)
+        .await
+        .expect("without an announced size the stream's end decides");
     // An upload id of another tenant is unknown here.
     let other = app.tenant("other").await;
     app.member(&other, "fay", 5).await;
