@@ -133,11 +133,7 @@ pub(crate) fn decode_jpeg_scaled(
     let (info, Some(header)) = (probed.info, &probed.jpeg) else {
         return Ok(None);
     };
-    let reduced = |d: u32| (info.width.div_ceil(d), info.height.div_ceil(d));
-    let Some(denom) = [8, 4, 2].into_iter().find(|&d| {
-        let (w, h) = reduced(d);
-        w >= min_w && h >= min_h
-    }) else {
+    let Some(denom) = scale_denominator(&info, min_w, min_h) else {
         return Ok(None);
     };
     let orientation = header.exif.and_then(exif_orientation).unwrap_or(1);
@@ -152,6 +148,13 @@ pub(crate) fn decode_jpeg_scaled(
         image,
         orientation,
     }))
+}
+
+/// The largest of 8, 4, 2 that still decodes at least `min_w`×`min_h` (sides rounded up).
+pub(crate) fn scale_denominator(info: &SourceInfo, min_w: u32, min_h: u32) -> Option<u32> {
+    [8, 4, 2]
+        .into_iter()
+        .find(|&d| info.width.div_ceil(d) >= min_w && info.height.div_ceil(d) >= min_h)
 }
 
 /// RGB pixels at 1/`denom` scale (1 = full size): libjpeg-turbo first when built in and scaling,

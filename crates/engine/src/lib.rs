@@ -2,6 +2,16 @@
 //!
 //! Pure and synchronous: bytes in, encoded outputs out, no I/O. Every input is probed from its header
 //! (format by magic bytes, dimensions without decoding pixels) before any pixel buffer is allocated.
+//!
+//! Speed: JPEGs that shrink by half or more are decoded at 1/2, 1/4 or 1/8 scale (no full-resolution
+//! copy is made), resized with fast_image_resize and encoded 4:2:0. The default build is pure Rust
+//! (jpeg-decoder, jpeg-encoder); the optional `turbojpeg` feature uses the system libjpeg-turbo
+//! (Debian `libturbojpeg0-dev`, via pkg-config) for the scaled decode and the JPEG encoder, and
+//! falls back to the pure-Rust path for anything it declines or when the library is missing.
+//!
+//! Colour: CMYK/YCCK JPEGs become RGB and embedded RGB ICC profiles are converted to sRGB (see
+//! `color`). Hostile input: a panic inside a third-party decoder becomes a 3017 for that file; the
+//! `fuzz/` project at the repository root fuzzes this whole path.
 
 mod clean;
 mod color;
@@ -9,6 +19,8 @@ mod cutout;
 mod decode;
 mod encode;
 mod error;
+#[cfg(feature = "turbojpeg")]
+mod fastpath;
 mod filter;
 mod jpeg;
 mod matte;

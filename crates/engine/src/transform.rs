@@ -27,6 +27,25 @@ pub fn transform(
     // One header walk serves the checks, the plan and the decoder.
     let probed = inspect_checked(bytes, limits)?;
     let planned = plan(&probed, recipe, limits)?;
+    let quality = if recipe.quality == 0 {
+        DEFAULT_QUALITY
+    } else {
+        recipe.quality
+    };
+    #[cfg(feature = "turbojpeg")]
+    if let Some((p, (w, h))) =
+        planned.and_then(|p| Some((p, reduced_decode_size(&probed.info, p)?)))
+    {
+        if let Some(denom) = crate::decode::scale_denominator(&probed.info, w, h) {
+            let shortcut = crate::fastpath::jpeg_to_jpeg(
+                bytes, &probed, recipe, limits, p.target, denom, quality, progress,
+            );
+            if let Some(rendered) = shortcut {
+                progress("done", 100);
+                return Ok(vec![rendered]);
+            }
+        }
+    }
     let reduced = match planned.and_then(|p| reduced_decode_size(&probed.info, p)) {
         Some((w, h)) => decode_jpeg_scaled(bytes, &probed, limits, w, h)?,
         None => None,
@@ -71,11 +90,6 @@ pub fn transform(
     progress("encode", 75);
     let format = recipe.format.unwrap_or(source_format);
     check_encodable(image.width(), image.height(), format)?;
-    let quality = if recipe.quality == 0 {
-        DEFAULT_QUALITY
-    } else {
-        recipe.quality
-    };
     let name = format!("image.{}", format.extension());
     let rendered = render(&name, image, format, quality)?;
     progress("done", 100);

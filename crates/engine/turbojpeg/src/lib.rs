@@ -23,6 +23,25 @@ pub struct Decoded {
     pub pixels: Vec<u8>,
 }
 
+/// A 4:2:0 JPEG decoded to its Y, Cb and Cr planes (no colour conversion, no chroma upsampling).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planes420 {
+    /// Width in pixels of the (scaled) image, which is the Y plane's width.
+    pub width: u32,
+    /// Height in pixels of the (scaled) image.
+    pub height: u32,
+    /// Width of the Cb and Cr planes (half the image width, rounded up).
+    pub chroma_width: u32,
+    /// Height of the Cb and Cr planes.
+    pub chroma_height: u32,
+    /// Luma, `width`×`height`, unpadded.
+    pub y: Vec<u8>,
+    /// Blue-difference chroma, `chroma_width`×`chroma_height`.
+    pub cb: Vec<u8>,
+    /// Red-difference chroma, `chroma_width`×`chroma_height`.
+    pub cr: Vec<u8>,
+}
+
 /// Why a decode did not happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -73,8 +92,49 @@ pub fn encode_rgb(rgb: &[u8], width: u32, height: u32, quality: u8) -> Result<Ve
     imp::encode_rgb(rgb, width, height, quality.clamp(1, 100))
 }
 
+/// Decodes a YCbCr JPEG stored with 4:2:0 subsampling to its planes at 1/`denom` scale (sides
+/// rounded up); anything else (other subsampling, grey, CMYK) is `Unsupported`.
+pub fn decode_scaled_420(jpeg: &[u8], denom: u32, max_pixels: u64) -> Result<Planes420, Error> {
+    if !matches!(denom, 1 | 2 | 4 | 8) {
+        return Err(Error::Unsupported(format!("scale 1/{denom}")));
+    }
+    imp::decode_scaled_420(jpeg, denom, max_pixels)
+}
+
+/// Baseline 4:2:0 JPEG straight from Y, Cb and Cr planes laid out as [`Planes420`] describes.
+pub fn encode_420(planes: &Planes420, quality: u8) -> Result<Vec<u8>, Error> {
+    let (w, h) = (u64::from(planes.width), u64::from(planes.height));
+    let (cw, ch) = (
+        u64::from(planes.chroma_width),
+        u64::from(planes.chroma_height),
+    );
+    if w == 0
+        || h == 0
+        || cw != w.div_ceil(2)
+        || ch != h.div_ceil(2)
+        || planes.y.len() as u64 != w * h
+        || planes.cb.len() as u64 != cw * ch
+        || planes.cr.len() as u64 != cw * ch
+    {
+        return Err(Error::Unsupported(
+            "the planes do not match their sizes".into(),
+        ));
+    }
+    imp::encode_420(planes, quality.clamp(1, 100))
+}
+
 #[cfg(not(atelier_turbojpeg))]
 mod imp {
+    use super::{Decoded, Error, Planes420};
+
+    pub(crate) fn decode_scaled_420(_: &[u8], _: u32, _: u64) -> Result<Planes420, Error> {
+        Err(Error::Unavailable)
+    }
+
+    pub(crate) fn encode_420(_: &Planes420, _: u8) -> Result<Vec<u8>, Error> {
+        Err(Error::Unavailable)
+    }
+
     use super::{Decoded, Error};
 
     pub(crate) fn decode_scaled(_: &[u8], _: u32, _: u64) -> Result<Decoded, Error> {
@@ -92,7 +152,7 @@ mod imp {
     use std::ffi::CStr;
     use std::os::raw::{c_char, c_int, c_uchar, c_ulong, c_void};
 
-    use super::{Decoded, Error};
+    use super::{Decoded, Error, Planes420};
 
     type TjHandle = *mut c_void;
 
@@ -114,6 +174,30 @@ mod imp {
             flags: c_int,
         ) -> c_int;
         fn tjInitDecompress() -> TjHandle;
+        fn tjPlaneWidth(component_id: c_int, width: c_int, subsamp: c_int) -> c_int;
+        fn tjPlaneHeight(component_id: c_int, height: c_int, subsamp: c_int) -> c_int;
+        fn tjDecompressToYUVPlanes(
+            handle: TjHandle,
+            jpeg_buf: *const c_uchar,
+            jpeg_size: c_ulong,
+            dst_planes: *mut *mut c_uchar,
+            width: c_int,
+            strides: *mut c_int,
+            height: c_int,
+            flags: c_int,
+        ) -> c_int;
+        fn tjCompressFromYUVPlanes(
+            handle: TjHandle,
+            src_planes: *const *const c_uchar,
+            width: c_int,
+            strides: *const c_int,
+            height: c_int,
+            subsamp: c_int,
+            jpeg_buf: *mut *mut c_uchar,
+            jpeg_size: *mut c_ulong,
+            jpeg_qual: c_int,
+            flags: c_int,
+        ) -> c_int;
         fn tjDecompressHeader3(
             handle: TjHandle,
             jpeg_buf: *const c_uchar,
@@ -143,6 +227,7 @@ mod imp {
     /// Write into the buffer we allocated (sized by tjBufSize) instead of one TurboJPEG allocates.
     const TJFLAG_NOREALLOC: c_int = 1024;
     const TJPF_GRAY: c_int = 6;
+    const TJCS_YCBCR: c_int = 1;
     const TJCS_GRAY: c_int = 2;
     const TJCS_CMYK: c_int = 3;
     const TJCS_YCCK: c_int = 4;
@@ -306,6 +391,203 @@ mod imp {
                 &mut dst,
                 &mut size,
                 TJSAMP_420,
+                c_int::from(quality),
+                TJFLAG_NOREALLOC,
+            )
+        };
+        if rc != 0 {
+            return Err(handle.error());
+        }
+        let len = usize::try_from(size).map_err(|_| too_big())?;
+        if dst != out.as_mut_ptr() || len > out.len() {
+            return Err(Error::Failed("the encoder wrote outside its buffer".into()));
+        }
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// The header of a JPEG this path may decode: size within `max_pixels`, YCbCr colour.
+    fn header(handle: &Handle, jpeg: &[u8], max_pixels: u64) -> Result<(u32, u32, c_int), Error> {
+        let size = c_ulong::try_from(jpeg.len())
+            .map_err(|_| Error::Unsupported("the file is too large".into()))?;
+        let (mut w, mut h, mut subsamp, mut colorspace) = (0, 0, 0, 0);
+        // SAFETY: `jpeg` is valid for `size` bytes; the out-pointers are live locals.
+        let rc = unsafe {
+            tjDecompressHeader3(
+                handle.0,
+                jpeg.as_ptr(),
+                size,
+                &mut w,
+                &mut h,
+                &mut subsamp,
+                &mut colorspace,
+            )
+        };
+        if rc != 0 {
+            return Err(handle.error());
+        }
+        let (Ok(width), Ok(height)) = (u32::try_from(w), u32::try_from(h)) else {
+            return Err(Error::Failed(format!("bad frame size {w}x{h}")));
+        };
+        if width == 0 || height == 0 || u64::from(width) * u64::from(height) > max_pixels {
+            return Err(Error::Unsupported(format!(
+                "frame {width}x{height} is empty or over {max_pixels} pixels"
+            )));
+        }
+        if colorspace != TJCS_YCBCR {
+            return Err(Error::Unsupported("not YCbCr".into()));
+        }
+        Ok((width, height, subsamp))
+    }
+
+    pub(crate) fn decode_scaled_420(
+        jpeg: &[u8],
+        denom: u32,
+        max_pixels: u64,
+    ) -> Result<Planes420, Error> {
+        let handle = Handle::new()?;
+        let (width, height, subsamp) = header(&handle, jpeg, max_pixels)?;
+        if subsamp != TJSAMP_420 {
+            return Err(Error::Unsupported("not 4:2:0".into()));
+        }
+        let too_big = || Error::Unsupported("output too large".into());
+        let sw = c_int::try_from(width.div_ceil(denom)).map_err(|_| too_big())?;
+        let sh = c_int::try_from(height.div_ceil(denom)).map_err(|_| too_big())?;
+        let mut strides = [0 as c_int; 3];
+        let mut sizes = [0usize; 3];
+        for (id, (stride, size)) in strides.iter_mut().zip(&mut sizes).enumerate() {
+            let id = id as c_int;
+            // SAFETY: plain arithmetic on its arguments.
+            let (pw, ph) = unsafe {
+                (
+                    tjPlaneWidth(id, sw, TJSAMP_420),
+                    tjPlaneHeight(id, sh, TJSAMP_420),
+                )
+            };
+            if pw <= 0 || ph <= 0 {
+                return Err(too_big());
+            }
+            *stride = pw;
+            *size = (pw as usize).checked_mul(ph as usize).ok_or_else(too_big)?;
+        }
+        let mut y = vec![0u8; sizes[0]];
+        if strides[0] < sw {
+            return Err(too_big());
+        }
+        let mut cb = vec![0u8; sizes[1]];
+        let mut cr = vec![0u8; sizes[2]];
+        let mut planes = [y.as_mut_ptr(), cb.as_mut_ptr(), cr.as_mut_ptr()];
+        // SAFETY: each plane holds tjPlaneWidth × tjPlaneHeight bytes for the size asked for, with
+        // that width as its stride; TurboJPEG picks a scaling factor whose output fits in it.
+        let rc = unsafe {
+            tjDecompressToYUVPlanes(
+                handle.0,
+                jpeg.as_ptr(),
+                jpeg.len() as c_ulong,
+                planes.as_mut_ptr(),
+                sw,
+                strides.as_mut_ptr(),
+                sh,
+                TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS,
+            )
+        };
+        if rc != 0 {
+            return Err(handle.error());
+        }
+        // TurboJPEG pads the Y plane to even sides; keep only the image's own pixels.
+        let (w, h, stride) = (sw as usize, sh as usize, strides[0] as usize);
+        if stride != w || sizes[0] != w * h {
+            let mut tight = Vec::with_capacity(w * h);
+            for row in y.chunks_exact(stride).take(h) {
+                tight.extend_from_slice(&row[..w]);
+            }
+            y = tight;
+        }
+        Ok(Planes420 {
+            width: sw as u32,
+            height: sh as u32,
+            chroma_width: strides[1] as u32,
+            chroma_height: (sizes[1] / strides[1] as usize) as u32,
+            y,
+            cb,
+            cr,
+        })
+    }
+
+    pub(crate) fn encode_420(p: &Planes420, quality: u8) -> Result<Vec<u8>, Error> {
+        let too_big = || Error::Unsupported("image too large".into());
+        let w = c_int::try_from(p.width).map_err(|_| too_big())?;
+        let h = c_int::try_from(p.height).map_err(|_| too_big())?;
+        let cw = c_int::try_from(p.chroma_width).map_err(|_| too_big())?;
+        let handle = Handle::compressor()?;
+        // SAFETY: plain arithmetic on its arguments.
+        let capacity = unsafe { tjBufSize(w, h, TJSAMP_420) };
+        let cap = usize::try_from(capacity).map_err(|_| too_big())?;
+        if cap == 0 || capacity == c_ulong::MAX {
+            return Err(too_big());
+        }
+        let mut out = vec![0u8; cap];
+        let mut dst = out.as_mut_ptr();
+        let mut size = capacity;
+        // TurboJPEG reads the Y plane at its padded (even) size: give it one.
+        let (pw, ph) = (
+            p.width.next_multiple_of(2) as usize,
+            p.height.next_multiple_of(2) as usize,
+        );
+        let (uw, uh) = (p.width as usize, p.height as usize);
+        let y: std::borrow::Cow<'_, [u8]> = if (pw, ph) == (uw, uh) {
+            std::borrow::Cow::Borrowed(&p.y)
+        } else {
+            let mut padded = Vec::with_capacity(pw * ph);
+            for row in p.y.chunks_exact(uw) {
+                padded.extend_from_slice(row);
+                padded.resize(padded.len() + pw - uw, row[uw - 1]);
+            }
+            let last = padded[padded.len() - pw..].to_vec();
+            while padded.len() < pw * ph {
+                padded.extend_from_slice(&last);
+            }
+            std::borrow::Cow::Owned(padded)
+        };
+        for (id, (len, stride)) in [
+            (y.len(), pw),
+            (p.cb.len(), cw as usize),
+            (p.cr.len(), cw as usize),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // SAFETY: plain arithmetic on its arguments.
+            let (need_w, need_h) = unsafe {
+                (
+                    tjPlaneWidth(id as c_int, w, TJSAMP_420),
+                    tjPlaneHeight(id as c_int, h, TJSAMP_420),
+                )
+            };
+            if need_w <= 0
+                || need_h <= 0
+                || (need_w as usize) > stride
+                || len < stride * need_h as usize
+            {
+                return Err(Error::Unsupported(
+                    "the planes are smaller than TurboJPEG reads".into(),
+                ));
+            }
+        }
+        let planes = [y.as_ptr(), p.cb.as_ptr(), p.cr.as_ptr()];
+        let strides = [pw as c_int, cw, cw];
+        // SAFETY: the planes hold width×height and ⌈width/2⌉×⌈height/2⌉ bytes with those strides
+        // (checked by the caller); `out` holds tjBufSize bytes and NOREALLOC keeps TurboJPEG in it.
+        let rc = unsafe {
+            tjCompressFromYUVPlanes(
+                handle.0,
+                planes.as_ptr(),
+                w,
+                strides.as_ptr(),
+                h,
+                TJSAMP_420,
+                &mut dst,
+                &mut size,
                 c_int::from(quality),
                 TJFLAG_NOREALLOC,
             )
