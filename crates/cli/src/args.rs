@@ -57,7 +57,7 @@ pub enum Command {
         file: PathBuf,
     },
     /// Submit a job; local files among the sources are uploaded first.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Follow a job's events until it ends, then print its outputs.
     Watch(WatchArgs),
     /// Show a job.
@@ -85,6 +85,31 @@ pub enum KindArg {
     /// Background removal: matting.png, white-bg.jpg, enhanced.jpg.
     #[value(alias = "basic_clean")]
     BasicClean,
+    /// Model edit of each source image by a prompt.
+    Edit,
+    /// Model images from a prompt alone; takes no sources.
+    Generate,
+    /// Twelve model shots of each product image in a scene.
+    #[value(alias = "pose_set")]
+    PoseSet,
+}
+
+impl KindArg {
+    /// The name written on the command line: `basic-clean`, `pose-set`, ….
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transform => "transform",
+            Self::BasicClean => "basic-clean",
+            Self::Edit => "edit",
+            Self::Generate => "generate",
+            Self::PoseSet => "pose-set",
+        }
+    }
+
+    /// Whether jobs of this kind read source images (every kind but generate).
+    pub fn takes_sources(self) -> bool {
+        !matches!(self, Self::Generate)
+    }
 }
 
 /// `submit KIND SOURCES...`.
@@ -93,14 +118,16 @@ pub struct SubmitArgs {
     /// What to make.
     #[arg(value_enum)]
     pub kind: KindArg,
-    /// http(s) URLs, `upload:<id>`, or local files (uploaded first).
-    #[arg(required = true)]
+    /// http(s) URLs, `upload:<id>`, or local files (uploaded first); one task each. Required for
+    /// every kind but generate, which takes none.
     pub sources: Vec<String>,
     #[command(flatten)]
     pub transform: TransformArgs,
     /// basic-clean: which outputs to make.
     #[arg(long, value_enum, help_heading = "basic-clean")]
     pub template: Option<TemplateArg>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Submitting again with the same key returns the original job instead of a new one.
     #[arg(long)]
     pub idempotency_key: Option<String>,
@@ -119,10 +146,12 @@ pub struct SubmitArgs {
 #[derive(Clone, Debug, Default, Args)]
 #[command(next_help_heading = "transform")]
 pub struct TransformArgs {
-    /// Target width in pixels (height follows the aspect ratio when not given).
+    /// Target width in pixels (height follows the aspect ratio when not given). generate: the
+    /// image width, given with --height (neither: the model's default).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub width: Option<u32>,
-    /// Target height in pixels (width follows the aspect ratio when not given).
+    /// Target height in pixels (width follows the aspect ratio when not given). generate: the
+    /// image height, given with --width.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub height: Option<u32>,
     /// How the image fits the width × height box.
@@ -161,6 +190,54 @@ impl TransformArgs {
             || self.flip_h
             || self.flip_v
     }
+}
+
+/// Options of the model kinds: `submit edit`, `submit generate`, `submit pose-set`.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "edit, generate, pose-set")]
+pub struct ModelArgs {
+    /// edit, generate: what to make (required).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// edit, generate: what to keep out of the image.
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// edit, generate, pose-set (and basic-clean's matting step): the model id (default: the
+    /// processor's).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// edit, generate: a fixed seed, for repeatable (and cacheable) results.
+    #[arg(long, allow_negative_numbers = true)]
+    pub seed: Option<i64>,
+    /// edit: output size `WIDTHxHEIGHT`, e.g. 1024x1024 (default: the model's).
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// edit, generate: images to make, 1..=4 (default 1); each is charged.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
+    pub num_images: Option<u32>,
+    /// generate: sampling steps, 1..=500 (default: the model's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub steps: Option<u32>,
+    /// generate: how closely to follow the prompt, 0..=100 (default: the model's).
+    #[arg(long, value_parser = parse_guidance)]
+    pub guidance_scale: Option<f32>,
+    /// pose-set: where the shots are set (default studio).
+    #[arg(long, value_enum)]
+    pub scene: Option<SceneArg>,
+    /// pose-set: the product category, e.g. shoes, dress, hoodie (required).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// pose-set: a few words about the product.
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+/// `--scene`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SceneArg {
+    Street,
+    Studio,
+    Indoor,
 }
 
 /// `--fit`.
@@ -342,6 +419,28 @@ pub fn parse_crop(s: &str) -> Result<[u32; 4], String> {
     Ok(crop)
 }
 
+/// Parses `WIDTHxHEIGHT` (either `x` or `X`), both sides above 0.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let parsed = s
+        .trim()
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((w, h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(format!("size `{s}` must be WIDTHxHEIGHT, e.g. 1024x1024")),
+    }
+}
+
+/// Parses a guidance scale from 0 to 100.
+pub fn parse_guidance(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v.is_finite() && (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "guidance scale `{s}` must be a number from 0 to 100"
+        )),
+    }
+}
+
 /// Parses a clockwise rotation of 0, 90, 180 or 270 degrees.
 pub fn parse_rotation(s: &str) -> Result<u32, String> {
     match s.trim() {
@@ -438,10 +537,72 @@ mod tests {
     }
 
     #[test]
+    fn sizes_and_guidance_scales() {
+        assert_eq!(parse_size("1024x768"), Ok((1024, 768)));
+        assert_eq!(parse_size(" 512 X 512 "), Ok((512, 512)));
+        assert!(parse_size("1024").is_err());
+        assert!(parse_size("0x512").is_err());
+        assert!(parse_size("axb").is_err());
+        assert_eq!(parse_guidance("7.5"), Ok(7.5));
+        assert_eq!(parse_guidance("0"), Ok(0.0));
+        assert!(parse_guidance("100.5").is_err());
+        assert!(parse_guidance("-1").is_err());
+        assert!(parse_guidance("inf").is_err());
+    }
+
+    #[test]
+    fn the_model_kinds_parse() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["atelier", "submit"];
+            argv.extend_from_slice(args);
+            match Cli::try_parse_from(argv) {
+                Ok(Cli {
+                    command: Command::Submit(submit),
+                    ..
+                }) => submit,
+                Ok(other) => panic!("not a submit: {other:?}"),
+                Err(e) => panic!("{args:?} does not parse: {e}"),
+            }
+        };
+        let generate = parse(&["generate", "--prompt", "a red sneaker", "--seed", "-3"]);
+        assert_eq!(generate.kind, KindArg::Generate);
+        assert!(generate.sources.is_empty());
+        assert_eq!(generate.model.seed, Some(-3));
+        let edit = parse(&["edit", "a.jpg", "--size", "1024x1024", "--num-images", "4"]);
+        assert_eq!(edit.kind, KindArg::Edit);
+        assert_eq!(edit.model.size, Some((1024, 1024)));
+        assert_eq!(edit.model.num_images, Some(4));
+        for alias in ["pose-set", "pose_set"] {
+            let pose = parse(&[alias, "a.jpg", "--scene", "street", "--category", "shoes"]);
+            assert_eq!(pose.kind, KindArg::PoseSet);
+            assert_eq!(pose.model.scene, Some(SceneArg::Street));
+        }
+        let list = Cli::try_parse_from(["atelier", "list", "--kind", "pose_set"]);
+        assert!(
+            matches!(
+                list,
+                Ok(Cli {
+                    command: Command::List(ListArgs {
+                        kind: Some(KindArg::PoseSet),
+                        ..
+                    }),
+                    ..
+                })
+            ),
+            "{list:?}"
+        );
+    }
+
+    #[test]
     fn usage_mistakes_are_refused_by_the_parser() {
         for args in [
             vec!["atelier", "submit", "resize", "a.jpg"],
-            vec!["atelier", "submit", "transform"],
+            vec!["atelier", "submit", "edit", "a.jpg", "--num-images", "5"],
+            vec!["atelier", "submit", "generate", "--num-images", "0"],
+            vec!["atelier", "submit", "edit", "a.jpg", "--size", "1024"],
+            vec!["atelier", "submit", "generate", "--steps", "501"],
+            vec!["atelier", "submit", "generate", "--guidance-scale", "nan"],
+            vec!["atelier", "submit", "pose-set", "a.jpg", "--scene", "beach"],
             vec!["atelier", "submit", "transform", "a.jpg", "--quality", "0"],
             vec!["atelier", "submit", "transform", "a.jpg", "--rotate", "45"],
             vec!["atelier", "submit", "transform", "a.jpg", "--label", "nope"],

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use atelier_proto::v1 as pb;
 
-use crate::args::{FitArg, FormatArg, KindArg, StateArg, SubmitArgs, TemplateArg, TransformArgs};
+use crate::args::{
+    FitArg, FormatArg, KindArg, ModelArgs, SceneArg, StateArg, SubmitArgs, TemplateArg,
+    TransformArgs,
+};
 use crate::error::UsageError;
 
 /// Where one source of `submit` comes from.
@@ -70,37 +73,193 @@ pub fn upload_source(id: &str) -> pb::Source {
     }
 }
 
-/// The job parameters of `submit`, refusing options that belong to the other kind.
+/// Every kind, in the order the help lists them.
+const KINDS: [KindArg; 5] = [
+    KindArg::Transform,
+    KindArg::BasicClean,
+    KindArg::Edit,
+    KindArg::Generate,
+    KindArg::PoseSet,
+];
+
+/// The kind-specific options given on the command line, each with the kinds it belongs to.
+fn given_options(
+    transform: &TransformArgs,
+    template: Option<TemplateArg>,
+    model: &ModelArgs,
+) -> Vec<(&'static str, &'static [KindArg])> {
+    use KindArg::{BasicClean, Edit, Generate, PoseSet, Transform};
+    const TRANSFORM: &[KindArg] = &[Transform];
+    const SIZED: &[KindArg] = &[Transform, Generate];
+    const PROMPTED: &[KindArg] = &[Edit, Generate];
+    const MODELLED: &[KindArg] = &[BasicClean, Edit, Generate, PoseSet];
+    let options: [(&'static str, &'static [KindArg], bool); 21] = [
+        ("--width", SIZED, transform.width.is_some()),
+        ("--height", SIZED, transform.height.is_some()),
+        ("--fit", TRANSFORM, transform.fit.is_some()),
+        ("--crop", TRANSFORM, transform.crop.is_some()),
+        ("--format", TRANSFORM, transform.format.is_some()),
+        ("--quality", TRANSFORM, transform.quality.is_some()),
+        ("--rotate", TRANSFORM, transform.rotate.is_some()),
+        ("--flip-h", TRANSFORM, transform.flip_h),
+        ("--flip-v", TRANSFORM, transform.flip_v),
+        ("--template", &[BasicClean], template.is_some()),
+        ("--prompt", PROMPTED, model.prompt.is_some()),
+        (
+            "--negative-prompt",
+            PROMPTED,
+            model.negative_prompt.is_some(),
+        ),
+        ("--model", MODELLED, model.model.is_some()),
+        ("--seed", PROMPTED, model.seed.is_some()),
+        ("--size", &[Edit], model.size.is_some()),
+        ("--num-images", PROMPTED, model.num_images.is_some()),
+        ("--steps", &[Generate], model.steps.is_some()),
+        (
+            "--guidance-scale",
+            &[Generate],
+            model.guidance_scale.is_some(),
+        ),
+        ("--scene", &[PoseSet], model.scene.is_some()),
+        ("--category", &[PoseSet], model.category.is_some()),
+        ("--description", &[PoseSet], model.description.is_some()),
+    ];
+    options
+        .into_iter()
+        .filter(|(_, _, given)| *given)
+        .map(|(flag, kinds, _)| (flag, kinds))
+        .collect()
+}
+
+/// Refuses options that belong to other kinds: `--template is an option of basic-clean, not
+/// transform`.
+fn refuse_foreign_options(
+    kind: KindArg,
+    transform: &TransformArgs,
+    template: Option<TemplateArg>,
+    model: &ModelArgs,
+) -> Result<(), UsageError> {
+    let foreign: Vec<String> = given_options(transform, template, model)
+        .into_iter()
+        .filter(|(_, kinds)| !kinds.contains(&kind))
+        .map(|(flag, kinds)| {
+            let owners: Vec<&str> = KINDS
+                .iter()
+                .filter(|k| kinds.contains(k))
+                .map(|k| k.name())
+                .collect();
+            let owners = match owners.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => owners.concat(),
+            };
+            format!("{flag} is an option of {owners}")
+        })
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "{}, not {}",
+        foreign.join("; "),
+        kind.name()
+    )))
+}
+
+/// A prompt the kind needs: given and not blank.
+fn required_prompt(kind: KindArg, prompt: Option<&String>) -> Result<String, UsageError> {
+    match prompt {
+        Some(p) if !p.trim().is_empty() => Ok(p.clone()),
+        _ => Err(UsageError(format!(
+            "{} needs --prompt: describe the image to make",
+            kind.name()
+        ))),
+    }
+}
+
+/// The job parameters of `submit`, refusing options that belong to another kind.
 pub fn job_params(
     kind: KindArg,
     transform: &TransformArgs,
     template: Option<TemplateArg>,
+    model: &ModelArgs,
 ) -> Result<pb::JobParams, UsageError> {
+    refuse_foreign_options(kind, transform, template, model)?;
+    let text = |t: &Option<String>| t.clone().unwrap_or_default();
     let params = match kind {
-        KindArg::Transform => {
-            if template.is_some() {
-                return Err(UsageError(
-                    "--template is an option of basic-clean, not transform".into(),
-                ));
-            }
-            pb::job_params::Params::Transform(transform_params(transform)?)
+        KindArg::Transform => pb::job_params::Params::Transform(transform_params(transform)?),
+        KindArg::BasicClean => pb::job_params::Params::BasicClean(pb::BasicCleanParams {
+            template: clean_template(template.unwrap_or(TemplateArg::All)) as i32,
+            model: text(&model.model),
+        }),
+        KindArg::Edit => pb::job_params::Params::Edit(pb::EditParams {
+            prompt: required_prompt(kind, model.prompt.as_ref())?,
+            negative_prompt: text(&model.negative_prompt),
+            model: text(&model.model),
+            seed: model.seed,
+            size: model
+                .size
+                .map(|(w, h)| format!("{w}x{h}"))
+                .unwrap_or_default(),
+            num_images: model.num_images.unwrap_or(1),
+        }),
+        KindArg::Generate => {
+            let prompt = required_prompt(kind, model.prompt.as_ref())?;
+            let (width, height) = match (transform.width, transform.height) {
+                (Some(w), Some(h)) => (w, h),
+                (None, None) => (0, 0),
+                _ => {
+                    return Err(UsageError(
+                        "generate takes --width and --height together (or neither, for the model's default size)"
+                            .into(),
+                    ))
+                }
+            };
+            pb::job_params::Params::Generate(pb::GenerateParams {
+                prompt,
+                negative_prompt: text(&model.negative_prompt),
+                model: text(&model.model),
+                width,
+                height,
+                num_images: model.num_images.unwrap_or(1),
+                steps: model.steps.unwrap_or(0),
+                guidance_scale: model.guidance_scale.unwrap_or(0.0),
+                seed: model.seed,
+            })
         }
-        KindArg::BasicClean => {
-            if transform.any() {
-                return Err(UsageError(
-                    "--width, --height, --fit, --crop, --format, --quality, --rotate and --flip-* are options of transform, not basic-clean"
+        KindArg::PoseSet => {
+            let category = match &model.category {
+                Some(c) if !c.trim().is_empty() => c.clone(),
+                _ => return Err(UsageError(
+                    "pose-set needs --category: the product category, e.g. shoes, dress, hoodie"
                         .into(),
-                ));
-            }
-            pb::job_params::Params::BasicClean(pb::BasicCleanParams {
-                template: clean_template(template.unwrap_or(TemplateArg::All)) as i32,
-                model: String::new(),
+                )),
+            };
+            pb::job_params::Params::PoseSet(pb::PoseSetParams {
+                scene: model.scene.map_or(pb::Scene::Unspecified, scene_of) as i32,
+                category,
+                description: text(&model.description),
+                model: text(&model.model),
             })
         }
     };
     Ok(pb::JobParams {
         params: Some(params),
     })
+}
+
+/// Every kind but generate needs sources; generate takes none.
+pub fn check_sources(kind: KindArg, sources: &[String]) -> Result<(), UsageError> {
+    match (kind.takes_sources(), sources.is_empty()) {
+        (true, true) => Err(UsageError(format!(
+            "{} needs at least one source: an http(s) URL, upload:<id> or a local file",
+            kind.name()
+        ))),
+        (false, false) => Err(UsageError(format!(
+            "{} takes no sources; describe the image with --prompt",
+            kind.name()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The TransformParams these options describe.
@@ -139,8 +298,14 @@ pub fn submit_request(
     args: &SubmitArgs,
     sources: Vec<pb::Source>,
 ) -> Result<pb::SubmitJobRequest, UsageError> {
+    check_sources(args.kind, &args.sources)?;
     Ok(pb::SubmitJobRequest {
-        params: Some(job_params(args.kind, &args.transform, args.template)?),
+        params: Some(job_params(
+            args.kind,
+            &args.transform,
+            args.template,
+            &args.model,
+        )?),
         sources,
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
         callback_url: args.callback_url.clone().unwrap_or_default(),
@@ -165,6 +330,9 @@ pub fn kind_of(kind: KindArg) -> pb::JobKind {
     match kind {
         KindArg::Transform => pb::JobKind::Transform,
         KindArg::BasicClean => pb::JobKind::BasicClean,
+        KindArg::Edit => pb::JobKind::Edit,
+        KindArg::Generate => pb::JobKind::Generate,
+        KindArg::PoseSet => pb::JobKind::PoseSet,
     }
 }
 
@@ -194,6 +362,14 @@ fn format_of(format: FormatArg) -> pb::ImageFormat {
         FormatArg::Jpeg => pb::ImageFormat::Jpeg,
         FormatArg::Png => pb::ImageFormat::Png,
         FormatArg::Webp => pb::ImageFormat::Webp,
+    }
+}
+
+fn scene_of(scene: SceneArg) -> pb::Scene {
+    match scene {
+        SceneArg::Street => pb::Scene::Street,
+        SceneArg::Studio => pb::Scene::Studio,
+        SceneArg::Indoor => pb::Scene::Indoor,
     }
 }
 
@@ -234,7 +410,7 @@ mod tests {
             Ok(Cli {
                 command: Command::Submit(submit),
                 ..
-            }) => submit,
+            }) => *submit,
             Ok(other) => panic!("not a submit: {other:?}"),
             Err(e) => panic!("{args:?} does not parse: {e}"),
         }
@@ -346,6 +522,239 @@ mod tests {
         assert!(request(&["basic-clean", "x.jpg", "--flip-v"]).is_err());
         assert!(request(&["transform", "x.jpg", "--template", "all"]).is_err());
         assert!(request(&["transform", "x.jpg", "--fit", "cover"]).is_err());
+    }
+
+    fn params(args: &[&str]) -> pb::job_params::Params {
+        let args = submit_args(args);
+        match submit_request(&args, Vec::new()) {
+            Ok(req) => req.params.and_then(|p| p.params).expect("params are set"),
+            Err(e) => panic!("refused: {e}"),
+        }
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        let args = submit_args(args);
+        match submit_request(&args, Vec::new()) {
+            Ok(req) => panic!("accepted: {req:?}"),
+            Err(UsageError(message)) => message,
+        }
+    }
+
+    #[test]
+    fn edit_takes_a_prompt_and_builds_edit_params() {
+        assert_eq!(
+            params(&[
+                "edit",
+                "x.jpg",
+                "y.png",
+                "--prompt",
+                "put it on a beach",
+                "--negative-prompt",
+                "people",
+                "--model",
+                "test-image-1",
+                "--seed",
+                "42",
+                "--size",
+                "1024x768",
+                "--num-images",
+                "3",
+            ]),
+            pb::job_params::Params::Edit(pb::EditParams {
+                prompt: "put it on a beach".into(),
+                negative_prompt: "people".into(),
+                model: "test-image-1".into(),
+                seed: Some(42),
+                size: "1024x768".into(),
+                num_images: 3,
+            })
+        );
+        assert_eq!(
+            params(&["edit", "x.jpg", "--prompt", "brighter"]),
+            pb::job_params::Params::Edit(pb::EditParams {
+                prompt: "brighter".into(),
+                num_images: 1,
+                ..Default::default()
+            })
+        );
+    }
+
+    #[test]
+    fn generate_takes_no_sources_and_reuses_width_and_height() {
+        assert_eq!(
+            params(&[
+                "generate",
+                "--prompt",
+                "a red sneaker on white",
+                "--negative-prompt",
+                "text",
+                "--model",
+                "test-image-1",
+                "--width",
+                "512",
+                "--height",
+                "768",
+                "--num-images",
+                "2",
+                "--steps",
+                "30",
+                "--guidance-scale",
+                "7.5",
+                "--seed",
+                "7",
+            ]),
+            pb::job_params::Params::Generate(pb::GenerateParams {
+                prompt: "a red sneaker on white".into(),
+                negative_prompt: "text".into(),
+                model: "test-image-1".into(),
+                width: 512,
+                height: 768,
+                num_images: 2,
+                steps: 30,
+                guidance_scale: 7.5,
+                seed: Some(7),
+            })
+        );
+        assert_eq!(
+            params(&["generate", "--prompt", "a hat"]),
+            pb::job_params::Params::Generate(pb::GenerateParams {
+                prompt: "a hat".into(),
+                num_images: 1,
+                ..Default::default()
+            })
+        );
+        let args = submit_args(&["generate", "--prompt", "a hat", "--label", "run=1"]);
+        let req = submit_request(&args, Vec::new()).expect("valid");
+        assert!(req.sources.is_empty());
+        assert_eq!(req.labels.get("run").map(String::as_str), Some("1"));
+        assert_eq!(kind_of(KindArg::Generate), pb::JobKind::Generate);
+    }
+
+    #[test]
+    fn pose_set_takes_a_scene_and_a_category() {
+        assert_eq!(
+            params(&[
+                "pose_set",
+                "hoodie.jpg",
+                "--scene",
+                "indoor",
+                "--category",
+                "hoodie",
+                "--description",
+                "grey cotton hoodie",
+                "--model",
+                "test-image-1",
+            ]),
+            pb::job_params::Params::PoseSet(pb::PoseSetParams {
+                scene: pb::Scene::Indoor as i32,
+                category: "hoodie".into(),
+                description: "grey cotton hoodie".into(),
+                model: "test-image-1".into(),
+            })
+        );
+        assert_eq!(
+            params(&["pose-set", "shoe.jpg", "--category", "shoes"]),
+            pb::job_params::Params::PoseSet(pb::PoseSetParams {
+                scene: pb::Scene::Unspecified as i32,
+                category: "shoes".into(),
+                ..Default::default()
+            })
+        );
+        assert_eq!(kind_of(KindArg::PoseSet), pb::JobKind::PoseSet);
+        assert_eq!(kind_of(KindArg::Edit), pb::JobKind::Edit);
+    }
+
+    #[test]
+    fn basic_clean_may_name_a_matting_model() {
+        assert_eq!(
+            params(&["basic-clean", "x.jpg", "--model", "matte-1"]),
+            pb::job_params::Params::BasicClean(pb::BasicCleanParams {
+                template: pb::CleanTemplate::All as i32,
+                model: "matte-1".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn sources_are_required_except_for_generate_which_refuses_them() {
+        for kind in ["transform", "basic-clean"] {
+            let message = refusal(&[kind]);
+            assert!(message.contains("needs at least one source"), "{message}");
+        }
+        let message = refusal(&["edit", "--prompt", "p"]);
+        assert_eq!(
+            message,
+            "edit needs at least one source: an http(s) URL, upload:<id> or a local file"
+        );
+        let message = refusal(&["pose-set", "--category", "shoes"]);
+        assert!(
+            message.starts_with("pose-set needs at least one source"),
+            "{message}"
+        );
+        let message = refusal(&["generate", "x.jpg", "--prompt", "p"]);
+        assert_eq!(
+            message,
+            "generate takes no sources; describe the image with --prompt"
+        );
+    }
+
+    #[test]
+    fn model_kinds_need_their_required_options() {
+        assert_eq!(
+            refusal(&["generate"]),
+            "generate needs --prompt: describe the image to make"
+        );
+        assert_eq!(
+            refusal(&["edit", "x.jpg", "--prompt", "  "]),
+            "edit needs --prompt: describe the image to make"
+        );
+        assert!(refusal(&["pose-set", "x.jpg"]).starts_with("pose-set needs --category"));
+        assert!(refusal(&["generate", "--prompt", "p", "--width", "512"])
+            .starts_with("generate takes --width and --height together"));
+    }
+
+    #[test]
+    fn model_options_of_another_kind_are_refused() {
+        assert_eq!(
+            refusal(&["transform", "x.jpg", "--prompt", "p"]),
+            "--prompt is an option of edit and generate, not transform"
+        );
+        assert_eq!(
+            refusal(&["basic-clean", "x.jpg", "--width", "10", "--scene", "street"]),
+            "--width is an option of transform and generate; --scene is an option of pose-set, not basic-clean"
+        );
+        assert_eq!(
+            refusal(&["edit", "x.jpg", "--prompt", "p", "--steps", "20"]),
+            "--steps is an option of generate, not edit"
+        );
+        assert_eq!(
+            refusal(&["edit", "x.jpg", "--prompt", "p", "--width", "512"]),
+            "--width is an option of transform and generate, not edit"
+        );
+        assert_eq!(
+            refusal(&["generate", "--prompt", "p", "--size", "512x512"]),
+            "--size is an option of edit, not generate"
+        );
+        assert_eq!(
+            refusal(&["generate", "--prompt", "p", "--fit", "cover", "--format", "png"]),
+            "--fit is an option of transform; --format is an option of transform, not generate"
+        );
+        assert_eq!(
+            refusal(&["pose-set", "x.jpg", "--category", "c", "--prompt", "p", "--seed", "1"]),
+            "--prompt is an option of edit and generate; --seed is an option of edit and generate, not pose-set"
+        );
+        assert_eq!(
+            refusal(&["generate", "--prompt", "p", "--category", "shoes"]),
+            "--category is an option of pose-set, not generate"
+        );
+        assert_eq!(
+            refusal(&["transform", "x.jpg", "--model", "m"]),
+            "--model is an option of basic-clean, edit, generate and pose-set, not transform"
+        );
+        assert_eq!(
+            refusal(&["pose-set", "x.jpg", "--category", "c", "--template", "all"]),
+            "--template is an option of basic-clean, not pose-set"
+        );
     }
 
     #[test]

@@ -114,13 +114,13 @@ async fn read_chunk(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resu
 
 /// `submit KIND SOURCES…`: uploads local files, submits, and follows the job with `--watch`.
 pub async fn submit(api: &Api, as_json: bool, args: &SubmitArgs) -> anyhow::Result<()> {
+    // Refuse bad options (and sources the kind does not take) before spending time on uploads.
+    requests::submit_request(args, Vec::new())?;
     let classified = args
         .sources
         .iter()
         .map(|s| SourceArg::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    // Refuse bad options before spending time on uploads.
-    requests::submit_request(args, Vec::new())?;
     let mut sources = Vec::with_capacity(classified.len());
     for source in &classified {
         match (source.to_source(), source) {

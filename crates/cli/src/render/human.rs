@@ -80,7 +80,10 @@ pub fn job(j: &pb::Job) -> String {
         if !names::task_is_terminal(t.state) && !t.stage.is_empty() {
             let _ = write!(line, "  {} {}%", t.stage, t.percent);
         }
-        let _ = write!(line, "  {}", source(t.source.as_ref()));
+        // Generate tasks have no source: nothing to show rather than a dash.
+        if t.source.is_some() {
+            let _ = write!(line, "  {}", source(t.source.as_ref()));
+        }
         if t.from_cache {
             line.push_str("  (from cache)");
         }
@@ -181,6 +184,50 @@ mod tests {
             "task 0 [#####-----] 50% resize"
         );
         assert_eq!(progress_line(3, 7, ""), "task 3 [#---------] 7%");
+    }
+
+    #[test]
+    fn model_jobs_show_their_kind_and_every_image() {
+        let image = |name: &str| pb::Output {
+            name: name.into(),
+            url: format!("file:///tmp/{name}"),
+            width: 256,
+            height: 256,
+            bytes: 99,
+            ..Default::default()
+        };
+        let j = pb::Job {
+            id: "g1".into(),
+            kind: pb::JobKind::Generate as i32,
+            state: pb::JobState::Succeeded as i32,
+            cost: 2,
+            tasks: vec![pb::Task {
+                state: pb::TaskState::Succeeded as i32,
+                attempts: 1,
+                outputs: vec![image("image-0.png"), image("image-1.png")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = job(&j);
+        assert!(
+            text.starts_with("job g1  SUCCEEDED  generate  1 task  cost 2, refunded 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("  task 0  SUCCEEDED  attempt 1\n"), "{text}");
+        assert!(
+            text.contains("    image-1.png  256x256  99 bytes"),
+            "{text}"
+        );
+        let pose = pb::Job {
+            kind: pb::JobKind::PoseSet as i32,
+            ..j
+        };
+        assert!(
+            job_row(&pose).contains("  pose_set  "),
+            "{}",
+            job_row(&pose)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! JSON for `--json`, built by hand from the protobuf messages (prost types have no serde). Field names
-//! are the proto's; enums are their names without the prefix (`SUCCEEDED`, `basic_clean`, `webp`);
-//! times are RFC 3339 strings or null.
+//! are the proto's; enums are their names without the prefix (`SUCCEEDED`, `basic_clean`, `pose_set`,
+//! `webp`); times are RFC 3339 strings or null.
 
 use atelier_proto::v1 as pb;
 use serde_json::{json, Map, Value};
@@ -324,6 +324,59 @@ mod tests {
         assert_eq!(v["tasks"][0]["failure"]["code"], 3004);
         assert_eq!(v["params"]["basic_clean"]["template"], "white_bg");
         assert_eq!(v["labels"]["a"], "b");
+    }
+
+    #[test]
+    fn model_jobs_carry_their_params() {
+        let generate = pb::Job {
+            kind: pb::JobKind::Generate as i32,
+            params: Some(pb::JobParams {
+                params: Some(pb::job_params::Params::Generate(pb::GenerateParams {
+                    prompt: "a hat".into(),
+                    width: 512,
+                    height: 512,
+                    num_images: 2,
+                    seed: Some(7),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let v = job(&generate);
+        assert_eq!(v["kind"], "generate");
+        assert_eq!(v["params"]["generate"]["prompt"], "a hat");
+        assert_eq!(v["params"]["generate"]["num_images"], 2);
+        assert_eq!(v["params"]["generate"]["seed"], 7);
+        let edit = pb::Job {
+            kind: pb::JobKind::Edit as i32,
+            params: Some(pb::JobParams {
+                params: Some(pb::job_params::Params::Edit(pb::EditParams {
+                    prompt: "brighter".into(),
+                    size: "1024x1024".into(),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let v = job(&edit);
+        assert_eq!(v["kind"], "edit");
+        assert_eq!(v["params"]["edit"]["size"], "1024x1024");
+        assert_eq!(v["params"]["edit"]["seed"], Value::Null);
+        let pose = pb::Job {
+            kind: pb::JobKind::PoseSet as i32,
+            params: Some(pb::JobParams {
+                params: Some(pb::job_params::Params::PoseSet(pb::PoseSetParams {
+                    scene: pb::Scene::Street as i32,
+                    category: "shoes".into(),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let v = job(&pose);
+        assert_eq!(v["kind"], "pose_set");
+        assert_eq!(v["params"]["pose_set"]["scene"], "street");
+        assert_eq!(v["params"]["pose_set"]["category"], "shoes");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub fn task_state(value: i32) -> String {
     )
 }
 
-/// `transform`, `basic_clean`, ….
+/// `transform`, `basic_clean`, `edit`, `generate`, `pose_set`.
 pub fn kind(value: i32) -> String {
     short(
         pb::JobKind::try_from(value).ok().map(|s| s.as_str_name()),
