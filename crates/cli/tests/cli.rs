@@ -19,10 +19,16 @@ struct Pair {
 }
 
 async fn spawn_pair() -> Pair {
+    spawn_pair_with(Vec::new()).await
+}
+
+/// A pair whose processor also offers the models of `providers`.
+async fn spawn_pair_with(providers: Vec<atelier_processor::ProviderConfig>) -> Pair {
     let root = tempfile::tempdir().expect("temp dir");
     let objects = root.path().join("objects").display().to_string();
     let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
     pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
+    pconfig.providers = providers;
     let processor = atelier_processor::spawn(pconfig)
         .await
         .expect("processor starts");
@@ -113,6 +119,129 @@ async fn atelier(endpoint: &str, who: As<'_>, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// The model the fake provider serves.
+const MODEL: &str = "cli-test-image-1";
+const PROVIDER_KEY: &str = "sk-cli-test";
+
+/// A minimal model provider speaking the OpenAI Images API on 127.0.0.1: every
+/// `POST /v1/images/generations` is answered with `n` small PNGs as `b64_json`. (Written here rather
+/// than taking atelier-testkit's provider as a dev-dependency, which would change the workspace's
+/// Cargo.lock.) Returns the processor's provider configuration.
+async fn fake_provider() -> atelier_processor::ProviderConfig {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind provider");
+    let addr = listener.local_addr().expect("provider addr");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(answer_images_call(socket));
+        }
+    });
+    atelier_processor::ProviderConfig::new(
+        "fake",
+        &format!("http://{addr}/v1"),
+        Some(PROVIDER_KEY),
+        vec![atelier_processor::ModelConfig {
+            id: MODEL.into(),
+            kinds: vec![
+                atelier_processor::ModelKind::Edit,
+                atelier_processor::ModelKind::Generate,
+                atelier_processor::ModelKind::PoseSet,
+            ],
+        }],
+    )
+}
+
+async fn answer_images_call(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match socket.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        match socket.read(&mut chunk).await {
+            Ok(n) if n > 0 => body.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let authorized = head.contains(&format!("authorization: bearer {PROVIDER_KEY}"));
+    let (status, answer) = if head.starts_with("post /v1/images/generations ") && authorized {
+        let n = request["n"].as_u64().unwrap_or(1).clamp(1, 4);
+        let (width, height) = request["size"]
+            .as_str()
+            .and_then(|s| s.split_once('x'))
+            .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+            .unwrap_or((256, 256));
+        let data: Vec<Value> = (0..n)
+            .map(|i| serde_json::json!({ "b64_json": base64(&png(width, height, i as u8)) }))
+            .collect();
+        (
+            "200 OK",
+            serde_json::json!({ "created": 1_700_000_000, "data": data }),
+        )
+    } else {
+        (
+            "404 Not Found",
+            serde_json::json!({ "error": { "message": "unknown route", "code": "not_found" } }),
+        )
+    };
+    let answer = answer.to_string();
+    let reply = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+    let _ = socket.write_all(reply.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+/// A PNG, tinted by `tint` so that the images of one call differ.
+fn png(width: u32, height: u32, tint: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([tint.wrapping_mul(60), (x % 256) as u8, (y % 256) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode PNG");
+    out.into_inner()
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A product-like JPEG: a dark red box on a plain light background.
@@ -487,4 +616,119 @@ async fn mistakes_get_their_code_a_hint_and_an_exit_status() {
     .await;
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(run.stderr.contains("not SERVING"), "{run:#?}");
+}
+
+#[test]
+fn base64_matches_the_standard_alphabet() {
+    assert_eq!(base64(b""), "");
+    assert_eq!(base64(b"f"), "Zg==");
+    assert_eq!(base64(b"fo"), "Zm8=");
+    assert_eq!(base64(b"foo"), "Zm9v");
+    assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_generates_images_from_a_prompt_and_watches_them_arrive() {
+    let pair = spawn_pair_with(vec![fake_provider().await]).await;
+    let endpoint = pair.orchestrator.url();
+    let (_tenant, key) = tenant_with_account(&endpoint, "artist", true, 5).await;
+    let artist = As {
+        admin: false,
+        key: Some(&key),
+        account: Some("artist"),
+    };
+
+    // Mistakes are refused before any call: exit 2, nothing charged.
+    let photo = product_jpeg(pair.root.path());
+    let photo = photo.to_str().expect("utf-8 path");
+    let run = atelier(
+        &endpoint,
+        artist,
+        &["submit", "generate", photo, "--prompt", "a hat"],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("generate takes no sources"), "{run:#?}");
+    let run = atelier(&endpoint, artist, &["submit", "generate", "--width", "256"]).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.stderr.contains("generate needs --prompt"), "{run:#?}");
+    let run = atelier(
+        &endpoint,
+        artist,
+        &["submit", "generate", "--prompt", "a hat", "--fit", "cover"],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("--fit is an option of transform, not generate"),
+        "{run:#?}"
+    );
+
+    let run = atelier(
+        &endpoint,
+        artist,
+        &[
+            "submit",
+            "generate",
+            "--prompt",
+            "a red sneaker on white",
+            "--model",
+            MODEL,
+            "--width",
+            "256",
+            "--height",
+            "256",
+            "--num-images",
+            "2",
+            "--seed",
+            "7",
+            "--watch",
+        ],
+    )
+    .await
+    .ok();
+    let header = run.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("job ") && header.contains("  generate  "),
+        "{run:#?}"
+    );
+    let job_id = header
+        .strip_prefix("job ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a `job <id>` line")
+        .to_string();
+    assert!(run.stdout.contains("SUCCEEDED"), "{run:#?}");
+
+    let job = atelier(&endpoint, artist, &["--json", "get", &job_id])
+        .await
+        .ok()
+        .json();
+    assert_eq!(job["kind"], "generate", "{job:#}");
+    assert_eq!(job["state"], "SUCCEEDED", "{job:#}");
+    assert_eq!(job["cost"], 2, "{job:#}");
+    assert_eq!(
+        job["params"]["generate"]["prompt"],
+        "a red sneaker on white"
+    );
+    assert_eq!(job["params"]["generate"]["model"], MODEL);
+    assert_eq!(job["params"]["generate"]["seed"], 7);
+    assert_eq!(job["tasks"][0]["source"], Value::Null, "{job:#}");
+    let outputs = job["tasks"][0]["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 2, "{job:#}");
+    assert!(
+        outputs
+            .iter()
+            .all(|o| o["width"] == 256 && o["height"] == 256),
+        "{job:#}"
+    );
+
+    let jobs = atelier(&endpoint, artist, &["--json", "list", "--kind", "generate"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs:#}");
+
+    pair.orchestrator.stop().await.expect("orchestrator stops");
+    pair.processor.stop().await.expect("processor stops");
 }
