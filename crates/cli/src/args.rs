@@ -121,13 +121,7 @@ pub struct SubmitArgs {
     /// http(s) URLs, `upload:<id>`, or local files (uploaded first); one task each. Required for
     /// every kind but generate, which takes none.
     pub sources: Vec<String>,
-    #[command(flatten)]
-    pub transform: TransformArgs,
-    /// basic-clean: which outputs to make.
-    #[arg(long, value_enum, help_heading = "basic-clean")]
-    pub template: Option<TemplateArg>,
-    #[command(flatten)]
-    pub model: ModelArgs,
+    // Before the kinds' options: a flattened group's help heading carries over to later fields.
     /// Submitting again with the same key returns the original job instead of a new one.
     #[arg(long)]
     pub idempotency_key: Option<String>,
@@ -140,6 +134,13 @@ pub struct SubmitArgs {
     /// Follow the job until it ends, like `watch`.
     #[arg(long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub transform: TransformArgs,
+    /// basic-clean: which outputs to make.
+    #[arg(long, value_enum, help_heading = "basic-clean")]
+    pub template: Option<TemplateArg>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 /// Options of `submit transform`.
