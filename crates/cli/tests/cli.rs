@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use atelier_orchestrator::RunningOrchestrator;
 use atelier_processor::RunningProcessor;
+use atelier_testkit::provider::{self, ProviderServer};
 use serde_json::Value;
 
 const ADMIN: &str = "cli-test-admin-token";
@@ -123,26 +124,15 @@ async fn atelier(endpoint: &str, who: As<'_>, args: &[&str]) -> Run {
 
 /// The model the fake provider serves.
 const MODEL: &str = "cli-test-image-1";
-const PROVIDER_KEY: &str = "sk-cli-test";
 
-/// A minimal model provider speaking the OpenAI Images API on 127.0.0.1: every
-/// `POST /v1/images/generations` is answered with `n` small PNGs as `b64_json`. (Written here rather
-/// than taking atelier-testkit's provider as a dev-dependency, which would change the workspace's
-/// Cargo.lock.) Returns the processor's provider configuration.
-async fn fake_provider() -> atelier_processor::ProviderConfig {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("bind provider");
-    let addr = listener.local_addr().expect("provider addr");
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(answer_images_call(socket));
-        }
-    });
-    atelier_processor::ProviderConfig::new(
+/// The shared fake model provider (OpenAI Images API on 127.0.0.1) and the processor's configuration
+/// for it. The server is returned so that it lives as long as the test.
+async fn fake_provider() -> (ProviderServer, atelier_processor::ProviderConfig) {
+    let server = ProviderServer::start().await;
+    let config = atelier_processor::ProviderConfig::new(
         "fake",
-        &format!("http://{addr}/v1"),
-        Some(PROVIDER_KEY),
+        &server.base_url(),
+        Some(provider::API_KEY),
         vec![atelier_processor::ModelConfig {
             id: MODEL.into(),
             kinds: vec![
@@ -151,97 +141,8 @@ async fn fake_provider() -> atelier_processor::ProviderConfig {
                 atelier_processor::ModelKind::PoseSet,
             ],
         }],
-    )
-}
-
-async fn answer_images_call(mut socket: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        match socket.read(&mut chunk).await {
-            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        match socket.read(&mut chunk).await {
-            Ok(n) if n > 0 => body.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
-    }
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let authorized = head.contains(&format!("authorization: bearer {PROVIDER_KEY}"));
-    let (status, answer) = if head.starts_with("post /v1/images/generations ") && authorized {
-        let n = request["n"].as_u64().unwrap_or(1).clamp(1, 4);
-        let (width, height) = request["size"]
-            .as_str()
-            .and_then(|s| s.split_once('x'))
-            .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-            .unwrap_or((256, 256));
-        let data: Vec<Value> = (0..n)
-            .map(|i| serde_json::json!({ "b64_json": base64(&png(width, height, i as u8)) }))
-            .collect();
-        (
-            "200 OK",
-            serde_json::json!({ "created": 1_700_000_000, "data": data }),
-        )
-    } else {
-        (
-            "404 Not Found",
-            serde_json::json!({ "error": { "message": "unknown route", "code": "not_found" } }),
-        )
-    };
-    let answer = answer.to_string();
-    let reply = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-        answer.len()
     );
-    let _ = socket.write_all(reply.as_bytes()).await;
-    let _ = socket.shutdown().await;
-}
-
-/// A PNG, tinted by `tint` so that the images of one call differ.
-fn png(width: u32, height: u32, tint: u8) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([tint.wrapping_mul(60), (x % 256) as u8, (y % 256) as u8])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encode PNG");
-    out.into_inner()
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for group in bytes.chunks(3) {
-        let b = [
-            group[0],
-            *group.get(1).unwrap_or(&0),
-            *group.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= group.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    (server, config)
 }
 
 /// A product-like JPEG: a dark red box on a plain light background.
@@ -618,18 +519,10 @@ async fn mistakes_get_their_code_a_hint_and_an_exit_status() {
     assert!(run.stderr.contains("not SERVING"), "{run:#?}");
 }
 
-#[test]
-fn base64_matches_the_standard_alphabet() {
-    assert_eq!(base64(b""), "");
-    assert_eq!(base64(b"f"), "Zg==");
-    assert_eq!(base64(b"fo"), "Zm8=");
-    assert_eq!(base64(b"foo"), "Zm9v");
-    assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shopper_generates_images_from_a_prompt_and_watches_them_arrive() {
-    let pair = spawn_pair_with(vec![fake_provider().await]).await;
+    let (provider, config) = fake_provider().await;
+    let pair = spawn_pair_with(vec![config]).await;
     let endpoint = pair.orchestrator.url();
     let (_tenant, key) = tenant_with_account(&endpoint, "artist", true, 5).await;
     let artist = As {
@@ -731,4 +624,5 @@ async fn a_shopper_generates_images_from_a_prompt_and_watches_them_arrive() {
 
     pair.orchestrator.stop().await.expect("orchestrator stops");
     pair.processor.stop().await.expect("processor stops");
+    assert!(provider.calls() >= 1, "the images came from the provider");
 }
