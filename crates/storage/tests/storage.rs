@@ -152,11 +152,22 @@ async fn local_missing_key_is_not_found() {
 
 #[tokio::test]
 async fn local_rejects_invalid_keys() {
+    // The root is a folder inside a private temp dir, so "../x" would land where only we look.
     let dir = tempfile::tempdir().expect("tempdir");
-    invalid_keys(&local(&dir).await).await;
-    // Nothing escaped the root: the parent folder holds only the root itself.
-    let parent = dir.path().parent().expect("parent");
-    assert!(!parent.join("x").exists());
+    let root = dir.path().join("root");
+    let storage = Storage::open(
+        root.to_str().expect("utf-8 temp path"),
+        &S3Options::default(),
+    )
+    .await
+    .expect("open local storage");
+    invalid_keys(&storage).await;
+    // Nothing escaped the root: the private parent holds only the root itself.
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read parent")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(entries.iter().all(|name| name == "root"), "{entries:?}");
 }
 
 #[tokio::test]
