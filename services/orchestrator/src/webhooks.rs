@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::api::convert;
 use crate::db::{self, entities::job_event, events::Cursor, webhooks as store};
@@ -166,6 +167,11 @@ impl Webhooks {
             .filter(|e| e.account_id.as_ref().is_none_or(|a| *a == account_id))
             .filter(|e| e.wants(terminal))
             .collect();
+        // Only terminal events go to a job's callback_url: a progress event nobody asked for costs
+        // no read of the job.
+        if wanted.is_empty() && !terminal {
+            return Ok(());
+        }
         let job = db::jobs::find(
             db,
             &db::jobs::Scope {
@@ -225,11 +231,14 @@ impl Webhooks {
     /// One attempt of one delivery, recorded whatever happens.
     async fn deliver(&self, delivery: store::Delivery) {
         let span = tracing::info_span!("webhook", delivery_id = %delivery.id, job_id = %delivery.job_id, event_id = %delivery.event_id);
-        let _entered = span.enter();
-        let secret = match self.secret_of(&delivery).await {
+        self.attempt(&delivery).instrument(span).await;
+    }
+
+    async fn attempt(&self, delivery: &store::Delivery) {
+        let secret = match self.secret_of(delivery).await {
             Ok(Some(secret)) => secret,
             Ok(None) => {
-                self.finish(&delivery, 0, "the endpoint was deleted".into(), false, true)
+                self.finish(delivery, 0, "the endpoint was deleted".into(), false, true)
                     .await;
                 return;
             }
@@ -238,8 +247,8 @@ impl Webhooks {
                 return;
             }
         };
-        let (status, error, delivered, permanent) = self.post(&delivery, &secret).await;
-        self.finish(&delivery, status, error, delivered, permanent)
+        let (status, error, delivered, permanent) = self.post(delivery, &secret).await;
+        self.finish(delivery, status, error, delivered, permanent)
             .await;
     }
 
@@ -251,11 +260,11 @@ impl Webhooks {
                     .secret,
             ));
         }
-        Ok(store::endpoints(&self.db, &delivery.tenant_id, None)
-            .await?
-            .into_iter()
-            .find(|e| e.id == delivery.endpoint_id)
-            .map(|e| e.secret))
+        Ok(
+            store::endpoint(&self.db, &delivery.tenant_id, &delivery.endpoint_id)
+                .await?
+                .map(|e| e.secret),
+        )
     }
 
     /// Posts the body; returns (status, error, delivered, permanent failure).

@@ -171,6 +171,24 @@ pub async fn endpoints<C: ConnectionTrait>(
         .await
 }
 
+/// One live registered endpoint of the tenant.
+pub async fn endpoint<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<Endpoint>, DbErr> {
+    Endpoint::find_by_statement(statement(
+        db.get_database_backend(),
+        &format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+             WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL AND url <> ''"
+        ),
+        vec![tenant_id.into(), id.into()],
+    ))
+    .one(db)
+    .await
+}
+
 /// Stops deliveries to an endpoint (pending ones are given up). Returns it, or `None` if unknown.
 pub async fn delete_endpoint<C: ConnectionTrait>(
     db: &C,
@@ -178,10 +196,9 @@ pub async fn delete_endpoint<C: ConnectionTrait>(
     account_id: Option<&str>,
     id: &str,
 ) -> Result<Option<Endpoint>, DbErr> {
-    let found = endpoints(db, tenant_id, None)
+    let found = endpoint(db, tenant_id, id)
         .await?
-        .into_iter()
-        .find(|e| e.id == id && (account_id.is_none() || e.account_id.as_deref() == account_id));
+        .filter(|e| account_id.is_none() || e.account_id.as_deref() == account_id);
     let Some(endpoint) = found else {
         return Ok(None);
     };
