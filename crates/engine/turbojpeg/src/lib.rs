@@ -135,8 +135,6 @@ mod imp {
         Err(Error::Unavailable)
     }
 
-    use super::{Decoded, Error};
-
     pub(crate) fn decode_scaled(_: &[u8], _: u32, _: u64) -> Result<Decoded, Error> {
         Err(Error::Unavailable)
     }
