@@ -20,7 +20,7 @@ setup:
 ## Formatting and lints, as CI checks them.
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
+	source scripts/turbojpeg-mode.sh && $(CARGO) clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -2,8 +2,21 @@
 # Installs the external test dependencies of Atelier:
 #   - s3s-fs (a real S3-compatible server backed by a folder), used by atelier-storage tests;
 #   - a running PostgreSQL on 127.0.0.1:5432.
+#   - libjpeg-turbo's development files (Debian libturbojpeg0-dev), so the engine's `turbojpeg`
+#     feature is tested linked; scripts/test.sh also tests it with the library hidden.
 # Idempotent: safe to run again.
 set -euo pipefail
+
+if pkg-config --exists libturbojpeg 2>/dev/null; then
+    echo "libturbojpeg already installed"
+else
+    echo "installing libturbojpeg0-dev and pkg-config"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ${SUDO} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends \
+        libturbojpeg0-dev pkg-config >/dev/null
+    pkg-config --exists libturbojpeg
+fi
 
 S3S_FS_VERSION="0.14.1"
 

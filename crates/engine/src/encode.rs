@@ -227,14 +227,4 @@ mod tests {
         assert_eq!((a.thumbnail.width, a.thumbnail.height), (128, 256));
         assert!(decode(&a.thumbnail.data).color().has_alpha());
     }
-
-    #[test]
-    fn outputs_carry_no_exif() {
-        let jpeg = crate::testutil::jpeg_with_orientation(&gradient(30, 30), 6);
-        let img = crate::decode::decode(&jpeg, &crate::Limits::default())
-            .expect("decode")
-            .image;
-        let r = render("x", img, Format::Jpeg, 90).expect("render");
-        assert!(!r.data.windows(6).any(|w| w == b"Exif\0\0"));
-    }
 }

@@ -425,4 +425,69 @@ mod tests {
         };
         assert_eq!(run(&small, &bad_q).expect_err("quality").code(), 1003);
     }
+
+    /// A camera JPEG's metadata (EXIF with a GPS note, XMP, a comment) reaches no output or
+    /// thumbnail, whatever the format and whichever JPEG path (the libjpeg-turbo shortcut when
+    /// linked, the general path otherwise) does the work.
+    #[test]
+    fn no_metadata_of_the_source_reaches_an_output() {
+        let photo = crate::testutil::product_photo(640, 480).into_rgb8();
+        let mut jpeg = Vec::new();
+        let mut e = jpeg_encoder::Encoder::new(&mut jpeg, 90);
+        e.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+        e.encode(photo.as_raw(), 640, 480, jpeg_encoder::ColorType::Rgb)
+            .expect("fixture");
+        // Orientation 1 (nothing to apply, so the JPEG shortcut may run) plus a GPS note.
+        let exif = jpeg_with_orientation(&DynamicImage::ImageRgb8(photo), 1);
+        let app1_len = usize::from(u16::from_be_bytes([exif[4], exif[5]]));
+        let mut exif_segment = exif[2..4 + app1_len].to_vec();
+        let gps = b"GPS 52.5200N 13.4050E";
+        exif_segment.extend_from_slice(gps);
+        let len = (exif_segment.len() - 2) as u16;
+        exif_segment[2..4].copy_from_slice(&len.to_be_bytes());
+        let xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>secret-xmp</x:xmpmeta>";
+        let comment = b"secret-comment";
+        let mut src = jpeg[..2].to_vec();
+        src.extend_from_slice(&exif_segment);
+        for (marker, body) in [(0xE1u8, xmp.as_slice()), (0xFE, comment.as_slice())] {
+            src.extend_from_slice(&[0xFF, marker]);
+            src.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+            src.extend_from_slice(body);
+        }
+        src.extend_from_slice(&jpeg[2..]);
+        // The fixture really carries what the outputs must not.
+        let found = |data: &[u8], what: &[u8]| data.windows(what.len()).any(|w| w == what);
+        for what in [&b"Exif\0\0"[..], gps, b"secret-xmp", comment] {
+            assert!(found(&src, what));
+        }
+        for format in [Format::Jpeg, Format::Png, Format::Webp] {
+            let recipe = TransformRecipe {
+                resize: Some(Resize {
+                    width: 160,
+                    height: 0,
+                    fit: Fit::Inside,
+                }),
+                format: Some(format),
+                ..TransformRecipe::default()
+            };
+            let out =
+                transform(&src, &recipe, &Limits::default(), &mut |_, _| {}).expect("transform");
+            for data in [&out[0].data, &out[0].thumbnail.data] {
+                for what in [
+                    &b"Exif"[..],
+                    gps,
+                    b"secret-xmp",
+                    b"xmpmeta",
+                    comment,
+                    b"eXIf",
+                ] {
+                    assert!(
+                        !found(data, what),
+                        "{format:?}: {:?} in the output",
+                        String::from_utf8_lossy(what)
+                    );
+                }
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! exactly: stall mid-body, send chunked bodies without a length, redirect in chains.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -78,17 +79,39 @@ impl SourceServer {
         self.addr.port()
     }
 
-    /// Waits until `event` happens (events before it are skipped).
+    /// Waits until `event` happens (events before it are skipped); a test that waits longer than
+    /// [`WAIT_LIMIT`] fails instead of hanging.
     pub async fn wait_for(&self, event: Seen) {
-        let mut seen = self.seen.lock().await;
-        while let Some(next) = seen.recv().await {
-            if next == event {
-                return;
+        self.wait_for_within(event, WAIT_LIMIT).await;
+    }
+
+    /// Waits until `event` happens, and fails the test if it has not within `limit`. Checks that
+    /// something stopped *because of* a cancellation use a limit well under the processor's
+    /// download timeout, which would close the connection anyway.
+    pub async fn wait_for_within(&self, event: Seen, limit: Duration) {
+        let wait = async {
+            let mut seen = self.seen.lock().await;
+            while let Some(next) = seen.recv().await {
+                if next == event {
+                    return true;
+                }
             }
+            false
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(true) => {}
+            Ok(false) => panic!("source server stopped before {event:?}"),
+            Err(_) => panic!("{event:?} did not happen within {limit:?}"),
         }
-        panic!("source server stopped before {event:?}");
     }
 }
+
+/// How long [`SourceServer::wait_for`] waits before failing the test.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// How soon a cancelled download must hang up on the source: well under the test processors'
+/// download timeouts (5 s and more), so a cancellation that does not work cannot pass for one that does.
+pub const CANCEL_LIMIT: Duration = Duration::from_secs(2);
 
 impl Drop for SourceServer {
     fn drop(&mut self) {

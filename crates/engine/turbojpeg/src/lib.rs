@@ -606,11 +606,47 @@ mod imp {
 mod tests {
     use super::*;
 
+    /// The build did what `ATELIER_TURBOJPEG` asked: CI builds once with `required` and once with
+    /// `off`, so neither path can be skipped without this test failing.
+    #[test]
+    fn the_build_links_what_it_was_asked_to() {
+        match env!("ATELIER_TURBOJPEG_MODE") {
+            "required" => assert!(available(), "ATELIER_TURBOJPEG=required but not linked"),
+            "off" => assert!(!available(), "ATELIER_TURBOJPEG=off but linked"),
+            _ => {}
+        }
+    }
+
+    #[cfg(not(atelier_turbojpeg))]
+    #[test]
+    fn without_the_library_every_call_is_unavailable() {
+        assert!(!available());
+        let rgb = vec![0u8; 8 * 8 * 3];
+        assert_eq!(encode_rgb(&rgb, 8, 8, 90), Err(Error::Unavailable));
+        assert_eq!(
+            decode_scaled(b"\xFF\xD8", 2, 1 << 20),
+            Err(Error::Unavailable)
+        );
+        assert_eq!(
+            decode_scaled_420(b"\xFF\xD8", 2, 1 << 20),
+            Err(Error::Unavailable)
+        );
+        let planes = Planes420 {
+            width: 2,
+            height: 2,
+            chroma_width: 1,
+            chroma_height: 1,
+            y: vec![0; 4],
+            cb: vec![0],
+            cr: vec![0],
+        };
+        assert_eq!(encode_420(&planes, 90), Err(Error::Unavailable));
+    }
+
+    #[cfg(atelier_turbojpeg)]
     #[test]
     fn encodes_rgb_that_decodes_back_at_any_scale() {
-        if !available() {
-            return;
-        }
+        assert!(available());
         let (w, h) = (64u32, 48u32);
         let rgb: Vec<u8> = (0..w * h)
             .flat_map(|i| [(i % w * 4) as u8, (i / w * 5) as u8, 90])

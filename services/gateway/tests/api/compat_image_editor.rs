@@ -6,10 +6,12 @@ use serde_json::json;
 use atelier_testkit::provider::ProviderServer;
 
 use crate::helpers::{spawn_app, spawn_with_provider, status_and_json, Backend};
+use crate::on_both_databases;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_needs_no_key() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(status_needs_no_key);
+
+async fn status_needs_no_key(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (status, body) = status_and_json(
         app.http
             .get(app.url("/status/"))
@@ -26,9 +28,10 @@ async fn status_needs_no_key() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn result_and_batch_result_answer_in_its_shapes() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(result_and_batch_result_answer_in_its_shapes);
+
+async fn result_and_batch_result_answer_in_its_shapes(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let batch = uuid::Uuid::new_v4().to_string();
     // Jobs of a batch are found by their batch_id label, the way /batch_submit/ marks them.
@@ -115,9 +118,10 @@ async fn result_and_batch_result_answer_in_its_shapes() {
     assert_eq!(by_ids["tasks"][0]["task_id"], ids[1].as_str());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn its_error_codes() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(its_error_codes);
+
+async fn its_error_codes(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
 
     let (status, body) = app
@@ -204,11 +208,12 @@ async fn its_error_codes() {
     assert_eq!(account["balance"], 100, "nothing was charged: {account}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submit_and_batches_run_edits_on_a_model_provider() {
+on_both_databases!(submit_and_batches_run_edits_on_a_model_provider);
+
+async fn submit_and_batches_run_edits_on_a_model_provider(backend: Backend) {
     let provider = ProviderServer::start().await;
     provider.refuse_prompts_containing("forbidden");
-    let app = spawn_with_provider(Backend::Sqlite, &provider).await;
+    let app = spawn_with_provider(backend, &provider).await;
     let shop = app.shop().await;
     let image = app.sources.url("/image.jpg");
 

@@ -6,10 +6,12 @@ use serde_json::json;
 use atelier_testkit::provider::ProviderServer;
 
 use crate::helpers::{spawn_app, spawn_with_provider, status_and_json, Backend};
+use crate::on_both_databases;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn basic_clean_tasks_are_created_read_and_listed() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(basic_clean_tasks_are_created_read_and_listed);
+
+async fn basic_clean_tasks_are_created_read_and_listed(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let image = app.sources.url("/image.jpg");
     let mut ids = Vec::new();
@@ -108,9 +110,10 @@ async fn basic_clean_tasks_are_created_read_and_listed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_task_reads_failed_with_its_message() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(a_failed_task_reads_failed_with_its_message);
+
+async fn a_failed_task_reads_failed_with_its_message(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let (status, created) = app
         .post_json(
@@ -137,9 +140,10 @@ async fn a_failed_task_reads_failed_with_its_message() {
     assert_eq!(account["balance"], 100, "refunded on failure: {account}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn its_error_codes() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(its_error_codes);
+
+async fn its_error_codes(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let image = app.sources.url("/image.jpg");
     let check = |status: u16, body: &serde_json::Value, http: u16, code: u64| {
@@ -228,10 +232,11 @@ async fn its_error_codes() {
     check(status, &body, 402, 1003);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn model_pose12_makes_twelve_shots_on_a_model_provider() {
+on_both_databases!(model_pose12_makes_twelve_shots_on_a_model_provider);
+
+async fn model_pose12_makes_twelve_shots_on_a_model_provider(backend: Backend) {
     let provider = ProviderServer::start().await;
-    let app = spawn_with_provider(Backend::Sqlite, &provider).await;
+    let app = spawn_with_provider(backend, &provider).await;
     let shop = app.shop().await;
     let (status, created) = app
         .post_json(

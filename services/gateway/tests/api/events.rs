@@ -68,9 +68,12 @@ async fn events_stream_until_the_job_ends_and_resume_after_last_event_id(backend
     assert_eq!(done["last_sequence"], previous);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_stream_gets_keep_alive_comments_and_ends_when_the_job_is_cancelled() {
-    let app = spawn_app_with(Backend::Sqlite, |c| {
+on_both_databases!(an_idle_stream_gets_keep_alive_comments_and_ends_when_the_job_is_cancelled);
+
+async fn an_idle_stream_gets_keep_alive_comments_and_ends_when_the_job_is_cancelled(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |c| {
         c.sse_keep_alive = Duration::from_millis(100);
     })
     .await;
@@ -129,9 +132,10 @@ async fn an_idle_stream_gets_keep_alive_comments_and_ends_when_the_job_is_cancel
     assert_eq!(last["job_state"], "cancelled", "{rest:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_of_unknown_or_foreign_jobs_are_not_found() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(events_of_unknown_or_foreign_jobs_are_not_found);
+
+async fn events_of_unknown_or_foreign_jobs_are_not_found(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let other = app.tenant("other").await;
     app.member(&other, "shopper", 10).await;

@@ -81,9 +81,10 @@ async fn a_job_runs_through_the_gateway(backend: Backend) {
     assert_eq!(same["state"], "succeeded");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_and_labels_filter_the_list() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(pages_and_labels_filter_the_list);
+
+async fn pages_and_labels_filter_the_list(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let mut ids = Vec::new();
     for colour in ["red", "blue", "red"] {
@@ -122,9 +123,12 @@ async fn pages_and_labels_filter_the_list() {
     assert_eq!(second["jobs"][0]["id"], ids[0].as_str());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotency_key_header_returns_the_original_and_refuses_a_different_request() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(idempotency_key_header_returns_the_original_and_refuses_a_different_request);
+
+async fn idempotency_key_header_returns_the_original_and_refuses_a_different_request(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let body = json!({"kind": "transform", "sources": [{"url": app.sources.url("/image.jpg")}]});
     let send = |body: serde_json::Value| {
@@ -149,9 +153,10 @@ async fn idempotency_key_header_returns_the_original_and_refuses_a_different_req
     assert_eq!(account["balance"], 99, "charged once: {account}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_stops_a_running_job_and_refunds_it() {
-    let app = spawn_app(Backend::Postgres).await;
+on_both_databases!(cancel_stops_a_running_job_and_refunds_it);
+
+async fn cancel_stops_a_running_job_and_refunds_it(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let job = app
         .submit_transform(&shop, &[app.sources.url("/stall")])
@@ -172,9 +177,10 @@ async fn cancel_stops_a_running_job_and_refunds_it() {
     assert_eq!(account["balance"], 100, "{account}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_page_through_the_jobs_log_lines() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(logs_page_through_the_jobs_log_lines);
+
+async fn logs_page_through_the_jobs_log_lines(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let job = app
         .submit_transform(&shop, &[app.sources.url("/image.jpg")])

@@ -1,10 +1,12 @@
 //! `/v1/account`, `/healthz`, `/openapi.json`, `/v1/models`, `/v1/stats`.
 
 use crate::helpers::{spawn_app, Backend};
+use crate::on_both_databases;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn account_health_and_openapi() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(account_health_and_openapi);
+
+async fn account_health_and_openapi(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let (status, account) = app.get_json(&shop, "/v1/account").await;
     assert_eq!(status, 200, "{account}");
@@ -94,9 +96,10 @@ async fn health_says_unavailable_without_an_orchestrator() {
     crate::helpers::assert_error(status, &err, 503, 1009, "UNAVAILABLE");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn models_and_stats() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(models_and_stats);
+
+async fn models_and_stats(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let job = app
         .submit_transform(&shop, &[app.sources.url("/image.jpg")])
@@ -140,10 +143,11 @@ async fn models_and_stats() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn models_lists_what_the_provider_offers() {
+on_both_databases!(models_lists_what_the_provider_offers);
+
+async fn models_lists_what_the_provider_offers(backend: Backend) {
     let provider = atelier_testkit::provider::ProviderServer::start().await;
-    let app = crate::helpers::spawn_with_provider(Backend::Sqlite, &provider).await;
+    let app = crate::helpers::spawn_with_provider(backend, &provider).await;
     let shop = app.shop().await;
     let (status, models) = app.get_json(&shop, "/v1/models").await;
     assert_eq!(status, 200, "{models}");

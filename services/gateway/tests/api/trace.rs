@@ -7,6 +7,7 @@ use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::helpers::{spawn_app, Backend};
+use crate::on_both_databases;
 
 /// Log output kept in memory.
 #[derive(Clone, Default)]
@@ -34,8 +35,9 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_callers_trace_id_reaches_the_orchestrators_logs() {
+on_both_databases!(the_callers_trace_id_reaches_the_orchestrators_logs);
+
+async fn the_callers_trace_id_reaches_the_orchestrators_logs(backend: Backend) {
     let captured = Captured::default();
     // nextest runs each test in its own process, so this subscriber sees only this test's services.
     tracing_subscriber::fmt()
@@ -46,7 +48,7 @@ async fn the_callers_trace_id_reaches_the_orchestrators_logs() {
         .with_writer(captured.clone())
         .try_init()
         .expect("the only subscriber of this process");
-    let app = spawn_app(Backend::Sqlite).await;
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let response = app

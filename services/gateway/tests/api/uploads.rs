@@ -4,10 +4,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{assert_error, images, spawn_app, status_and_json, Backend};
+use crate::on_both_databases;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raw_and_multipart_uploads_are_stored_and_usable_as_sources() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(raw_and_multipart_uploads_are_stored_and_usable_as_sources);
+
+async fn raw_and_multipart_uploads_are_stored_and_usable_as_sources(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let jpeg = images::jpeg();
     let digest = hex::encode(Sha256::digest(&jpeg));
@@ -75,9 +77,10 @@ async fn raw_and_multipart_uploads_are_stored_and_usable_as_sources() {
     assert_eq!(done["tasks"][1]["outputs"][0]["width"], 32);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_oversized_upload_is_refused_with_413_and_nothing_is_stored() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(an_oversized_upload_is_refused_with_413_and_nothing_is_stored);
+
+async fn an_oversized_upload_is_refused_with_413_and_nothing_is_stored(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let mut body = images::jpeg();
     body.resize(10 * 1024 * 1024 + 1024, 0);
@@ -123,9 +126,10 @@ async fn an_oversized_upload_is_refused_with_413_and_nothing_is_stored() {
     assert_eq!(app.stored_upload_sizes(), vec![10 * 1024 * 1024]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_that_are_not_images_or_have_no_file_are_refused() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(uploads_that_are_not_images_or_have_no_file_are_refused);
+
+async fn uploads_that_are_not_images_or_have_no_file_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
     let shop = app.shop().await;
     let (status, err) = status_and_json(
         app.call(reqwest::Method::POST, "/v1/uploads", &shop, "shopper")
@@ -149,9 +153,10 @@ async fn uploads_that_are_not_images_or_have_no_file_are_refused() {
     assert_eq!(err["error"]["details"][0]["field"], "file");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_upload_with_a_bad_key_reads_401_not_a_broken_connection() {
-    let app = spawn_app(Backend::Sqlite).await;
+on_both_databases!(a_large_upload_with_a_bad_key_reads_401_not_a_broken_connection);
+
+async fn a_large_upload_with_a_bad_key_reads_401_not_a_broken_connection(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut body = images::jpeg();
     body.resize(6 * 1024 * 1024, 0);
     for _ in 0..3 {

@@ -2,6 +2,7 @@
 //! all fail the task with 1007 and refund it.
 
 use atelier_proto::v1 as pb;
+use atelier_testkit::source::CANCEL_LIMIT;
 use atelier_testkit::Seen;
 
 use crate::helpers::{as_account, spawn_app_with, transform_job, Backend};
@@ -73,7 +74,9 @@ async fn an_attempt_past_its_deadline_fails(backend: Backend) {
         (Some(1007), 1, 1)
     );
     // The processor's work was stopped, not left running.
-    app.sources.wait_for(Seen::Closed("/stall".into())).await;
+    app.sources
+        .wait_for_within(Seen::Closed("/stall".into()), CANCEL_LIMIT)
+        .await;
     assert_eq!(app.account(&t, "bob").await.balance, 5);
 }
 
@@ -88,7 +91,9 @@ async fn a_job_past_its_client_deadline_stops(backend: Backend) {
     let done = app.finish(&t, "cy", &job.id).await;
     assert_eq!(done.state(), pb::JobState::Failed);
     assert_eq!((failure_code(&done), done.refunded), (Some(1007), 1));
-    app.sources.wait_for(Seen::Closed("/stall".into())).await;
+    app.sources
+        .wait_for_within(Seen::Closed("/stall".into()), CANCEL_LIMIT)
+        .await;
     assert_eq!(app.account(&t, "cy").await.balance, 5);
     assert_eq!(app.ledger_sum(&t, "cy").await, 5);
 

@@ -2,6 +2,8 @@
 
 use atelier_proto::v1::process_event::Event;
 
+use atelier_testkit::source::CANCEL_LIMIT;
+
 use crate::helpers::{spawn_app, Seen};
 
 #[tokio::test]
@@ -23,6 +25,8 @@ async fn dropping_the_stream_stops_the_task_and_stores_nothing() {
 
     drop(stream);
     // The processor hangs up on the source only because the task was cancelled (the download timeout is 30 s).
-    app.sources.wait_for(Seen::Closed("/stall".into())).await;
+    app.sources
+        .wait_for_within(Seen::Closed("/stall".into()), CANCEL_LIMIT)
+        .await;
     assert!(app.local_files_under("jobs/job-1/task-1").is_empty());
 }

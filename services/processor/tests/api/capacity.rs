@@ -3,7 +3,9 @@
 use atelier_codes::ErrorCode;
 use atelier_proto::v1::process_event::Event;
 
-use crate::helpers::{spawn_app_with, Seen};
+use atelier_testkit::source::CANCEL_LIMIT;
+
+use crate::helpers::{collect, spawn_app_with, Seen};
 
 #[tokio::test]
 async fn a_full_processor_refuses_at_once() {
@@ -28,5 +30,29 @@ async fn a_full_processor_refuses_at_once() {
     // Dropping the first stream frees the permit once the worker notices.
     app.sources.wait_for(Seen::Request("/stall".into())).await;
     drop(first);
-    app.sources.wait_for(Seen::Closed("/stall".into())).await;
+    app.sources
+        .wait_for_within(Seen::Closed("/stall".into()), CANCEL_LIMIT)
+        .await;
+    // The permit came back: the next task is accepted and runs to the end. The worker lets go of
+    // the permit just after it hangs up on the source, so a refusal in that instant is retried.
+    let deadline = tokio::time::Instant::now() + CANCEL_LIMIT;
+    let next = loop {
+        match client.process(app.transform_url("/image.jpg")).await {
+            Ok(stream) => break stream.into_inner(),
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the permit of the dropped task was never released"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("refused: {status:?}"),
+        }
+    };
+    let (events, error) = collect(next).await;
+    assert!(error.is_none(), "{error:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Completed(_))),
+        "{events:?}"
+    );
 }

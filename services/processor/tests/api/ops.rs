@@ -101,5 +101,18 @@ async fn stop_shuts_the_server_down() {
         processor, client, ..
     } = app;
     drop(client);
+    let (grpc, metrics) = (processor.addr(), processor.metrics_addr());
+    assert!(
+        tokio::net::TcpStream::connect(grpc).await.is_ok(),
+        "serving before the stop"
+    );
     processor.stop().await.expect("clean stop");
+    // Once stop returns, nothing listens any more: new connections are refused.
+    for addr in [grpc, metrics] {
+        let refused = tokio::net::TcpStream::connect(addr).await;
+        assert!(
+            refused.is_err(),
+            "{addr} still accepts connections after stop"
+        );
+    }
 }
