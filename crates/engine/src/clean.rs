@@ -1,29 +1,80 @@
 //! The `basic_clean` kind: matting.png, white-bg.jpg and enhanced.jpg.
 //!
-//! This is a classical estimate meant for product photos on plain, light backgrounds: the background
-//! colour is estimated from the image border and everything that differs enough from it is the
-//! product (see `matte.rs`). It does not understand busy scenes; a segmentation model can be
-//! configured later for those, and the processor would route `basic_clean` to it instead.
+//! The subject is found by one of two methods ([`Matting`]): a segmentation model (run by the
+//! caller, which hands back its low-resolution mask; see `refine.rs` for how it becomes a
+//! full-resolution alpha), or the classical estimate for products on plain backgrounds: the
+//! background colour is estimated from the image border and everything that differs enough from it
+//! is the product (see `matte.rs`). Either way the method rates its own result, and a cut-out below
+//! the caller's `min_confidence` is refused (3010) instead of delivered broken.
 
-use image::{DynamicImage, GrayImage, RgbImage};
+use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 
 use crate::cutout::{cutout, on_white_square};
 use crate::decode::decode;
 use crate::encode::{flatten_on_white, render};
 use crate::filter::box_blur;
 use crate::matte::estimate;
+use crate::refine::{cutout_with_alpha, refine, SegmentationMask};
 use crate::{CleanTemplate, EngineError, Format, Limits, Rendered};
 
 /// JPEG quality of white-bg.jpg and enhanced.jpg.
 const QUALITY: u8 = 90;
-/// `progress(stage, percent)` is called as work advances ("decode", "matting", "white_bg", "enhance").
+
+/// How `basic_clean` finds the subject.
+pub enum Matting<'a> {
+    /// The classical border-colour estimate; only right on plain backgrounds.
+    Classical {
+        /// Below this confidence (0..1) the task fails with 3010.
+        min_confidence: f32,
+    },
+    /// A segmentation model or a remote matting service, run by the caller on the decoded,
+    /// upright photo; it answers a mask at any resolution.
+    Segmented {
+        /// What to report as the method: "model" or "remote".
+        method: &'a str,
+        /// The model's (or service's) name, reported on every output.
+        model: &'a str,
+        /// Below this confidence (0..1) the task fails with 3010.
+        min_confidence: f32,
+        /// Runs the model on the photo.
+        segment: &'a mut dyn FnMut(&RgbImage) -> Result<SegmentationMask, EngineError>,
+    },
+}
+
+/// How an output's subject was cut out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MattingReport {
+    /// "classical", "model" or "remote".
+    pub method: String,
+    /// The model or service used; empty for the classical method.
+    pub model: String,
+    /// The method's own rating of this cut-out, 0..1.
+    pub confidence: f32,
+}
+
+/// `basic_clean` with the classical method and no confidence floor (the engine alone; the
+/// processor chooses the method with [`basic_clean_with`]).
 pub fn basic_clean(
     bytes: &[u8],
     template: CleanTemplate,
     limits: &Limits,
     progress: &mut dyn FnMut(&str, u32),
 ) -> Result<Vec<Rendered>, EngineError> {
-    use CleanTemplate::{All, Enhanced, Matting, WhiteBg};
+    let matting = Matting::Classical {
+        min_confidence: 0.0,
+    };
+    basic_clean_with(bytes, template, matting, limits, progress)
+}
+
+/// `progress(stage, percent)` is called as work advances ("decode", "matting", "white_bg", "enhance").
+pub fn basic_clean_with(
+    bytes: &[u8],
+    template: CleanTemplate,
+    matting: Matting<'_>,
+    limits: &Limits,
+    progress: &mut dyn FnMut(&str, u32),
+) -> Result<Vec<Rendered>, EngineError> {
+    use CleanTemplate::{All, Enhanced, Matting as MattingOnly, WhiteBg};
     progress("decode", 0);
     let image = decode(bytes, limits)?.oriented();
     let source_alpha = match &image {
@@ -39,16 +90,11 @@ pub fn basic_clean(
         other => flatten_on_white(&other),
     };
     let mut out = Vec::new();
+    let mut report = None;
     if template != Enhanced {
         progress("matting", 20);
-        let mut matte = estimate(&rgb)?;
-        if let Some(src) = &source_alpha {
-            for (a, s) in matte.alpha.pixels_mut().zip(src.pixels()) {
-                a.0[0] = ((u16::from(a.0[0]) * u16::from(s.0[0]) + 127) / 255) as u8;
-            }
-        }
-        let cut = cutout(&rgb, &matte);
-        if matches!(template, All | Matting) {
+        let (cut, how) = cut_out(&rgb, source_alpha.as_ref(), matting, progress)?;
+        if matches!(template, All | MattingOnly) {
             progress("matting", 45);
             out.push(render(
                 "matting.png",
@@ -67,6 +113,7 @@ pub fn basic_clean(
                 QUALITY,
             )?);
         }
+        report = Some(how);
     }
     if matches!(template, All | Enhanced) {
         progress("enhance", 75);
@@ -78,8 +125,73 @@ pub fn basic_clean(
             QUALITY,
         )?);
     }
+    for r in &mut out {
+        r.matting = report.clone();
+    }
     progress("done", 100);
     Ok(out)
+}
+
+/// The subject on transparency by the chosen method, and how it was made; refuses (3010) a
+/// cut-out its method does not trust enough.
+fn cut_out(
+    rgb: &RgbImage,
+    source_alpha: Option<&GrayImage>,
+    matting: Matting<'_>,
+    progress: &mut dyn FnMut(&str, u32),
+) -> Result<(RgbaImage, MattingReport), EngineError> {
+    let keep_source_alpha = |alpha: &mut GrayImage| {
+        if let Some(src) = source_alpha {
+            for (a, s) in alpha.pixels_mut().zip(src.pixels()) {
+                a.0[0] = ((u16::from(a.0[0]) * u16::from(s.0[0]) + 127) / 255) as u8;
+            }
+        }
+    };
+    match matting {
+        Matting::Classical { min_confidence } => {
+            let mut matte = estimate(rgb)?;
+            if matte.confidence < min_confidence {
+                return Err(EngineError::MattingUncertain(format!(
+                    "the classical cut-out is not reliable on this photo (confidence {:.2}, \
+                     below {min_confidence:.2}): it needs a plain background. Configure a \
+                     segmentation model (--matting-model) or a matting provider on the \
+                     processor, or lower min_confidence",
+                    matte.confidence
+                )));
+            }
+            keep_source_alpha(&mut matte.alpha);
+            let how = MattingReport {
+                method: "classical".into(),
+                model: String::new(),
+                confidence: matte.confidence,
+            };
+            Ok((cutout(rgb, &matte), how))
+        }
+        Matting::Segmented {
+            method,
+            model,
+            min_confidence,
+            segment,
+        } => {
+            let mask = segment(rgb)?;
+            progress("matting", 35);
+            let confidence = mask.confidence();
+            if confidence < min_confidence {
+                return Err(EngineError::MattingUncertain(format!(
+                    "{model} found no clear subject in this photo (confidence {confidence:.2}, \
+                     below {min_confidence:.2})"
+                )));
+            }
+            let mut alpha = refine(&mask, rgb)?;
+            keep_source_alpha(&mut alpha);
+            let how = MattingReport {
+                method: method.into(),
+                model: model.into(),
+                confidence,
+            };
+            Ok((cutout_with_alpha(rgb, &alpha)?, how))
+        }
+    }
 }
 
 /// Auto levels (per-channel 0.2–99.8 % stretch, gain capped), a gentle S-curve, then an unsharp mask.
@@ -308,5 +420,114 @@ mod tests {
             &mut |_, _| {},
         );
         assert_eq!(err.expect_err("text").code(), 3003);
+    }
+
+    /// A busy scene: a texture everywhere, no plain backdrop to measure against.
+    fn busy_scene(w: u32, h: u32) -> DynamicImage {
+        let mut seed = 7u32;
+        DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let grain = (seed >> 25) as u8;
+            let plank = ((x / 13 + y / 29) % 3) as u8 * 40;
+            image::Rgb([90 + plank + grain / 2, 60 + grain / 3, 30 + plank / 2])
+        }))
+    }
+
+    #[test]
+    fn the_classical_method_rates_itself_and_refuses_a_busy_scene() {
+        let plain = encode(&product_photo(240, 180), ImageFormat::Jpeg);
+        let out = run(&plain, CleanTemplate::All);
+        let report = out[0].matting.clone().expect("a report");
+        assert_eq!(
+            (report.method.as_str(), report.model.as_str()),
+            ("classical", "")
+        );
+        assert!(
+            report.confidence > 0.7,
+            "plain backdrop: {}",
+            report.confidence
+        );
+        assert!(out.iter().all(|r| r.matting.as_ref() == Some(&report)));
+
+        let busy = encode(&busy_scene(240, 180), ImageFormat::Jpeg);
+        let strict = Matting::Classical {
+            min_confidence: 0.5,
+        };
+        let err = basic_clean_with(
+            &busy,
+            CleanTemplate::All,
+            strict,
+            &Limits::default(),
+            &mut |_, _| {},
+        )
+        .expect_err("a busy scene is not cut out classically");
+        assert_eq!(err.code(), 3010);
+        assert!(err.to_string().contains("--matting-model"), "{err}");
+        // Without a floor the same photo is delivered, and says how little it is worth.
+        let loose = run(&busy, CleanTemplate::Matting);
+        let c = loose[0]
+            .matting
+            .as_ref()
+            .map(|m| m.confidence)
+            .unwrap_or(1.0);
+        assert!(c < 0.5, "busy scene rated {c}");
+        // enhanced alone needs no cut-out and reports none.
+        assert!(run(&busy, CleanTemplate::Enhanced)[0].matting.is_none());
+    }
+
+    #[test]
+    fn a_segmentation_mask_drives_the_cut_out_and_is_reported() {
+        let src = encode(&busy_scene(300, 200), ImageFormat::Png);
+        // The "model" says: the left half is the subject.
+        let mut seen = None;
+        let mut segment = |rgb: &RgbImage| {
+            seen = Some(rgb.dimensions());
+            let values = (0..64 * 64)
+                .map(|i| if i % 64 < 32 { 1.0 } else { 0.0 })
+                .collect();
+            SegmentationMask::new(64, 64, values)
+        };
+        let matting = Matting::Segmented {
+            method: "model",
+            model: "isnet-test",
+            min_confidence: 0.5,
+            segment: &mut segment,
+        };
+        let out = basic_clean_with(
+            &src,
+            CleanTemplate::All,
+            matting,
+            &Limits::default(),
+            &mut |_, _| {},
+        )
+        .expect("basic_clean");
+        assert_eq!(seen, Some((300, 200)));
+        let report = out[0].matting.clone().expect("report");
+        assert_eq!(
+            (report.method.as_str(), report.model.as_str()),
+            ("model", "isnet-test")
+        );
+        assert!(report.confidence > 0.99);
+        let cut = load(&out[0]).into_rgba8();
+        assert_eq!(cut.get_pixel(20, 100).0[3], 255);
+        assert_eq!(cut.get_pixel(280, 100).0[3], 0);
+
+        // A model that sees nothing is refused, not delivered as an empty cut-out.
+        let mut blank = |_: &RgbImage| SegmentationMask::new(8, 8, vec![0.0; 64]);
+        let matting = Matting::Segmented {
+            method: "model",
+            model: "isnet-test",
+            min_confidence: 0.5,
+            segment: &mut blank,
+        };
+        let err = basic_clean_with(
+            &src,
+            CleanTemplate::All,
+            matting,
+            &Limits::default(),
+            &mut |_, _| {},
+        )
+        .expect_err("nothing found");
+        assert_eq!(err.code(), 3010);
     }
 }

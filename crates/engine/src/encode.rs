@@ -36,6 +36,7 @@ pub(crate) fn render(
         height: image.height(),
         data,
         thumbnail,
+        matting: None,
     })
 }
 

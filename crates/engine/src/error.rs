@@ -18,6 +18,13 @@ pub enum EngineError {
     /// The output could not be encoded (code 1006).
     #[error("cannot encode image: {0}")]
     Encode(String),
+    /// The matting step could not run: a model answered something that is not a mask (code 1006).
+    #[error("matting failed: {0}")]
+    Matting(String),
+    /// The cut-out is not reliable enough to deliver (code 3010): the classical method on a busy
+    /// photo, or a model that found no clear subject.
+    #[error("{0}")]
+    MattingUncertain(String),
 }
 
 impl EngineError {
@@ -28,7 +35,8 @@ impl EngineError {
             EngineError::InvalidDimensions(_) => 3004,
             EngineError::Decode(_) => 3017,
             EngineError::InvalidRecipe(_) => 1003,
-            EngineError::Encode(_) => 1006,
+            EngineError::Encode(_) | EngineError::Matting(_) => 1006,
+            EngineError::MattingUncertain(_) => 3010,
         }
     }
 }
@@ -44,6 +52,8 @@ mod tests {
         assert_eq!(EngineError::Decode(String::new()).code(), 3017);
         assert_eq!(EngineError::InvalidRecipe(String::new()).code(), 1003);
         assert_eq!(EngineError::Encode(String::new()).code(), 1006);
+        assert_eq!(EngineError::Matting(String::new()).code(), 1006);
+        assert_eq!(EngineError::MattingUncertain(String::new()).code(), 3010);
     }
 
     #[test]

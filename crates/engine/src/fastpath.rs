@@ -77,6 +77,7 @@ pub(crate) fn jpeg_to_jpeg(
             height: th,
             data: thumbnail,
         },
+        matting: None,
     })
 }
 

@@ -25,16 +25,18 @@ mod filter;
 mod jpeg;
 mod matte;
 mod probe;
+mod refine;
 mod resize;
 mod shadow;
 #[cfg(test)]
 mod testutil;
 mod transform;
 
-pub use clean::basic_clean;
+pub use clean::{basic_clean, basic_clean_with, Matting, MattingReport};
 pub use decode::scaled_jpeg_decoder;
 pub use error::EngineError;
 pub use probe::probe;
+pub use refine::SegmentationMask;
 pub use transform::transform;
 
 /// An image file format the engine reads and writes.
@@ -218,7 +220,7 @@ pub struct Thumbnail {
 }
 
 /// One encoded output of a job.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
     /// File name, e.g. "image.jpg" or "matting.png".
     pub name: String,
@@ -232,6 +234,8 @@ pub struct Rendered {
     pub data: Vec<u8>,
     /// Its thumbnail.
     pub thumbnail: Thumbnail,
+    /// How the subject was cut out, for basic_clean outputs made from a cut-out.
+    pub matting: Option<MattingReport>,
 }
 
 #[cfg(test)]

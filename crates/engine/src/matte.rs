@@ -54,6 +54,8 @@ pub(crate) struct Matte {
     pub alpha: GrayImage,
     /// The fitted background colour field.
     pub background: Background,
+    /// How far this method can be trusted on this photo, in 0..1 (see [`confidence`]).
+    pub confidence: f32,
 }
 
 /// Estimates the matte of `image` (opaque RGB).
@@ -69,7 +71,7 @@ pub(crate) fn estimate(image: &RgbImage) -> Result<Matte, EngineError> {
         small = resized.into_rgb8();
         &small
     };
-    let (background, noise) = fit_background(work);
+    let (background, noise, border_fit) = fit_background(work);
     let (w, h) = (ww as usize, wh as usize);
     let dist: Vec<f32> = work
         .enumerate_pixels()
@@ -86,6 +88,7 @@ pub(crate) fn estimate(image: &RgbImage) -> Result<Matte, EngineError> {
         .collect();
     crate::shadow::clear_shadows(work, &background, &mut soft);
     let alpha = clean(&soft, &dist, w, h, lo);
+    let confidence = confidence(&alpha, w, h, noise, border_fit);
     let alpha = GrayImage::from_raw(ww, wh, alpha)
         .ok_or_else(|| EngineError::Encode("internal: mask size mismatch".into()))?;
     let alpha = if (ww, wh) == (fw, fh) {
@@ -98,7 +101,11 @@ pub(crate) fn estimate(image: &RgbImage) -> Result<Matte, EngineError> {
             .map_err(|e| EngineError::Encode(format!("mask resize failed: {e}")))?;
         dst
     };
-    Ok(Matte { alpha, background })
+    Ok(Matte {
+        alpha,
+        background,
+        confidence,
+    })
 }
 
 /// Colour distance that forgives darker-than-background pixels a little, so soft shadows stay
@@ -113,8 +120,35 @@ fn distance(p: [u8; 3], b: [f32; 3]) -> f32 {
     ((wl * dl).powi(2) + dr.powi(2) + db.powi(2)).sqrt()
 }
 
-/// Robust quadratic fit to a border strip; returns the model and the noise level (in distance units).
-fn fit_background(img: &RgbImage) -> (Background, f32) {
+/// Largest colour distance of a border sample that still counts as fitting a plain background.
+const PLAIN_TOLERANCE: f32 = 20.0;
+
+/// How far the classical method can be trusted on this photo, in 0..1. It is only right for a
+/// subject on a plain backdrop, so it asks three things of its own result: does the border look like
+/// one smooth colour field (the share of border samples the fit explains, squared), is that
+/// backdrop quiet (its noise, full marks up to 10, none from 30), and does the subject stay inside
+/// the frame (a subject cut by the frame, or a "subject" that is the frame, cannot be told from
+/// the backdrop). A cut-out that found almost nothing or almost everything is not trusted either.
+fn confidence(alpha: &[u8], w: usize, h: usize, noise: f32, border_fit: f32) -> f32 {
+    let ring: Vec<u8> = (0..w)
+        .flat_map(|x| [alpha[x], alpha[(h - 1) * w + x]])
+        .chain((0..h).flat_map(|y| [alpha[y * w], alpha[y * w + w - 1]]))
+        .collect();
+    let touch = ring.iter().filter(|&&a| a >= 128).count() as f32 / ring.len().max(1) as f32;
+    let coverage = alpha.iter().filter(|&&a| a >= 128).count() as f32 / alpha.len().max(1) as f32;
+    let quiet = ((30.0 - noise) / 20.0).clamp(0.0, 1.0);
+    let inside = (1.0 - 2.0 * touch).clamp(0.0, 1.0);
+    let sane = if (0.005..=0.95).contains(&coverage) {
+        1.0
+    } else {
+        0.2
+    };
+    (border_fit * border_fit * quiet * inside * sane).clamp(0.0, 1.0)
+}
+
+/// Robust quadratic fit to a border strip; returns the model, the noise level (in distance units)
+/// and the share of border samples within [`PLAIN_TOLERANCE`] of the model.
+fn fit_background(img: &RgbImage) -> (Background, f32, f32) {
     let (w, h) = img.dimensions();
     let strip = (w.min(h) / 40).max(2);
     let step = ((2 * strip * (w + h)) as f32 / 40_000.0).sqrt().max(1.0) as u32;
@@ -158,7 +192,12 @@ fn fit_background(img: &RgbImage) -> (Background, f32) {
             model = fitted;
         }
     }
-    (model, noise)
+    let fitting = samples
+        .iter()
+        .filter(|&&(x, y, p)| distance(p, model.at(x, y, w, h)) <= PLAIN_TOLERANCE)
+        .count();
+    let border_fit = fitting as f32 / samples.len().max(1) as f32;
+    (model, noise, border_fit)
 }
 
 /// Per-channel least-squares fit of the quadratic field (normal equations, Gaussian elimination).
@@ -314,7 +353,8 @@ mod tests {
         let img = RgbImage::from_fn(200, 100, |x, y| {
             image::Rgb([100 + (x / 4) as u8, 150, 200 - (y / 2) as u8])
         });
-        let (bg, noise) = fit_background(&img);
+        let (bg, noise, border_fit) = fit_background(&img);
+        assert!(border_fit > 0.99, "{border_fit}");
         let c = bg.at(100, 50, 200, 100);
         assert!(
             (c[0] - 125.0).abs() < 2.0 && (c[2] - 175.0).abs() < 2.0,

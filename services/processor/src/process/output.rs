@@ -95,6 +95,7 @@ pub async fn provider_image(
             height: info.height,
             data: image.to_vec(),
             thumbnail,
+            matting: None,
         })
     });
     match job.await {
