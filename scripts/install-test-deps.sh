@@ -49,5 +49,8 @@ else
     exit 1
 fi
 
+# ONNX Runtime's shared library (from PyPI's wheel) for the processor's matting models.
+bash "$(dirname "$0")/install-onnxruntime.sh"
+
 # schemathesis (pinned, in var/schemathesis-venv) for the REST gateway's API test.
 bash "$(dirname "$0")/schemathesis.sh" --install-only

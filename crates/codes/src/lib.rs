@@ -33,12 +33,13 @@ pub enum ErrorCode {
     ContentRejected,
     SourceTooLarge,
     StorageFailed,
+    MattingUncertain,
     DecodeFailed,
 }
 
 impl ErrorCode {
     /// Every code, in table order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::Unauthenticated,
         Self::PermissionDenied,
         Self::InvalidArgument,
@@ -60,6 +61,7 @@ impl ErrorCode {
         Self::ContentRejected,
         Self::SourceTooLarge,
         Self::StorageFailed,
+        Self::MattingUncertain,
         Self::DecodeFailed,
     ];
 
@@ -122,6 +124,7 @@ impl ErrorCode {
             Self::ContentRejected => (3007, "CONTENT_REJECTED", Code::FailedPrecondition, 422),
             Self::SourceTooLarge => (3008, "SOURCE_TOO_LARGE", Code::InvalidArgument, 413),
             Self::StorageFailed => (3009, "STORAGE_FAILED", Code::Unavailable, 503),
+            Self::MattingUncertain => (3010, "MATTING_UNCERTAIN", Code::FailedPrecondition, 422),
             Self::DecodeFailed => (3017, "DECODE_FAILED", Code::InvalidArgument, 422),
         }
     }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod images;
+pub mod onnx;
 pub mod provider;
 pub mod source;
 
