@@ -52,5 +52,8 @@ fi
 # ONNX Runtime's shared library (from PyPI's wheel) for the processor's matting models.
 bash "$(dirname "$0")/install-onnxruntime.sh"
 
+# Real photos (from scikit-image's wheel) for the matting tests.
+bash "$(dirname "$0")/install-test-photos.sh"
+
 # schemathesis (pinned, in var/schemathesis-venv) for the REST gateway's API test.
 bash "$(dirname "$0")/schemathesis.sh" --install-only

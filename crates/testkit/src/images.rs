@@ -85,3 +85,18 @@ fn crc32(data: &[u8]) -> u32 {
 pub fn decode(bytes: &[u8]) -> image::DynamicImage {
     image::load_from_memory(bytes).expect("stored output decodes")
 }
+
+/// A real photo the project did not make, from `var/photos/` (scikit-image's samples, installed by
+/// `scripts/install-test-photos.sh`, as `make test` does): coffee.png (a cup on a wooden table),
+/// chelsea.png (a cat), astronaut.png, rocket.jpg. Missing photos fail the test, never skip it.
+pub fn real_photo(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../var/photos")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run scripts/install-test-photos.sh, as make test does)",
+            path.display()
+        )
+    })
+}

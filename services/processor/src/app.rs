@@ -22,6 +22,7 @@ use crate::auth::ServiceToken;
 use crate::cache::{ContentCache, Inflight};
 use crate::config::Config;
 use crate::download::{DownloadLimits, Downloader};
+use crate::matting::MattingModels;
 use crate::metrics::Metrics;
 use crate::process::{ProcessorApi, Shared};
 use crate::providers::Providers;
@@ -104,6 +105,20 @@ impl Application {
         }
         let providers = Providers::new(provider_configs, &downloader, &metrics)
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let matting = {
+            let (specs, runtime) = (config.matting_models.clone(), config.onnxruntime.clone());
+            let (sessions, threads) = (
+                config.matting_concurrency as usize,
+                config.matting_threads as usize,
+            );
+            // Loading and warming a model takes seconds of CPU: off the async threads.
+            tokio::task::spawn_blocking(move || {
+                MattingModels::load(&specs, &runtime, sessions, threads)
+            })
+            .await
+            .map_err(|e| StartError::Config(format!("loading matting models: {e}")))?
+            .map_err(StartError::Config)?
+        };
         let shared = Shared {
             storage: storage.clone(),
             downloader,
@@ -111,6 +126,7 @@ impl Application {
             max_source_bytes: config.max_source_bytes,
             limits: Limits::default(),
             providers,
+            matting: Arc::new(matting),
             cache: config
                 .content_cache
                 .then(|| ContentCache::new(storage.clone())),

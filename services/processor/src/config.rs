@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atelier_matting::ModelSpec;
 use atelier_storage::S3Options;
 
 use crate::download::IpNet;
@@ -126,6 +127,33 @@ pub struct Config {
     /// Providers given in code (tests and embedding), used together with the file and the flags.
     #[arg(skip)]
     pub providers: Vec<ProviderConfig>,
+
+    /// A segmentation model for basic_clean, `FAMILY:PATH` (family isnet, u2net or birefnet;
+    /// named after its file); repeat or comma-separate for more, the first is the default.
+    #[arg(
+        long = "matting-model",
+        env = "ATELIER_MATTING_MODEL",
+        value_delimiter = ','
+    )]
+    pub matting_models: Vec<ModelSpec>,
+
+    /// ONNX Runtime's shared library, loaded when a matting model is configured
+    /// (scripts/install-onnxruntime.sh puts one here).
+    #[arg(
+        long,
+        env = "ATELIER_ONNXRUNTIME",
+        default_value = "var/onnxruntime/libonnxruntime.so"
+    )]
+    pub onnxruntime: PathBuf,
+
+    /// Matting model runs at once, per model (each holds its own session and memory).
+    #[arg(long, env = "ATELIER_MATTING_CONCURRENCY", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub matting_concurrency: u32,
+
+    /// Threads of each matting run (ONNX Runtime intra-op threads); 0 uses one per core.
+    #[arg(long, env = "ATELIER_MATTING_THREADS", default_value_t = 0)]
+    pub matting_threads: u32,
 }
 
 /// SPEC §4: at most 10 MiB per source.
@@ -160,6 +188,10 @@ impl Config {
             provider_models: Vec::new(),
             provider_max_concurrency: DEFAULT_MAX_CONCURRENCY,
             providers: Vec::new(),
+            matting_models: Vec::new(),
+            onnxruntime: PathBuf::from("var/onnxruntime/libonnxruntime.so"),
+            matting_concurrency: 1,
+            matting_threads: 0,
         }
     }
 

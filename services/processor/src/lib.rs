@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod download;
+pub mod matting;
 pub mod metrics;
 pub mod process;
 pub mod providers;

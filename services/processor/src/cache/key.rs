@@ -33,8 +33,9 @@ pub fn cache_key(source_sha256: Option<&str>, work: &Work, model: Option<&str>) 
         .field("model", model.unwrap_or(""));
     match work {
         Work::Transform(r) => transform(&mut c, r),
-        Work::BasicClean(t) => {
-            c.field("template", template(*t));
+        Work::BasicClean(clean) => {
+            c.field("template", template(clean.template))
+                .field("min_confidence", clean.min_confidence.to_bits());
         }
         Work::Edit(e) => {
             c.field("prompt", &e.prompt)
@@ -180,7 +181,12 @@ mod tests {
         let a = cache_key(Some(SHA), &plain, None).expect("key");
         assert_eq!(a.len(), 64);
         assert_ne!(Some(a), cache_key(Some(SHA), &rotated, None));
-        let clean = Work::BasicClean(CleanTemplate::All);
+        let clean = Work::BasicClean(crate::process::CleanWork {
+            template: CleanTemplate::All,
+            method: crate::process::MattingMethod::Auto,
+            model: None,
+            min_confidence: crate::process::DEFAULT_MIN_CONFIDENCE,
+        });
         assert_ne!(
             cache_key(Some(SHA), &clean, None),
             cache_key(Some(SHA), &plain, None)

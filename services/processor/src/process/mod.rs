@@ -18,7 +18,9 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
 pub use error::ProcessError;
-pub use request::{SourceLocation, TaskRequest, Work};
+pub use request::{
+    CleanWork, MattingMethod, SourceLocation, TaskRequest, Work, DEFAULT_MIN_CONFIDENCE,
+};
 pub use worker::{Shared, WAITING_STAGE};
 
 /// Events buffered per stream before the worker waits for the caller.
@@ -80,6 +82,9 @@ impl ProcessorService for ProcessorApi {
                     .map_err(ProcessError::ModelUnavailable)?;
                 task.route = Some(route);
             }
+            if let Work::BasicClean(clean) = &task.work {
+                task.matting = Some(self.shared.matting.route(clean)?);
+            }
             Ok::<_, ProcessError>(task)
         });
         let task = task.map_err(|err| {
@@ -112,7 +117,13 @@ impl ProcessorService for ProcessorApi {
                 )
                 .map(|k| k as i32)
                 .collect(),
-            providers: self.shared.providers.info(),
+            providers: self
+                .shared
+                .providers
+                .info()
+                .into_iter()
+                .chain(self.shared.matting.info())
+                .collect(),
             max_concurrency: self.max_concurrency,
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))

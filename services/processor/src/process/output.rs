@@ -30,6 +30,11 @@ pub async fn upload(
     let sha256 = hex::encode(Sha256::digest(&output.data));
     let bytes = output.data.len() as u64;
     let thumb_bytes = thumb.data.len() as u64;
+    let matting = output.matting.map(|m| v1::MattingInfo {
+        method: m.method,
+        model: m.model,
+        confidence: m.confidence,
+    });
 
     put(shared, tx, &key, output.data, output.format).await?;
     put(shared, tx, &thumb_key, thumb.data, thumb.format).await?;
@@ -52,6 +57,7 @@ pub async fn upload(
             bytes: thumb_bytes,
         }),
         from_cache: false,
+        matting,
     })
 }
 

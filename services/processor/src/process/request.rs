@@ -30,6 +30,8 @@ pub struct TaskRequest {
     pub output_prefix: String,
     /// The provider and model of a model kind, chosen after parsing.
     pub route: Option<ModelRoute>,
+    /// How basic_clean cuts out, chosen after parsing.
+    pub matting: Option<crate::matting::MattingRoute>,
 }
 
 /// What the engine or a model provider runs.
@@ -37,8 +39,8 @@ pub struct TaskRequest {
 pub enum Work {
     /// Resize, crop, rotate, flip, re-encode.
     Transform(TransformRecipe),
-    /// Local background removal and enhancement.
-    BasicClean(CleanTemplate),
+    /// Background removal (by the chosen matting method) and enhancement.
+    BasicClean(CleanWork),
     /// Image + prompt through a provider's edits endpoint.
     Edit(EditWork),
     /// Prompt through a provider's generations endpoint.
@@ -85,6 +87,33 @@ impl Work {
     }
 }
 
+/// basic_clean's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CleanWork {
+    /// Which outputs.
+    pub template: CleanTemplate,
+    /// How the subject is found.
+    pub method: MattingMethod,
+    /// The matting model asked for; `None` for the processor's default.
+    pub model: Option<String>,
+    /// Below this the task fails with 3010.
+    pub min_confidence: f32,
+}
+
+/// How basic_clean finds the subject, as asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MattingMethod {
+    /// The named or default model when there is one, else classical.
+    Auto,
+    /// A model; 3006 when none is configured.
+    Model,
+    /// The classical estimate.
+    Classical,
+}
+
+/// The confidence floor when the request sets none.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.5;
+
 /// Where the source image is read from.
 #[derive(Debug, Clone)]
 pub enum SourceLocation {
@@ -111,14 +140,7 @@ impl TryFrom<v1::ProcessRequest> for TaskRequest {
                 transform_recipe(&t, &mut violations).map(Work::Transform)
             }
             Some(v1::job_params::Params::BasicClean(c)) => {
-                if !c.model.trim().is_empty() {
-                    return Err(ProcessError::ModelUnavailable(
-                        "basic_clean with a model is not offered by this processor; \
-                         leave the model empty for the local engine"
-                            .into(),
-                    ));
-                }
-                clean_template(c.template, &mut violations).map(Work::BasicClean)
+                clean_work(&c, &mut violations).map(Work::BasicClean)
             }
             Some(v1::job_params::Params::Edit(e)) => {
                 Some(Work::Edit(params::edit(&e, &mut violations)))
@@ -180,6 +202,7 @@ impl TryFrom<v1::ProcessRequest> for TaskRequest {
                     source,
                     output_prefix,
                     route: None,
+                    matting: None,
                 })
             }
             _ => Err(ProcessError::Invalid(violations)),
@@ -309,6 +332,48 @@ fn resize(r: &v1::Resize, violations: &mut Vec<FieldViolation>) -> Option<Resize
         width: r.width,
         height: r.height,
         fit,
+    })
+}
+
+fn clean_work(c: &v1::BasicCleanParams, violations: &mut Vec<FieldViolation>) -> Option<CleanWork> {
+    let template = clean_template(c.template, violations);
+    let method = match v1::MattingMethod::try_from(c.method) {
+        Ok(v1::MattingMethod::Unspecified | v1::MattingMethod::Auto) => Some(MattingMethod::Auto),
+        Ok(v1::MattingMethod::Model) => Some(MattingMethod::Model),
+        Ok(v1::MattingMethod::Classical) => Some(MattingMethod::Classical),
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                "params.basic_clean.method",
+                format!("unknown method {}; use auto, model or classical", c.method),
+            ));
+            None
+        }
+    };
+    let min_confidence = c.min_confidence.unwrap_or(DEFAULT_MIN_CONFIDENCE);
+    if !(0.0..=1.0).contains(&min_confidence) {
+        violations.push(FieldViolation::new(
+            "params.basic_clean.min_confidence",
+            "must be between 0 and 1",
+        ));
+    }
+    let model = Some(c.model.trim().to_string()).filter(|m| !m.is_empty());
+    if model.is_some() && method == Some(MattingMethod::Classical) {
+        violations.push(FieldViolation::new(
+            "params.basic_clean.model",
+            "the classical method uses no model; leave model empty or use method model",
+        ));
+    }
+    if model.as_ref().is_some_and(|m| m.len() > 200) {
+        violations.push(FieldViolation::new(
+            "params.basic_clean.model",
+            "at most 200 characters",
+        ));
+    }
+    Some(CleanWork {
+        template: template?,
+        method: method?,
+        model,
+        min_confidence,
     })
 }
 
@@ -449,13 +514,56 @@ mod tests {
     }
 
     #[test]
-    fn basic_clean_with_a_model_is_unavailable() {
+    fn basic_clean_reads_method_model_and_confidence_floor() {
         let clean = v1::BasicCleanParams {
             template: 1,
-            model: "rembg".into(),
+            model: " isnet-general-use ".into(),
+            method: v1::MattingMethod::Model as i32,
+            min_confidence: Some(0.7),
         };
-        let err = TaskRequest::try_from(request(v1::job_params::Params::BasicClean(clean)))
-            .expect_err("no model");
-        assert!(matches!(err, ProcessError::ModelUnavailable(_)));
+        let task = TaskRequest::try_from(request(v1::job_params::Params::BasicClean(clean)))
+            .expect("valid");
+        let Work::BasicClean(work) = task.work else {
+            panic!("basic_clean")
+        };
+        assert_eq!(work.method, MattingMethod::Model);
+        assert_eq!(work.model.as_deref(), Some("isnet-general-use"));
+        assert_eq!(work.min_confidence, 0.7);
+
+        let defaults = v1::BasicCleanParams::default();
+        let task = TaskRequest::try_from(request(v1::job_params::Params::BasicClean(defaults)))
+            .expect("valid");
+        let Work::BasicClean(work) = task.work else {
+            panic!("basic_clean")
+        };
+        assert_eq!(
+            (work.template, work.method, work.model, work.min_confidence),
+            (
+                CleanTemplate::All,
+                MattingMethod::Auto,
+                None,
+                DEFAULT_MIN_CONFIDENCE
+            )
+        );
+
+        for bad in [
+            v1::BasicCleanParams {
+                min_confidence: Some(1.5),
+                ..Default::default()
+            },
+            v1::BasicCleanParams {
+                method: 42,
+                ..Default::default()
+            },
+            v1::BasicCleanParams {
+                method: v1::MattingMethod::Classical as i32,
+                model: "isnet".into(),
+                ..Default::default()
+            },
+        ] {
+            let err = TaskRequest::try_from(request(v1::job_params::Params::BasicClean(bad)))
+                .expect_err("invalid");
+            assert!(matches!(err, ProcessError::Invalid(_)), "{err}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use atelier_engine::{Format, Limits, Rendered};
+use atelier_engine::{basic_clean_with, Format, Limits, Matting, Rendered};
 use atelier_proto::v1::{self, process_event::Event};
 use atelier_storage::Storage;
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use super::request::{SourceLocation, TaskRequest, Work};
 use super::{model, ProcessError};
 use crate::cache::{cache_key, ContentCache, Inflight, Slot, Turn};
 use crate::download::Downloader;
+use crate::matting::MattingRoute;
 use crate::metrics::{KindLabels, KindResultLabels, Metrics};
 use crate::providers::Providers;
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Configured model providers.
     pub providers: Providers,
+    /// Loaded matting models.
+    pub matting: Arc<crate::matting::MattingModels>,
     /// The content cache in the object storage; `None` when turned off.
     pub cache: Option<ContentCache>,
     /// Identical tasks running now.
@@ -160,7 +163,12 @@ async fn execute(
         Some(location) => Some(fetch(shared, location, &task.work, tx).await?),
         None => None,
     };
-    let model = task.route.as_ref().map(|r| r.model.as_str());
+    let matting = task.matting.as_ref().map(|m| m.cache_name());
+    let model = task
+        .route
+        .as_ref()
+        .map(|r| r.model.as_str())
+        .or(matting.as_deref());
     let cached = shared.cache.as_ref().and_then(|cache| {
         let key = cache_key(
             source.as_ref().map(|s| s.sha256.as_str()),
@@ -313,6 +321,7 @@ async fn fresh(
         .inc();
     let engine = run_engine(
         task.work.clone(),
+        task.matting.clone(),
         source.bytes,
         shared.limits.clone(),
         tx.clone(),
@@ -409,6 +418,7 @@ async fn read_source(shared: &Shared, source: &SourceLocation) -> Result<Bytes, 
 /// Runs the engine on a blocking thread, forwarding its progress as events.
 async fn run_engine(
     work: Work,
+    matting: Option<MattingRoute>,
     source: Bytes,
     limits: Limits,
     tx: EventSender,
@@ -440,8 +450,24 @@ async fn run_engine(
             Work::Transform(recipe) => {
                 atelier_engine::transform(&source, recipe, &limits, &mut progress)
             }
-            Work::BasicClean(template) => {
-                atelier_engine::basic_clean(&source, *template, &limits, &mut progress)
+            Work::BasicClean(clean) => {
+                let min_confidence = clean.min_confidence;
+                match &matting {
+                    Some(MattingRoute::Local(model)) => {
+                        let mut segment = |rgb: &image::RgbImage| model.segment(rgb);
+                        let matting = Matting::Segmented {
+                            method: "model",
+                            model: model.name(),
+                            min_confidence,
+                            segment: &mut segment,
+                        };
+                        basic_clean_with(&source, clean.template, matting, &limits, &mut progress)
+                    }
+                    Some(MattingRoute::Classical) | None => {
+                        let matting = Matting::Classical { min_confidence };
+                        basic_clean_with(&source, clean.template, matting, &limits, &mut progress)
+                    }
+                }
             }
             Work::Edit(_) | Work::Generate(_) | Work::PoseSet(_) => Ok(Vec::new()),
         }

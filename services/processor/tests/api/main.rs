@@ -9,6 +9,7 @@ mod cache;
 mod cancellation;
 mod capacity;
 mod download;
+mod matting;
 mod metrics;
 mod ops;
 mod pose_set;

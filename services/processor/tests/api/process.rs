@@ -117,7 +117,7 @@ async fn basic_clean_all_makes_three_outputs() {
     let app = spawn_app().await;
     let params = v1::job_params::Params::BasicClean(v1::BasicCleanParams {
         template: v1::CleanTemplate::All as i32,
-        model: String::new(),
+        ..Default::default()
     });
     let req = request(
         params,
