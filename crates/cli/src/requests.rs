@@ -190,6 +190,7 @@ pub fn job_params(
         KindArg::BasicClean => pb::job_params::Params::BasicClean(pb::BasicCleanParams {
             template: clean_template(template.unwrap_or(TemplateArg::All)) as i32,
             model: text(&model.model),
+            ..Default::default()
         }),
         KindArg::Edit => pb::job_params::Params::Edit(pb::EditParams {
             prompt: required_prompt(kind, model.prompt.as_ref())?,
@@ -503,7 +504,8 @@ mod tests {
             req.params.and_then(|p| p.params),
             Some(pb::job_params::Params::BasicClean(pb::BasicCleanParams {
                 template: pb::CleanTemplate::WhiteBg as i32,
-                model: String::new()
+                model: String::new(),
+                ..Default::default()
             }))
         );
         let req = request(&["basic_clean", "x.jpg"]).expect("valid");
@@ -511,7 +513,8 @@ mod tests {
             req.params.and_then(|p| p.params),
             Some(pb::job_params::Params::BasicClean(pb::BasicCleanParams {
                 template: pb::CleanTemplate::All as i32,
-                model: String::new()
+                model: String::new(),
+                ..Default::default()
             }))
         );
     }
@@ -671,6 +674,7 @@ mod tests {
             pb::job_params::Params::BasicClean(pb::BasicCleanParams {
                 template: pb::CleanTemplate::All as i32,
                 model: "matte-1".into(),
+                ..Default::default()
             })
         );
     }

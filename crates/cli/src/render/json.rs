@@ -310,6 +310,7 @@ mod tests {
                 params: Some(pb::job_params::Params::BasicClean(pb::BasicCleanParams {
                     template: pb::CleanTemplate::WhiteBg as i32,
                     model: String::new(),
+                    ..Default::default()
                 })),
             }),
             labels: [("a".to_string(), "b".to_string())].into(),

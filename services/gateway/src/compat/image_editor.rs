@@ -70,7 +70,7 @@ pub fn code_for(code: ErrorCode) -> u32 {
         InvalidArgument | IdempotencyConflict => 1003,
         NotFound => 1004,
         Internal | TimedOut | Cancelled | Unavailable | StorageFailed => 1006,
-        ModelCallFailed | ModelUnavailable | ContentRejected => 3001,
+        ModelCallFailed | ModelUnavailable | ContentRejected | MattingUncertain => 3001,
         DownloadFailed | SourceBlocked => 3002,
         UnsupportedFormat => 3003,
         InvalidDimensions => 3004,

@@ -60,7 +60,7 @@ pub fn code_for(code: ErrorCode) -> u32 {
         Internal | TimedOut | Cancelled | Unavailable | StorageFailed => 5000,
         InvalidArgument | IdempotencyConflict | ModelCallFailed | DownloadFailed
         | UnsupportedFormat | InvalidDimensions | SourceBlocked | ModelUnavailable
-        | ContentRejected | SourceTooLarge | DecodeFailed => 4001,
+        | ContentRejected | SourceTooLarge | DecodeFailed | MattingUncertain => 4001,
     }
 }
 
@@ -233,6 +233,7 @@ impl CreateTaskRequest {
                     .transpose()?
                     .unwrap_or(pb::CleanTemplate::All) as i32,
                 model: String::new(),
+                ..Default::default()
             }),
             TaskType::ModelPose12 => pb::job_params::Params::PoseSet(pb::PoseSetParams {
                 scene: p

@@ -92,6 +92,17 @@ wire_enum! {
 }
 
 wire_enum! {
+    /// How basic_clean finds the subject: `auto` (the configured model, else classical), `model`
+    /// (a segmentation model or matting service; 3006 without one), `classical` (plain
+    /// backgrounds only).
+    MattingMethod => MattingMethod {
+        Auto = Auto,
+        Model = Model,
+        Classical = Classical,
+    }
+}
+
+wire_enum! {
     /// Which basic_clean outputs to make.
     CleanTemplate => CleanTemplate {
         All = All,

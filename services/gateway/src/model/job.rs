@@ -201,6 +201,19 @@ pub struct Output {
     pub sha256: String,
     pub thumbnail: Option<Thumbnail>,
     pub from_cache: bool,
+    /// basic_clean outputs: how the subject was cut out.
+    pub matting: Option<MattingInfo>,
+}
+
+/// How an output's subject was cut out.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MattingInfo {
+    /// `classical`, `model` (a segmentation model in the processor) or `remote` (a matting service).
+    pub method: String,
+    /// The model or service; empty for the classical method.
+    pub model: String,
+    /// The method's own rating of the cut-out, 0..1.
+    pub confidence: f32,
 }
 
 /// A preview of an output, longest side 256 px.
@@ -266,6 +279,11 @@ impl Output {
                 bytes: t.bytes,
             }),
             from_cache: o.from_cache,
+            matting: o.matting.as_ref().map(|m| MattingInfo {
+                method: m.method.clone(),
+                model: m.model.clone(),
+                confidence: m.confidence,
+            }),
         }
     }
 }

@@ -8,7 +8,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, Schema};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::ToSchema;
 
-use super::enums::{CleanTemplate, Fit, ImageFormat, JobKind, Scene};
+use super::enums::{CleanTemplate, Fit, ImageFormat, JobKind, MattingMethod, Scene};
 use crate::error::ApiError;
 
 /// `transform`: applied in this order: auto-orient, crop, rotate, flip, resize, encode.
@@ -55,8 +55,12 @@ pub struct Crop {
 pub struct BasicCleanParams {
     /// Defaults to `all`.
     pub template: Option<CleanTemplate>,
-    /// A model for the matting step; null uses the local engine.
+    /// A matting model by the name `/v1/models` lists; null for the processor's default.
     pub model: Option<String>,
+    /// How the subject is found; defaults to `auto`.
+    pub method: Option<MattingMethod>,
+    /// A cut-out rated below this (0..1) fails with 3010 and is refunded; defaults to 0.5.
+    pub min_confidence: Option<f32>,
 }
 
 /// `edit`: an image and a prompt.
@@ -183,6 +187,8 @@ pub fn to_pb(kind: JobKind, params: Option<serde_json::Value>) -> Result<pb::Job
             Params::BasicClean(pb::BasicCleanParams {
                 template: p.template.map_or(0, CleanTemplate::to_pb),
                 model: text(p.model),
+                method: p.method.map_or(0, MattingMethod::to_pb),
+                min_confidence: p.min_confidence,
             })
         }
         JobKind::Edit => {
@@ -252,6 +258,8 @@ pub fn from_pb(params: Option<&pb::JobParams>) -> serde_json::Value {
         Some(Params::BasicClean(p)) => serde_json::to_value(BasicCleanParams {
             template: CleanTemplate::from_pb(p.template),
             model: some_text(&p.model),
+            method: MattingMethod::from_pb(p.method),
+            min_confidence: p.min_confidence,
         }),
         Some(Params::Edit(p)) => serde_json::to_value(EditParams {
             prompt: p.prompt.clone(),

@@ -409,6 +409,7 @@ pub fn clean_job(sources: Vec<pb::Source>, template: pb::CleanTemplate) -> pb::S
             params: Some(pb::job_params::Params::BasicClean(pb::BasicCleanParams {
                 template: template as i32,
                 model: String::new(),
+                ..Default::default()
             })),
         }),
         sources,

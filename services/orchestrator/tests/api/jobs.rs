@@ -381,3 +381,46 @@ async fn uploads_are_capped_while_streaming_and_sniffed(backend: Backend) {
         "nothing charged for a refused submit"
     );
 }
+
+on_both_databases!(a_busy_real_photo_fails_matting_uncertain_once_and_is_refunded);
+
+/// A real photo (a coffee cup on a wooden table) under the classical method: the task fails with
+/// 3010 at its first attempt (no retry: another try would say the same), and the unit comes back.
+async fn a_busy_real_photo_fails_matting_uncertain_once_and_is_refunded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "cleo", 5).await;
+    let photo = atelier_testkit::images::real_photo("coffee.png");
+    let upload = app.upload(&t, "cleo", photo).await.expect("upload");
+    let job = app
+        .submit(
+            &t,
+            "cleo",
+            clean_job(vec![upload_source(&upload.id)], pb::CleanTemplate::All),
+        )
+        .await
+        .expect("submit");
+    assert_eq!(
+        app.account(&t, "cleo").await.balance,
+        4,
+        "charged at submit"
+    );
+    let done = app.finish(&t, "cleo", &job.id).await;
+    assert_eq!(done.state(), pb::JobState::Failed, "{done:?}");
+    let task = &done.tasks[0];
+    let failure = task.failure.as_ref().expect("failure");
+    assert_eq!(
+        (failure.code, failure.reason.as_str()),
+        (3010, "MATTING_UNCERTAIN")
+    );
+    assert!(
+        failure.message.contains("--matting-model"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(task.attempts, 1, "not retried");
+    assert!(task.outputs.is_empty());
+    assert_eq!(done.refunded, 1);
+    assert_eq!(app.account(&t, "cleo").await.balance, 5);
+    assert_eq!(app.ledger_sum(&t, "cleo").await, 5);
+}
