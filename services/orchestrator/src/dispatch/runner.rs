@@ -216,6 +216,14 @@ impl Dispatcher {
                 Err(status) => return ended_by(&status),
             };
             let database_up = self.database.is_up();
+            let report = matches!(
+                message.event,
+                Some(
+                    pb::process_event::Event::SourceFetched(_)
+                        | pb::process_event::Event::Progress(_)
+                        | pb::process_event::Event::Log(_)
+                )
+            );
             let recorded = match message.event {
                 Some(pb::process_event::Event::Accepted(a)) => {
                     tracing::debug!(processor = %a.processor_id, "accepted");
@@ -271,6 +279,8 @@ impl Dispatcher {
                 None => Ok(Outcome::Applied),
             };
             match recorded {
+                // Watchers of this replica learn of it at once (PostgreSQL also tells the others).
+                Ok(Outcome::Applied) if report && database_up => self.bus.notify(&lease.job.id),
                 Ok(Outcome::Applied) => {}
                 Ok(Outcome::Lost) => return Ended::Lost,
                 Err(e) => tracing::warn!(error = %e, "recording processor progress failed"),

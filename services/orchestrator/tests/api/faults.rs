@@ -17,7 +17,8 @@ use tonic_health::pb::HealthCheckRequest;
 use atelier_orchestrator::Config;
 
 use crate::helpers::{
-    as_account, code_of, spawn_app_at, spawn_app_with, transform_job, Backend, Tenant, TestApp,
+    as_account, bearer, code_of, spawn_app_at, spawn_app_with, transform_job, Backend, Tenant,
+    TestApp,
 };
 use crate::on_both_databases;
 
@@ -101,6 +102,32 @@ async fn charged_once(app: &TestApp, tenant: &Tenant, account: &str, granted: i6
     assert_eq!(balance, granted - jobs.len() as i64);
 }
 
+/// The recorded calls of the job's webhooks.
+async fn deliveries(app: &TestApp, tenant: &Tenant, job_id: &str) -> Vec<pb::WebhookDelivery> {
+    app.accounts
+        .clone()
+        .list_webhook_deliveries(bearer(
+            pb::ListWebhookDeliveriesRequest {
+                job_id: job_id.into(),
+                page_size: 100,
+                ..Default::default()
+            },
+            &tenant.key,
+        ))
+        .await
+        .expect("deliveries")
+        .into_inner()
+        .deliveries
+}
+
+/// A port that was free a moment ago.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The value of one sample of the orchestrator's `/metrics`, 0 when absent.
 async fn metric(app: &TestApp, sample: &str) -> u64 {
     let Some(addr) = app.orchestrator.metrics_addr() else {
@@ -125,6 +152,7 @@ async fn spawn_on_postgres(pg: &PrivatePostgres, tweak: impl FnOnce(&mut Config)
             c.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
             c.database_check_seconds = 0.2;
             c.lease_seconds = 2.0;
+            c.webhook_allow_private = vec!["127.0.0.1/32".parse().expect("cidr")];
             tweak(c);
         },
         |p| {
@@ -138,15 +166,20 @@ async fn spawn_on_postgres(pg: &PrivatePostgres, tweak: impl FnOnce(&mut Config)
     .await
 }
 
-/// Submits `n` transforms of held sources; returns once every task's processor asks for its source.
-async fn held_jobs(app: &TestApp, tenant: &Tenant, n: usize) -> Vec<String> {
+/// Submits `n` transforms of held sources, each ending with a call of `callback` when given;
+/// returns once every task's processor asks for its source.
+async fn held_jobs(
+    app: &TestApp,
+    tenant: &Tenant,
+    n: usize,
+    callback: Option<&str>,
+) -> Vec<String> {
     let mut jobs = Vec::new();
     for i in 0..n {
         let url = app.sources.url(&format!("/held/{i}.jpg"));
-        let job = app
-            .submit(tenant, "alice", transform_job(&[url]))
-            .await
-            .expect("submit");
+        let mut request = transform_job(&[url]);
+        request.callback_url = callback.unwrap_or_default().to_string();
+        let job = app.submit(tenant, "alice", request).await.expect("submit");
         jobs.push(job.id);
     }
     eventually(
@@ -214,7 +247,9 @@ async fn a_postgres_restart_loses_no_job_and_charges_none_twice() {
     let app = spawn_on_postgres(&pg, |c| c.database_acquire_timeout_seconds = 1.0).await;
     let tenant = app.tenant("shop").await;
     app.member(&tenant, "alice", 10).await;
-    let jobs = held_jobs(&app, &tenant, JOBS).await;
+    // Callbacks go to a port nobody listens on: each call is tried and recorded as failed.
+    let callback = format!("http://127.0.0.1:{}/callback", closed_port());
+    let jobs = held_jobs(&app, &tenant, JOBS, Some(&callback)).await;
 
     take_the_database_away(&app, &pg).await;
     let refused = app
@@ -242,6 +277,13 @@ async fn a_postgres_restart_loses_no_job_and_charges_none_twice() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     bring_the_database_back(&app, &pg).await;
     succeeded_in_one_attempt(&app, &tenant, &jobs, 10).await;
+    // The webhook sender carried on: each job's end went out to its callback after the outage.
+    for id in &jobs {
+        eventually(Duration::from_secs(20), "the job's end is sent", || async {
+            !deliveries(&app, &tenant, id).await.is_empty()
+        })
+        .await;
+    }
 
     // The same replica, never restarted, takes new work.
     let after = app
@@ -267,7 +309,7 @@ async fn a_database_outage_longer_than_an_attempts_deadline_fails_no_attempt() {
     .await;
     let tenant = app.tenant("shop").await;
     app.member(&tenant, "alice", 10).await;
-    let jobs = held_jobs(&app, &tenant, 2).await;
+    let jobs = held_jobs(&app, &tenant, 2, None).await;
     let claimed = Instant::now();
 
     take_the_database_away(&app, &pg).await;
@@ -407,7 +449,7 @@ async fn an_object_store_outage_costs_an_attempt_not_the_task(backend: Backend) 
     let app = spawn_on_s3(backend, &s3, 1.0, Duration::from_secs(2)).await;
     let tenant = app.tenant("shop").await;
     app.member(&tenant, "alice", 5).await;
-    let job = held_jobs(&app, &tenant, 1).await.remove(0);
+    let job = held_jobs(&app, &tenant, 1, None).await.remove(0);
 
     // The store goes down before the task stores anything; then the source arrives.
     s3.stop();
@@ -434,11 +476,12 @@ async fn a_short_object_store_outage_is_waited_out_within_the_attempt(backend: B
     let app = spawn_on_s3(backend, &s3, 1.0, Duration::from_secs(60)).await;
     let tenant = app.tenant("shop").await;
     app.member(&tenant, "alice", 5).await;
-    let job = held_jobs(&app, &tenant, 1).await.remove(0);
+    let job = held_jobs(&app, &tenant, 1, None).await.remove(0);
 
     s3.stop();
     app.sources.release_held();
-    let line = watch_until(&app, &tenant, &job, |event| match event {
+    // Live, while the task still runs: well before a watcher's 10 s safety-net re-read.
+    let wanted = watch_until(&app, &tenant, &job, |event| match event {
         pb::job_event::Event::TaskState(change) if change.state() == pb::TaskState::RetryWait => {
             panic!("the attempt failed: {change:?}")
         }
@@ -446,8 +489,10 @@ async fn a_short_object_store_outage_is_waited_out_within_the_attempt(backend: B
             Some(line.clone())
         }
         _ => None,
-    })
-    .await;
+    });
+    let line = tokio::time::timeout(Duration::from_secs(8), wanted)
+        .await
+        .expect("the job's log says so at once");
     assert_eq!(line.level, "warn");
     assert_eq!(line.origin, "processor");
     s3.restart().await;
