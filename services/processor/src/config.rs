@@ -84,7 +84,7 @@ pub struct Config {
 
     /// Seconds an output write is tried again while the object store fails, before the attempt
     /// fails with 3009 STORAGE_FAILED (which the orchestrator retries); 0 writes once.
-    #[arg(long, env = "ATELIER_STORAGE_RETRY_SECONDS", default_value = "10", value_parser = parse_seconds)]
+    #[arg(long, env = "ATELIER_STORAGE_RETRY", default_value = "10", value_parser = parse_seconds)]
     pub storage_retry: Duration,
 
     /// Log output format.
@@ -291,7 +291,17 @@ mod tests {
         assert_eq!(config.download_timeout, Duration::from_millis(1500));
         assert_eq!(config.download_connect_timeout, Duration::from_secs(5));
         assert_eq!(config.max_source_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.storage_retry, Duration::from_secs(10));
         assert!(config.max_concurrency >= 1);
+        let no_retry = Config::try_parse_from([
+            "atelier-processor",
+            "--service-token",
+            "secret",
+            "--storage-retry",
+            "0",
+        ])
+        .expect("valid flags");
+        assert_eq!(no_retry.storage_retry, Duration::ZERO);
     }
 
     #[test]
