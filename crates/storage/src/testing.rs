@@ -15,7 +15,9 @@ const BINARY: &str = "s3s-fs";
 const READY_ATTEMPTS: u32 = 200;
 const READY_INTERVAL: Duration = Duration::from_millis(50);
 
-/// A running `s3s-fs` server with a temporary root folder holding one bucket; stopped on drop.
+/// A running `s3s-fs` server with a temporary root folder holding one bucket; stopped on drop. A
+/// test may [`stop`](Self::stop) it and [`restart`](Self::restart) it on the same port and folder,
+/// to play an outage of the store.
 pub struct S3Server {
     /// Base URL, `http://127.0.0.1:<port>`.
     pub endpoint: String,
@@ -25,7 +27,9 @@ pub struct S3Server {
     pub access_key: String,
     /// Secret key the server accepts.
     pub secret_key: String,
-    child: Child,
+    child: Option<Child>,
+    binary: PathBuf,
+    port: u16,
     root: tempfile::TempDir,
 }
 
@@ -40,42 +44,62 @@ impl S3Server {
         let root = tempfile::tempdir().expect("create temporary root for s3s-fs");
         // s3s-fs maps each bucket to a sub-folder of its data root; the log stays outside it.
         let bucket = "atelier-test".to_owned();
-        let data = root.path().join("data");
-        std::fs::create_dir_all(data.join(&bucket)).expect("create bucket folder");
-        let log_path = root.path().join("s3s-fs.log");
-        let log = std::fs::File::create(&log_path).expect("create s3s-fs log file");
-        let log_err = log.try_clone().expect("clone s3s-fs log file handle");
-
+        std::fs::create_dir_all(root.path().join("data").join(&bucket))
+            .expect("create bucket folder");
         let port = free_port();
-        let access_key = "atelier-test-access".to_owned();
-        let secret_key = "atelier-test-secret".to_owned();
-        let child = Command::new(&binary)
+        let mut server = S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket,
+            access_key: "atelier-test-access".to_owned(),
+            secret_key: "atelier-test-secret".to_owned(),
+            child: None,
+            binary,
+            port,
+            root,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// Kills the server: its port refuses connections until [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Errors mean the process is already gone, which is the goal.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and folder, so every object stored before is
+    /// there; returns once its bucket answers. A running server is stopped first.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let log_path = self.root.path().join("s3s-fs.log");
+        // Appended to, so the log of an earlier run is kept.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open s3s-fs log file");
+        let log_err = log.try_clone().expect("clone s3s-fs log file handle");
+        let child = Command::new(&self.binary)
             .arg("--host")
             .arg("127.0.0.1")
             .arg("--port")
-            .arg(port.to_string())
+            .arg(self.port.to_string())
             .arg("--access-key")
-            .arg(&access_key)
+            .arg(&self.access_key)
             .arg("--secret-key")
-            .arg(&secret_key)
-            .arg(&data)
+            .arg(&self.secret_key)
+            .arg(self.root.path().join("data"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .unwrap_or_else(|err| panic!("start {}: {err}", binary.display()));
-
-        let mut server = S3Server {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            bucket,
-            access_key,
-            secret_key,
-            child,
-            root,
-        };
-        server.wait_until_ready(port, &log_path).await;
-        server
+            .unwrap_or_else(|err| panic!("start {}: {err}", self.binary.display()));
+        self.child = Some(child);
+        self.wait_until_ready(self.port, &log_path).await;
     }
 
     /// Options reaching this server: its endpoint, path-style addressing and its credentials.
@@ -101,7 +125,11 @@ impl S3Server {
             .expect("open storage on s3s-fs");
         let mut last_error = String::from("never reached");
         for _ in 0..READY_ATTEMPTS {
-            if let Some(status) = self.child.try_wait().expect("poll s3s-fs process") {
+            let exited = match self.child.as_mut() {
+                Some(child) => child.try_wait().expect("poll s3s-fs process"),
+                None => panic!("s3s-fs is not running"),
+            };
+            if let Some(status) = exited {
                 let log = std::fs::read_to_string(log_path).unwrap_or_default();
                 panic!("s3s-fs exited early with {status}:\n{log}");
             }
@@ -120,9 +148,7 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        // Errors mean the process is already gone, which is the goal.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         tracing::debug!(root = %self.root.path().display(), "stopped s3s-fs");
     }
 }

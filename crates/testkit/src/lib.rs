@@ -1,13 +1,15 @@
 //! What integration tests of several services share: real test images (good and hostile), a real
-//! HTTP/1.1 source server on 127.0.0.1 that can misbehave on purpose, and a fake model provider
-//! speaking the OpenAI Images API.
+//! HTTP/1.1 source server on 127.0.0.1 that can misbehave on purpose, a fake model provider
+//! speaking the OpenAI Images API, and a private PostgreSQL server a test may stop and start.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod images;
 pub mod onnx;
+pub mod postgres;
 pub mod provider;
 pub mod source;
 
+pub use postgres::PrivatePostgres;
 pub use provider::ProviderServer;
 pub use source::{Seen, SourceServer};

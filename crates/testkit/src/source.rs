@@ -26,6 +26,7 @@ pub enum Seen {
 pub struct SourceServer {
     addr: std::net::SocketAddr,
     seen: Mutex<mpsc::UnboundedReceiver<Seen>>,
+    bodies: Arc<Bodies>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,6 +39,10 @@ struct Bodies {
     png_wide: Vec<u8>,
     truncated: Vec<u8>,
     huge_header: Vec<u8>,
+    /// Opens the `/held/` routes.
+    held: tokio::sync::watch::Sender<bool>,
+    /// Requests of `/held/` routes received so far.
+    held_requests: std::sync::atomic::AtomicU32,
 }
 
 impl SourceServer {
@@ -56,17 +61,33 @@ impl SourceServer {
             png_wide: images::png(400, 100),
             truncated: images::truncated_jpeg(),
             huge_header: images::huge_png_header(),
+            held: tokio::sync::watch::channel(false).0,
+            held_requests: std::sync::atomic::AtomicU32::new(0),
         });
+        let serving = Arc::clone(&bodies);
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, Arc::clone(&bodies), tx.clone()));
+                tokio::spawn(serve(socket, Arc::clone(&serving), tx.clone()));
             }
         });
         Self {
             addr,
             seen: Mutex::new(rx),
+            bodies,
             task,
         }
+    }
+
+    /// How many requests of `/held/` routes arrived so far (each waits for [`Self::release_held`]).
+    pub fn held_requests(&self) -> u32 {
+        self.bodies
+            .held_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets every `/held/` request, waiting or still to come, have its JPEG.
+    pub fn release_held(&self) {
+        self.bodies.held.send_replace(true);
     }
 
     /// `http://127.0.0.1:port{path}`.
@@ -176,6 +197,16 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
             } else {
                 ok(&mut socket, "image/jpeg", &b.jpeg).await
             }
+        }
+        // `/held/name`: holds the answer until the test releases it, then sends the JPEG.
+        p if p.starts_with("/held/") => {
+            let mut open = b.held.subscribe();
+            b.held_requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if open.wait_for(|open| *open).await.is_err() {
+                return;
+            }
+            ok(&mut socket, "image/jpeg", &b.jpeg).await
         }
         // `/stall-once/name`: the first request stalls until the client hangs up, later ones get the JPEG.
         p if p.starts_with("/stall-once/") => {

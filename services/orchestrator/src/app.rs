@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic_health::ServingStatus;
 
 use crate::api::{accounts::Accounts, jobs::Jobs};
 use crate::auth::Auth;
@@ -21,6 +20,7 @@ use crate::context::{Context, Policy};
 use crate::db;
 use crate::dispatch::{DispatchHandle, DispatchSettings, Dispatcher, Processors};
 use crate::events::EventBus;
+use crate::health::DatabaseState;
 use crate::metrics::Metrics;
 use crate::webhooks::{self, Webhooks};
 
@@ -34,8 +34,10 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     ctx: Context,
     dispatcher: Dispatcher,
+    database: DatabaseState,
     webhooks: Webhooks,
     queue_event_every: std::time::Duration,
+    database_check_every: std::time::Duration,
 }
 
 impl Application {
@@ -50,7 +52,9 @@ impl Application {
             "the service token must not be empty"
         );
         let prices = config.price_table()?;
-        let db = db::connect(&config.database_url)
+        let acquire_timeout = seconds(config.database_acquire_timeout_seconds)
+            .max(std::time::Duration::from_millis(100));
+        let db = db::connect_with(&config.database_url, acquire_timeout)
             .await
             .context("connecting to the database")?;
         db::migrate(&db).await.context("migrating the database")?;
@@ -117,15 +121,20 @@ impl Application {
             },
             metrics.clone(),
         )?;
-        let dispatcher = Dispatcher::new(db, bus, handle, processors, settings, metrics);
+        let database = DatabaseState::default();
+        let dispatcher = Dispatcher::new(db, bus, handle, processors, settings, metrics)
+            .with_database_state(database.clone());
         Ok(Self {
             listener,
             local_addr,
             metrics_listener,
             ctx,
             dispatcher,
+            database,
             webhooks,
             queue_event_every: seconds(config.queue_event_seconds)
+                .max(std::time::Duration::from_millis(50)),
+            database_check_every: seconds(config.database_check_seconds)
                 .max(std::time::Duration::from_millis(50)),
         })
     }
@@ -157,12 +166,15 @@ impl Application {
         let jobs = JobServiceServer::new(Jobs::new(self.ctx.clone()))
             .max_decoding_message_size(MAX_MESSAGE);
         let accounts = AccountServiceServer::new(Accounts::new(self.ctx.clone()));
-        // Migrations ran and storage opened in build(): the replica is ready.
-        for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
-            health
-                .set_service_status(service, ServingStatus::Serving)
-                .await;
-        }
+        // Migrations ran and storage opened in build(): the replica is ready, for as long as its
+        // database answers.
+        let health = tokio::spawn(crate::health::watch_database(
+            self.ctx.db.clone(),
+            self.database.clone(),
+            health,
+            self.database_check_every,
+            shutdown.clone(),
+        ));
         if sea_orm::ConnectionTrait::get_database_backend(&self.ctx.db)
             == sea_orm::DatabaseBackend::Postgres
         {
@@ -202,10 +214,9 @@ impl Application {
             .add_service(accounts)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 serve_shutdown.cancelled().await;
-                for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
-                    health
-                        .set_service_status(service, ServingStatus::NotServing)
-                        .await;
+                // The watcher reports NOT_SERVING as it stops.
+                if let Err(e) = health.await {
+                    tracing::error!(error = %e, "health watcher ended abnormally");
                 }
             })
             .await;

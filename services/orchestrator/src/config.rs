@@ -125,6 +125,18 @@ pub struct Config {
     /// Private networks webhooks may reach (CIDR, comma separated); public addresses always can.
     #[arg(long, env = "ATELIER_WEBHOOK_ALLOW_PRIVATE", value_delimiter = ',')]
     pub webhook_allow_private: Vec<atelier_netguard::IpNet>,
+    /// How long a call waits for a database connection while the database is down or busy, before
+    /// it fails with 1009 UNAVAILABLE (seconds).
+    #[arg(
+        long,
+        env = "ATELIER_DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 30.0
+    )]
+    pub database_acquire_timeout_seconds: f64,
+    /// How often the database is pinged for the health service; a ping unanswered this long makes
+    /// the replica NOT_SERVING until one is answered again (seconds).
+    #[arg(long, env = "ATELIER_DATABASE_CHECK_SECONDS", default_value_t = 2.0)]
+    pub database_check_seconds: f64,
     /// How often queued jobs get a fresh queue position event (seconds).
     #[arg(long, env = "ATELIER_QUEUE_EVENT_SECONDS", default_value_t = 5.0)]
     pub queue_event_seconds: f64,
@@ -180,6 +192,8 @@ impl Config {
             webhook_retry_window_seconds: 86_400.0,
             webhook_timeout_seconds: 10.0,
             webhook_allow_private: Vec::new(),
+            database_acquire_timeout_seconds: 30.0,
+            database_check_seconds: 2.0,
             queue_event_seconds: 5.0,
             shutdown_grace_seconds: 20.0,
             max_active_jobs: 10,

@@ -75,6 +75,13 @@ impl From<ApiError> for Status {
                     "object storage is unavailable, try again",
                 );
             }
+            ApiError::Db(e) if crate::db::is_unavailable(e) => {
+                tracing::error!(error = %e, "database unavailable");
+                return atelier_codes::transient_status(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable, try again",
+                );
+            }
             ApiError::Db(e) => {
                 // The details stay in our logs; callers get a stable message.
                 tracing::error!(error = %e, "database failure");

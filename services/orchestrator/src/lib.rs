@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod metrics;
 pub mod observer;
 pub mod webhooks;

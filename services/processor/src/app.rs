@@ -124,6 +124,7 @@ impl Application {
             downloader,
             processor_id: config.resolved_processor_id(),
             max_source_bytes: config.max_source_bytes,
+            storage_retry: config.storage_retry,
             limits: Limits::default(),
             providers,
             matting: Arc::new(matting),

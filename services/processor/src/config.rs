@@ -83,6 +83,11 @@ pub struct Config {
     #[arg(long, env = "ATELIER_MAX_SOURCE_BYTES", default_value_t = DEFAULT_MAX_SOURCE_BYTES)]
     pub max_source_bytes: u64,
 
+    /// Seconds an output write is tried again while the object store fails, before the attempt
+    /// fails with 3009 STORAGE_FAILED (which the orchestrator retries); 0 writes once.
+    #[arg(long, env = "ATELIER_STORAGE_RETRY", default_value = "10", value_parser = parse_seconds)]
+    pub storage_retry: Duration,
+
     /// Log output format.
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -159,6 +164,10 @@ pub struct Config {
 /// SPEC §4: at most 10 MiB per source.
 pub const DEFAULT_MAX_SOURCE_BYTES: u64 = 10 * 1024 * 1024;
 
+/// How long an output write is retried by default. With the orchestrator's three attempts and
+/// their backoff, a store that is down for 20 s costs a task one failed attempt, not the task.
+pub const DEFAULT_STORAGE_RETRY: Duration = Duration::from_secs(10);
+
 impl Config {
     /// A configuration with every default, for tests and embedding: listens on 127.0.0.1:0.
     pub fn new(service_token: impl Into<String>, storage: impl Into<String>) -> Self {
@@ -178,6 +187,7 @@ impl Config {
             download_connect_timeout: Duration::from_secs(5),
             download_timeout: Duration::from_secs(30),
             max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
+            storage_retry: DEFAULT_STORAGE_RETRY,
             log_format: LogFormat::Text,
             content_cache: true,
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -313,7 +323,17 @@ mod tests {
         assert_eq!(config.download_timeout, Duration::from_millis(1500));
         assert_eq!(config.download_connect_timeout, Duration::from_secs(5));
         assert_eq!(config.max_source_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.storage_retry, Duration::from_secs(10));
         assert!(config.max_concurrency >= 1);
+        let no_retry = Config::try_parse_from([
+            "atelier-processor",
+            "--service-token",
+            "secret",
+            "--storage-retry",
+            "0",
+        ])
+        .expect("valid flags");
+        assert_eq!(no_retry.storage_retry, Duration::ZERO);
     }
 
     #[test]

@@ -18,9 +18,23 @@ use sea_orm::{
     Statement, Value,
 };
 
-/// Opens the database. SQLite gets a single connection: SQLite has one writer at a time anyway, and
-/// one connection turns "database is locked" failures into an orderly queue.
+/// How long a call waits for a connection of the pool by default: a server that restarts within it
+/// is waited for; one that stays away longer fails the call with 1009 UNAVAILABLE.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens the database with the default [`ACQUIRE_TIMEOUT`].
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, ACQUIRE_TIMEOUT).await
+}
+
+/// Opens the database. SQLite gets a single connection: SQLite has one writer at a time anyway, and
+/// one connection turns "database is locked" failures into an orderly queue. Every connection is
+/// checked before it is handed out, so connections a restarted server dropped are replaced by
+/// new ones instead of failing calls.
+pub async fn connect_with(
+    url: &str,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let mut url = url.to_string();
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or_default();
@@ -36,10 +50,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         }
     }
     let mut options = ConnectOptions::new(url.clone());
+    // sea-orm hands both timeouts to the pool's acquire timeout; the later one wins.
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(30));
+        .test_before_acquire(true)
+        .acquire_timeout(acquire_timeout);
     if url.starts_with("sqlite:") {
         options.max_connections(1).min_connections(1);
     } else {
@@ -80,6 +95,33 @@ pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Sta
         _ => sql.to_string(),
     };
     Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Whether an error says the database cannot be reached now (down, restarting, connection lost,
+/// no connection free in time) rather than that the statement was wrong: calls answer 1009, and
+/// work that is done is recorded again once the database is back.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(RuntimeErr::Internal(_)) => return true,
+        _ => return false,
+    };
+    match sqlx {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: the server is shutting down or starting.
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }
 
 /// Whether an error is a unique-constraint violation (a raced insert of the same key).

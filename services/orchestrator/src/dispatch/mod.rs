@@ -17,6 +17,7 @@ pub use processors::Processors;
 
 use crate::db;
 use crate::events::EventBus;
+use crate::health::DatabaseState;
 
 /// Most tasks claimed in one transaction.
 const CLAIM_BATCH: usize = 16;
@@ -74,6 +75,13 @@ impl DispatchHandle {
         token
     }
 
+    /// Whether an attempt of this task runs on this replica now.
+    fn is_running(&self, task_id: &str) -> bool {
+        self.running
+            .lock()
+            .is_ok_and(|running| running.contains_key(task_id))
+    }
+
     fn unregister(&self, task_id: &str) {
         if let Ok(mut running) = self.running.lock() {
             running.remove(task_id);
@@ -89,6 +97,8 @@ pub struct Dispatcher {
     processors: Processors,
     settings: DispatchSettings,
     metrics: crate::metrics::Metrics,
+    /// Whether the database answers, as the health watcher last saw it.
+    database: DatabaseState,
 }
 
 impl Dispatcher {
@@ -108,7 +118,14 @@ impl Dispatcher {
             processors,
             settings,
             metrics,
+            database: DatabaseState::default(),
         }
+    }
+
+    /// Follows this view of the database's health instead of assuming it always answers.
+    pub fn with_database_state(mut self, database: DatabaseState) -> Self {
+        self.database = database;
+        self
     }
 
     /// Runs until `shutdown`, then lets running attempts finish within the grace period and hands the
@@ -208,6 +225,11 @@ impl Dispatcher {
 
     async fn sweep_once(&self) -> Result<(), sea_orm::DbErr> {
         for task in db::tasks::expired(&self.db, 100).await? {
+            // Its lease lapsed because the database was away, not because this replica died: the
+            // attempt here still records its end (see `settle_until_recorded`).
+            if self.handle.is_running(&task.id) {
+                continue;
+            }
             let txn = self.db.begin().await?;
             let recovered = db::tasks::recover(&txn, &task, self.settings.max_attempts).await?;
             txn.commit().await?;

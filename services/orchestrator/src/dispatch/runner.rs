@@ -30,7 +30,12 @@ macro_rules! in_txn {
 use crate::db::tasks::{self, Lease, Outcome};
 use crate::domain::{model_of, now_ms, units_per_task, Kind};
 
+/// First and largest pause between two tries of recording the end of an attempt.
+const SETTLE_PAUSE: Duration = Duration::from_millis(200);
+const SETTLE_PAUSE_MAX: Duration = Duration::from_secs(2);
+
 /// How an attempt ended before it is settled in the database.
+#[derive(Clone)]
 enum Ended {
     Succeeded {
         outputs: Vec<pb::Output>,
@@ -82,13 +87,57 @@ impl Dispatcher {
                 lost = self.keep_lease(&lease) => lost,
             };
             self.count(&lease, &ended, started.elapsed().as_secs_f64());
-            if let Err(e) = self.settle(&lease, ended).await {
-                // The lease will expire and the sweeper takes the task back.
-                tracing::error!(error = %e, "recording the end of the attempt failed");
-            }
+            self.settle_until_recorded(&lease, ended, &hard_stop).await;
         }
         .instrument(span)
         .await
+    }
+
+    /// Records the end of the attempt. While the database cannot be reached (restarting, down) the
+    /// record is tried again until it is made: the work is done, and the task must neither be lost
+    /// nor run again. This replica's sweeper leaves the task alone meanwhile, and every change is
+    /// guarded by the lease, so a record that did reach the database before its connection broke is
+    /// not applied twice. Other errors, and a hard stop, leave the task to the sweepers once its
+    /// lease expires.
+    async fn settle_until_recorded(
+        &self,
+        lease: &Lease,
+        ended: Ended,
+        hard_stop: &CancellationToken,
+    ) {
+        let mut pause = SETTLE_PAUSE;
+        let mut waited = false;
+        loop {
+            match self.settle(lease, ended.clone()).await {
+                Ok(()) => {
+                    if waited {
+                        tracing::info!(
+                            "the end of the attempt is recorded now that the database answers"
+                        );
+                    }
+                    return;
+                }
+                Err(e) if crate::db::is_unavailable(&e) => {
+                    if !waited {
+                        tracing::warn!(error = %e, "the database is unavailable; recording the end of the attempt when it is back");
+                    }
+                    waited = true;
+                }
+                Err(e) => {
+                    // The lease will expire and the sweeper takes the task back.
+                    tracing::error!(error = %e, "recording the end of the attempt failed");
+                    return;
+                }
+            }
+            tokio::select! {
+                () = hard_stop.cancelled() => {
+                    tracing::warn!("stopping before the end of the attempt could be recorded; the sweeper will take the task back");
+                    return;
+                }
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(SETTLE_PAUSE_MAX);
+        }
     }
 
     /// Renews the lease until it is lost; never returns while the attempt is ours.
@@ -153,6 +202,7 @@ impl Dispatcher {
         };
         let mut outputs = Vec::new();
         let mut processor_id = String::new();
+        let mut skipping = false;
         loop {
             let message = match stream.message().await {
                 Ok(Some(m)) => m,
@@ -165,13 +215,22 @@ impl Dispatcher {
                 }
                 Err(status) => return ended_by(&status),
             };
+            let database_up = self.database.is_up();
+            let report = matches!(
+                message.event,
+                Some(
+                    pb::process_event::Event::SourceFetched(_)
+                        | pb::process_event::Event::Progress(_)
+                        | pb::process_event::Event::Log(_)
+                )
+            );
             let recorded = match message.event {
                 Some(pb::process_event::Event::Accepted(a)) => {
                     tracing::debug!(processor = %a.processor_id, "accepted");
                     processor_id = a.processor_id;
                     Ok(Outcome::Applied)
                 }
-                Some(pb::process_event::Event::SourceFetched(info)) => {
+                Some(pb::process_event::Event::SourceFetched(info)) if database_up => {
                     in_txn!(self.db, |txn| tasks::source_fetched(
                         &txn,
                         lease,
@@ -179,17 +238,31 @@ impl Dispatcher {
                         &processor_id
                     ))
                 }
-                Some(pb::process_event::Event::Progress(p)) => {
+                Some(pb::process_event::Event::Progress(p)) if database_up => {
                     in_txn!(self.db, |txn| tasks::progress(
                         &txn, lease, &p.stage, p.percent
                     ))
                 }
-                Some(pb::process_event::Event::Log(l)) => {
+                Some(pb::process_event::Event::Log(l)) if database_up => {
                     in_txn!(self.db, |txn| async {
                         tasks::log(&txn, lease, &l.level, &l.message, "processor")
                             .await
                             .map(|()| Outcome::Applied)
                     })
+                }
+                // While the database is away a report would wait for it, and the attempt with it,
+                // into its deadline: the report is skipped, the work goes on, and its end is
+                // recorded once the database is back.
+                Some(
+                    pb::process_event::Event::SourceFetched(_)
+                    | pb::process_event::Event::Progress(_)
+                    | pb::process_event::Event::Log(_),
+                ) => {
+                    if !skipping {
+                        tracing::warn!("the database is unavailable; progress reports are skipped");
+                    }
+                    skipping = true;
+                    Ok(Outcome::Applied)
                 }
                 Some(pb::process_event::Event::Output(o)) => {
                     outputs.push(o);
@@ -206,6 +279,8 @@ impl Dispatcher {
                 None => Ok(Outcome::Applied),
             };
             match recorded {
+                // Watchers of this replica learn of it at once (PostgreSQL also tells the others).
+                Ok(Outcome::Applied) if report && database_up => self.bus.notify(&lease.job.id),
                 Ok(Outcome::Applied) => {}
                 Ok(Outcome::Lost) => return Ended::Lost,
                 Err(e) => tracing::warn!(error = %e, "recording processor progress failed"),

@@ -98,6 +98,17 @@ pub async fn spawn_app_with(
     processor: impl FnOnce(&mut atelier_processor::Config),
 ) -> TestApp {
     let root = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database(backend, root.path()).await;
+    spawn_app_at(root, database_url, orchestrator, processor).await
+}
+
+/// Like [`spawn_app_with`], on a database the test brings (`root` is kept as long as the app).
+pub async fn spawn_app_at(
+    root: tempfile::TempDir,
+    database_url: String,
+    orchestrator: impl FnOnce(&mut Config),
+    processor: impl FnOnce(&mut atelier_processor::Config),
+) -> TestApp {
     let objects = root.path().join("objects").display().to_string();
     let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
     pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
@@ -106,7 +117,6 @@ pub async fn spawn_app_with(
     let processor = atelier_processor::spawn(pconfig)
         .await
         .expect("processor starts");
-    let database_url = fresh_database(backend, root.path()).await;
     let mut config = Config::new(database_url.clone(), objects.clone(), vec![processor.url()]);
     config.admin_token = ADMIN.into();
     config.service_token = SERVICE.into();

@@ -1,11 +1,13 @@
 //! Integration tests of the job-orchestrator against a real processor, real storage and real HTTP
-//! sources, on SQLite and on PostgreSQL (a fresh database per test).
+//! sources, on SQLite and on PostgreSQL (a fresh database per test; the fault tests bring their own
+//! PostgreSQL and S3-compatible servers).
 
 mod helpers;
 
 mod accounts;
 mod auth;
 mod crashes;
+mod faults;
 mod insight;
 mod jobs;
 mod ledger;

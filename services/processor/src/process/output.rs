@@ -1,12 +1,16 @@
 //! Storing outputs: the file and its thumbnail under the task's prefix, never after the caller left.
 //! Provider images are checked (magic bytes, dimensions, a full decode for the thumbnail) first.
 
+use std::time::Duration;
+
 use atelier_engine::{Fit, Format, Limits, Rendered, Resize, Thumbnail, TransformRecipe};
 use atelier_proto::v1;
+use atelier_storage::StorageError;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
-use super::worker::{EventSender, Shared};
+use super::worker::{log, EventSender, Shared};
 use super::ProcessError;
 use crate::providers::ProviderError;
 
@@ -61,6 +65,13 @@ pub async fn upload(
     })
 }
 
+/// First pause between two tries of a failed write; doubled up to [`RETRY_PAUSE_MAX`].
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// Writes one object. A store that fails (down, restarting, unreachable) is tried again for
+/// `shared.storage_retry`, so a short outage costs a pause rather than the attempt; after that the
+/// attempt fails with 3009, which the orchestrator retries. Nothing is written once the caller left.
 async fn put(
     shared: &Shared,
     tx: &EventSender,
@@ -68,14 +79,43 @@ async fn put(
     data: Vec<u8>,
     format: Format,
 ) -> Result<(), ProcessError> {
-    if tx.is_closed() {
-        return Err(ProcessError::Cancelled);
+    let data = Bytes::from(data);
+    let give_up = Instant::now() + shared.storage_retry;
+    let mut pause = RETRY_PAUSE;
+    let mut told = false;
+    loop {
+        if tx.is_closed() {
+            return Err(ProcessError::Cancelled);
+        }
+        let err = match shared
+            .storage
+            .put(key, data.clone(), format.content_type())
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(err @ StorageError::Backend(_)) => err,
+            Err(err) => return Err(ProcessError::Upload(err)),
+        };
+        let now = Instant::now();
+        if now >= give_up {
+            return Err(ProcessError::Upload(err));
+        }
+        tracing::warn!(key, error = %err, "storing an output failed; trying again");
+        if !told {
+            // Once per object, so the job's log says why it is slow.
+            told = true;
+            let line = format!(
+                "storing {key} failed; trying again for up to {} s: {err}",
+                shared.storage_retry.as_secs_f64()
+            );
+            log(tx, "warn", &line).await?;
+        }
+        tokio::select! {
+            () = tx.closed() => return Err(ProcessError::Cancelled),
+            () = tokio::time::sleep(pause.min(give_up - now)) => {}
+        }
+        pause = (pause * 2).min(RETRY_PAUSE_MAX);
     }
-    shared
-        .storage
-        .put(key, Bytes::from(data), format.content_type())
-        .await
-        .map_err(ProcessError::Upload)
 }
 
 /// Checks an image a provider returned and makes its thumbnail, off the async threads; the output is

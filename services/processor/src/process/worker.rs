@@ -39,6 +39,8 @@ pub struct Shared {
     pub processor_id: String,
     /// Largest source accepted.
     pub max_source_bytes: u64,
+    /// How long an output write is tried again while the store fails.
+    pub storage_retry: std::time::Duration,
     /// Validation limits handed to the engine.
     pub limits: Limits,
     /// Configured model providers.
@@ -247,7 +249,7 @@ async fn execute(
 }
 
 /// A log line for the job's log (ListJobLogs), from the processor.
-async fn log(tx: &EventSender, level: &str, message: &str) -> Result<(), ProcessError> {
+pub async fn log(tx: &EventSender, level: &str, message: &str) -> Result<(), ProcessError> {
     send(
         tx,
         Event::Log(v1::Log {
