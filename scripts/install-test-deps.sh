@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Installs the external test dependencies of Atelier:
 #   - s3s-fs (a real S3-compatible server backed by a folder), used by atelier-storage tests;
-#   - a running PostgreSQL on 127.0.0.1:5432.
+#   - a running PostgreSQL on 127.0.0.1:5432;
+#   - curl and jq, which the README's own commands use (crates/cli/tests/readme.rs runs them).
 # Idempotent: safe to run again.
 set -euo pipefail
 
 S3S_FS_VERSION="0.14.1"
+
+missing=()
+for tool in curl jq; do
+    command -v "${tool}" >/dev/null 2>&1 || missing+=("${tool}")
+done
+if ((${#missing[@]} > 0)); then
+    echo "installing ${missing[*]} (Debian packages)"
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
 
 if command -v s3s-fs >/dev/null 2>&1 || [ -x "${HOME}/.cargo/bin/s3s-fs" ]; then
     echo "s3s-fs already installed"
