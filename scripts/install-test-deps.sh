@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the external test dependencies of Atelier:
 #   - s3s-fs (a real S3-compatible server backed by a folder), used by atelier-storage tests;
-#   - a running PostgreSQL on 127.0.0.1:5432.
+#   - a running PostgreSQL on 127.0.0.1:5432;
 #   - libjpeg-turbo's development files (Debian libturbojpeg0-dev), so the engine's `turbojpeg`
-#     feature is tested linked; scripts/test.sh also tests it with the library hidden.
+#     feature is tested linked; scripts/test.sh also tests it with the library hidden;
+#   - curl and jq, which the README's own commands use (crates/cli/tests/readme.rs runs them);
+#   - ONNX Runtime's shared library and real test photos, both from PyPI wheels.
 # Idempotent: safe to run again.
 set -euo pipefail
 
@@ -19,6 +21,16 @@ else
 fi
 
 S3S_FS_VERSION="0.14.1"
+
+missing=()
+for tool in curl jq; do
+    command -v "${tool}" >/dev/null 2>&1 || missing+=("${tool}")
+done
+if ((${#missing[@]} > 0)); then
+    echo "installing ${missing[*]} (Debian packages)"
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
 
 if command -v s3s-fs >/dev/null 2>&1 || [ -x "${HOME}/.cargo/bin/s3s-fs" ]; then
     echo "s3s-fs already installed"

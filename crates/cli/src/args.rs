@@ -70,6 +70,9 @@ pub enum Command {
     Account(AccountArgs),
     /// List the account's quota ledger (grants, charges, refunds).
     Ledger(LedgerArgs),
+    /// Webhook endpoints and their deliveries, with the tenant's key.
+    #[command(subcommand)]
+    Webhooks(WebhookCommand),
     /// Administration with the admin token.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -380,6 +383,69 @@ pub enum AdminCommand {
     },
 }
 
+/// `webhooks …`: endpoints of the key's tenant (or of its account, for an account-scoped key).
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Register an endpoint for the tenant's jobs, or with --account for one account's; prints its
+    /// signing secret, shown only this once.
+    Create {
+        /// The receiver, an http(s) URL.
+        url: String,
+        /// Which events to deliver, comma separated (default: terminal).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        events: Vec<WebhookEventArg>,
+    },
+    /// List the endpoints; with a tenant-wide key the first, without a URL, signs the deliveries to
+    /// jobs' callback URLs and shows its secret.
+    List,
+    /// Delete an endpoint by its id, or every endpoint of yours with this URL; pending deliveries
+    /// are given up.
+    Delete {
+        /// An endpoint id, or an http(s) URL. (Not named `endpoint`: that is the global
+        /// orchestrator address, which clap would fill from this argument.)
+        #[arg(value_name = "ID_OR_URL")]
+        target: String,
+    },
+    /// List delivery attempts, oldest first.
+    Deliveries(DeliveriesArgs),
+}
+
+/// `--events`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WebhookEventArg {
+    /// The job's end: succeeded, partially succeeded, failed or cancelled.
+    Terminal,
+    /// Every progress event of the job's tasks.
+    Progress,
+}
+
+impl WebhookEventArg {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Terminal => "terminal",
+            Self::Progress => "progress",
+        }
+    }
+}
+
+/// `webhooks deliveries`.
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    /// Only attempts of this endpoint (`--endpoint` is the orchestrator's address).
+    #[arg(long)]
+    pub endpoint_id: Option<String>,
+    /// Only attempts of this job's events.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// 1..=100 (default 50).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub page_size: Option<u32>,
+    /// The `next page` token of an earlier list.
+    #[arg(long)]
+    pub page_token: Option<String>,
+}
+
 /// `health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -538,6 +604,74 @@ mod tests {
     }
 
     #[test]
+    fn webhook_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "atelier",
+            "webhooks",
+            "create",
+            "https://shop.example/hooks",
+            "--events",
+            "terminal,progress",
+        ]);
+        match cli.map(|c| c.command) {
+            Ok(Command::Webhooks(WebhookCommand::Create { url, events })) => {
+                assert_eq!(url, "https://shop.example/hooks");
+                assert_eq!(
+                    events,
+                    [WebhookEventArg::Terminal, WebhookEventArg::Progress]
+                );
+            }
+            other => panic!("not webhooks create: {other:?}"),
+        }
+        // The orchestrator's address (global --endpoint) and the webhook endpoint stay apart.
+        let cli = Cli::try_parse_from([
+            "atelier",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "webhooks",
+            "delete",
+            "https://shop.example/hooks",
+        ]);
+        match cli {
+            Ok(Cli {
+                global,
+                command: Command::Webhooks(WebhookCommand::Delete { target }),
+            }) => {
+                assert_eq!(global.endpoint, "http://127.0.0.1:1");
+                assert_eq!(target, "https://shop.example/hooks");
+            }
+            other => panic!("not webhooks delete: {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "atelier",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "webhooks",
+            "deliveries",
+        ]);
+        assert!(
+            matches!(
+                cli.map(|c| c.command),
+                Ok(Command::Webhooks(WebhookCommand::Deliveries(
+                    DeliveriesArgs {
+                        endpoint_id: None,
+                        ..
+                    }
+                )))
+            ),
+            "deliveries without --endpoint-id"
+        );
+        let cli = Cli::try_parse_from(["atelier", "webhooks", "deliveries", "--job", "j1"]);
+        assert!(
+            matches!(
+                cli.map(|c| c.command),
+                Ok(Command::Webhooks(WebhookCommand::Deliveries(DeliveriesArgs { job: Some(ref j), .. }))) if j == "j1"
+            ),
+            "deliveries --job"
+        );
+    }
+
+    #[test]
     fn sizes_and_guidance_scales() {
         assert_eq!(parse_size("1024x768"), Ok((1024, 768)));
         assert_eq!(parse_size(" 512 X 512 "), Ok((512, 512)));
@@ -608,6 +742,16 @@ mod tests {
             vec!["atelier", "submit", "transform", "a.jpg", "--rotate", "45"],
             vec!["atelier", "submit", "transform", "a.jpg", "--label", "nope"],
             vec!["atelier", "admin", "grant", "t", "a", "0"],
+            vec!["atelier", "webhooks", "create"],
+            vec![
+                "atelier",
+                "webhooks",
+                "create",
+                "https://h",
+                "--events",
+                "everything",
+            ],
+            vec!["atelier", "webhooks", "deliveries", "--page-size", "0"],
             vec!["atelier", "admin", "membership", "t", "a"],
             vec![
                 "atelier",

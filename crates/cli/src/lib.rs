@@ -1,5 +1,5 @@
 //! The `atelier` command-line client: every command calls the orchestrator's gRPC API
-//! (JobService, AccountService) or a service's health check, and prints for people or, with
+//! (JobService, AccountService, webhooks included) or a service's health check, and prints for people or, with
 //! `--json`, one JSON object per result.
 
 pub mod args;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use atelier_orchestrator::RunningOrchestrator;
 use atelier_processor::RunningProcessor;
 use atelier_testkit::provider::{self, ProviderServer};
+use atelier_testkit::WebhookReceiver;
 use serde_json::Value;
 
 const ADMIN: &str = "cli-test-admin-token";
@@ -25,6 +26,14 @@ async fn spawn_pair() -> Pair {
 
 /// A pair whose processor also offers the models of `providers`.
 async fn spawn_pair_with(providers: Vec<atelier_processor::ProviderConfig>) -> Pair {
+    spawn_pair_configured(providers, |_| {}).await
+}
+
+/// A pair with the orchestrator's configuration adjusted first.
+async fn spawn_pair_configured(
+    providers: Vec<atelier_processor::ProviderConfig>,
+    orchestrator: impl FnOnce(&mut atelier_orchestrator::Config),
+) -> Pair {
     let root = tempfile::tempdir().expect("temp dir");
     let objects = root.path().join("objects").display().to_string();
     let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
@@ -40,6 +49,7 @@ async fn spawn_pair_with(providers: Vec<atelier_processor::ProviderConfig>) -> P
     config.service_token = SERVICE.into();
     config.poll_seconds = 0.05;
     config.retry_base_seconds = 0.05;
+    orchestrator(&mut config);
     let orchestrator = atelier_orchestrator::spawn(config)
         .await
         .expect("orchestrator starts");
@@ -625,4 +635,258 @@ async fn a_shopper_generates_images_from_a_prompt_and_watches_them_arrive() {
     pair.orchestrator.stop().await.expect("orchestrator stops");
     pair.processor.stop().await.expect("processor stops");
     assert!(provider.calls() >= 1, "the images came from the provider");
+}
+
+/// Runs `args` until `done` accepts the run (every 100 ms, for up to 30 s).
+async fn atelier_until(
+    endpoint: &str,
+    who: As<'_>,
+    args: &[&str],
+    done: impl Fn(&Run) -> bool,
+) -> Run {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = atelier(endpoint, who, args).await.ok();
+        if done(&run) {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "atelier {args:?} never got there: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_registered_delivered_listed_and_deleted_from_the_command_line() {
+    let pair = spawn_pair_configured(Vec::new(), |config| {
+        config.webhook_allow_private = vec!["127.0.0.1/32".parse().expect("cidr")];
+        config.webhook_retry_base_seconds = 0.05;
+        config.webhook_timeout_seconds = 5.0;
+    })
+    .await;
+    let endpoint = pair.orchestrator.url();
+    let (_tenant, key) = tenant_with_account(&endpoint, "shopper", true, 5).await;
+    let tenant_wide = As {
+        admin: false,
+        key: Some(&key),
+        account: None,
+    };
+    let shopper = As {
+        account: Some("shopper"),
+        ..tenant_wide
+    };
+    let receiver = WebhookReceiver::start().await;
+    let hooks = receiver.url("/hooks");
+    let shop_hooks = receiver.url("/shopper");
+
+    // People get the secret on stdout (to capture, as with create-key) and the rest on stderr.
+    let run = atelier(
+        &endpoint,
+        tenant_wide,
+        &[
+            "webhooks",
+            "create",
+            &hooks,
+            "--events",
+            "terminal,progress",
+        ],
+    )
+    .await
+    .ok();
+    let secret = run.line();
+    assert!(secret.starts_with("whsec_"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("(tenant-wide; events terminal,progress)")
+            && run.stderr.contains("shown only once"),
+        "{run:#?}"
+    );
+    let id = run
+        .stderr
+        .split_whitespace()
+        .nth(2)
+        .expect("the endpoint id")
+        .to_string();
+    assert!(id.starts_with("we_"), "{run:#?}");
+
+    // With --account, the endpoint is that account's.
+    let created = atelier(
+        &endpoint,
+        shopper,
+        &["--json", "webhooks", "create", &shop_hooks],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(created["account"], "shopper", "{created:#}");
+    assert_eq!(created["events"], serde_json::json!(["terminal"]));
+    let shop_secret = created["secret"].as_str().expect("secret").to_string();
+    let shop_id = created["id"].as_str().expect("id").to_string();
+
+    let run = atelier(&endpoint, tenant_wide, &["webhooks", "list"])
+        .await
+        .ok();
+    assert!(
+        run.stdout
+            .contains(&format!("{id}  tenant-wide  terminal,progress  {hooks}\n")),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "{shop_id}  account shopper  terminal  {shop_hooks}\n"
+        )),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout
+            .contains("  callback_url of jobs  terminal  secret whsec_"),
+        "{run:#?}"
+    );
+    let listed = atelier(&endpoint, tenant_wide, &["--json", "webhooks", "list"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        listed["endpoints"].as_array().map(Vec::len),
+        Some(3),
+        "{listed:#}"
+    );
+
+    // A job of the shopper reaches both endpoints, signed with each one's secret.
+    let photo = product_jpeg(pair.root.path());
+    let photo = photo.to_str().expect("utf-8 path");
+    let job = atelier(
+        &endpoint,
+        shopper,
+        &["--json", "submit", "transform", photo, "--width", "64"],
+    )
+    .await
+    .ok()
+    .json();
+    let job_id = job["id"].as_str().expect("job id").to_string();
+    atelier(&endpoint, shopper, &["watch", &job_id]).await.ok();
+    let log = receiver
+        .wait_until("both terminal deliveries", Duration::from_secs(30), |log| {
+            ["/hooks", "/shopper"].iter().all(|path| {
+                log.iter().any(|d| {
+                    d.path == *path
+                        && d.json["type"] == "job.succeeded"
+                        && d.json["job_id"] == job_id.as_str()
+                })
+            })
+        })
+        .await;
+    for d in &log {
+        let secret = if d.path == "/hooks" {
+            &secret
+        } else {
+            &shop_secret
+        };
+        assert!(d.signed_with(secret), "{d:#?}");
+    }
+    assert!(
+        log.iter()
+            .any(|d| d.path == "/hooks" && d.json["type"] == "task.progress"),
+        "progress events reach the endpoint that asked for them: {log:#?}"
+    );
+    assert!(
+        log.iter()
+            .all(|d| d.path == "/hooks" || d.json["type"] != "task.progress"),
+        "and only that one: {log:#?}"
+    );
+
+    // Every attempt is listed, by job and by endpoint.
+    let run = atelier_until(
+        &endpoint,
+        tenant_wide,
+        &[
+            "webhooks",
+            "deliveries",
+            "--job",
+            &job_id,
+            "--page-size",
+            "100",
+        ],
+        |run| {
+            run.stdout.lines().any(|l| {
+                l.contains(&format!("endpoint {shop_id}")) && l.ends_with("delivered (HTTP 200)")
+            })
+        },
+    )
+    .await;
+    assert!(
+        run.stdout
+            .lines()
+            .all(|l| l.contains(&format!("job {job_id}"))),
+        "{run:#?}"
+    );
+    let page = atelier(
+        &endpoint,
+        tenant_wide,
+        &[
+            "--json",
+            "webhooks",
+            "deliveries",
+            "--endpoint-id",
+            &shop_id,
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    let attempts = page["deliveries"].as_array().expect("deliveries");
+    assert!(!attempts.is_empty(), "{page:#}");
+    assert!(
+        attempts.iter().all(|a| a["endpoint_id"] == shop_id.as_str()
+            && a["delivered"] == true
+            && a["status"] == 200),
+        "{page:#}"
+    );
+
+    // Deleted by URL and by id; then only the callback endpoint is left.
+    let run = atelier(&endpoint, tenant_wide, &["webhooks", "delete", &shop_hooks])
+        .await
+        .ok();
+    assert_eq!(
+        run.line(),
+        format!("webhook endpoint {shop_id} deleted ({shop_hooks})")
+    );
+    atelier(&endpoint, tenant_wide, &["webhooks", "delete", &id])
+        .await
+        .ok();
+    let listed = atelier(&endpoint, tenant_wide, &["--json", "webhooks", "list"])
+        .await
+        .ok()
+        .json();
+    let left = listed["endpoints"].as_array().expect("endpoints");
+    assert_eq!(left.len(), 1, "{listed:#}");
+    assert_eq!(left[0]["url"], "", "{listed:#}");
+
+    // Mistakes: an id that is gone, a URL nobody registered, a URL that is not http(s).
+    let run = atelier(&endpoint, tenant_wide, &["webhooks", "delete", &id]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("error 1004 NOT_FOUND"), "{run:#?}");
+    let run = atelier(&endpoint, tenant_wide, &["webhooks", "delete", &hooks]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("no webhook endpoint of yours has the URL"),
+        "{run:#?}"
+    );
+    let run = atelier(
+        &endpoint,
+        tenant_wide,
+        &["webhooks", "create", "ftp://example.com/hook"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("error 1003 INVALID_ARGUMENT"),
+        "{run:#?}"
+    );
+
+    pair.orchestrator.stop().await.expect("orchestrator stops");
+    pair.processor.stop().await.expect("processor stops");
 }

@@ -96,8 +96,12 @@ impl S3Store {
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .http_client(http_client)
-            .region(Region::new(region(options.region.as_deref(), endpoint)))
-            .credentials_provider(credentials(options)?)
+            .region(Region::new(region(
+                options.region.as_deref(),
+                endpoint,
+                process_env,
+            )))
+            .credentials_provider(credentials(options, process_env)?)
             .force_path_style(options.path_style)
             // Checksums only where the API requires them: several S3-compatible stores reject or
             // mishandle the streaming trailer checksums the SDK sends by default.
@@ -264,11 +268,20 @@ fn http_url(value: &str, what: &str) -> Result<url::Url, StorageError> {
     Ok(url)
 }
 
-fn region(configured: Option<&str>, endpoint: Option<&str>) -> String {
+/// A variable of this process's environment, when set to something.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn region(
+    configured: Option<&str>,
+    endpoint: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> String {
     let from_env = || {
         ["AWS_REGION", "AWS_DEFAULT_REGION"]
             .into_iter()
-            .filter_map(|name| std::env::var(name).ok())
+            .filter_map(&env)
             .find(|value| !value.trim().is_empty())
     };
     let is_r2 = endpoint.is_some_and(|e| e.contains(".r2.cloudflarestorage.com"));
@@ -280,7 +293,12 @@ fn region(configured: Option<&str>, endpoint: Option<&str>) -> String {
         .unwrap_or_else(|| if is_r2 { "auto" } else { "us-east-1" }.to_owned())
 }
 
-fn credentials(options: &S3Options) -> Result<Credentials, StorageError> {
+/// The flags' credentials, else the standard `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN` variables (the README promises both ways).
+fn credentials(
+    options: &S3Options,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Credentials, StorageError> {
     let given = (
         non_empty(&options.access_key_id),
         non_empty(&options.secret_access_key),
@@ -288,7 +306,7 @@ fn credentials(options: &S3Options) -> Result<Credentials, StorageError> {
     match given {
         (Some(id), Some(secret)) => Ok(Credentials::new(id, secret, None, None, "atelier-options")),
         (None, None) => {
-            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let env = |name: &str| env(name).filter(|v| !v.is_empty());
             match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
                 (Some(id), Some(secret)) => Ok(Credentials::new(
                     id,
@@ -333,4 +351,80 @@ where
         "cannot {action} {key}: {}",
         DisplayErrorContext(err)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_credential_types::provider::ProvideCredentials as _;
+
+    use super::*;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[tokio::test]
+    async fn aws_variables_stand_in_for_the_credential_flags() {
+        let env = env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDFROMENV"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-from-env"),
+            ("AWS_SESSION_TOKEN", "session-from-env"),
+        ]);
+        let found = credentials(&S3Options::default(), &env)
+            .expect("the environment's credentials")
+            .provide_credentials()
+            .await
+            .expect("credentials");
+        assert_eq!(found.access_key_id(), "AKIDFROMENV");
+        assert_eq!(found.secret_access_key(), "secret-from-env");
+        assert_eq!(found.session_token(), Some("session-from-env"));
+
+        // Flags win over the environment.
+        let flags = S3Options {
+            access_key_id: Some("AKIDFLAG".into()),
+            secret_access_key: Some("secret-flag".into()),
+            ..S3Options::default()
+        };
+        let found = credentials(&flags, &env)
+            .expect("the flags' credentials")
+            .provide_credentials()
+            .await
+            .expect("credentials");
+        assert_eq!(found.access_key_id(), "AKIDFLAG");
+        assert_eq!(found.session_token(), None);
+    }
+
+    #[test]
+    fn without_flags_or_variables_the_error_names_both_ways() {
+        let only_id = env_of(&[("AWS_ACCESS_KEY_ID", "AKID")]);
+        for env in [env_of(&[]), only_id] {
+            match credentials(&S3Options::default(), env) {
+                Err(StorageError::Config(message)) => {
+                    assert!(message.contains("AWS_ACCESS_KEY_ID"), "{message}");
+                    assert!(message.contains("access key id"), "{message}");
+                }
+                other => panic!("expected a configuration error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_region_comes_from_the_flag_then_aws_region_then_the_endpoint() {
+        let env = env_of(&[("AWS_REGION", "eu-west-3")]);
+        assert_eq!(region(Some("auto"), None, &env), "auto");
+        assert_eq!(region(None, None, &env), "eu-west-3");
+        let r2 = Some("https://acct.r2.cloudflarestorage.com");
+        assert_eq!(region(None, r2, env_of(&[])), "auto");
+        assert_eq!(
+            region(None, None, env_of(&[("AWS_DEFAULT_REGION", "ap-south-1")])),
+            "ap-south-1"
+        );
+        assert_eq!(region(None, None, env_of(&[])), "us-east-1");
+    }
 }

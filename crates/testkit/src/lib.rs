@@ -1,6 +1,7 @@
 //! What integration tests of several services share: real test images (good and hostile), a real
 //! HTTP/1.1 source server on 127.0.0.1 that can misbehave on purpose, a fake model provider
-//! speaking the OpenAI Images API, and a private PostgreSQL server a test may stop and start.
+//! speaking the OpenAI Images API, a webhook receiver that records what it was sent, a private
+//! PostgreSQL server a test may stop and start, and tiny ONNX models with a known answer.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,9 @@ pub mod onnx;
 pub mod postgres;
 pub mod provider;
 pub mod source;
+pub mod webhook;
 
 pub use postgres::PrivatePostgres;
 pub use provider::ProviderServer;
 pub use source::{Seen, SourceServer};
+pub use webhook::WebhookReceiver;

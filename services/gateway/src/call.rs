@@ -62,6 +62,11 @@ impl Caller {
         })
     }
 
+    /// The `X-Atelier-Account` the call acts as, when sent.
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_ref().and_then(|v| v.to_str().ok())
+    }
+
     /// A gRPC request of `message` with this caller's metadata.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);

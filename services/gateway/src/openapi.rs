@@ -10,7 +10,7 @@ use crate::compat::{image_editor, task_api};
 use crate::model::params::{
     BasicCleanParams, EditParams, GenerateParams, PoseSetParams, TransformParams,
 };
-use crate::routes::{events, jobs, meta, uploads};
+use crate::routes::{events, jobs, meta, uploads, webhooks};
 
 /// The document.
 #[derive(OpenApi)]
@@ -27,6 +27,11 @@ use crate::routes::{events, jobs, meta, uploads};
         jobs::logs,
         events::events,
         uploads::upload,
+        webhooks::create,
+        webhooks::list,
+        webhooks::delete,
+        webhooks::endpoint_deliveries,
+        webhooks::all_deliveries,
         meta::account,
         meta::models,
         meta::stats,
@@ -45,6 +50,7 @@ use crate::routes::{events, jobs, meta, uploads};
     tags(
         (name = "jobs", description = "Submit, follow and cancel image jobs"),
         (name = "uploads", description = "Source images sent with the request"),
+        (name = "webhooks", description = "Signed deliveries of job events to your endpoints"),
         (name = "account", description = "Quota, models and statistics"),
         (name = "health", description = "Liveness"),
         (name = "compat-image-editor", description = "Drop-in routes of the replaced Django image-edit API"),
@@ -157,7 +163,7 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 19);
+        assert_eq!(ids.len(), 24);
         let link = &doc["paths"]["/v1/jobs"]["post"]["responses"]["200"]["links"]["GetJob"];
         assert_eq!(link["operationId"], "getJob");
         assert!(link.get("operation_id").is_none());

@@ -62,16 +62,22 @@ pub struct Config {
     /// Object storage for uploads, shared with the processors: a folder, or `s3://bucket[/prefix]`.
     #[arg(long, env = "ATELIER_STORAGE", default_value = "var/objects")]
     pub storage: String,
+    /// S3 endpoint URL (R2, MinIO, Garage…); empty uses AWS.
     #[arg(long, env = "ATELIER_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION, else `auto` for R2, else us-east-1).
     #[arg(long, env = "ATELIER_S3_REGION")]
     pub s3_region: Option<String>,
+    /// Use path-style S3 addresses (`endpoint/bucket/key`): MinIO, Garage, `http://localhost:PORT`.
     #[arg(long, env = "ATELIER_S3_PATH_STYLE")]
     pub s3_path_style: bool,
+    /// S3 access key id (default: AWS_ACCESS_KEY_ID).
     #[arg(long, env = "ATELIER_S3_ACCESS_KEY_ID")]
     pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (default: AWS_SECRET_ACCESS_KEY).
     #[arg(long, env = "ATELIER_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
+    /// Public base URL of the bucket, used to build output URLs.
     #[arg(long, env = "ATELIER_S3_PUBLIC_BASE_URL")]
     pub s3_public_base_url: Option<String>,
     /// Task attempts this replica runs at once; 0 makes an API-only replica that runs none.
@@ -105,7 +111,7 @@ pub struct Config {
     /// Address of the Prometheus metrics endpoint (`GET /metrics`); empty turns it off.
     #[arg(long, env = "ATELIER_METRICS_LISTEN", default_value = "127.0.0.1:9100")]
     pub metrics_listen: Option<SocketAddr>,
-    /// First webhook retry delay, growing 4x per attempt up to an hour (seconds).
+    /// First webhook retry delay, doubled per attempt up to an hour (seconds).
     #[arg(
         long,
         env = "ATELIER_WEBHOOK_RETRY_BASE_SECONDS",

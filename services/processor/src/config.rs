@@ -38,19 +38,19 @@ pub struct Config {
     #[arg(long, env = "ATELIER_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
 
-    /// S3 region.
+    /// S3 region (default: AWS_REGION, else `auto` for R2, else us-east-1).
     #[arg(long, env = "ATELIER_S3_REGION")]
     pub s3_region: Option<String>,
 
-    /// Use path-style S3 addresses (`endpoint/bucket/key`).
+    /// Use path-style S3 addresses (`endpoint/bucket/key`): MinIO, Garage, `http://localhost:PORT`.
     #[arg(long, env = "ATELIER_S3_PATH_STYLE")]
     pub s3_path_style: bool,
 
-    /// S3 access key id.
+    /// S3 access key id (default: AWS_ACCESS_KEY_ID).
     #[arg(long, env = "ATELIER_S3_ACCESS_KEY_ID")]
     pub s3_access_key_id: Option<String>,
 
-    /// S3 secret access key.
+    /// S3 secret access key (default: AWS_SECRET_ACCESS_KEY).
     #[arg(long, env = "ATELIER_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
 

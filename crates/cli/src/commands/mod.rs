@@ -5,6 +5,7 @@ pub mod admin;
 pub mod health;
 pub mod jobs;
 pub mod watch;
+pub mod webhooks;
 
 use crate::args::{Cli, Command};
 use crate::client::Api;
@@ -26,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel { job_id } => jobs::cancel(&api, as_json, job_id).await,
         Command::Account(args) => account::account(&api, as_json, args).await,
         Command::Ledger(args) => account::ledger(&api, as_json, args).await,
+        Command::Webhooks(command) => webhooks::run(&api, as_json, command).await,
         Command::Admin(command) => admin::run(&api, as_json, command).await,
         Command::Health(_) => Ok(()),
     }

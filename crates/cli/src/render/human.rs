@@ -152,6 +152,70 @@ pub fn ledger_entry(e: &pb::LedgerEntry) -> String {
     line
 }
 
+/// Whom an endpoint serves: `tenant-wide`, `account alice`, or the jobs' callback URLs.
+fn endpoint_scope(e: &pb::WebhookEndpoint) -> String {
+    match (e.url.is_empty(), e.account.is_empty()) {
+        (true, _) => "callback_url of jobs".to_string(),
+        (false, true) => "tenant-wide".to_string(),
+        (false, false) => format!("account {}", e.account),
+    }
+}
+
+/// One line per endpoint, for `webhooks list`:
+/// `we_…  tenant-wide  terminal,progress  https://…` (and `secret …` when the server shows it).
+pub fn webhook_endpoint(e: &pb::WebhookEndpoint) -> String {
+    let mut line = format!(
+        "{}  {}  {}",
+        e.id,
+        endpoint_scope(e),
+        if e.events.is_empty() {
+            "-".to_string()
+        } else {
+            e.events.join(",")
+        }
+    );
+    if !e.url.is_empty() {
+        let _ = write!(line, "  {}", e.url);
+    }
+    if !e.secret.is_empty() {
+        let _ = write!(line, "  secret {}", e.secret);
+    }
+    line
+}
+
+/// The note printed when an endpoint was created (the secret itself goes to stdout).
+pub fn webhook_created(e: &pb::WebhookEndpoint) -> String {
+    format!(
+        "webhook endpoint {} ({}; events {}) → {}; its signing secret below is shown only once",
+        e.id,
+        endpoint_scope(e),
+        e.events.join(","),
+        e.url
+    )
+}
+
+/// One delivery attempt: `<time>  job <id>  event <id>  endpoint <id>  attempt 2  delivered (200)`.
+pub fn webhook_delivery(d: &pb::WebhookDelivery) -> String {
+    let attempted = d
+        .attempted_at
+        .as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string);
+    let answer = if d.status == 0 {
+        "network error".to_string()
+    } else {
+        format!("HTTP {}", d.status)
+    };
+    let outcome = match (&d.next_attempt_at, d.delivered) {
+        (_, true) => format!("delivered ({answer})"),
+        (Some(next), false) => format!("failed ({answer}: {}), next try {next}", d.error),
+        (None, false) => format!("given up ({answer}: {})", d.error),
+    };
+    format!(
+        "{attempted}  job {}  event {}  endpoint {}  attempt {}  {outcome}",
+        d.job_id, d.event_id, d.endpoint_id, d.attempt
+    )
+}
+
 /// A ten-cell bar: `[#####-----]`.
 pub fn bar(percent: u32) -> String {
     let filled = (percent.min(100) as usize + 5) / 10;
@@ -184,6 +248,60 @@ mod tests {
             "task 0 [#####-----] 50% resize"
         );
         assert_eq!(progress_line(3, 7, ""), "task 3 [#---------] 7%");
+    }
+
+    #[test]
+    fn webhook_lines_say_whom_they_serve_and_how_attempts_ended() {
+        let endpoint = pb::WebhookEndpoint {
+            id: "we_1".into(),
+            account: "alice".into(),
+            url: "https://shop.example/hooks".into(),
+            events: vec!["terminal".into(), "progress".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            webhook_endpoint(&endpoint),
+            "we_1  account alice  terminal,progress  https://shop.example/hooks"
+        );
+        let callback = pb::WebhookEndpoint {
+            id: "we_0".into(),
+            secret: "whsec_x".into(),
+            events: vec!["terminal".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            webhook_endpoint(&callback),
+            "we_0  callback_url of jobs  terminal  secret whsec_x"
+        );
+        let delivered = pb::WebhookDelivery {
+            job_id: "j1".into(),
+            event_id: "ev".into(),
+            endpoint_id: "we_1".into(),
+            attempt: 3,
+            status: 200,
+            delivered: true,
+            ..Default::default()
+        };
+        assert!(
+            webhook_delivery(&delivered).ends_with("attempt 3  delivered (HTTP 200)"),
+            "{}",
+            webhook_delivery(&delivered)
+        );
+        let given_up = pb::WebhookDelivery {
+            status: 0,
+            error: "link-local address refused".into(),
+            ..delivered
+        };
+        let given_up = pb::WebhookDelivery {
+            delivered: false,
+            ..given_up
+        };
+        assert!(
+            webhook_delivery(&given_up)
+                .ends_with("given up (network error: link-local address refused)"),
+            "{}",
+            webhook_delivery(&given_up)
+        );
     }
 
     #[test]

@@ -283,9 +283,76 @@ pub fn api_key(k: &pb::ApiKey) -> Value {
     })
 }
 
+/// A webhook endpoint; `secret` is empty except when it was just created (and for the callback
+/// endpoint, listed with a tenant-wide key).
+pub fn webhook_endpoint(e: &pb::WebhookEndpoint) -> Value {
+    json!({
+        "id": e.id,
+        "tenant_id": e.tenant_id,
+        "account": e.account,
+        "url": e.url,
+        "secret": e.secret,
+        "events": e.events,
+        "created_at": time(e.created_at.as_ref()),
+    })
+}
+
+/// The endpoints of the caller.
+pub fn webhook_endpoints(list: &pb::ListWebhookEndpointsResponse) -> Value {
+    json!({ "endpoints": list.endpoints.iter().map(webhook_endpoint).collect::<Vec<_>>() })
+}
+
+/// A page of webhook delivery attempts.
+pub fn webhook_deliveries(page: &pb::ListWebhookDeliveriesResponse) -> Value {
+    json!({
+        "deliveries": page.deliveries.iter().map(|d| json!({
+            "id": d.id,
+            "endpoint_id": d.endpoint_id,
+            "event_id": d.event_id,
+            "job_id": d.job_id,
+            "attempt": d.attempt,
+            "status": d.status,
+            "error": d.error,
+            "delivered": d.delivered,
+            "attempted_at": time(d.attempted_at.as_ref()),
+            "next_attempt_at": time(d.next_attempt_at.as_ref()),
+        })).collect::<Vec<_>>(),
+        "next_page_token": page.next_page_token,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_deliveries_show_their_outcome_and_next_try() {
+        let page = pb::ListWebhookDeliveriesResponse {
+            deliveries: vec![pb::WebhookDelivery {
+                id: "wa_1".into(),
+                endpoint_id: "we_1".into(),
+                job_id: "j1".into(),
+                attempt: 2,
+                status: 500,
+                error: "HTTP 500".into(),
+                next_attempt_at: Some(prost_types::Timestamp {
+                    seconds: 60,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }],
+            next_page_token: "wa_1".into(),
+        };
+        let v = webhook_deliveries(&page);
+        assert_eq!(v["deliveries"][0]["status"], 500);
+        assert_eq!(v["deliveries"][0]["delivered"], false);
+        assert_eq!(
+            v["deliveries"][0]["next_attempt_at"],
+            "1970-01-01T00:01:00Z"
+        );
+        assert_eq!(v["deliveries"][0]["attempted_at"], Value::Null);
+        assert_eq!(v["next_page_token"], "wa_1");
+    }
 
     #[test]
     fn jobs_use_short_enum_names_and_rfc3339_times() {

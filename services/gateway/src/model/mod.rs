@@ -6,3 +6,4 @@ pub mod job;
 pub mod other;
 pub mod params;
 pub mod time;
+pub mod webhook;

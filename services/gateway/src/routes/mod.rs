@@ -4,6 +4,7 @@ pub mod events;
 pub mod jobs;
 pub mod meta;
 pub mod uploads;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use atelier_proto::v1::account_service_client::AccountServiceClient;
 use atelier_proto::v1::job_service_client::JobServiceClient;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
@@ -66,6 +67,13 @@ pub fn router(state: AppState) -> Router {
             "/v1/uploads",
             // The upload counts its own bytes while streaming; no buffering limit applies.
             post(uploads::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/deliveries", get(webhooks::all_deliveries))
+        .route("/v1/webhooks/{id}", delete(webhooks::delete))
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhooks::endpoint_deliveries),
         )
         .route("/v1/account", get(meta::account))
         .route("/v1/models", get(meta::models))

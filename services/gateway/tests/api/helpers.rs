@@ -129,6 +129,17 @@ pub async fn spawn_stack(
     processor: impl FnOnce(&mut atelier_processor::Config),
     gateway: impl FnOnce(&mut atelier_gateway::Config),
 ) -> TestApp {
+    spawn_stack_with(backend, processor, |_| {}, gateway).await
+}
+
+/// Starts the stack with the processor's, the orchestrator's and the gateway's configurations
+/// adjusted first.
+pub async fn spawn_stack_with(
+    backend: Backend,
+    processor: impl FnOnce(&mut atelier_processor::Config),
+    orchestrator: impl FnOnce(&mut atelier_orchestrator::Config),
+    gateway: impl FnOnce(&mut atelier_gateway::Config),
+) -> TestApp {
     let root = tempfile::tempdir().expect("temp dir");
     let objects_dir = root.path().join("objects");
     let objects = objects_dir.display().to_string();
@@ -147,6 +158,7 @@ pub async fn spawn_stack(
     config.poll_seconds = 0.05;
     config.retry_base_seconds = 0.05;
     config.lease_seconds = 5.0;
+    orchestrator(&mut config);
     let orchestrator = atelier_orchestrator::spawn(config)
         .await
         .expect("orchestrator starts");
