@@ -55,6 +55,7 @@ pub fn basic_clean(
                 DynamicImage::ImageRgba8(cut.clone()),
                 Format::Png,
                 100,
+                false,
             )?);
         }
         if matches!(template, All | WhiteBg) {
@@ -65,6 +66,7 @@ pub fn basic_clean(
                 DynamicImage::ImageRgb8(white),
                 Format::Jpeg,
                 QUALITY,
+                false,
             )?);
         }
     }
@@ -76,6 +78,7 @@ pub fn basic_clean(
             DynamicImage::ImageRgb8(enhanced),
             Format::Jpeg,
             QUALITY,
+            false,
         )?);
     }
     progress("done", 100);
