@@ -2,6 +2,7 @@
 
 use atelier_codes::ErrorCode;
 use atelier_proto::v1::{self, process_event::Event};
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{as_task, images, request, spawn_app, transform, url, TestApp};
@@ -166,9 +167,24 @@ fn webp_chunks(data: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn webp_is_lossy_at_the_quality_and_lossless_only_when_asked() {
     let app = spawn_app().await;
+    // The repository's sample product photo (1600x1200), an upload in the shared storage.
+    let photo = include_bytes!("../../../../assets/sample-product.jpg");
+    app.storage
+        .put(
+            "uploads/u1/photo.jpg",
+            Bytes::from_static(photo),
+            "image/jpeg",
+        )
+        .await
+        .expect("put source");
     // Tasks of one tenant, so the content cache is on: each variant must be its own entry.
     let webp = |task: &str, quality: u32, lossless: bool| {
         let params = v1::TransformParams {
+            resize: Some(v1::Resize {
+                width: 800,
+                height: 0,
+                fit: v1::Fit::Inside as i32,
+            }),
             format: v1::ImageFormat::Webp as i32,
             quality,
             lossless,
@@ -177,7 +193,7 @@ async fn webp_is_lossy_at_the_quality_and_lossless_only_when_asked() {
         as_task(
             request(
                 transform(params),
-                url(app.sources.url("/image.jpg")),
+                v1::source_ref::Source::ObjectKey("uploads/u1/photo.jpg".into()),
                 "unused",
             ),
             "tenant-1",
@@ -203,7 +219,7 @@ async fn webp_is_lossy_at_the_quality_and_lossless_only_when_asked() {
             .expect("output stored");
         assert_eq!(webp_chunks(&data), [frame], "{task}");
         let img = images::decode(&data);
-        assert_eq!((img.width(), img.height()), (640, 480), "{task}");
+        assert_eq!((img.width(), img.height()), (800, 600), "{task}");
         stored.push(data);
     }
     let [q75, q30, lossless, q100] = &stored[..] else {
@@ -211,7 +227,7 @@ async fn webp_is_lossy_at_the_quality_and_lossless_only_when_asked() {
     };
     assert!(q30.len() < q75.len(), "{} vs {}", q30.len(), q75.len());
     assert!(
-        q75.len() < lossless.len(),
+        q75.len() * 4 < lossless.len(),
         "lossy {} bytes, lossless {} bytes",
         q75.len(),
         lossless.len()
