@@ -476,7 +476,8 @@ mod tests {
 
     #[test]
     fn lossless_is_a_transform_option() {
-        let req = request(&["transform", "x.png", "--format", "webp", "--lossless"]).expect("valid");
+        let req =
+            request(&["transform", "x.png", "--format", "webp", "--lossless"]).expect("valid");
         let Some(pb::job_params::Params::Transform(t)) = req.params.and_then(|p| p.params) else {
             panic!("not a transform")
         };

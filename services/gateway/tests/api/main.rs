@@ -9,3 +9,4 @@ mod jobs;
 mod meta;
 mod trace;
 mod uploads;
+mod webp;
