@@ -98,7 +98,7 @@ ours=() refs=() pure=()
 for group in A:A B:B,B_lossless C:C D:D; do
     case_id="${group%%:*}"
     log "case ${case_id}: Atelier, then libvips and Pillow (${WARMUP} warm-ups + ${RUNS} runs; 50 MP: ${BIG_WARMUP} + ${BIG_RUNS})"
-    "${BIN}" run --dir "${WORK}/images" --cases "${case_id}" --runs "${RUNS}" --warmup "${WARMUP}" \
+    "${BIN}" run --dir "${WORK}/images" --cases "${group#*:}" --runs "${RUNS}" --warmup "${WARMUP}" \
         --big-runs "${BIG_RUNS}" --big-warmup "${BIG_WARMUP}" >"${WORK}/atelier-${case_id}.json"
     if [[ -n "${FEATURES}" && ( "${case_id}" == A || "${case_id}" == D ) ]]; then
         log "case ${case_id}: Atelier's default pure-Rust build"

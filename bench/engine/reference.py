@@ -34,6 +34,16 @@ CASES = {
     "D": ("photo50", 512, "jpeg", False, True),
 }
 
+# The settings Atelier's engine uses (bench/engine/src/main.rs, crates/engine/src/webp.rs), given
+# explicitly to both references so no row depends on a library's own default (Pillow's WebP
+# quality defaults to 80, libvips's to 75).
+JPEG_QUALITY = 85
+# Lossy WebP quality; for lossless WebP libwebp reads quality as compression effort, and 75 is
+# what the engine passes there too.
+WEBP_QUALITY = 75
+# libwebp's `method` (libvips calls it effort): 4 is libwebp's, libvips's and Pillow's default.
+WEBP_METHOD = 4
+
 
 def vips_case(pyvips, path, width, fmt, lossless):
     """One run with libvips; returns (width, height, encoded bytes)."""
@@ -46,11 +56,11 @@ def vips_case(pyvips, path, width, fmt, lossless):
         if image.hasalpha():
             image = image.flatten(background=255)
     if fmt == "jpeg":
-        data = image.write_to_buffer(".jpg", Q=85)
-    elif lossless:
-        data = image.write_to_buffer(".webp", lossless=True)
+        data = image.write_to_buffer(".jpg", Q=JPEG_QUALITY)
     else:
-        data = image.write_to_buffer(".webp")
+        data = image.write_to_buffer(
+            ".webp", Q=WEBP_QUALITY, lossless=lossless, effort=WEBP_METHOD
+        )
     return image.width, image.height, data
 
 
@@ -73,11 +83,11 @@ def pillow_case(Image, path, width, fmt, lossless):
             out = white
         buf = io.BytesIO()
         if fmt == "jpeg":
-            out.convert("RGB").save(buf, "JPEG", quality=85)
-        elif lossless:
-            out.save(buf, "WEBP", lossless=True)
+            out.convert("RGB").save(buf, "JPEG", quality=JPEG_QUALITY)
         else:
-            out.save(buf, "WEBP")
+            out.save(
+                buf, "WEBP", quality=WEBP_QUALITY, lossless=lossless, method=WEBP_METHOD
+            )
         return out.width, out.height, buf.getvalue()
 
 

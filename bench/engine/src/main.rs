@@ -4,7 +4,7 @@
 //!
 //! Subcommands:
 //! - `gen --dir DIR`: writes the deterministic inputs (if missing) and prints them as JSON.
-//! - `run --dir DIR [--cases A,B,C,D] [--runs N] [--warmup N] [--big-runs N] [--big-warmup N]`:
+//! - `run --dir DIR [--cases A,B,B_lossless,C,D] [--runs N] [--warmup N] [--big-runs N] [--big-warmup N]`:
 //!   times the cases and prints JSON (median, p90, CPU time, per-run times, peak RSS of a separate
 //!   child run per case, and for A the phase split from the engine's progress callback). The
 //!   script runs one case at a time, each right before the references run the same case.
@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 /// One timed operation.
 struct Case {
-    /// "A", "B", "C" or "D".
+    /// "A", "B", "B_lossless", "C" or "D".
     id: &'static str,
     /// What it does, for the tables.
     label: &'static str,
@@ -42,25 +42,43 @@ struct Case {
     width: Option<u32>,
     /// Output format.
     format: Format,
+    /// Output quality; the references are given the same (bench/engine/reference.py).
+    quality: u8,
+    /// Lossless WebP.
+    lossless: bool,
     /// True for the 50 MP case, which runs fewer times.
     big: bool,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 5] = [
     Case {
         id: "A",
         label: "12 MP JPEG → 512 px JPEG q85",
         input: "photo12",
         width: Some(512),
         format: Format::Jpeg,
+        quality: 85,
+        lossless: false,
         big: false,
     },
     Case {
         id: "B",
-        label: "12 MP JPEG → 2048 px WebP",
+        label: "12 MP JPEG → 2048 px WebP q75",
         input: "photo12",
         width: Some(2048),
         format: Format::Webp,
+        quality: 75,
+        lossless: false,
+        big: false,
+    },
+    Case {
+        id: "B_lossless",
+        label: "12 MP JPEG → 2048 px lossless WebP",
+        input: "photo12",
+        width: Some(2048),
+        format: Format::Webp,
+        quality: 75,
+        lossless: true,
         big: false,
     },
     Case {
@@ -69,6 +87,8 @@ const CASES: [Case; 4] = [
         input: "rgba",
         width: None,
         format: Format::Jpeg,
+        quality: 85,
+        lossless: false,
         big: false,
     },
     Case {
@@ -77,6 +97,8 @@ const CASES: [Case; 4] = [
         input: "photo50",
         width: Some(512),
         format: Format::Jpeg,
+        quality: 85,
+        lossless: false,
         big: true,
     },
 ];
@@ -89,7 +111,8 @@ fn recipe(case: &Case) -> TransformRecipe {
             fit: Fit::Inside,
         }),
         format: Some(case.format),
-        quality: 85,
+        quality: case.quality,
+        lossless: case.lossless,
         ..TransformRecipe::default()
     }
 }
@@ -98,7 +121,7 @@ fn find_case(id: &str) -> Result<&'static Case> {
     CASES
         .iter()
         .find(|c| c.id == id)
-        .ok_or_else(|| anyhow!("unknown case {id:?}; use A, B, C or D"))
+        .ok_or_else(|| anyhow!("unknown case {id:?}; use A, B, B_lossless, C or D"))
 }
 
 fn input_path(dir: &Path, key: &str) -> Result<PathBuf> {
@@ -210,7 +233,7 @@ struct Options {
     warmup: usize,
     big_runs: usize,
     big_warmup: usize,
-    /// Case ids to time (A, B, C, D).
+    /// Case ids to time (A, B, B_lossless, C, D).
     cases: Vec<String>,
 }
 
@@ -403,7 +426,7 @@ fn main() -> Result<()> {
             big_warmup: num("big-warmup", 1)?,
             cases: flags
                 .get("cases")
-                .map_or("A,B,C,D", String::as_str)
+                .map_or("A,B,B_lossless,C,D", String::as_str)
                 .split(',')
                 .map(str::to_string)
                 .collect(),

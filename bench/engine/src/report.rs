@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
-/// Rows of the main table, in order; `refs_case` is the reference case compared against.
-const ROWS: [(&str, &str); 4] = [("A", "A"), ("B", "B"), ("C", "C"), ("D", "D")];
+/// Rows of the main table, in order: the case ids, the same for Atelier and the references.
+const ROWS: [&str; 5] = ["A", "B", "B_lossless", "C", "D"];
 
 fn load(path: &Path) -> Result<Value> {
     let text =
@@ -68,6 +68,11 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "–".into(), |r| format!("{r:.2}×"))
 }
 
+/// Output size in KiB (rounded), or "–".
+fn kib(bytes: Option<f64>) -> String {
+    bytes.map_or_else(|| "–".into(), |b| format!("{:.0}", b / 1024.0))
+}
+
 /// Writes both result files, prints the table, and returns the ratio line (printed last by main).
 pub fn write(
     ours_paths: &[PathBuf],
@@ -107,47 +112,45 @@ pub fn write(
     // Main table.
     let mut table = String::new();
     table.push_str(
-        "| Case | Atelier median ms | libvips ms | Pillow ms | ratio vs libvips | ratio vs Pillow | peak MiB |\n",
+        "| Case | Atelier median ms | libvips ms | Pillow ms | ratio vs libvips | ratio vs Pillow | peak MiB | output KiB: Atelier / libvips / Pillow |\n",
     );
-    table.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    table.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut ratios = serde_json::Map::new();
-    for (id, rid) in ROWS {
+    let mut sizes = serde_json::Map::new();
+    for id in ROWS {
         let label = ours["cases"][id]["label"].as_str().unwrap_or(id);
         let ours_ms = o(id, "median_ms");
-        let vips_ms = r("libvips", rid, "median_ms");
-        let pil_ms = r("pillow", rid, "median_ms");
+        let vips_ms = r("libvips", id, "median_ms");
+        let pil_ms = r("pillow", id, "median_ms");
         let (rv, rp) = (ratio(ours_ms, vips_ms), ratio(ours_ms, pil_ms));
         ratios.insert(id.into(), json!({ "vs_libvips": rv, "vs_pillow": rp }));
+        let (ours_b, vips_b, pil_b) = (
+            o(id, "out_bytes"),
+            r("libvips", id, "out_bytes"),
+            r("pillow", id, "out_bytes"),
+        );
+        sizes.insert(
+            id.into(),
+            json!({
+                "atelier_bytes": ours_b,
+                "libvips_bytes": vips_b,
+                "pillow_bytes": pil_b,
+                "vs_libvips": ratio(ours_b, vips_b),
+                "vs_pillow": ratio(ours_b, pil_b),
+            }),
+        );
         let _ = writeln!(
             table,
-            "| {id}. {label} | {} | {} | {} | {} | {} | {} |",
+            "| {id}. {label} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
             ms(ours_ms),
             ms(vips_ms),
             ms(pil_ms),
             fmt_ratio(rv),
             fmt_ratio(rp),
             ms(o(id, "peak_mib")),
-        );
-    }
-    // The lossless row: the same Atelier number against references asked for lossless WebP.
-    {
-        let ours_ms = o("B", "median_ms");
-        let vips_ms = r("libvips", "B_lossless", "median_ms");
-        let pil_ms = r("pillow", "B_lossless", "median_ms");
-        let (rv, rp) = (ratio(ours_ms, vips_ms), ratio(ours_ms, pil_ms));
-        ratios.insert(
-            "B_lossless".into(),
-            json!({ "vs_libvips": rv, "vs_pillow": rp }),
-        );
-        let _ = writeln!(
-            table,
-            "| B′. same, references also writing lossless WebP | {} | {} | {} | {} | {} | {} |",
-            ms(ours_ms),
-            ms(vips_ms),
-            ms(pil_ms),
-            fmt_ratio(rv),
-            fmt_ratio(rp),
-            ms(o("B", "peak_mib")),
+            kib(ours_b),
+            kib(vips_b),
+            kib(pil_b),
         );
     }
     // The default (pure-Rust) build's runs, when the benchmarked build has a feature on.
@@ -166,7 +169,7 @@ pub fn write(
         );
         let _ = writeln!(
             table,
-            "| {id}, default pure-Rust build ({}): {label} | {} | {} | {} | {} | {} | {} |",
+            "| {id}, default pure-Rust build ({}): {label} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
             pure["jpeg_scaled_decoder"]
                 .as_str()
                 .unwrap_or("jpeg-decoder"),
@@ -176,6 +179,9 @@ pub fn write(
             fmt_ratio(rv),
             fmt_ratio(rp),
             ms(p(id, "peak_mib")),
+            kib(p(id, "out_bytes")),
+            kib(r("libvips", id, "out_bytes")),
+            kib(r("pillow", id, "out_bytes")),
         );
     }
     let ratio_a = ratio(o("A", "median_ms"), r("libvips", "A", "median_ms"))
@@ -183,7 +189,7 @@ pub fn write(
     let ratio_a_pillow = ratio(o("A", "median_ms"), r("pillow", "A", "median_ms"));
     let line = format!("engine time ratio vs libvips: {ratio_a:.2}");
     // Pillow is single-threaded: its wall time well above its CPU time means it waited for a core.
-    let busy: Vec<&str> = ["A", "B", "C", "D"]
+    let busy: Vec<&str> = ROWS
         .into_iter()
         .filter(|id| {
             ratio(
@@ -395,28 +401,30 @@ pub fn write(
     let _ = writeln!(
         md,
         "- Atelier: `atelier_engine::transform` with a recipe (resize width 512 or 2048, fit \
-         inside; format jpeg q85 or webp; no resize for C). The engine also makes the 256 px \
-         thumbnail every output carries, which the references do not; it is inside Atelier's \
-         times.\n\
+         inside; format jpeg q85, webp q75, or webp with `lossless: true`; no resize for C). \
+         WebP goes through libwebp (vendored in libwebp-sys, built with the C compiler) with \
+         method 4. The engine also makes the 256 px thumbnail every output carries, which the \
+         references do not; it is inside Atelier's times.\n\
          - libvips: A and D `Image.thumbnail(path, 512)` then `write_to_buffer('.jpg', Q=85)` \
          (shrink-on-load, libvips's fastest path); B `thumbnail(path, 2048)` then \
-         `write_to_buffer('.webp')`; C `new_from_file(path, access='sequential')`, \
-         `flatten(background=255)`, `write_to_buffer('.jpg', Q=85)`. The operation cache is off \
-         (`cache_set_max(0)`) so every run does the work.\n\
+         `write_to_buffer('.webp', Q=75, effort=4)`, B_lossless the same with `lossless=True`; \
+         C `new_from_file(path, access='sequential')`, `flatten(background=255)`, \
+         `write_to_buffer('.jpg', Q=85)`. The operation cache is off (`cache_set_max(0)`) so \
+         every run does the work.\n\
          - Pillow: A and D `Image.open`, `draft('RGB', (w, h))` (JPEG DCT scaling), \
          `thumbnail((w, w), LANCZOS)`, `save(JPEG, quality=85)`; B the same at 2048 then \
-         `save(WEBP)`; C `Image.open`, paste onto a white RGB image with the alpha as mask, \
+         `save(WEBP, quality=75, method=4)`, B_lossless the same with `lossless=True`; C \
+         `Image.open`, paste onto a white RGB image with the alpha as mask, \
          `save(JPEG, quality=85)`.\n"
     );
     let _ = writeln!(md, "## Caveats\n");
     let _ = writeln!(
         md,
-        "- WebP (case B): Atelier's engine writes lossless WebP (the pure-Rust encoder in \
-         `image` has no lossy mode), while libvips and Pillow write lossy WebP (quality 75 and \
-         80, their defaults). The outputs are not comparable in size or in work done (see the \
-         output sizes below). Row B′ times the references asked for lossless WebP \
-         (`lossless=True`, their default effort/method 4, which compresses much harder than \
-         `image`'s fast lossless encoder), so neither row is like for like.\n\
+        "- WebP (cases B and B_lossless): the same settings on all three, libwebp underneath \
+         each (Atelier's vendored copy, the libvips wheel's and Pillow's own): quality 75, \
+         method (effort) 4, default preset, no sharp YUV; lossless at effort 75 and method 4. \
+         The libwebp versions differ (the output sizes column shows by how much that \
+         matters).\n\
          - Wall time is what the ratios use (issue 5 item 3). CPU ms/run (process CPU time over \
          the timed runs, all threads, divided by the runs) shows the work done, which differs \
          from wall time where helper threads run in parallel.\n\
@@ -452,6 +460,7 @@ pub fn write(
         "date": date,
         "meta": meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "ratios": ratios,
+        "output_sizes": sizes,
         "ratio_line": line,
         "atelier": ours,
         "references": refs,

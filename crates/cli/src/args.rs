@@ -167,9 +167,13 @@ pub struct TransformArgs {
     /// Output format (default: the source's).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
-    /// JPEG/WebP quality 1..=100 (default 85).
+    /// JPEG/WebP quality 1..=100 (default 85). WebP is lossy at this quality; 100 means lossless.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub quality: Option<u32>,
+    /// Lossless WebP whatever --quality (without it WebP is lossy unless --quality 100). PNG is
+    /// always lossless; JPEG has no lossless mode, so the server refuses it with a JPEG output.
+    #[arg(long)]
+    pub lossless: bool,
     /// Clockwise rotation in degrees: 0, 90, 180 or 270.
     #[arg(long, value_parser = parse_rotation)]
     pub rotate: Option<u32>,
@@ -190,6 +194,7 @@ impl TransformArgs {
             || self.crop.is_some()
             || self.format.is_some()
             || self.quality.is_some()
+            || self.lossless
             || self.rotate.is_some()
             || self.flip_h
             || self.flip_v

@@ -93,13 +93,14 @@ fn given_options(
     const SIZED: &[KindArg] = &[Transform, Generate];
     const PROMPTED: &[KindArg] = &[Edit, Generate];
     const MODELLED: &[KindArg] = &[BasicClean, Edit, Generate, PoseSet];
-    let options: [(&'static str, &'static [KindArg], bool); 21] = [
+    let options: [(&'static str, &'static [KindArg], bool); 22] = [
         ("--width", SIZED, transform.width.is_some()),
         ("--height", SIZED, transform.height.is_some()),
         ("--fit", TRANSFORM, transform.fit.is_some()),
         ("--crop", TRANSFORM, transform.crop.is_some()),
         ("--format", TRANSFORM, transform.format.is_some()),
         ("--quality", TRANSFORM, transform.quality.is_some()),
+        ("--lossless", TRANSFORM, transform.lossless),
         ("--rotate", TRANSFORM, transform.rotate.is_some()),
         ("--flip-h", TRANSFORM, transform.flip_h),
         ("--flip-v", TRANSFORM, transform.flip_v),
@@ -291,6 +292,7 @@ pub fn transform_params(args: &TransformArgs) -> Result<pb::TransformParams, Usa
         format: args.format.map_or(pb::ImageFormat::Unspecified, format_of) as i32,
         quality: args.quality.unwrap_or(0),
         strip_metadata: false,
+        lossless: args.lossless,
     })
 }
 
@@ -457,6 +459,7 @@ mod tests {
         );
         assert_eq!(t.format, pb::ImageFormat::Webp as i32);
         assert_eq!(t.quality, 70);
+        assert!(!t.lossless, "lossy unless asked");
         assert_eq!(t.rotate, 90);
         assert!(t.flip_horizontal);
         assert!(!t.flip_vertical);
@@ -470,6 +473,19 @@ mod tests {
             })
         );
         assert_eq!(t.auto_orient, None);
+    }
+
+    #[test]
+    fn lossless_is_a_transform_option() {
+        let req =
+            request(&["transform", "x.png", "--format", "webp", "--lossless"]).expect("valid");
+        let Some(pb::job_params::Params::Transform(t)) = req.params.and_then(|p| p.params) else {
+            panic!("not a transform")
+        };
+        assert!(t.lossless);
+        assert_eq!(t.format, pb::ImageFormat::Webp as i32);
+        let err = request(&["basic-clean", "x.png", "--lossless"]).expect_err("foreign option");
+        assert!(err.to_string().contains("--lossless"), "{err}");
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub fn basic_clean_with(
                 DynamicImage::ImageRgba8(cut.clone()),
                 Format::Png,
                 100,
+                false,
             )?);
         }
         if matches!(template, All | WhiteBg) {
@@ -111,6 +112,7 @@ pub fn basic_clean_with(
                 DynamicImage::ImageRgb8(white),
                 Format::Jpeg,
                 QUALITY,
+                false,
             )?);
         }
         report = Some(how);
@@ -123,6 +125,7 @@ pub fn basic_clean_with(
             DynamicImage::ImageRgb8(enhanced),
             Format::Jpeg,
             QUALITY,
+            false,
         )?);
     }
     for r in &mut out {

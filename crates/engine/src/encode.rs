@@ -2,7 +2,6 @@
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::png::{CompressionType, PngEncoder};
-use image::codecs::webp::WebPEncoder;
 use image::{DynamicImage, ImageEncoder, RgbImage};
 
 use crate::{EngineError, Format, Rendered, Thumbnail};
@@ -16,18 +15,25 @@ const THUMBNAIL_QUALITY: u8 = 80;
 ///
 /// JPEG has no alpha, so an RGBA image is flattened on white first; the thumbnail then follows the
 /// output (PNG only when the output really has alpha).
+///
+/// `lossless` matters only for WebP (see [`crate::webp::is_lossless`]); PNG is always lossless.
 pub(crate) fn render(
     name: &str,
     image: DynamicImage,
     format: Format,
     quality: u8,
+    lossless: bool,
 ) -> Result<Rendered, EngineError> {
     let image = if format == Format::Jpeg && image.color().has_alpha() {
         DynamicImage::ImageRgb8(flatten_on_white(&image))
     } else {
         image
     };
-    let data = encode(&image, format, quality)?;
+    let data = if format == Format::Webp {
+        encode_webp(&image, quality, lossless)?
+    } else {
+        encode(&image, format, quality)?
+    };
     let thumbnail = thumbnail(&image)?;
     Ok(Rendered {
         name: name.to_string(),
@@ -42,7 +48,7 @@ pub(crate) fn render(
 
 /// Encodes 8-bit RGB or RGBA pixels. JPEG goes through jpeg-encoder with 4:2:0 chroma subsampling
 /// (what libvips, Pillow and libjpeg write by default; about 3× faster than `image`'s 4:4:4 encoder).
-/// WebP output is lossless (the pure-Rust encoder has no lossy mode).
+/// WebP goes through libwebp, lossy at `quality` (100 means lossless); see [`encode_webp`].
 pub(crate) fn encode(
     image: &DynamicImage,
     format: Format,
@@ -73,11 +79,32 @@ pub(crate) fn encode(
             image::codecs::png::FilterType::Adaptive,
         )
         .write_image(bytes, w, h, color),
-        Format::Webp => WebPEncoder::new_lossless(&mut out).write_image(bytes, w, h, color),
+        Format::Webp => return encode_webp(image, quality, false),
     };
     result
         .map_err(|e| EngineError::Encode(format!("{} encoder failed: {e}", format.extension())))?;
     Ok(out)
+}
+
+/// WebP through libwebp: lossy at `quality` unless `lossless` or quality 100 asks for lossless.
+fn encode_webp(image: &DynamicImage, quality: u8, lossless: bool) -> Result<Vec<u8>, EngineError> {
+    let (pixels, rgba) = match image {
+        DynamicImage::ImageRgba8(buf) => (buf.as_raw().as_slice(), true),
+        DynamicImage::ImageRgb8(buf) => (buf.as_raw().as_slice(), false),
+        _ => {
+            return Err(EngineError::Encode(
+                "internal: pixels are not 8-bit RGB(A)".into(),
+            ))
+        }
+    };
+    crate::webp::encode(
+        pixels,
+        image.width(),
+        image.height(),
+        rgba,
+        quality,
+        lossless,
+    )
 }
 
 /// Baseline JPEG, 4:2:0, from 8-bit RGB: libjpeg-turbo's encoder with the `turbojpeg` feature
@@ -184,7 +211,7 @@ mod tests {
     fn each_format_round_trips() {
         let img = gradient(64, 48);
         for format in [Format::Jpeg, Format::Png, Format::Webp] {
-            let r = render("x", img.clone(), format, 90).expect("render");
+            let r = render("x", img.clone(), format, 90, false).expect("render");
             let back = decode(&r.data);
             assert_eq!((back.width(), back.height()), (64, 48), "{format:?}");
             assert_eq!(
@@ -205,7 +232,7 @@ mod tests {
     #[test]
     fn jpeg_of_transparent_pixels_is_white() {
         let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(20, 20, Rgba([0, 0, 0, 0])));
-        let r = render("x.jpg", img, Format::Jpeg, 90).expect("render");
+        let r = render("x.jpg", img, Format::Jpeg, 90, false).expect("render");
         assert_eq!(r.thumbnail.format, Format::Jpeg);
         let p = decode(&r.data).to_rgb8().get_pixel(10, 10).0;
         assert!(p.iter().all(|&c| c > 250), "{p:?}");
@@ -213,17 +240,17 @@ mod tests {
 
     #[test]
     fn thumbnails_fit_256_and_never_upscale() {
-        let big = render("a", gradient(1000, 400), Format::Png, 90).expect("big");
+        let big = render("a", gradient(1000, 400), Format::Png, 90, false).expect("big");
         assert_eq!((big.thumbnail.width, big.thumbnail.height), (256, 102));
         assert_eq!(big.thumbnail.format, Format::Jpeg);
         let t = decode(&big.thumbnail.data);
         assert_eq!((t.width(), t.height()), (256, 102));
 
-        let small = render("b", gradient(100, 30), Format::Jpeg, 90).expect("small");
+        let small = render("b", gradient(100, 30), Format::Jpeg, 90, false).expect("small");
         assert_eq!((small.thumbnail.width, small.thumbnail.height), (100, 30));
 
         let alpha = DynamicImage::ImageRgba8(gradient(300, 600).into_rgba8());
-        let a = render("c", alpha, Format::Png, 90).expect("alpha");
+        let a = render("c", alpha, Format::Png, 90, false).expect("alpha");
         assert_eq!(a.thumbnail.format, Format::Png);
         assert_eq!((a.thumbnail.width, a.thumbnail.height), (128, 256));
         assert!(decode(&a.thumbnail.data).color().has_alpha());

@@ -31,6 +31,7 @@ mod shadow;
 #[cfg(test)]
 mod testutil;
 mod transform;
+mod webp;
 
 pub use clean::{basic_clean, basic_clean_with, Matting, MattingReport};
 pub use decode::scaled_jpeg_decoder;
@@ -46,7 +47,8 @@ pub enum Format {
     Jpeg,
     /// PNG.
     Png,
-    /// WebP (read lossy or lossless; written lossless).
+    /// WebP (read lossy or lossless; written lossy at the recipe's quality, or lossless when the
+    /// recipe asks for it or its quality is 100).
     Webp,
 }
 
@@ -171,8 +173,11 @@ pub struct TransformRecipe {
     pub auto_orient: bool,
     /// Output format; None keeps the source format.
     pub format: Option<Format>,
-    /// 1..=100 for JPEG (0 means 85; WebP output is lossless and ignores it).
+    /// 1..=100 for JPEG and lossy WebP (0 means 85). For WebP, 100 means lossless.
     pub quality: u8,
+    /// Lossless WebP whatever the quality. PNG is always lossless; JPEG has no lossless mode, so
+    /// asking for it with JPEG output is refused (1003).
+    pub lossless: bool,
     /// Drop metadata; outputs never carry metadata, so this is always honoured.
     pub strip_metadata: bool,
 }
@@ -188,6 +193,7 @@ impl Default for TransformRecipe {
             auto_orient: true,
             format: None,
             quality: 85,
+            lossless: false,
             strip_metadata: true,
         }
     }

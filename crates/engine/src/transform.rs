@@ -26,6 +26,7 @@ pub fn transform(
     progress("decode", 0);
     // One header walk serves the checks, the plan and the decoder.
     let probed = inspect_checked(bytes, limits)?;
+    check_lossless(recipe, recipe.format.unwrap_or(probed.info.format))?;
     let planned = plan(&probed, recipe, limits)?;
     let quality = if recipe.quality == 0 {
         DEFAULT_QUALITY
@@ -91,9 +92,19 @@ pub fn transform(
     let format = recipe.format.unwrap_or(source_format);
     check_encodable(image.width(), image.height(), format)?;
     let name = format!("image.{}", format.extension());
-    let rendered = render(&name, image, format, quality)?;
+    let rendered = render(&name, image, format, quality, recipe.lossless)?;
     progress("done", 100);
     Ok(vec![rendered])
+}
+
+/// Lossless output exists for WebP (and PNG, which is always lossless), not for JPEG.
+fn check_lossless(recipe: &TransformRecipe, format: Format) -> Result<(), EngineError> {
+    if recipe.lossless && format == Format::Jpeg {
+        return Err(EngineError::InvalidRecipe(
+            "JPEG has no lossless mode; choose WebP or PNG for lossless output".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// JPEG stores sides in 16 bits and WebP in 14; say so instead of failing inside the encoder.
@@ -345,6 +356,90 @@ mod tests {
         let out = image::load_from_memory(&png.data).expect("png");
         assert_eq!(out.get_pixel(3, 15).0[3], 0);
         assert_eq!(png.thumbnail.format, Format::Png);
+    }
+
+    /// The chunk after the RIFF/WEBP header: "VP8 " (lossy), "VP8L" (lossless) or "VP8X".
+    fn webp_kind(data: &[u8]) -> &[u8] {
+        assert_eq!((&data[0..4], &data[8..12]), (&b"RIFF"[..], &b"WEBP"[..]));
+        &data[12..16]
+    }
+
+    #[test]
+    fn webp_is_lossy_at_the_quality_and_lossless_only_when_asked() {
+        let photo = include_bytes!("../../../assets/sample-product.jpg");
+        let to_webp = |quality: u8, lossless: bool| {
+            let recipe = TransformRecipe {
+                format: Some(Format::Webp),
+                quality,
+                lossless,
+                ..resized(800, 0, Fit::Inside)
+            };
+            run(photo, &recipe).expect("webp")
+        };
+        let q30 = to_webp(30, false);
+        let q75 = to_webp(75, false);
+        let q90 = to_webp(90, false);
+        let lossless = to_webp(75, true);
+        let q100 = to_webp(100, false);
+        for r in [&q30, &q75, &q90] {
+            assert_eq!(webp_kind(&r.data), b"VP8 ");
+            assert_eq!(dims(r), (800, 600));
+        }
+        assert_eq!(webp_kind(&lossless.data), b"VP8L");
+        assert_eq!(webp_kind(&q100.data), b"VP8L");
+        assert!(q30.data.len() < q75.data.len() && q75.data.len() < q90.data.len());
+        assert!(
+            q75.data.len() * 4 < lossless.data.len(),
+            "q75 {} bytes, lossless {} bytes",
+            q75.data.len(),
+            lossless.data.len()
+        );
+        assert_eq!(
+            image::load_from_memory(&lossless.data).expect("lossless"),
+            image::load_from_memory(&q100.data).expect("q100"),
+            "quality 100 is the same lossless encoding"
+        );
+    }
+
+    #[test]
+    fn transparent_pixels_stay_transparent_in_lossy_webp() {
+        let rgba = image::RgbaImage::from_fn(60, 40, |x, y| {
+            image::Rgba([200, (y * 6) as u8, 40, if x < 20 { 0 } else { 255 }])
+        });
+        let src = encode(&image::DynamicImage::ImageRgba8(rgba), ImageFormat::Png);
+        let recipe = TransformRecipe {
+            format: Some(Format::Webp),
+            quality: 60,
+            ..TransformRecipe::default()
+        };
+        let r = run(&src, &recipe).expect("webp");
+        assert_eq!(webp_kind(&r.data), b"VP8X");
+        let out = image::load_from_memory(&r.data).expect("webp").to_rgba8();
+        assert_eq!(out.get_pixel(5, 20).0[3], 0);
+        assert_eq!(out.get_pixel(40, 20).0[3], 255);
+        assert_eq!(r.thumbnail.format, Format::Png);
+    }
+
+    #[test]
+    fn lossless_jpeg_is_refused_and_lossless_png_is_fine() {
+        let jpeg = encode(&gradient(40, 30), ImageFormat::Jpeg);
+        let lossless = TransformRecipe {
+            lossless: true,
+            ..TransformRecipe::default()
+        };
+        let err = run(&jpeg, &lossless).expect_err("the source format is JPEG");
+        assert_eq!(err.code(), 1003);
+        assert!(err.to_string().contains("lossless"), "{err}");
+        let to_jpeg = TransformRecipe {
+            format: Some(Format::Jpeg),
+            ..lossless.clone()
+        };
+        assert_eq!(run(&jpeg, &to_jpeg).expect_err("jpeg").code(), 1003);
+        let to_png = TransformRecipe {
+            format: Some(Format::Png),
+            ..lossless
+        };
+        assert_eq!(run(&jpeg, &to_png).expect("png").format, Format::Png);
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn params(p: &pb::JobParams) -> Value {
                 "auto_orient": t.auto_orient,
                 "format": names::format(t.format),
                 "quality": t.quality,
+                "lossless": t.lossless,
                 "strip_metadata": t.strip_metadata,
             }
         }),

@@ -25,9 +25,13 @@ pub struct TransformParams {
     pub auto_orient: Option<bool>,
     /// Output format; null keeps the source format.
     pub format: Option<ImageFormat>,
-    /// 1..=100 for JPEG and WebP; null means 85.
+    /// 1..=100 for JPEG and WebP; null means 85. WebP is lossy at this quality, except that 100
+    /// means lossless WebP.
     pub quality: Option<u32>,
     pub strip_metadata: bool,
+    /// Lossless WebP whatever the quality (PNG always is). JPEG has no lossless mode: `true` with a
+    /// JPEG output, asked for or kept from a JPEG source, is refused with 1003.
+    pub lossless: bool,
 }
 
 /// A resize box; a zero or missing side follows the aspect ratio.
@@ -180,6 +184,7 @@ pub fn to_pb(kind: JobKind, params: Option<serde_json::Value>) -> Result<pb::Job
                 format: p.format.map_or(0, ImageFormat::to_pb),
                 quality: p.quality.unwrap_or(0),
                 strip_metadata: p.strip_metadata,
+                lossless: p.lossless,
             })
         }
         JobKind::BasicClean => {
@@ -254,6 +259,7 @@ pub fn from_pb(params: Option<&pb::JobParams>) -> serde_json::Value {
             format: ImageFormat::from_pb(p.format),
             quality: some_number(p.quality),
             strip_metadata: p.strip_metadata,
+            lossless: p.lossless,
         }),
         Some(Params::BasicClean(p)) => serde_json::to_value(BasicCleanParams {
             template: CleanTemplate::from_pb(p.template),
@@ -304,6 +310,14 @@ mod tests {
         assert_eq!(back["resize"]["fit"], "inside");
         assert_eq!(back["format"], "webp");
         assert_eq!(back["quality"], serde_json::Value::Null);
+        assert_eq!(back["lossless"], false);
+        let lossless = serde_json::json!({"format": "webp", "quality": 90, "lossless": true});
+        let pb = to_pb(JobKind::Transform, Some(lossless)).expect("valid");
+        let Some(Params::Transform(t)) = &pb.params else {
+            panic!("transform expected")
+        };
+        assert!(t.lossless);
+        assert_eq!(from_pb(Some(&pb))["lossless"], true);
     }
 
     #[test]

@@ -10,3 +10,4 @@ mod meta;
 mod trace;
 mod uploads;
 mod webhooks;
+mod webp;

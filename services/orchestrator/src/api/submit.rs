@@ -219,6 +219,12 @@ fn check_transform(t: &pb::TransformParams, bad: &mut Vec<FieldViolation>) {
             "unknown format",
         ));
     }
+    if t.lossless && t.format == pb::ImageFormat::Jpeg as i32 {
+        bad.push(FieldViolation::new(
+            "params.transform.lossless",
+            "JPEG has no lossless mode; use format webp or png",
+        ));
+    }
     if let Some(r) = &t.resize {
         if r.width == 0 && r.height == 0 {
             bad.push(FieldViolation::new(
@@ -314,6 +320,32 @@ mod tests {
         assert!(f.contains(&"sources[1].url".to_string()));
         assert!(f.contains(&"params.transform.rotate".to_string()));
         assert!(f.contains(&"params.transform.quality".to_string()));
+    }
+
+    #[test]
+    fn lossless_jpeg_is_refused_and_lossless_webp_accepted() {
+        let with = |format: pb::ImageFormat| {
+            let mut req = transform_request(1);
+            req.params = Some(pb::JobParams {
+                params: Some(pb::job_params::Params::Transform(pb::TransformParams {
+                    format: format as i32,
+                    lossless: true,
+                    ..Default::default()
+                })),
+            });
+            Submission::try_from(req)
+        };
+        assert_eq!(
+            fields(with(pb::ImageFormat::Jpeg).unwrap_err()),
+            ["params.transform.lossless"]
+        );
+        for ok in [
+            pb::ImageFormat::Webp,
+            pb::ImageFormat::Png,
+            pb::ImageFormat::Unspecified,
+        ] {
+            assert!(with(ok).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

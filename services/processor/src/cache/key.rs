@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 use crate::process::Work;
 
 /// Bumped whenever the encoding or the outputs of a recipe change, so old entries are never read.
-const VERSION: &str = "atelier-cache/1";
+/// 2: WebP outputs became lossy at the recipe's quality (they were always lossless before).
+const VERSION: &str = "atelier-cache/2";
 
 /// Length-prefixed `name=value` fields: no two different recipes encode to the same bytes.
 struct Canon(Sha256);
@@ -98,6 +99,7 @@ fn transform(c: &mut Canon, r: &TransformRecipe) {
         .field("auto_orient", r.auto_orient)
         .field("format", r.format.map_or("source", Format::extension))
         .field("quality", r.quality)
+        .field("lossless", r.lossless)
         .field("strip_metadata", r.strip_metadata);
 }
 
@@ -178,9 +180,14 @@ mod tests {
             rotate: Rotation::R90,
             ..TransformRecipe::default()
         });
+        let lossless = Work::Transform(TransformRecipe {
+            lossless: true,
+            ..TransformRecipe::default()
+        });
         let a = cache_key(Some(SHA), &plain, None).expect("key");
         assert_eq!(a.len(), 64);
-        assert_ne!(Some(a), cache_key(Some(SHA), &rotated, None));
+        assert_ne!(Some(a.clone()), cache_key(Some(SHA), &rotated, None));
+        assert_ne!(Some(a), cache_key(Some(SHA), &lossless, None));
         let clean = Work::BasicClean(crate::process::CleanWork {
             template: CleanTemplate::All,
             method: crate::process::MattingMethod::Auto,

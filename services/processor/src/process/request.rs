@@ -294,6 +294,12 @@ fn transform_recipe(
             }
         },
     };
+    if t.lossless && format == Some(Format::Jpeg) {
+        violations.push(FieldViolation::new(
+            "params.transform.lossless",
+            "JPEG has no lossless mode; use format webp or png",
+        ));
+    }
     (violations.len() == before).then_some(TransformRecipe {
         resize,
         crop,
@@ -303,6 +309,7 @@ fn transform_recipe(
         auto_orient: t.auto_orient.unwrap_or(true),
         format,
         quality,
+        lossless: t.lossless,
         strip_metadata: t.strip_metadata,
     })
 }
@@ -465,6 +472,28 @@ mod tests {
                 "{field} missing from {fields:?}"
             );
         }
+    }
+
+    #[test]
+    fn lossless_reaches_the_recipe_and_is_refused_for_jpeg() {
+        let transform = |format: v1::ImageFormat| {
+            TaskRequest::try_from(request(v1::job_params::Params::Transform(
+                v1::TransformParams {
+                    format: format as i32,
+                    quality: 60,
+                    lossless: true,
+                    ..Default::default()
+                },
+            )))
+        };
+        let task = transform(v1::ImageFormat::Webp).expect("valid");
+        let Work::Transform(recipe) = task.work else {
+            panic!("transform expected")
+        };
+        assert!(recipe.lossless);
+        assert_eq!(recipe.quality, 60);
+        let err = transform(v1::ImageFormat::Jpeg).expect_err("jpeg");
+        assert_eq!(violations(err), ["params.transform.lossless"]);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! End to end: transform and basic_clean from a URL source into LocalFs storage.
 
+use atelier_codes::ErrorCode;
 use atelier_proto::v1::{self, process_event::Event};
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{images, request, spawn_app, transform, url, TestApp};
+use crate::helpers::{as_task, images, request, spawn_app, transform, url, TestApp};
 
 /// Reads an output and its thumbnail back from storage and checks what the event claims.
 async fn check_stored(app: &TestApp, output: &v1::Output) -> image::DynamicImage {
@@ -145,4 +147,112 @@ async fn basic_clean_all_makes_three_outputs() {
             assert_eq!(output.content_type, "image/jpeg");
         }
     }
+}
+
+/// The names of the chunks after the RIFF/WEBP header: `VP8 ` is a lossy frame, `VP8L` a lossless
+/// one.
+fn webp_chunks(data: &[u8]) -> Vec<String> {
+    assert_eq!(&data[0..4], b"RIFF", "not a RIFF file");
+    assert_eq!(&data[8..12], b"WEBP", "not a WebP file");
+    let mut names = Vec::new();
+    let mut at = 12;
+    while at + 8 <= data.len() {
+        names.push(String::from_utf8_lossy(&data[at..at + 4]).into_owned());
+        let len = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
+        at += 8 + len as usize + (len as usize & 1);
+    }
+    names
+}
+
+#[tokio::test]
+async fn webp_is_lossy_at_the_quality_and_lossless_only_when_asked() {
+    let app = spawn_app().await;
+    // The repository's sample product photo (1600x1200), an upload in the shared storage.
+    let photo = include_bytes!("../../../../assets/sample-product.jpg");
+    app.storage
+        .put(
+            "uploads/u1/photo.jpg",
+            Bytes::from_static(photo),
+            "image/jpeg",
+        )
+        .await
+        .expect("put source");
+    // Tasks of one tenant, so the content cache is on: each variant must be its own entry.
+    let webp = |task: &str, quality: u32, lossless: bool| {
+        let params = v1::TransformParams {
+            resize: Some(v1::Resize {
+                width: 800,
+                height: 0,
+                fit: v1::Fit::Inside as i32,
+            }),
+            format: v1::ImageFormat::Webp as i32,
+            quality,
+            lossless,
+            ..Default::default()
+        };
+        as_task(
+            request(
+                transform(params),
+                v1::source_ref::Source::ObjectKey("uploads/u1/photo.jpg".into()),
+                "unused",
+            ),
+            "tenant-1",
+            task,
+        )
+    };
+    let mut stored = Vec::new();
+    for (task, quality, lossless, frame) in [
+        ("lossy-75", 75, false, "VP8 "),
+        ("lossy-30", 30, false, "VP8 "),
+        ("lossless", 75, true, "VP8L"),
+        ("quality-100", 100, false, "VP8L"),
+    ] {
+        let (_, outputs) = app.run_ok(webp(task, quality, lossless)).await;
+        assert_eq!(outputs.len(), 1);
+        let output = &outputs[0];
+        assert_eq!(output.name, "image.webp");
+        assert_eq!(output.content_type, "image/webp");
+        let data = app
+            .storage
+            .get(&output.key, u64::MAX)
+            .await
+            .expect("output stored");
+        assert_eq!(webp_chunks(&data), [frame], "{task}");
+        let img = images::decode(&data);
+        assert_eq!((img.width(), img.height()), (800, 600), "{task}");
+        stored.push(data);
+    }
+    let [q75, q30, lossless, q100] = &stored[..] else {
+        unreachable!()
+    };
+    assert!(q30.len() < q75.len(), "{} vs {}", q30.len(), q75.len());
+    assert!(
+        q75.len() * 4 < lossless.len(),
+        "lossy {} bytes, lossless {} bytes",
+        q75.len(),
+        lossless.len()
+    );
+    assert_eq!(
+        images::decode(lossless),
+        images::decode(q100),
+        "quality 100 is lossless too"
+    );
+}
+
+#[tokio::test]
+async fn lossless_jpeg_is_refused_with_1003() {
+    let app = spawn_app().await;
+    let params = v1::TransformParams {
+        lossless: true,
+        ..Default::default()
+    };
+    // The source is a JPEG and no format is asked for: the output would be a lossless JPEG.
+    let req = request(
+        transform(params),
+        url(app.sources.url("/image.jpg")),
+        "jobs/job-1/task-1",
+    );
+    let failure = app.run_err(req).await;
+    assert_eq!(failure.code, ErrorCode::InvalidArgument, "{failure:?}");
+    assert!(failure.message.contains("lossless"), "{}", failure.message);
 }
