@@ -120,6 +120,30 @@ async fn loopback_is_blocked_without_the_allow_list() {
 }
 
 #[tokio::test]
+async fn trailing_dot_spellings_of_localhost_are_blocked_like_localhost() {
+    let app = spawn_app_with(|c| c.allow_private_sources.clear()).await;
+    let port = app.sources.port();
+    for host in ["localhost.", "LocalHost..", "img.localhost."] {
+        let by_name = format!("http://{host}:{port}/image.jpg");
+        let req = request(transform(Default::default()), url(by_name), "jobs/j/t");
+        let failure = app.run_err(req).await;
+        assert_eq!(
+            failure.code,
+            ErrorCode::SourceBlocked,
+            "{host}: {}",
+            failure.message
+        );
+        assert!(failure.message.contains("loopback"), "{}", failure.message);
+    }
+    // With loopback allowed they are localhost, which is then fetched.
+    let app = spawn_app().await;
+    let by_name = format!("http://localhost.:{}/image.jpg", app.sources.port());
+    let req = request(transform(Default::default()), url(by_name), "jobs/j/t");
+    let (_, outputs) = app.run_ok(req).await;
+    assert_eq!(outputs.len(), 1);
+}
+
+#[tokio::test]
 async fn only_http_and_https_are_fetched() {
     let app = spawn_app().await;
     for target in [
