@@ -6,19 +6,19 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::address::AddressPolicy;
+use crate::address::{AddressPolicy, Reason};
 use crate::name;
 
 /// A host resolved only to refused addresses.
 #[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to a {reason} address ({addr}), which Atelier may not call")]
+#[error("{host} resolves to {addr}, {reason}, which Atelier may not call")]
 pub struct BlockedHost {
     /// The host name that was looked up.
     pub host: String,
     /// The first refused address.
     pub addr: std::net::IpAddr,
     /// Which kind of non-public range it is in.
-    pub reason: &'static str,
+    pub reason: Reason,
 }
 
 /// Resolves with the system resolver and drops refused addresses.

@@ -518,13 +518,18 @@ async fn blocked_addresses_are_refused_and_endpoints_belong_to_their_owner(backe
 /// Other spellings of a refused address are refused like the address, before any connection: each
 /// delivery is tried once, given up, and the receiver behind them never hears a thing.
 async fn other_spellings_of_loopback_are_refused(backend: Backend) {
+    // Not even loopback allowed: the trailing-dot name, NAT64 and 6to4 forms point at the receiver.
     let app = spawn_app_with(backend, |c| c.webhook_retry_base_seconds = 0.05, |_| {}).await;
     let receiver = Receiver::start().await;
     let port = receiver.addr.port();
     let tenant = app.tenant("strict").await;
     app.member(&tenant, "shop", 10).await;
     let mut accounts = app.accounts.clone();
-    let urls = [format!("http://localhost.:{port}/dot")];
+    let urls = [
+        format!("http://localhost.:{port}/dot"),
+        format!("http://[64:ff9b::7f00:1]:{port}/nat64"),
+        format!("http://[2002:7f00:1::1]:{port}/6to4"),
+    ];
     let mut ids = Vec::new();
     for url in &urls {
         let endpoint = accounts
@@ -551,8 +556,10 @@ async fn other_spellings_of_loopback_are_refused(backend: Backend) {
         .expect("submit");
     app.finish(&tenant, "shop", &job.id).await;
     let attempts = attempts_until(&mut accounts, &tenant.key, &job.id, |a| {
-        ids.iter()
-            .all(|id| a.iter().any(|a| &a.endpoint_id == id && a.next_attempt_at.is_none()))
+        ids.iter().all(|id| {
+            a.iter()
+                .any(|a| &a.endpoint_id == id && a.next_attempt_at.is_none())
+        })
     })
     .await;
     for (url, id) in urls.iter().zip(&ids) {
