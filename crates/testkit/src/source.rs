@@ -162,6 +162,8 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
             )
             .await
         }
+        // A 200 with an empty body: a file that is not an image.
+        "/empty.jpg" => ok(&mut socket, "image/jpeg", &[]).await,
         "/too-large" => too_large(&mut socket, true).await,
         "/too-large-chunked" => too_large(&mut socket, false).await,
         "/error-500" => {

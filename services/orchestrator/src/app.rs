@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use atelier_proto::v1::account_service_server::AccountServiceServer;
-use atelier_proto::v1::job_service_server::JobServiceServer;
+use atelier_proto::v1::account_service_server::{self, AccountServiceServer};
+use atelier_proto::v1::job_service_server::{self, JobServiceServer};
 use atelier_storage::Storage;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -26,6 +26,15 @@ use crate::webhooks::{self, Webhooks};
 
 /// Largest gRPC message accepted (upload chunks are far smaller).
 const MAX_MESSAGE: usize = 16 << 20;
+
+/// Every gRPC service this server serves, and so all that its reflection lists.
+const SERVED: [&str; 5] = [
+    job_service_server::SERVICE_NAME,
+    account_service_server::SERVICE_NAME,
+    tonic_health::pb::health_server::SERVICE_NAME,
+    tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+    tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+];
 
 /// A replica that is bound, migrated and ready to serve.
 pub struct Application {
@@ -155,14 +164,8 @@ impl Application {
     /// or hands them back, and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(atelier_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(atelier_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let jobs = JobServiceServer::new(Jobs::new(self.ctx.clone()))
             .max_decoding_message_size(MAX_MESSAGE);
         let accounts = AccountServiceServer::new(Accounts::new(self.ctx.clone()));
@@ -294,4 +297,18 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningOrchestrator> {
         shutdown,
         task: Some(task),
     })
+}
+
+/// Reflection over the API's own descriptors, listing exactly [`SERVED`] (the processor's
+/// `ProcessorService` is neither served nor described here).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(atelier_proto::API_FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    for name in SERVED {
+        builder = builder.with_service_name(name);
+    }
+    builder
 }

@@ -290,13 +290,23 @@ async fn wait_until_ready(storage: Storage, health: HealthReporter, shutdown: Ca
     }
 }
 
-const ADVERTISED: [&str; 2] = [SERVICE_NAME, "grpc.health.v1.Health"];
+/// Every gRPC service this server serves, and so all that its reflection lists.
+const SERVED: [&str; 4] = [
+    SERVICE_NAME,
+    tonic_health::pb::health_server::SERVICE_NAME,
+    tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+    tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+];
 
+/// Reflection over the processor's own descriptors (the API services of the files it imports are
+/// left out), listing exactly [`SERVED`].
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     let mut builder = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(atelier_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for name in ADVERTISED {
+        .register_encoded_file_descriptor_set(atelier_proto::PROCESSOR_FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
+    for name in SERVED {
         builder = builder.with_service_name(name);
     }
     builder
@@ -309,7 +319,6 @@ fn reflection_v1() -> Result<
     StartError,
 > {
     reflection_builder()
-        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| StartError::Server(e.to_string()))
 }
@@ -321,7 +330,6 @@ fn reflection_v1alpha() -> Result<
     StartError,
 > {
     reflection_builder()
-        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()
         .map_err(|e| StartError::Server(e.to_string()))
 }

@@ -123,6 +123,15 @@ impl Jobs {
         if !db::accounts::is_member(&account, now) {
             return Err(ApiError::MembershipRequired(external));
         }
+        // The balance before the active-job limit: when both refuse, the caller can act on the balance
+        // (buy more), while waiting for a job to finish would only bring the same answer again. The
+        // debit below checks the balance again, in the statement that moves it.
+        if account.balance < cost {
+            return Err(ApiError::QuotaExhausted {
+                needed: cost,
+                balance: account.balance,
+            });
+        }
         if db::accounts::active_jobs(&txn, &account.id).await? >= u64::from(max_active) {
             return Err(ApiError::TooManyActiveJobs { limit: max_active });
         }

@@ -52,9 +52,6 @@ pub async fn receive(
         }
         first = false;
     }
-    if data.is_empty() {
-        return Err(ApiError::field("chunk", "the upload is empty"));
-    }
     if metadata.size != 0 && metadata.size != data.len() as u64 {
         return Err(ApiError::field(
             "metadata.size",
@@ -71,10 +68,13 @@ pub async fn receive(
             format!("at most {MAX_FILENAME} bytes, no control characters"),
         ));
     }
+    // An empty file is a file that is not an image, as it is when the same bytes come by URL.
     let content_type = sniff(&data).ok_or_else(|| {
-        ApiError::UnsupportedFormat(
-            "the upload is not a JPEG, PNG or WebP image (checked from its bytes)".into(),
-        )
+        ApiError::UnsupportedFormat(if data.is_empty() {
+            "the upload is empty (0 bytes), not a JPEG, PNG or WebP image".into()
+        } else {
+            "the upload is not a JPEG, PNG or WebP image (checked from its bytes)".into()
+        })
     })?;
     let account = db::accounts::upsert(&ctx.db, &caller.tenant_id, &external).await?;
     let id = uuid::Uuid::now_v7().to_string();

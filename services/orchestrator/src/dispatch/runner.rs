@@ -404,20 +404,89 @@ impl Dispatcher {
     }
 }
 
-/// Reads a processor's status: capacity answers hand the task back, the rest are failures with codes.
+/// Reads a processor's status: capacity answers hand the task back, a call whose connection broke is
+/// 1009 UNAVAILABLE (retried, like a processor the lease sweeper finds gone), the rest are failures
+/// with the codes the processor sent.
 fn ended_by(status: &tonic::Status) -> Ended {
     if status.code() == tonic::Code::ResourceExhausted {
         return Ended::Busy;
+    }
+    if connection_lost(status) {
+        return Ended::Failed {
+            code: ErrorCode::Unavailable,
+            transient: true,
+            message: format!(
+                "the connection to the processor was lost during the attempt: {}",
+                status.message()
+            ),
+        };
     }
     let decoded = atelier_codes::decode(status);
     let code = match (decoded.code, status.code()) {
         // Our own deadline for the attempt.
         (_, tonic::Code::DeadlineExceeded) => ErrorCode::TimedOut,
+        _ if caused_by::<tonic::TimeoutExpired>(status) => ErrorCode::TimedOut,
         (code, _) => code,
     };
     Ended::Failed {
         code,
         transient: decoded.transient,
         message: decoded.message,
+    }
+}
+
+/// Whether tonic made this status here, from a transport error (a connection reset or closed by a
+/// processor that died, a failed connect), rather than receiving it from the processor: a status
+/// sent over the wire never has a source, one built from an error always has. Tonic names such
+/// breaks UNKNOWN or INTERNAL, which would read as a bug of ours (1006). Our own deadline is the
+/// exception: it is 1007, whoever noticed it.
+fn connection_lost(status: &tonic::Status) -> bool {
+    status.code() != tonic::Code::DeadlineExceeded
+        && !caused_by::<tonic::TimeoutExpired>(status)
+        && std::error::Error::source(status).is_some()
+}
+
+/// Whether an `E` is among the errors the status was made from.
+fn caused_by<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
+    std::iter::successors(std::error::Error::source(status), |e| e.source()).any(|e| e.is::<E>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(ended: Ended) -> (ErrorCode, bool) {
+        match ended {
+            Ended::Failed {
+                code, transient, ..
+            } => (code, transient),
+            _ => panic!("a failure"),
+        }
+    }
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_retried() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let status = tonic::Status::from_error(Box::new(reset));
+        assert_eq!(status.code(), tonic::Code::Unknown, "what tonic calls it");
+        assert_eq!(failure(ended_by(&status)), (ErrorCode::Unavailable, true));
+    }
+
+    #[test]
+    fn statuses_the_processor_sent_keep_their_codes() {
+        let sent = atelier_codes::status(ErrorCode::Internal, "a bug in the processor");
+        assert_eq!(failure(ended_by(&sent)).0, ErrorCode::Internal);
+        let sent = atelier_codes::status(ErrorCode::UnsupportedFormat, "not an image");
+        assert_eq!(failure(ended_by(&sent)).0, ErrorCode::UnsupportedFormat);
+        let bare = tonic::Status::unknown("no details");
+        assert_eq!(failure(ended_by(&bare)).0, ErrorCode::Internal);
+        let deadline = tonic::Status::deadline_exceeded("too slow");
+        assert_eq!(failure(ended_by(&deadline)).0, ErrorCode::TimedOut);
+        let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(failure(ended_by(&expired)).0, ErrorCode::TimedOut);
+        assert!(matches!(
+            ended_by(&tonic::Status::resource_exhausted("busy")),
+            Ended::Busy
+        ));
     }
 }

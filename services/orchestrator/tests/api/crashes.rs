@@ -226,6 +226,15 @@ async fn onboard(channel: &Channel, balance: i64) -> String {
 }
 
 async fn wait_terminal(jobs: &mut JobServiceClient<Channel>, key: &str, job_id: &str) -> pb::Job {
+    watch_to_end(jobs, key, job_id).await.0
+}
+
+/// Every event of the job until its end, then the job as GetJob reads it.
+async fn watch_to_end(
+    jobs: &mut JobServiceClient<Channel>,
+    key: &str,
+    job_id: &str,
+) -> (pb::Job, Vec<pb::JobEvent>) {
     let mut stream = jobs
         .watch_job(as_account(
             pb::WatchJobRequest {
@@ -238,22 +247,37 @@ async fn wait_terminal(jobs: &mut JobServiceClient<Channel>, key: &str, job_id: 
         .await
         .expect("watch")
         .into_inner();
-    while tokio::time::timeout(Duration::from_secs(60), stream.message())
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.message())
         .await
         .expect("in time")
         .expect("stream")
-        .is_some()
-    {}
-    jobs.get_job(as_account(
-        pb::GetJobRequest {
-            job_id: job_id.into(),
-        },
-        key,
-        "alice",
-    ))
-    .await
-    .expect("get")
-    .into_inner()
+    {
+        events.push(event);
+    }
+    let job = jobs
+        .get_job(as_account(
+            pb::GetJobRequest {
+                job_id: job_id.into(),
+            },
+            key,
+            "alice",
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    (job, events)
+}
+
+/// The failures recorded for the job's attempts, in order, from its task events.
+fn attempt_failures(events: &[pb::JobEvent]) -> Vec<pb::Failure> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(pb::job_event::Event::TaskState(t)) => t.failure.clone(),
+            _ => None,
+        })
+        .collect()
 }
 
 async fn balance(channel: &Channel, key: &str) -> (i64, i64) {
@@ -308,11 +332,67 @@ async fn a_processor_killed_mid_task_is_replaced_by_another() {
         .wait_for(atelier_testkit::Seen::Request("/stall-once/p".into()))
         .await;
     p1.0.kill().expect("kill -9 the processor");
-    let done = wait_terminal(&mut jobs, &key, &job.id).await;
+    let (done, events) = watch_to_end(&mut jobs, &key, &job.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
     assert_eq!(done.tasks[0].attempts, 2);
     assert_eq!(done.tasks[0].outputs.len(), 1, "outputs recorded once");
+    let failures = attempt_failures(&events);
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert_eq!(
+        (failures[0].code, failures[0].reason.as_str()),
+        (1009, "UNAVAILABLE"),
+        "the first attempt lost its connection: {}",
+        failures[0].message
+    );
     assert_eq!(balance(&channel, &key).await, (4, 4));
+}
+
+/// With no attempt left, the lost connection is what the task failed with: 1009 UNAVAILABLE, as the
+/// lease sweeper records a lost processor, not 1006 INTERNAL. The unit is refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_killed_mid_task_is_recorded_as_unavailable() {
+    let w = world().await;
+    let (mut p, processor) = spawn_processor(&w.objects);
+    connect_when_ready(&processor).await;
+    let (_o, o_url) = spawn_orchestrator(
+        &w.database_url,
+        &w.objects,
+        &processor,
+        &["--max-attempts", "1"],
+    );
+    let channel = connect_when_ready(&o_url).await;
+    let key = onboard(&channel, 5).await;
+    let mut jobs = JobServiceClient::new(channel.clone());
+    let job = jobs
+        .submit_job(as_account(
+            transform_job(&[w.sources.url("/stall-once/u")]),
+            &key,
+            "alice",
+        ))
+        .await
+        .expect("submit")
+        .into_inner();
+    w.sources
+        .wait_for(atelier_testkit::Seen::Request("/stall-once/u".into()))
+        .await;
+    p.0.kill().expect("kill -9 the processor");
+    let done = wait_terminal(&mut jobs, &key, &job.id).await;
+    assert_eq!(done.state(), pb::JobState::Failed, "{done:?}");
+    let task = &done.tasks[0];
+    assert_eq!(task.attempts, 1);
+    let failure = task.failure.as_ref().expect("a failure");
+    assert_eq!(
+        (failure.code, failure.reason.as_str()),
+        (1009, "UNAVAILABLE"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("processor"),
+        "says what was lost: {}",
+        failure.message
+    );
+    assert_eq!(balance(&channel, &key).await, (5, 5), "refunded once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ on_both_databases!(
     cancelling_a_running_job_refunds_once_and_stops_the_processor,
     idempotency_keys_replay_or_conflict,
     uploads_are_capped_while_streaming_and_sniffed,
+    an_empty_file_is_not_an_image_uploaded_or_fetched,
 );
 
 async fn basic_clean_all_from_an_upload_and_transform_from_a_url(backend: Backend) {
@@ -335,8 +336,6 @@ async fn uploads_are_capped_while_streaming_and_sniffed(backend: Backend) {
         .await
         .expect_err("not an image");
     assert_eq!(code_of(&err), 3003);
-    let err = app.upload(&t, "fay", Vec::new()).await.expect_err("empty");
-    assert_eq!(code_of(&err), 1003);
     // A stream that ends short of its announced size (a client that went away) stores nothing.
     let jpeg = images::jpeg();
     let announced = jpeg.len() as u64;
@@ -423,4 +422,35 @@ async fn a_busy_real_photo_fails_matting_uncertain_once_and_is_refunded(backend:
     assert_eq!(done.refunded, 1);
     assert_eq!(app.account(&t, "cleo").await.balance, 5);
     assert_eq!(app.ledger_sum(&t, "cleo").await, 5);
+}
+
+/// The same zero bytes answer the same code whichever way they arrive: 3003 UNSUPPORTED_FORMAT.
+async fn an_empty_file_is_not_an_image_uploaded_or_fetched(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "gil", 5).await;
+    let err = app
+        .upload(&t, "gil", Vec::new())
+        .await
+        .expect_err("an empty upload");
+    assert_eq!(
+        (err.code(), code_of(&err)),
+        (tonic::Code::InvalidArgument, 3003),
+        "{err:?}"
+    );
+    assert!(err.message().contains("empty"), "{}", err.message());
+    let uploads = std::path::Path::new(&app.objects).join(format!("t/{}/uploads", t.id));
+    assert!(!uploads.exists(), "nothing stored for an empty upload");
+
+    let job = app
+        .submit(&t, "gil", transform_job(&[app.sources.url("/empty.jpg")]))
+        .await
+        .expect("submit");
+    let done = app.finish(&t, "gil", &job.id).await;
+    assert_eq!(done.state(), pb::JobState::Failed, "{done:?}");
+    let failure = done.tasks[0].failure.as_ref().expect("failure recorded");
+    assert_eq!(failure.code, 3003, "{}", failure.message);
+    assert_eq!(done.tasks[0].attempts, 1, "not retried");
+    assert_eq!(app.account(&t, "gil").await.balance, 5, "refunded");
+    assert_eq!(app.ledger_sum(&t, "gil").await, 5);
 }

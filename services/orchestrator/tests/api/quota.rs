@@ -11,6 +11,8 @@ on_both_databases!(
     membership_and_balance_are_checked_before_anything_runs,
     active_jobs_per_account_are_limited,
     concurrent_submits_never_overdraw,
+    an_empty_balance_is_the_reason_given_even_at_the_active_job_limit,
+    the_active_job_limit_alone_is_still_2003,
 );
 
 async fn charges_at_submit_and_refunds_failures(backend: Backend) {
@@ -199,4 +201,131 @@ async fn concurrent_submits_never_overdraw(backend: Backend) {
     for job in accepted {
         assert_eq!((job.state(), job.cost), (pb::JobState::Queued, 1));
     }
+}
+
+/// 64 submits of one unit each at once, as the account; returns the accepted jobs and the codes of the
+/// refusals.
+async fn rush(
+    app: &crate::helpers::TestApp,
+    t: &crate::helpers::Tenant,
+    account: &str,
+) -> (Vec<pb::Job>, Vec<u32>) {
+    let request = transform_job(&[app.sources.url("/image.jpg")]);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let jobs = app.jobs.clone();
+        let request = crate::helpers::as_account(request.clone(), &t.key, account);
+        calls.spawn(async move {
+            jobs.clone()
+                .submit_job(request)
+                .await
+                .map(|r| r.into_inner())
+        });
+    }
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(result) = calls.join_next().await {
+        match result.expect("task") {
+            Ok(job) => accepted.push(job),
+            Err(status) => refused.push(code_of(&status)),
+        }
+    }
+    (accepted, refused)
+}
+
+/// Every charge on the account's ledger: one per accepted job, none twice.
+async fn charged_jobs(
+    app: &crate::helpers::TestApp,
+    t: &crate::helpers::Tenant,
+    account: &str,
+) -> Vec<String> {
+    let ledger = app
+        .accounts
+        .clone()
+        .list_ledger(crate::helpers::as_account(
+            pb::ListLedgerRequest {
+                page_size: 500,
+                ..Default::default()
+            },
+            &t.key,
+            account,
+        ))
+        .await
+        .expect("ledger")
+        .into_inner();
+    assert!(ledger.next_page_token.is_empty(), "one page holds it all");
+    let mut jobs: Vec<String> = ledger
+        .entries
+        .into_iter()
+        .filter(|e| e.kind == "charge")
+        .map(|e| e.job_id)
+        .collect();
+    jobs.sort_unstable();
+    jobs
+}
+
+/// The defaults: a balance of 10 and 10 active jobs allowed. Once ten jobs are in, both limits apply to
+/// every later submit; the caller is told the one they can act on, the balance (2002), not 2003.
+async fn an_empty_balance_is_the_reason_given_even_at_the_active_job_limit(backend: Backend) {
+    // Nothing runs during the rush, so the ten accepted jobs stay active.
+    let app = spawn_app_with(
+        backend,
+        |c| {
+            c.max_active_jobs = 10;
+            c.dispatch_concurrency = 0;
+        },
+        |_| {},
+    )
+    .await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "rush", 10).await;
+    let (accepted, refused) = rush(&app, &t, "rush").await;
+    assert_eq!(accepted.len(), 10, "exactly the balance is spent");
+    assert_eq!(refused.len(), 54);
+    assert!(
+        refused.iter().all(|&code| code == 2002),
+        "every loser hears of the balance: {refused:?}"
+    );
+    let account = app.account(&t, "rush").await;
+    assert_eq!((account.balance, account.active_jobs), (0, 10));
+    assert_eq!(app.ledger_sum(&t, "rush").await, 0);
+    let mut ids: Vec<String> = accepted.iter().map(|j| j.id.clone()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        charged_jobs(&app, &t, "rush").await,
+        ids,
+        "each charged once"
+    );
+}
+
+/// Enough balance for all: the active-job limit alone refuses, with 2003.
+async fn the_active_job_limit_alone_is_still_2003(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |c| {
+            c.max_active_jobs = 10;
+            c.dispatch_concurrency = 0;
+        },
+        |_| {},
+    )
+    .await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "busy", 100).await;
+    let (accepted, refused) = rush(&app, &t, "busy").await;
+    assert_eq!(accepted.len(), 10, "exactly the limit is active");
+    assert_eq!(refused.len(), 54);
+    assert!(
+        refused.iter().all(|&code| code == 2003),
+        "every loser hears of the limit: {refused:?}"
+    );
+    let account = app.account(&t, "busy").await;
+    assert_eq!((account.balance, account.active_jobs), (90, 10));
+    assert_eq!(app.ledger_sum(&t, "busy").await, 90);
+    let mut ids: Vec<String> = accepted.iter().map(|j| j.id.clone()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        charged_jobs(&app, &t, "busy").await,
+        ids,
+        "each charged once"
+    );
 }

@@ -515,7 +515,69 @@ async fn blocked_addresses_are_refused_and_endpoints_belong_to_their_owner(backe
         .all(|e| e.id != blocked.id));
 }
 
+/// Other spellings of a refused address are refused like the address, before any connection: each
+/// delivery is tried once, given up, and the receiver behind them never hears a thing.
+async fn other_spellings_of_loopback_are_refused(backend: Backend) {
+    // Not even loopback allowed: the trailing-dot name, NAT64 and 6to4 forms point at the receiver.
+    let app = spawn_app_with(backend, |c| c.webhook_retry_base_seconds = 0.05, |_| {}).await;
+    let receiver = Receiver::start().await;
+    let port = receiver.addr.port();
+    let tenant = app.tenant("strict").await;
+    app.member(&tenant, "shop", 10).await;
+    let mut accounts = app.accounts.clone();
+    let urls = [
+        format!("http://localhost.:{port}/dot"),
+        format!("http://[64:ff9b::7f00:1]:{port}/nat64"),
+        format!("http://[2002:7f00:1::1]:{port}/6to4"),
+    ];
+    let mut ids = Vec::new();
+    for url in &urls {
+        let endpoint = accounts
+            .create_webhook_endpoint(bearer(
+                pb::CreateWebhookEndpointRequest {
+                    url: url.clone(),
+                    account: "shop".into(),
+                    events: vec!["terminal".into()],
+                },
+                &tenant.key,
+            ))
+            .await
+            .expect("create")
+            .into_inner();
+        ids.push(endpoint.id);
+    }
+    let job = app
+        .submit(
+            &tenant,
+            "shop",
+            transform_job(&[app.sources.url("/small-ok.png")]),
+        )
+        .await
+        .expect("submit");
+    app.finish(&tenant, "shop", &job.id).await;
+    let attempts = attempts_until(&mut accounts, &tenant.key, &job.id, |a| {
+        ids.iter().all(|id| {
+            a.iter()
+                .any(|a| &a.endpoint_id == id && a.next_attempt_at.is_none())
+        })
+    })
+    .await;
+    for (url, id) in urls.iter().zip(&ids) {
+        let mine: Vec<_> = attempts.iter().filter(|a| &a.endpoint_id == id).collect();
+        assert!(
+            mine.iter().all(|a| !a.delivered
+                && a.status == 0
+                && a.attempt == 1
+                && a.next_attempt_at.is_none()
+                && a.error.contains("loopback")),
+            "{url}: {mine:#?}"
+        );
+    }
+    assert!(receiver.log().is_empty(), "{:#?}", receiver.log());
+}
+
 on_both_databases!(
     signed_retried_and_survives_an_outage_across_a_restart,
     blocked_addresses_are_refused_and_endpoints_belong_to_their_owner,
+    other_spellings_of_loopback_are_refused,
 );

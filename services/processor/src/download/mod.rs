@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_LENGTH, LOCATION};
 use reqwest::StatusCode;
 use url::Url;
 
-pub use atelier_netguard::{non_public_reason, AddressPolicy, BlockedHost, IpNet};
+pub use atelier_netguard::{non_public_reason, AddressPolicy, BlockedHost, IpNet, Reason};
 
 /// At most this many redirects are followed (SPEC §4).
 pub const MAX_REDIRECTS: usize = 3;
@@ -23,12 +23,12 @@ pub enum DownloadError {
     #[error("source URL scheme `{0}` is not allowed; use http or https")]
     UnsupportedScheme(String),
     /// The URL (or a redirect) points at a non-public address.
-    #[error("source address {addr} is {reason} and not allowed")]
+    #[error("source address {addr} is {reason}, which is not allowed")]
     BlockedAddress {
         /// The refused address as written or resolved.
         addr: String,
         /// Which kind of range it is in.
-        reason: &'static str,
+        reason: Reason,
     },
     /// A host name resolved only to non-public addresses.
     #[error(transparent)]

@@ -120,6 +120,63 @@ async fn loopback_is_blocked_without_the_allow_list() {
 }
 
 #[tokio::test]
+async fn trailing_dot_spellings_of_localhost_are_blocked_like_localhost() {
+    let app = spawn_app_with(|c| c.allow_private_sources.clear()).await;
+    let port = app.sources.port();
+    for host in ["localhost.", "LocalHost..", "img.localhost."] {
+        let by_name = format!("http://{host}:{port}/image.jpg");
+        let req = request(transform(Default::default()), url(by_name), "jobs/j/t");
+        let failure = app.run_err(req).await;
+        assert_eq!(
+            failure.code,
+            ErrorCode::SourceBlocked,
+            "{host}: {}",
+            failure.message
+        );
+        assert!(failure.message.contains("loopback"), "{}", failure.message);
+    }
+    // With loopback allowed they are localhost, which is then fetched.
+    let app = spawn_app().await;
+    let by_name = format!("http://localhost.:{}/image.jpg", app.sources.port());
+    let req = request(transform(Default::default()), url(by_name), "jobs/j/t");
+    let (_, outputs) = app.run_ok(req).await;
+    assert_eq!(outputs.len(), 1);
+}
+
+/// 127.0.0.1 in NAT64 form is refused before any connection, even where 127.0.0.1 itself is allowed:
+/// it would be reached through a translator, not at the address the operator allowed. A connection
+/// attempt would end as 3002 (nothing routes 64:ff9b::/96 here), never 3005.
+#[tokio::test]
+async fn ipv6_forms_of_loopback_are_blocked_before_connecting() {
+    let app = spawn_app().await;
+    let port = app.sources.port();
+    for (host, form) in [
+        ("[64:ff9b::7f00:1]", "NAT64"),
+        ("[64:ff9b::127.0.0.1]", "NAT64"),
+        ("[2002:7f00:1::1]", "6to4"),
+        ("[::127.0.0.1]", "IPv4-compatible"),
+    ] {
+        let target = format!("http://{host}:{port}/image.jpg");
+        let req = request(transform(Default::default()), url(target), "jobs/j/t");
+        let failure = app.run_err(req).await;
+        assert_eq!(
+            failure.code,
+            ErrorCode::SourceBlocked,
+            "{host}: {}",
+            failure.message
+        );
+        assert!(!failure.transient);
+        assert!(
+            failure
+                .message
+                .contains(&format!("the {form} form of 127.0.0.1, a loopback address")),
+            "{}",
+            failure.message
+        );
+    }
+}
+
+#[tokio::test]
 async fn only_http_and_https_are_fetched() {
     let app = spawn_app().await;
     for target in [
