@@ -435,7 +435,11 @@ fn cut_out(state: &State, image: &[u8], most_pixels: Option<u32>) -> Answer {
     let (w, h) = rgb.dimensions();
     let mut cut = RgbaImage::from_fn(w, h, |x, y| {
         let [r, g, b] = rgb.get_pixel(x, y).0;
-        let alpha = if inside_known_shape(x, y, w, h) { 255 } else { 0 };
+        let alpha = if inside_known_shape(x, y, w, h) {
+            255
+        } else {
+            0
+        };
         Rgba([r, g, b, alpha])
     });
     if let Some(most) = most_pixels.filter(|&most| w * h > most) {

@@ -494,9 +494,12 @@ async fn run_engine(
             let _ = tx.blocking_send(Ok(v1::ProcessEvent { event: Some(event) }));
         };
         match &work {
-            Work::Transform(recipe) => {
-                Ok(atelier_engine::transform(&source, recipe, &limits, &mut progress)?)
-            }
+            Work::Transform(recipe) => Ok(atelier_engine::transform(
+                &source,
+                recipe,
+                &limits,
+                &mut progress,
+            )?),
             Work::BasicClean(clean) => {
                 let min_confidence = clean.min_confidence;
                 match &matting {

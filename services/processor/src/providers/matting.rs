@@ -169,7 +169,8 @@ pub fn answer_mask(
     let (w, h) = (decoded.width(), decoded.height());
     // Resizing rounds each side by at most half a pixel, so the cross products differ by at most
     // (W + H) / 2; anything more is another shape (for example a photo it did not turn upright).
-    let skew = (u64::from(w) * u64::from(photo_height)).abs_diff(u64::from(h) * u64::from(photo_width));
+    let skew =
+        (u64::from(w) * u64::from(photo_height)).abs_diff(u64::from(h) * u64::from(photo_width));
     if w == 0 || h == 0 || skew > u64::from(photo_width) + u64::from(photo_height) {
         return Err(bad(format!(
             "its cut-out is {w}x{h}, which is not the shape of the {photo_width}x{photo_height} \
@@ -187,7 +188,7 @@ pub fn answer_mask(
         DynamicImage::ImageLuma16(i) => i.pixels().map(|p| word(p.0[0])).collect(),
         _ => {
             return Err(bad(
-                "its PNG has no alpha channel, so it is not a cut-out".into(),
+                "its PNG has no alpha channel, so it is not a cut-out".into()
             ))
         }
     };
@@ -240,7 +241,10 @@ fn error_of(body: &[u8]) -> (String, Option<String>) {
         .and_then(|errors| errors.first())
     {
         let title = first.get("title").and_then(Value::as_str);
-        let code = first.get("code").and_then(Value::as_str).map(str::to_string);
+        let code = first
+            .get("code")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let message = match (title, &code) {
             (Some(title), Some(code)) => format!("{title} ({code})"),
             (Some(title), None) => title.to_string(),
@@ -288,7 +292,8 @@ mod tests {
 
     #[test]
     fn remove_bg_errors_give_title_and_code() {
-        let body = br#"{"errors":[{"title":"Insufficient credits","code":"insufficient_credits"}]}"#;
+        let body =
+            br#"{"errors":[{"title":"Insufficient credits","code":"insufficient_credits"}]}"#;
         let (message, code) = error_of(body);
         assert_eq!(message, "Insufficient credits (insufficient_credits)");
         assert_eq!(code.as_deref(), Some("insufficient_credits"));
@@ -330,9 +335,16 @@ mod tests {
 
     #[test]
     fn multipart_bodies_name_the_file_field() {
-        let body = multipart(&[("size", "full")], "image_file", b"\xff\xd8", Format::Jpeg, "B");
+        let body = multipart(
+            &[("size", "full")],
+            "image_file",
+            b"\xff\xd8",
+            Format::Jpeg,
+            "B",
+        );
         let text = String::from_utf8_lossy(&body);
-        assert!(text.starts_with("--B\r\nContent-Disposition: form-data; name=\"size\"\r\n\r\nfull\r\n"));
+        assert!(text
+            .starts_with("--B\r\nContent-Disposition: form-data; name=\"size\"\r\n\r\nfull\r\n"));
         assert!(text.contains(
             "name=\"image_file\"; filename=\"image.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
         ));

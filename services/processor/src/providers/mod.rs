@@ -13,8 +13,7 @@ use std::sync::Arc;
 use atelier_proto::v1;
 
 pub use config::{
-    parse_model_list, ModelConfig, Protocol, ProviderConfig, ProvidersFile, Secret,
-    REMOVE_BG_SIZES,
+    parse_model_list, ModelConfig, Protocol, ProviderConfig, ProvidersFile, Secret, REMOVE_BG_SIZES,
 };
 pub use error::ProviderError;
 pub use matting::{answer_mask, MAX_RETRY_AFTER};
@@ -142,7 +141,8 @@ impl Providers {
             p.models()
                 .iter()
                 .find(|m| {
-                    m.kinds.contains(&ModelKind::BasicClean) && model.is_none_or(|want| m.id == want)
+                    m.kinds.contains(&ModelKind::BasicClean)
+                        && model.is_none_or(|want| m.id == want)
                 })
                 .map(|m| ModelRoute {
                     provider: Arc::clone(p),

@@ -270,7 +270,10 @@ impl Provider {
     }
 
     /// The answer's body, refused beyond [`MAX_RESPONSE_BYTES`].
-    pub(super) async fn read_capped(&self, mut response: reqwest::Response) -> Result<Bytes, ProviderError> {
+    pub(super) async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<Bytes, ProviderError> {
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.network(&e))? {
             if (body.len() as u64).saturating_add(chunk.len() as u64) > MAX_RESPONSE_BYTES {
