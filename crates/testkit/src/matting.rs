@@ -264,7 +264,14 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
     }
     state.calls.fetch_add(1, Ordering::SeqCst);
     let _in_flight = InFlight::enter(&state);
-    let answer = answer(&state, &request);
+    // Decoding and encoding images is slow in a debug build: off the async threads, so that other
+    // calls arrive (and are counted) meanwhile.
+    let answer = {
+        let state = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || answer(&state, &request))
+            .await
+            .expect("answer the call")
+    };
     // A held call has its head sent at once and its body only when released.
     if write_answer(&mut socket, &answer).await.is_err() {
         return;
