@@ -515,34 +515,22 @@ async fn capabilities_list_the_remote_matting_models() {
     // basic_clean is listed once, as always; the providers add no kind of their own.
     let kinds = [v1::JobKind::Transform, v1::JobKind::BasicClean].map(|k| k as i32);
     assert_eq!(caps.kinds, kinds);
-    let listed: Vec<(String, u32, Vec<(String, String, Vec<i32>)>)> = caps
-        .providers
-        .iter()
-        .map(|p| {
-            let models = p
-                .models
-                .iter()
-                .map(|m| (m.id.clone(), m.provider.clone(), m.kinds.clone()))
-                .collect();
-            (p.name.clone(), p.max_concurrency, models)
-        })
-        .collect();
-    let basic_clean = vec![v1::JobKind::BasicClean as i32];
-    let model =
-        |id: &str, provider: &str| (id.to_string(), provider.to_string(), basic_clean.clone());
-    assert_eq!(
-        listed,
-        [
-            (
-                REMOVE_BG.to_string(),
-                3,
-                vec![model(REMOVE_BG_MODEL, REMOVE_BG)]
-            ),
-            (
-                "rembg".to_string(),
-                1,
-                vec![model("isnet-general-use", "rembg"), model("u2net", "rembg")]
-            ),
-        ]
-    );
+    let model = |id: &str, provider: &str| v1::Model {
+        id: id.into(),
+        provider: provider.into(),
+        kinds: vec![v1::JobKind::BasicClean as i32],
+    };
+    let expected = [
+        v1::ProviderInfo {
+            name: REMOVE_BG.into(),
+            models: vec![model(REMOVE_BG_MODEL, REMOVE_BG)],
+            max_concurrency: 3,
+        },
+        v1::ProviderInfo {
+            name: "rembg".into(),
+            models: vec![model("isnet-general-use", "rembg"), model("u2net", "rembg")],
+            max_concurrency: 1,
+        },
+    ];
+    assert_eq!(caps.providers, expected);
 }
