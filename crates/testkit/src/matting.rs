@@ -76,6 +76,7 @@ struct State {
     protocol: Protocol,
     calls: AtomicU32,
     in_flight: watch::Sender<usize>,
+    abandoned: watch::Sender<usize>,
     max_in_flight: AtomicUsize,
     failures: Mutex<VecDeque<Failure>>,
     canned: Mutex<Option<Vec<u8>>>,
@@ -114,6 +115,7 @@ impl MattingServer {
             protocol,
             calls: AtomicU32::new(0),
             in_flight: watch::channel(0).0,
+            abandoned: watch::channel(0).0,
             max_in_flight: AtomicUsize::new(0),
             failures: Mutex::new(VecDeque::new()),
             canned: Mutex::new(None),
@@ -176,6 +178,14 @@ impl MattingServer {
     /// Waits until at least `n` calls are in progress at once.
     pub async fn wait_in_flight(&self, n: usize) {
         let mut rx = self.state.in_flight.subscribe();
+        rx.wait_for(|now| *now >= n)
+            .await
+            .expect("matting server stopped");
+    }
+
+    /// Waits until at least `n` clients hung up on a held call before its answer.
+    pub async fn wait_abandoned(&self, n: usize) {
+        let mut rx = self.state.abandoned.subscribe();
         rx.wait_for(|now| *now >= n)
             .await
             .expect("matting server stopped");
@@ -284,7 +294,10 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
                     permit.forget();
                 }
             }
-            () = hung_up(&mut socket) => return,
+            () = hung_up(&mut socket) => {
+                state.abandoned.send_modify(|n| *n += 1);
+                return;
+            }
         }
     }
     let _ = socket.write_all(&answer.body).await;

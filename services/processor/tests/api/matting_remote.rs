@@ -420,6 +420,27 @@ async fn an_answer_that_is_not_a_cut_out_of_the_photo_fails_and_stores_nothing()
     }
 }
 
+/// Starts `req` and reads its stream up to the first matting progress, which the processor sends
+/// just before it calls the matting provider.
+async fn until_the_call(
+    app: &TestApp,
+    req: v1::ProcessRequest,
+) -> tonic::Streaming<v1::ProcessEvent> {
+    let mut client = app.client.clone();
+    let mut stream = client.process(req).await.expect("accepted").into_inner();
+    loop {
+        let event = stream
+            .message()
+            .await
+            .expect("stream")
+            .and_then(|e| e.event)
+            .expect("an event before the end");
+        if matches!(&event, Event::Progress(p) if p.stage == "matting") {
+            return stream;
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_provider_never_sees_more_calls_than_its_limit() {
     let server = MattingServer::remove_bg().await;
@@ -430,16 +451,15 @@ async fn the_provider_never_sees_more_calls_than_its_limit() {
     .await;
     let source = stored(&app, "coffee.png", real_photo("coffee.png")).await;
     server.hold();
-    let runs: Vec<_> = (0..4)
-        .map(|i| {
-            let mut client = app.client.clone();
-            let req = request(auto(), source.clone(), &format!("jobs/job-1/task-{i}"));
-            tokio::spawn(async move {
-                let stream = client.process(req).await.expect("accepted");
-                collect(stream.into_inner()).await
-            })
-        })
-        .collect();
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let req = request(auto(), source.clone(), &format!("jobs/job-1/task-{i}"));
+        streams.push(until_the_call(&app, req).await);
+    }
+    // All four tasks are at their call: two are let through, two wait for a slot.
+    server.wait_in_flight(2).await;
+    let gauge = format!(r#"atelier_processor_provider_calls_in_flight{{provider="{REMOVE_BG}"}}"#);
+    assert_eq!(app.metric(&gauge).await, 2.0);
     // Let the calls through one at a time, each time only once the limit is reached again, so that
     // a processor ignoring the limit would pile more calls up at the gate.
     for remaining in (1..=4usize).rev() {
@@ -447,13 +467,34 @@ async fn the_provider_never_sees_more_calls_than_its_limit() {
         assert!(server.in_flight() <= 2, "{} in flight", server.in_flight());
         server.release(1);
     }
-    for run in runs {
-        let (events, failure) = run.await.expect("task");
+    for stream in streams {
+        let (events, failure) = collect(stream).await;
         assert!(failure.is_none(), "{failure:?}");
         assert_eq!(crate::helpers::outputs(&events).len(), 3);
     }
     assert_eq!(server.calls(), 4);
     assert_eq!(server.max_in_flight(), 2);
+}
+
+#[tokio::test]
+async fn dropping_the_stream_abandons_the_call_and_stores_nothing() {
+    let server = MattingServer::remove_bg().await;
+    let app = with_remove_bg(&server, |_, _| {}).await;
+    let source = stored(&app, "coffee.png", real_photo("coffee.png")).await;
+    server.hold();
+    let stream = until_the_call(&app, request(auto(), source, "jobs/job-1/task-1")).await;
+    server.wait_in_flight(1).await;
+    drop(stream);
+    // The processor hangs up on the service only because the task was cancelled.
+    tokio::time::timeout(Duration::from_secs(10), server.wait_abandoned(1))
+        .await
+        .expect("the call is abandoned when the caller leaves");
+    server.release_all();
+    assert!(app.local_files_under("jobs/job-1/task-1").is_empty());
+    let series = format!(
+        r#"atelier_processor_provider_calls_total{{provider="{REMOVE_BG}",result="cancelled"}}"#
+    );
+    assert_eq!(app.metric(&series).await, 1.0);
 }
 
 #[tokio::test]
