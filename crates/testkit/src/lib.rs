@@ -1,11 +1,13 @@
 //! What integration tests of several services share: real test images (good and hostile), a real
 //! HTTP/1.1 source server on 127.0.0.1 that can misbehave on purpose, a fake model provider
-//! speaking the OpenAI Images API, a webhook receiver that records what it was sent, a private
-//! PostgreSQL server a test may stop and start, and tiny ONNX models with a known answer.
+//! speaking the OpenAI Images API, fake remote matting services (remove.bg, rembg), a webhook
+//! receiver that records what it was sent, a private PostgreSQL server a test may stop and start,
+//! and tiny ONNX models with a known answer.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod images;
+pub mod matting;
 pub mod onnx;
 pub mod postgres;
 pub mod provider;
@@ -13,6 +15,7 @@ pub mod source;
 pub mod webhook;
 
 pub use postgres::PrivatePostgres;
+pub use matting::MattingServer;
 pub use provider::ProviderServer;
 pub use source::{Seen, SourceServer};
 pub use webhook::WebhookReceiver;

@@ -202,15 +202,15 @@ impl Drop for ProviderServer {
 }
 
 /// A parsed HTTP/1.1 request.
-struct HttpRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct HttpRequest {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl HttpRequest {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -292,7 +292,7 @@ async fn write_head(
 }
 
 /// Resolves when the client closes the connection (it sends nothing more while it waits).
-async fn hung_up(socket: &mut TcpStream) {
+pub(crate) async fn hung_up(socket: &mut TcpStream) {
     let mut sink = [0u8; 1024];
     while let Ok(n) = socket.read(&mut sink).await {
         if n == 0 {
@@ -427,12 +427,15 @@ fn error_body(message: &str, code: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
         404 => "Not Found",
+        422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
@@ -468,13 +471,13 @@ fn parse_call(request: &HttpRequest) -> SeenCall {
     }
 }
 
-struct Part {
-    name: String,
-    data: Vec<u8>,
+pub(crate) struct Part {
+    pub(crate) name: String,
+    pub(crate) data: Vec<u8>,
 }
 
 /// Splits a `multipart/form-data` body into its named parts.
-fn multipart_parts(body: &[u8], boundary: &str) -> Vec<Part> {
+pub(crate) fn multipart_parts(body: &[u8], boundary: &str) -> Vec<Part> {
     let delimiter = format!("--{boundary}").into_bytes();
     let mut parts = Vec::new();
     let mut at = match find(body, &delimiter, 0) {
@@ -520,7 +523,7 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|i| i + from)
 }
 
-async fn read_request(socket: &mut TcpStream) -> Option<HttpRequest> {
+pub(crate) async fn read_request(socket: &mut TcpStream) -> Option<HttpRequest> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let head_end = loop {

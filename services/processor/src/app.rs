@@ -99,7 +99,8 @@ impl Application {
         for p in &provider_configs {
             let models: Vec<&str> = p.models.iter().map(|m| m.id.as_str()).collect();
             // The key is never logged; only whether there is one.
-            tracing::info!(provider = %p.name, base_url = %p.base_url, models = ?models,
+            tracing::info!(provider = %p.name, protocol = p.protocol.as_str(),
+                base_url = %p.base_url, models = ?models,
                 max_concurrency = p.max_concurrency, has_api_key = p.api_key.is_some(),
                 "model provider configured");
         }

@@ -9,7 +9,7 @@ use atelier_storage::S3Options;
 
 use crate::download::IpNet;
 use crate::providers::{
-    parse_model_list, ProviderConfig, ProvidersFile, Secret, DEFAULT_MAX_CONCURRENCY,
+    parse_model_list, Protocol, ProviderConfig, ProvidersFile, Secret, DEFAULT_MAX_CONCURRENCY,
 };
 
 pub use atelier_telemetry::LogFormat;
@@ -108,9 +108,15 @@ pub struct Config {
     #[arg(long, env = "ATELIER_PROVIDERS_FILE")]
     pub providers_file: Option<PathBuf>,
 
-    /// A single provider without a file: its OpenAI-compatible base URL, e.g. https://api.openai.com/v1.
+    /// A single provider without a file: its base URL, e.g. https://api.openai.com/v1 (openai),
+    /// https://api.remove.bg (removebg) or http://rembg:7000 (rembg).
     #[arg(long, env = "ATELIER_PROVIDER_BASE_URL")]
     pub provider_base_url: Option<String>,
+
+    /// The single provider's API: openai (edit, generate, pose_set), or removebg or rembg
+    /// (basic_clean's matting).
+    #[arg(long, env = "ATELIER_PROVIDER_PROTOCOL", value_enum, default_value_t = Protocol::OpenAi)]
+    pub provider_protocol: Protocol,
 
     /// The single provider's API key.
     #[arg(long, env = "ATELIER_PROVIDER_API_KEY", hide_env_values = true)]
@@ -120,7 +126,8 @@ pub struct Config {
     #[arg(long, env = "ATELIER_PROVIDER_NAME", default_value = "default")]
     pub provider_name: String,
 
-    /// The single provider's models, `id=kind+kind` comma-separated (kinds: edit, generate, pose_set).
+    /// The single provider's models, `id=kind+kind` comma-separated (kinds: edit, generate, pose_set
+    /// for openai; basic_clean for removebg and rembg).
     #[arg(long, env = "ATELIER_PROVIDER_MODELS", value_delimiter = ',')]
     pub provider_models: Vec<String>,
 
@@ -193,6 +200,7 @@ impl Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             providers_file: None,
             provider_base_url: None,
+            provider_protocol: Protocol::OpenAi,
             provider_api_key: None,
             provider_name: "default".into(),
             provider_models: Vec::new(),
@@ -226,6 +234,7 @@ impl Config {
                 );
             }
             let mut single = ProviderConfig::new(&self.provider_name, base_url, None, models);
+            single.protocol = self.provider_protocol;
             single.api_key = self.provider_api_key.clone();
             single.max_concurrency = self.provider_max_concurrency;
             all.push(single);
@@ -386,6 +395,38 @@ mod tests {
             .provider_configs()
             .expect_err("dup")
             .contains("unique"));
+    }
+
+    #[test]
+    fn a_single_matting_provider_comes_from_flags() {
+        let config = Config::try_parse_from([
+            "p",
+            "--service-token",
+            "t",
+            "--provider-base-url",
+            "https://api.remove.bg",
+            "--provider-protocol",
+            "removebg",
+            "--provider-api-key",
+            "rb-key",
+            "--provider-models",
+            "remove.bg=basic_clean",
+        ])
+        .expect("valid flags");
+        let providers = config.provider_configs().expect("valid provider");
+        assert_eq!(providers[0].protocol, Protocol::RemoveBg);
+        assert_eq!(providers[0].models[0].id, "remove.bg");
+        let mut keyless = config;
+        keyless.provider_api_key = None;
+        assert!(keyless.provider_configs().is_err());
+        assert!(Config::try_parse_from([
+            "p",
+            "--service-token",
+            "t",
+            "--provider-protocol",
+            "paint"
+        ])
+        .is_err());
     }
 
     #[test]

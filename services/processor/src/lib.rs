@@ -15,4 +15,4 @@ pub mod providers;
 pub use app::{spawn, Application, RunningProcessor, StartError};
 pub use config::{Config, LogFormat};
 pub use download::IpNet;
-pub use providers::{ModelConfig, ModelKind, ProviderConfig};
+pub use providers::{ModelConfig, ModelKind, Protocol, ProviderConfig};

@@ -1,6 +1,7 @@
 //! basic_clean's matting: the segmentation models this processor loaded at start, and the choice
 //! of method for each task (SPEC §3: a model when one is configured, the classical estimate only
-//! where it can be trusted).
+//! where it can be trusted). Local models come first; a remote matting provider (remove.bg, rembg)
+//! serves when it is named, or when no local model is loaded.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use atelier_matting::{load_runtime, ModelSpec, Segmenter};
 use atelier_proto::v1;
 
 use crate::process::{CleanWork, MattingMethod, ProcessError};
+use crate::providers::{ModelRoute, Providers};
 
 /// The name under which local models appear in ListModels and GetCapabilities.
 pub const LOCAL_PROVIDER: &str = "onnx";
@@ -20,6 +22,8 @@ pub enum MattingRoute {
     Classical,
     /// A segmentation model in this processor.
     Local(Arc<Segmenter>),
+    /// A remote matting provider and the model it offers.
+    Remote(ModelRoute),
 }
 
 impl MattingRoute {
@@ -28,6 +32,7 @@ impl MattingRoute {
         match self {
             MattingRoute::Classical => "classical".into(),
             MattingRoute::Local(s) => format!("{LOCAL_PROVIDER}:{}", s.name()),
+            MattingRoute::Remote(r) => format!("remote:{}:{}", r.provider.name(), r.model),
         }
     }
 }
@@ -73,41 +78,43 @@ impl MattingModels {
         Ok(Self { models })
     }
 
-    /// The method and model a task asked for, resolved against what is loaded.
-    pub fn route(&self, work: &CleanWork) -> Result<MattingRoute, ProcessError> {
-        let named = |name: &str| {
+    /// The method and model a task asked for, resolved against what is loaded here and the remote
+    /// matting providers: a named model is looked up locally first, then remotely; with no name,
+    /// the first local model, else the first remote one, else (auto only) the classical method.
+    pub fn route(
+        &self,
+        work: &CleanWork,
+        remote: &Providers,
+    ) -> Result<MattingRoute, ProcessError> {
+        let local = |name: Option<&str>| {
             self.models
                 .iter()
-                .find(|m| m.name() == name)
+                .find(|m| name.is_none_or(|want| m.name() == want))
                 .cloned()
                 .map(MattingRoute::Local)
-                .ok_or_else(|| {
-                    ProcessError::ModelUnavailable(format!(
-                        "no matting model named `{name}` on this processor; it has {}",
-                        self.describe()
-                    ))
-                })
+        };
+        let any = |name: Option<&str>| {
+            local(name).or_else(|| remote.matting(name).map(MattingRoute::Remote))
         };
         match (work.method, work.model.as_deref()) {
             (MattingMethod::Classical, _) => Ok(MattingRoute::Classical),
-            (MattingMethod::Auto | MattingMethod::Model, Some(name)) => named(name),
-            (MattingMethod::Auto, None) => Ok(self
-                .models
-                .first()
-                .cloned()
-                .map_or(MattingRoute::Classical, MattingRoute::Local)),
-            (MattingMethod::Model, None) => self
-                .models
-                .first()
-                .cloned()
-                .map(MattingRoute::Local)
-                .ok_or_else(|| {
-                    ProcessError::ModelUnavailable(
-                        "basic_clean with method model needs a matting model, and this processor \
-                         has none: start it with --matting-model FAMILY:PATH"
-                            .into(),
-                    )
-                }),
+            (MattingMethod::Auto | MattingMethod::Model, Some(name)) => {
+                any(Some(name)).ok_or_else(|| {
+                    ProcessError::ModelUnavailable(format!(
+                        "no matting model named `{name}` on this processor; it has {}",
+                        self.describe(remote)
+                    ))
+                })
+            }
+            (MattingMethod::Auto, None) => Ok(any(None).unwrap_or(MattingRoute::Classical)),
+            (MattingMethod::Model, None) => any(None).ok_or_else(|| {
+                ProcessError::ModelUnavailable(
+                    "basic_clean with method model needs a matting model, and this processor \
+                     has none: start it with --matting-model FAMILY:PATH or configure a matting \
+                     provider (protocol removebg or rembg)"
+                        .into(),
+                )
+            }),
         }
     }
 
@@ -128,11 +135,14 @@ impl MattingModels {
         })
     }
 
-    fn describe(&self) -> String {
-        if self.models.is_empty() {
-            "no matting models (start it with --matting-model FAMILY:PATH)".into()
+    fn describe(&self, remote: &Providers) -> String {
+        let mut names: Vec<String> = self.models.iter().map(|m| m.name().to_string()).collect();
+        names.extend(remote.matting_names());
+        if names.is_empty() {
+            "no matting models (start it with --matting-model FAMILY:PATH, or configure a \
+             matting provider)"
+                .into()
         } else {
-            let names: Vec<&str> = self.models.iter().map(|m| m.name()).collect();
             names.join(", ")
         }
     }

@@ -91,6 +91,7 @@ impl From<ProcessError> for Status {
             },
             ProcessError::Provider(e) => match e {
                 ProviderError::Refused { .. } => status(ErrorCode::ContentRejected, message),
+                ProviderError::NoSubject { .. } => status(ErrorCode::MattingUncertain, message),
                 e if e.is_transient() => transient_status(ErrorCode::ModelCallFailed, message),
                 _ => status(ErrorCode::ModelCallFailed, message),
             },

@@ -83,7 +83,7 @@ impl ProcessorService for ProcessorApi {
                 task.route = Some(route);
             }
             if let Work::BasicClean(clean) = &task.work {
-                task.matting = Some(self.shared.matting.route(clean)?);
+                task.matting = Some(self.shared.matting.route(clean, &self.shared.providers)?);
             }
             Ok::<_, ProcessError>(task)
         });

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use atelier_engine::{basic_clean_with, Format, Limits, Matting, Rendered};
+use atelier_engine::{
+    basic_clean_with, CleanTemplate, EngineError, Format, Limits, Matting, Rendered,
+};
 use atelier_proto::v1::{self, process_event::Event};
 use atelier_storage::Storage;
 use bytes::Bytes;
@@ -20,7 +22,7 @@ use crate::cache::{cache_key, ContentCache, Inflight, Slot, Turn};
 use crate::download::Downloader;
 use crate::matting::MattingRoute;
 use crate::metrics::{KindLabels, KindResultLabels, Metrics};
-use crate::providers::Providers;
+use crate::providers::{answer_mask, ProviderError, Providers};
 
 /// The sending half of a `Process` stream.
 pub type EventSender = mpsc::Sender<Result<v1::ProcessEvent, Status>>;
@@ -314,6 +316,7 @@ async fn fresh(
     }
     let source =
         source.ok_or_else(|| ProcessError::Internal("a local kind without its source".into()))?;
+    let cut_out = remote_cut_out(task, &source, tx).await?;
     shared
         .metrics
         .engine_runs
@@ -324,6 +327,7 @@ async fn fresh(
     let engine = run_engine(
         task.work.clone(),
         task.matting.clone(),
+        cut_out,
         source.bytes,
         shared.limits.clone(),
         tx.clone(),
@@ -340,6 +344,47 @@ async fn fresh(
         finished.outputs.push(output);
     }
     Ok(finished)
+}
+
+/// The remote matting provider's cut-out of the source, when basic_clean is routed to one and
+/// wants a cut-out at all (the `enhanced` template does not).
+async fn remote_cut_out(
+    task: &TaskRequest,
+    source: &Source,
+    tx: &EventSender,
+) -> Result<Option<Bytes>, ProcessError> {
+    let (Work::BasicClean(clean), Some(MattingRoute::Remote(route))) = (&task.work, &task.matting)
+    else {
+        return Ok(None);
+    };
+    if clean.template == CleanTemplate::Enhanced {
+        return Ok(None);
+    }
+    let provider = route.provider.name();
+    log(
+        tx,
+        "info",
+        &format!(
+            "cutting out with `{}` of matting provider `{provider}`",
+            route.model
+        ),
+    )
+    .await?;
+    send(
+        tx,
+        Event::Progress(v1::Progress {
+            stage: "matting".to_string(),
+            percent: 5,
+        }),
+    )
+    .await?;
+    let call = route
+        .provider
+        .cut_out(&route.model, &source.bytes, source.format);
+    tokio::select! {
+        answer = call => Ok(Some(answer?)),
+        () = tx.closed() => Err(ProcessError::Cancelled),
+    }
 }
 
 /// Downloads (or reads) the source, hashes and probes it, and reports it.
@@ -417,10 +462,12 @@ async fn read_source(shared: &Shared, source: &SourceLocation) -> Result<Bytes, 
     }
 }
 
-/// Runs the engine on a blocking thread, forwarding its progress as events.
+/// Runs the engine on a blocking thread, forwarding its progress as events. `cut_out` is the
+/// remote matting provider's answer, when the task was routed to one.
 async fn run_engine(
     work: Work,
     matting: Option<MattingRoute>,
+    cut_out: Option<Bytes>,
     source: Bytes,
     limits: Limits,
     tx: EventSender,
@@ -449,9 +496,12 @@ async fn run_engine(
             let _ = tx.blocking_send(Ok(v1::ProcessEvent { event: Some(event) }));
         };
         match &work {
-            Work::Transform(recipe) => {
-                atelier_engine::transform(&source, recipe, &limits, &mut progress)
-            }
+            Work::Transform(recipe) => Ok(atelier_engine::transform(
+                &source,
+                recipe,
+                &limits,
+                &mut progress,
+            )?),
             Work::BasicClean(clean) => {
                 let min_confidence = clean.min_confidence;
                 match &matting {
@@ -463,11 +513,54 @@ async fn run_engine(
                             min_confidence,
                             segment: &mut segment,
                         };
-                        basic_clean_with(&source, clean.template, matting, &limits, &mut progress)
+                        Ok(basic_clean_with(
+                            &source,
+                            clean.template,
+                            matting,
+                            &limits,
+                            &mut progress,
+                        )?)
+                    }
+                    Some(MattingRoute::Remote(route)) => {
+                        // The provider's answer is checked against the decoded photo here; what is
+                        // wrong with it is the provider's failure (3001), not the engine's.
+                        let provider = route.provider.name();
+                        let png = cut_out.as_deref().unwrap_or_default();
+                        let mut refused: Option<ProviderError> = None;
+                        let mut segment = |rgb: &image::RgbImage| {
+                            answer_mask(provider, png, rgb.width(), rgb.height()).map_err(|e| {
+                                let message = e.to_string();
+                                refused = Some(e);
+                                EngineError::Matting(message)
+                            })
+                        };
+                        let matting = Matting::Segmented {
+                            method: "remote",
+                            model: &route.model,
+                            min_confidence,
+                            segment: &mut segment,
+                        };
+                        let result = basic_clean_with(
+                            &source,
+                            clean.template,
+                            matting,
+                            &limits,
+                            &mut progress,
+                        );
+                        match refused {
+                            Some(e) => Err(e.into()),
+                            None => Ok(result?),
+                        }
                     }
                     Some(MattingRoute::Classical) | None => {
                         let matting = Matting::Classical { min_confidence };
-                        basic_clean_with(&source, clean.template, matting, &limits, &mut progress)
+                        Ok(basic_clean_with(
+                            &source,
+                            clean.template,
+                            matting,
+                            &limits,
+                            &mut progress,
+                        )?)
                     }
                 }
             }
@@ -475,7 +568,7 @@ async fn run_engine(
         }
     });
     match job.await {
-        Ok(result) => Ok(result?),
+        Ok(result) => result,
         Err(join) => Err(ProcessError::Internal(format!(
             "engine worker stopped: {join}"
         ))),

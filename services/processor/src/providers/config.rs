@@ -8,6 +8,14 @@
 //! max_concurrency = 3                # default 3
 //! timeout_seconds = 120              # default 120
 //! models = [{ id = "gpt-image-1", kinds = ["edit", "generate", "pose_set"] }]
+//!
+//! [[providers]]
+//! name = "removebg"
+//! protocol = "removebg"              # remove.bg's API; or "rembg" for a rembg server
+//! base_url = "https://api.remove.bg"
+//! api_key_env = "REMOVE_BG_API_KEY"
+//! size = "full"                      # removebg only; default "full"
+//! models = [{ id = "remove.bg", kinds = ["basic_clean"] }]
 //! ```
 
 use std::path::Path;
@@ -63,15 +71,60 @@ pub struct ModelConfig {
     pub kinds: Vec<ModelKind>,
 }
 
-/// One provider speaking the OpenAI Images API.
+/// The API a provider speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// The OpenAI-compatible Images API (edit, generate, pose_set).
+    #[default]
+    #[value(name = "openai")]
+    OpenAi,
+    /// remove.bg's API, `POST {base}/v1.0/removebg` (basic_clean).
+    #[value(name = "removebg")]
+    RemoveBg,
+    /// A self-hosted rembg server, `POST {base}/api/remove` (basic_clean).
+    #[value(name = "rembg")]
+    Rembg,
+}
+
+impl Protocol {
+    /// The name used in configuration and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::RemoveBg => "removebg",
+            Self::Rembg => "rembg",
+        }
+    }
+
+    /// Whether the protocol cuts out (serves basic_clean and nothing else).
+    pub fn is_matting(self) -> bool {
+        matches!(self, Self::RemoveBg | Self::Rembg)
+    }
+}
+
+/// The output sizes remove.bg accepts as `size`.
+pub const REMOVE_BG_SIZES: [&str; 8] = [
+    "auto", "preview", "small", "regular", "medium", "hd", "full", "4k",
+];
+
+/// remove.bg's `size` when the configuration says nothing: the photo's own resolution.
+const DEFAULT_REMOVE_BG_SIZE: &str = "full";
+
+/// One provider: the OpenAI Images API, or a remote matting service.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Name shown in capabilities, metrics and logs.
     pub name: String,
-    /// Base URL up to and including the version, e.g. `https://api.openai.com/v1`.
+    /// The API it speaks; `openai` when unset.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Base URL: up to and including the version for `openai` (`https://api.openai.com/v1`), the
+    /// server's root for `removebg` (`https://api.remove.bg`) and `rembg` (`http://rembg:7000`).
     pub base_url: String,
-    /// The API key, sent as `Authorization: Bearer`.
+    /// The API key: `Authorization: Bearer` for `openai` and `rembg` (a proxy in front of it),
+    /// `X-Api-Key` for `removebg`.
     #[serde(default)]
     pub api_key: Option<Secret>,
     /// An environment variable holding the API key (read at start-up), instead of `api_key`.
@@ -85,6 +138,9 @@ pub struct ProviderConfig {
     /// Seconds one call may take, body included.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
+    /// remove.bg's output `size` (`removebg` only): `full` when unset.
+    #[serde(default)]
+    pub size: Option<String>,
 }
 
 fn default_concurrency() -> u32 {
@@ -105,13 +161,42 @@ impl ProviderConfig {
     ) -> Self {
         Self {
             name: name.to_string(),
+            protocol: Protocol::OpenAi,
             base_url: base_url.to_string(),
             api_key: api_key.map(Secret::from),
             api_key_env: None,
             models,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            size: None,
         }
+    }
+
+    /// A remote matting service (`removebg` or `rembg`) at `base_url` offering `models` for
+    /// basic_clean, with default limits.
+    pub fn matting(
+        name: &str,
+        protocol: Protocol,
+        base_url: &str,
+        api_key: Option<&str>,
+        models: &[&str],
+    ) -> Self {
+        let models = models
+            .iter()
+            .map(|id| ModelConfig {
+                id: (*id).to_string(),
+                kinds: vec![ModelKind::BasicClean],
+            })
+            .collect();
+        Self {
+            protocol,
+            ..Self::new(name, base_url, api_key, models)
+        }
+    }
+
+    /// remove.bg's `size` for this provider.
+    pub fn remove_bg_size(&self) -> &str {
+        self.size.as_deref().unwrap_or(DEFAULT_REMOVE_BG_SIZE)
     }
 
     /// Checks the values and resolves `api_key_env`; the message names the provider and the field.
@@ -147,6 +232,37 @@ impl ProviderConfig {
                     self.name
                 ));
             }
+            let matting = model.kinds.contains(&ModelKind::BasicClean);
+            if self.protocol.is_matting() && model.kinds.iter().any(|k| *k != ModelKind::BasicClean)
+            {
+                return Err(format!(
+                    "provider `{}`: protocol {} serves basic_clean only (model `{}`)",
+                    self.name,
+                    self.protocol.as_str(),
+                    model.id
+                ));
+            }
+            if matting && !self.protocol.is_matting() {
+                return Err(format!(
+                    "provider `{}`: basic_clean (model `{}`) needs protocol removebg or rembg",
+                    self.name, model.id
+                ));
+            }
+        }
+        if let Some(size) = self.size.as_deref() {
+            if self.protocol != Protocol::RemoveBg {
+                return Err(format!(
+                    "provider `{}`: size is a setting of protocol removebg",
+                    self.name
+                ));
+            }
+            if !REMOVE_BG_SIZES.contains(&size) {
+                return Err(format!(
+                    "provider `{}`: size `{size}` is not one of remove.bg's sizes ({})",
+                    self.name,
+                    REMOVE_BG_SIZES.join(", ")
+                ));
+            }
         }
         if !(1..=256).contains(&self.max_concurrency) {
             return Err(format!(
@@ -170,6 +286,16 @@ impl ProviderConfig {
                     ))
                 }
             }
+        }
+        let has_key = self
+            .api_key
+            .as_ref()
+            .is_some_and(|k| !k.expose().trim().is_empty());
+        if self.protocol == Protocol::RemoveBg && !has_key {
+            return Err(format!(
+                "provider `{}`: remove.bg needs an API key (api_key or api_key_env)",
+                self.name
+            ));
         }
         Ok(self)
     }
@@ -218,7 +344,9 @@ pub fn parse_model_list(entries: &[String]) -> Result<Vec<ModelConfig>, String> 
                 .split('+')
                 .map(|k| {
                     ModelKind::parse(k).ok_or_else(|| {
-                        format!("model `{id}`: unknown kind `{k}` (edit, generate, pose_set)")
+                        format!(
+                            "model `{id}`: unknown kind `{k}` (edit, generate, pose_set, basic_clean)"
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -341,11 +469,63 @@ mod tests {
     }
 
     #[test]
+    fn matting_providers_read_and_check_their_protocol() {
+        let toml = r#"
+            [[providers]]
+            name = "removebg"
+            protocol = "removebg"
+            base_url = "https://api.remove.bg"
+            api_key = "rb-key"
+            size = "preview"
+            max_concurrency = 2
+            models = [{ id = "remove.bg", kinds = ["basic_clean"] }]
+
+            [[providers]]
+            name = "rembg"
+            protocol = "rembg"
+            base_url = "http://127.0.0.1:7000"
+            models = [{ id = "isnet-general-use", kinds = ["basic_clean"] }]
+        "#;
+        let file = ProvidersFile::parse(toml, false).expect("toml");
+        let removebg = file.providers[0].clone().validated().expect("valid");
+        assert_eq!(removebg.protocol, Protocol::RemoveBg);
+        assert_eq!(removebg.remove_bg_size(), "preview");
+        assert_eq!(removebg.models[0].kinds, [ModelKind::BasicClean]);
+        let rembg = file.providers[1].clone().validated().expect("valid");
+        assert_eq!(rembg.protocol, Protocol::Rembg);
+        assert_eq!(rembg.remove_bg_size(), "full");
+        let unknown = toml.replace("protocol = \"rembg\"", "protocol = \"paint\"");
+        assert!(ProvidersFile::parse(&unknown, false).is_err());
+
+        let refuse = |config: ProviderConfig, expect: &str| {
+            let err = config.validated().expect_err(expect);
+            assert!(err.contains(expect), "{err}");
+        };
+        let mut keyless = removebg.clone();
+        keyless.api_key = None;
+        refuse(keyless, "needs an API key");
+        let mut edits = rembg.clone();
+        edits.models[0].kinds.push(ModelKind::Edit);
+        refuse(edits, "basic_clean only");
+        let mut openai = rembg.clone();
+        openai.protocol = Protocol::OpenAi;
+        refuse(openai, "needs protocol removebg or rembg");
+        let mut big = removebg.clone();
+        big.size = Some("huge".into());
+        refuse(big, "not one of remove.bg's sizes");
+        let mut sized = rembg;
+        sized.size = Some("full".into());
+        refuse(sized, "setting of protocol removebg");
+    }
+
+    #[test]
     fn the_env_model_list_parses() {
         let models = parse_model_list(&["gpt-image-1=edit+generate".into(), "x=pose_set".into()])
             .expect("valid");
         assert_eq!(models[0].kinds, [ModelKind::Edit, ModelKind::Generate]);
         assert_eq!(models[1].id, "x");
+        let matting = parse_model_list(&["remove.bg=basic_clean".into()]).expect("valid");
+        assert_eq!(matting[0].kinds, [ModelKind::BasicClean]);
         assert!(parse_model_list(&["nokinds".into()]).is_err());
         assert!(parse_model_list(&["m=paint".into()]).is_err());
     }

@@ -6,8 +6,29 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider asked us to slow down (HTTP 429): retried (3001, transient).
-    #[error("model provider `{provider}` is rate limiting (HTTP 429): {message}")]
+    #[error("model provider `{provider}` is rate limiting (HTTP 429): {message}{}", retry_hint(*.retry_after))]
     RateLimited {
+        /// Provider name.
+        provider: String,
+        /// What it said.
+        message: String,
+        /// How long it asked us to wait (`Retry-After`), when it said.
+        retry_after: Option<Duration>,
+    },
+    /// The account has no credits left (HTTP 402): not retried, someone has to top it up (3001).
+    #[error(
+        "model provider `{provider}` is out of credits (HTTP 402): {message}; top up the account \
+         or configure another matting provider"
+    )]
+    OutOfCredits {
+        /// Provider name.
+        provider: String,
+        /// What it said.
+        message: String,
+    },
+    /// The matting service found no subject to cut out (3010, not retried).
+    #[error("model provider `{provider}` found no subject to cut out: {message}")]
+    NoSubject {
         /// Provider name.
         provider: String,
         /// What it said.
@@ -83,6 +104,12 @@ pub enum ProviderError {
     },
 }
 
+fn retry_hint(after: Option<Duration>) -> String {
+    after.map_or_else(String::new, |d| {
+        format!(" (it asks to retry after {} s)", d.as_secs_f64().ceil())
+    })
+}
+
 impl ProviderError {
     /// Whether another attempt may succeed.
     pub fn is_transient(&self) -> bool {
@@ -105,6 +132,8 @@ impl ProviderError {
             Self::Network { .. } => "network_error",
             Self::Refused { .. } => "refused",
             Self::Rejected { .. } => "rejected",
+            Self::OutOfCredits { .. } => "out_of_credits",
+            Self::NoSubject { .. } => "no_subject",
             Self::BadResponse { .. } | Self::BadImage { .. } => "bad_response",
             Self::Setup { .. } => "error",
         }

@@ -1,8 +1,10 @@
 //! Remote model providers: which provider serves which model for which kind, and the adapters that
-//! call them (today the OpenAI-compatible Images API).
+//! call them: the OpenAI-compatible Images API, and for basic_clean's matting remove.bg and
+//! self-hosted rembg servers.
 
 mod config;
 mod error;
+mod matting;
 mod openai;
 pub mod pose;
 
@@ -10,8 +12,11 @@ use std::sync::Arc;
 
 use atelier_proto::v1;
 
-pub use config::{parse_model_list, ModelConfig, ProviderConfig, ProvidersFile, Secret};
+pub use config::{
+    parse_model_list, ModelConfig, Protocol, ProviderConfig, ProvidersFile, Secret, REMOVE_BG_SIZES,
+};
 pub use error::ProviderError;
+pub use matting::{answer_mask, MAX_RETRY_AFTER};
 pub use openai::{ImageCall, Provider, ProviderImage};
 
 use crate::download::Downloader;
@@ -30,6 +35,8 @@ pub enum ModelKind {
     Generate,
     /// Product image → 12 model shots, each through `/images/edits`.
     PoseSet,
+    /// basic_clean's cut-out, by a remote matting service (protocol `removebg` or `rembg`).
+    BasicClean,
 }
 
 impl ModelKind {
@@ -39,6 +46,7 @@ impl ModelKind {
             Self::Edit => "edit",
             Self::Generate => "generate",
             Self::PoseSet => "pose_set",
+            Self::BasicClean => "basic_clean",
         }
     }
 
@@ -48,15 +56,17 @@ impl ModelKind {
             Self::Edit => v1::JobKind::Edit,
             Self::Generate => v1::JobKind::Generate,
             Self::PoseSet => v1::JobKind::PoseSet,
+            Self::BasicClean => v1::JobKind::BasicClean,
         }
     }
 
-    /// Parses a configuration name (`edit`, `generate`, `pose_set`).
+    /// Parses a configuration name (`edit`, `generate`, `pose_set`, `basic_clean`).
     pub fn parse(name: &str) -> Option<Self> {
         match name.trim() {
             "edit" => Some(Self::Edit),
             "generate" => Some(Self::Generate),
             "pose_set" | "pose-set" => Some(Self::PoseSet),
+            "basic_clean" | "basic-clean" => Some(Self::BasicClean),
             _ => None,
         }
     }
@@ -125,7 +135,36 @@ impl Providers {
         })
     }
 
-    /// The kinds some provider serves.
+    /// The remote matting model for basic_clean: the one named `model`, or the first configured.
+    pub fn matting(&self, model: Option<&str>) -> Option<ModelRoute> {
+        self.providers.iter().find_map(|p| {
+            p.models()
+                .iter()
+                .find(|m| {
+                    m.kinds.contains(&ModelKind::BasicClean)
+                        && model.is_none_or(|want| m.id == want)
+                })
+                .map(|m| ModelRoute {
+                    provider: Arc::clone(p),
+                    model: m.id.clone(),
+                })
+        })
+    }
+
+    /// The remote matting models, `model (provider)`, for messages.
+    pub fn matting_names(&self) -> Vec<String> {
+        self.providers
+            .iter()
+            .flat_map(|p| {
+                p.models()
+                    .iter()
+                    .filter(|m| m.kinds.contains(&ModelKind::BasicClean))
+                    .map(move |m| format!("{} ({})", m.id, p.name()))
+            })
+            .collect()
+    }
+
+    /// The model kinds some provider serves (basic_clean is always offered, so it is not among them).
     pub fn kinds(&self) -> Vec<ModelKind> {
         let mut kinds = Vec::new();
         for kind in [ModelKind::Edit, ModelKind::Generate, ModelKind::PoseSet] {

@@ -4,6 +4,7 @@
 //! Calls to one provider are limited by a semaphore shared by every task of this processor. Image URLs
 //! in answers are fetched through the guarded [`Downloader`], with the same address checks as sources.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use super::{ModelConfig, ProviderConfig, ProviderError, Secret};
+use super::{ModelConfig, Protocol, ProviderConfig, ProviderError, Secret};
 use crate::download::Downloader;
 use crate::metrics::{Metrics, ProviderLabels, ProviderResultLabels};
 
@@ -60,24 +61,28 @@ pub enum ProviderImage {
     Url(String),
 }
 
-/// One configured provider.
+/// One configured provider (any protocol; the remote matting calls are in `super::matting`).
 pub struct Provider {
-    name: String,
-    base_url: String,
-    api_key: Option<Secret>,
+    pub(super) name: String,
+    pub(super) protocol: Protocol,
+    pub(super) base_url: String,
+    pub(super) api_key: Option<Secret>,
     models: Vec<ModelConfig>,
     max_concurrency: u32,
     limit: Semaphore,
-    timeout: Duration,
-    client: reqwest::Client,
+    pub(super) timeout: Duration,
+    pub(super) client: reqwest::Client,
     downloader: Downloader,
     metrics: Arc<Metrics>,
+    /// remove.bg's output `size`.
+    pub(super) size: String,
 }
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Provider")
             .field("name", &self.name)
+            .field("protocol", &self.protocol)
             .field("base_url", &self.base_url)
             .field("max_concurrency", &self.max_concurrency)
             .finish_non_exhaustive()
@@ -116,6 +121,8 @@ impl Provider {
             .set(0);
         Ok(Self {
             base_url: config.base_url.trim().trim_end_matches('/').to_string(),
+            size: config.remove_bg_size().to_string(),
+            protocol: config.protocol,
             name: config.name,
             api_key: config.api_key,
             models: config.models,
@@ -131,6 +138,11 @@ impl Provider {
     /// The configured name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The API it speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// The models and their kinds.
@@ -157,6 +169,25 @@ impl Provider {
     }
 
     async fn limited(&self, call: &ImageCall<'_>) -> Result<Vec<ProviderImage>, ProviderError> {
+        if self.protocol != Protocol::OpenAi {
+            return Err(ProviderError::Setup {
+                provider: self.name.clone(),
+                message: format!(
+                    "protocol {} has no image edits or generations",
+                    self.protocol.as_str()
+                ),
+            });
+        }
+        self.guarded(call.model, self.send(call)).await
+    }
+
+    /// Runs one call: waits for a free slot (the provider's `max_concurrency`, shared by every task
+    /// of this processor), counts it in the metrics, and gives up after the configured timeout.
+    pub(super) async fn guarded<T>(
+        &self,
+        model: &str,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
         let _slot = self
             .limit
             .acquire()
@@ -166,7 +197,7 @@ impl Provider {
                 message: "the call limiter is closed".into(),
             })?;
         let mut counted = CountedCall::start(&self.metrics, &self.name);
-        let result = match tokio::time::timeout(self.timeout, self.send(call)).await {
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
                 provider: self.name.clone(),
@@ -179,11 +210,9 @@ impl Provider {
         };
         drop(counted);
         match &result {
-            Ok(images) => {
-                tracing::info!(provider = %self.name, model = call.model, images = images.len(), "provider call answered")
-            }
+            Ok(_) => tracing::info!(provider = %self.name, model, "provider call answered"),
             Err(e) => {
-                tracing::warn!(provider = %self.name, model = call.model, error = %e, "provider call failed")
+                tracing::warn!(provider = %self.name, model, error = %e, "provider call failed")
             }
         }
         result
@@ -219,7 +248,11 @@ impl Provider {
         let (message, code) = error_of(&body);
         let provider = self.name.clone();
         Err(match status {
-            429 => ProviderError::RateLimited { provider, message },
+            429 => ProviderError::RateLimited {
+                provider,
+                message,
+                retry_after: None,
+            },
             500..=599 => ProviderError::Server {
                 provider,
                 status,
@@ -236,7 +269,11 @@ impl Provider {
         })
     }
 
-    async fn read_capped(&self, mut response: reqwest::Response) -> Result<Bytes, ProviderError> {
+    /// The answer's body, refused beyond [`MAX_RESPONSE_BYTES`].
+    pub(super) async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<Bytes, ProviderError> {
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.network(&e))? {
             if (body.len() as u64).saturating_add(chunk.len() as u64) > MAX_RESPONSE_BYTES {
@@ -297,7 +334,8 @@ impl Provider {
         })
     }
 
-    fn network(&self, err: &reqwest::Error) -> ProviderError {
+    /// A transport error as a (transient) provider error.
+    pub(super) fn network(&self, err: &reqwest::Error) -> ProviderError {
         if err.is_timeout() {
             return ProviderError::Timeout {
                 provider: self.name.clone(),

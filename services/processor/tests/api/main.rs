@@ -10,6 +10,7 @@ mod cancellation;
 mod capacity;
 mod download;
 mod matting;
+mod matting_remote;
 mod metrics;
 mod ops;
 mod pose_set;
