@@ -14,8 +14,8 @@ pub mod provider;
 pub mod source;
 pub mod webhook;
 
-pub use postgres::PrivatePostgres;
 pub use matting::MattingServer;
+pub use postgres::PrivatePostgres;
 pub use provider::ProviderServer;
 pub use source::{Seen, SourceServer};
 pub use webhook::WebhookReceiver;
