@@ -533,4 +533,24 @@ mod tests {
         .expect_err("nothing found");
         assert_eq!(err.code(), 3010);
     }
+
+    /// The project's sample product (what `make demo` cuts out with the default method) is a plain
+    /// backdrop the classical method trusts well above the default floor of 0.5.
+    #[test]
+    fn the_demo_sample_is_trusted_by_the_classical_method() {
+        let sample = include_bytes!("../../../assets/sample-product.jpg");
+        let strict = Matting::Classical {
+            min_confidence: 0.5,
+        };
+        let out = basic_clean_with(
+            sample,
+            CleanTemplate::Matting,
+            strict,
+            &Limits::default(),
+            &mut |_, _| {},
+        )
+        .expect("the sample is cut out");
+        let c = out[0].matting.as_ref().map_or(0.0, |m| m.confidence);
+        assert!(c > 0.7, "sample rated {c}");
+    }
 }
