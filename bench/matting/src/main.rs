@@ -5,10 +5,11 @@
 //!
 //! Subcommands:
 //! - `run --photo FILE --name NAME --model FAMILY:PATH --onnxruntime LIB [--runs N] [--warmup N]
-//!   [--threads N] --mask-out FILE --raw-mask-out FILE`: loads the model once (as the processor
+//!   [--threads N] --mask-out FILE --raw-mask-out FILE [--png-out FILE]`: loads the model once (as the processor
 //!   does at start), runs `basic_clean_with(…, Matting::Segmented …)` end to end on the file, and
 //!   prints JSON (median, per-run times, CPU time, the stage split, memory). Writes the alpha of
-//!   matting.png and the model's own 1024² mask as greyscale PNGs.
+//!   matting.png and the model's own 1024² mask as greyscale PNGs (and matting.png itself with
+//!   `--png-out`).
 //! - `report --atelier F... --reference F... --twelve NAME --one NAME --md F --json F
 //!   [--meta key=value]...`: merges the
 //!   per-photo result files, computes the IoU of the two sides' masks, writes the Markdown and JSON
@@ -202,6 +203,8 @@ struct RunOptions {
     threads: usize,
     mask_out: PathBuf,
     raw_mask_out: PathBuf,
+    /// Where to keep the last run's matting.png, if anywhere.
+    png_out: Option<PathBuf>,
 }
 
 fn cmd_run(o: &RunOptions) -> Result<Value> {
@@ -245,6 +248,9 @@ fn cmd_run(o: &RunOptions) -> Result<Value> {
     let last = last.ok_or_else(|| anyhow!("--runs must be at least 1"))?;
     let raw = raw.ok_or_else(|| anyhow!("the model's mask was not captured"))?;
     let (w, h) = write_alpha(&last.png, &o.mask_out)?;
+    if let Some(path) = &o.png_out {
+        std::fs::write(path, &last.png).with_context(|| format!("writing {}", path.display()))?;
+    }
     write_raw_mask(&raw, &o.raw_mask_out)?;
     let raw_times = times.clone();
     times.sort_by(f64::total_cmp);
@@ -346,6 +352,7 @@ fn main() -> Result<()> {
                 threads: num("threads", 2)?,
                 mask_out: PathBuf::from(get("mask-out")?),
                 raw_mask_out: PathBuf::from(get("raw-mask-out")?),
+                png_out: flags.get("png-out").map(PathBuf::from),
             })?;
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
