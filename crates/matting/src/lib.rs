@@ -357,17 +357,11 @@ fn check_shape(session: &Session, spec: &ModelSpec) -> Result<String, LoadError>
 /// the models were trained), divided by its brightest value, normalised per channel.
 fn preprocess(rgb: &RgbImage, family: Family) -> Result<Vec<f32>, EngineError> {
     let side = family.side();
-    let src = Image::from_vec_u8(
-        rgb.width(),
-        rgb.height(),
-        rgb.as_raw().clone(),
-        PixelType::U8x3,
-    )
-    .map_err(|e| EngineError::Matting(format!("model input: {e}")))?;
+    // The photo is read in place (a 12 MP copy would cost more than the resize's set-up).
     let mut dst = Image::new(side, side, PixelType::U8x3);
     Resizer::new()
         .resize(
-            &src,
+            rgb,
             &mut dst,
             &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
         )
