@@ -318,12 +318,11 @@ pub fn write(o: &Options<'_>) -> Result<Vec<String>> {
         twelve.ours["width"],
         twelve.ours["height"],
     );
-    let twelve_mp = format!("{:.0}", megapixels(&twelve.ours));
     let _ = writeln!(
         md,
-        "- Method: each photo runs in its own pair of processes, Atelier first, then the reference, seconds apart. Each side loads the model once and runs it once before timing (as the processor does at start), then {} for the {} MP and ~1 MP photos ({} for the others). A timed run starts with the file's bytes read from disk (page cache) and ends with matting.png's bytes in memory. Wall time; median of the runs.\n",
+        "- Method: each photo runs in its own pair of processes, Atelier first, then the reference, seconds apart. Each side loads the model once and runs it once before timing (as the processor does at start), then {} for the {:.0} MP and ~1 MP photos ({} for the others). A timed run starts with the file's bytes read from disk (page cache) and ends with matting.png's bytes in memory. Wall time; median of the runs.\n",
         runs(twelve),
-        twelve_mp,
+        megapixels(&twelve.ours),
         runs(&rows[0]),
     );
     md.push_str(&table);
