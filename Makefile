@@ -3,11 +3,16 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: demo test setup lint fmt build clean-var
+.PHONY: demo demo-cutout test setup lint fmt build clean-var
 
 ## Build, start both services on the embedded defaults (SQLite + var/objects), run the sample jobs, stop.
 demo:
 	bash scripts/demo.sh
+
+## The demo with the IS-Net segmentation model in the processor, cutting out a real photo
+## (downloads ONNX Runtime, the model and the photo into var/ on the first run).
+demo-cutout:
+	bash scripts/demo.sh --cutout
 
 ## Install what the tests need (s3s-fs, a running PostgreSQL), then run every test.
 test: setup

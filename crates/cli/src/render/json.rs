@@ -106,6 +106,11 @@ pub fn output(o: &pb::Output) -> Value {
             "bytes": t.bytes,
         })),
         "from_cache": o.from_cache,
+        "matting": o.matting.as_ref().map_or(Value::Null, |m| json!({
+            "method": m.method,
+            "model": m.model,
+            "confidence": m.confidence,
+        })),
     })
 }
 
@@ -140,7 +145,10 @@ pub fn params(p: &pb::JobParams) -> Value {
             }
         }),
         Some(Params::BasicClean(c)) => json!({
-            "basic_clean": { "template": names::template(c.template), "model": c.model }
+            "basic_clean": {
+                "template": names::template(c.template), "model": c.model,
+                "method": names::matting_method(c.method), "min_confidence": c.min_confidence,
+            }
         }),
         Some(Params::Edit(e)) => json!({
             "edit": {

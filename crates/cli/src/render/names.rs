@@ -71,6 +71,18 @@ pub fn template(value: i32) -> String {
     .to_ascii_lowercase()
 }
 
+/// `auto`, `model`, `classical`, `unspecified`.
+pub fn matting_method(value: i32) -> String {
+    short(
+        pb::MattingMethod::try_from(value)
+            .ok()
+            .map(|s| s.as_str_name()),
+        "MATTING_METHOD_",
+        value,
+    )
+    .to_ascii_lowercase()
+}
+
 /// `street`, `studio`, `indoor`, `unspecified`.
 pub fn scene(value: i32) -> String {
     short(
