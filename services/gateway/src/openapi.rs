@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::compat::{image_editor, task_api};
+use crate::compat::{image_edit, image_editor, task_api};
 use crate::model::params::{
     BasicCleanParams, EditParams, GenerateParams, PoseSetParams, TransformParams,
 };
@@ -44,6 +44,9 @@ use crate::routes::{events, jobs, meta, uploads, webhooks};
         task_api::create,
         task_api::get,
         task_api::list,
+        image_edit::submit,
+        image_edit::task,
+        image_edit::statistics,
     ),
     components(schemas(TransformParams, BasicCleanParams, EditParams, GenerateParams, PoseSetParams)),
     modifiers(&BearerAuth),
@@ -55,6 +58,7 @@ use crate::routes::{events, jobs, meta, uploads, webhooks};
         (name = "health", description = "Liveness"),
         (name = "compat-image-editor", description = "Drop-in routes of the replaced Django image-edit API"),
         (name = "compat-task-api", description = "Drop-in routes of the replaced Express task API"),
+        (name = "compat-image-edit", description = "Drop-in routes of the replaced FastAPI image-edit service"),
     )
 )]
 pub struct ApiDoc;
@@ -163,7 +167,7 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 24);
+        assert_eq!(ids.len(), 27);
         let link = &doc["paths"]["/v1/jobs"]["post"]["responses"]["200"]["links"]["GetJob"];
         assert_eq!(link["operationId"], "getJob");
         assert!(link.get("operation_id").is_none());

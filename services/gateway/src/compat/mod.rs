@@ -2,9 +2,10 @@
 //! Each family answers in its own documented shapes, state names and error codes; Atelier codes are
 //! mapped to the family's codes in its module (the tables are in the module docs).
 //!
-//! Both families authenticate like the rest of the gateway: `Authorization: Bearer <api key>` (where the
+//! Every family authenticates like the rest of the gateway: `Authorization: Bearer <api key>` (where the
 //! old systems had a JWT) and `X-Atelier-Account` naming the end user when the key is tenant-wide.
 
+pub mod image_edit;
 pub mod image_editor;
 pub mod task_api;
 

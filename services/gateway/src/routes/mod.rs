@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(openapi::serve))
         .merge(compat::image_editor::router())
+        .merge(compat::image_edit::router().layer(DefaultBodyLimit::disable()))
         .merge(compat::task_api::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

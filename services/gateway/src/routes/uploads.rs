@@ -131,7 +131,7 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(str::to_string)
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     ApiError::bad_request(format!("bad multipart body: {}", e.body_text()))
 }
 
@@ -143,7 +143,7 @@ fn too_large(cap: u64) -> ApiError {
 }
 
 /// Streams `chunks` into UploadSource, counting bytes against `cap`.
-async fn stream_upload(
+pub(crate) async fn stream_upload(
     state: &AppState,
     caller: &Caller,
     metadata: pb::UploadMetadata,
