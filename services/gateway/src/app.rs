@@ -40,6 +40,7 @@ impl Application {
                 max_json_bytes: config.max_json_bytes,
                 max_upload_bytes: config.max_upload_bytes,
                 keep_alive: config.sse_keep_alive,
+                generator_per_minute: config.generator_requests_per_minute,
             },
         );
         let mut router = routes::router(state);

@@ -41,6 +41,15 @@ pub struct Config {
     #[arg(long, env = "ATELIER_SSE_KEEP_ALIVE", default_value = "15", value_parser = parse_seconds)]
     pub sse_keep_alive: Duration,
 
+    /// Requests a minute one key may make on seed 002's routes (`/api/v1/generate`, …); 0 turns the
+    /// limit off. Past it they answer 429 with `Retry-After`, as that service did.
+    #[arg(
+        long,
+        env = "ATELIER_GENERATOR_REQUESTS_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub generator_requests_per_minute: u32,
+
     /// Log output format.
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -56,6 +65,7 @@ impl Config {
             max_json_bytes: 1024 * 1024,
             max_upload_bytes: 10 * 1024 * 1024,
             sse_keep_alive: Duration::from_secs(15),
+            generator_requests_per_minute: 60,
             log_format: LogFormat::Text,
         }
     }

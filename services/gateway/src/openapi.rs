@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::compat::{image_edit, image_editor, task_api};
+use crate::compat::{generator, image_edit, image_editor, task_api};
 use crate::model::params::{
     BasicCleanParams, EditParams, GenerateParams, PoseSetParams, TransformParams,
 };
@@ -47,6 +47,15 @@ use crate::routes::{events, jobs, meta, uploads, webhooks};
         image_edit::submit,
         image_edit::task,
         image_edit::statistics,
+        generator::generate,
+        generator::task,
+        generator::tasks,
+        generator::history,
+        generator::image,
+        generator::thumbnail,
+        generator::models,
+        generator::info,
+        generator::health,
     ),
     components(schemas(TransformParams, BasicCleanParams, EditParams, GenerateParams, PoseSetParams)),
     modifiers(&BearerAuth),
@@ -58,6 +67,7 @@ use crate::routes::{events, jobs, meta, uploads, webhooks};
         (name = "health", description = "Liveness"),
         (name = "compat-image-editor", description = "Drop-in routes of the replaced Django image-edit API"),
         (name = "compat-task-api", description = "Drop-in routes of the replaced Express task API"),
+        (name = "compat-generator", description = "Drop-in routes of the replaced FastAPI image generator"),
         (name = "compat-image-edit", description = "Drop-in routes of the replaced FastAPI image-edit service"),
     )
 )]
@@ -167,7 +177,7 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 27);
+        assert_eq!(ids.len(), 36);
         let link = &doc["paths"]["/v1/jobs"]["post"]["responses"]["200"]["links"]["GetJob"];
         assert_eq!(link["operationId"], "getJob");
         assert!(link.get("operation_id").is_none());

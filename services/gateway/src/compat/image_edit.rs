@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,6 +37,7 @@ use utoipa::ToSchema;
 use super::list_all;
 use crate::call::Caller;
 use crate::error::ApiError;
+use crate::extract::PathParam;
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, stream_upload};
 use crate::routes::AppState;
@@ -439,7 +440,7 @@ fn task_view(job: &pb::Job) -> TaskView {
 pub async fn task(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    Path(task_id): Path<String>,
+    PathParam(task_id, _): PathParam<String, ImageEditError>,
 ) -> Result<Json<TaskView>, ImageEditError> {
     let caller = caller?;
     let id = uuid::Uuid::parse_str(task_id.trim())

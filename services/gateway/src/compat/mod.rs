@@ -5,6 +5,7 @@
 //! Every family authenticates like the rest of the gateway: `Authorization: Bearer <api key>` (where the
 //! old systems had a JWT) and `X-Atelier-Account` naming the end user when the key is tenant-wide.
 
+pub mod generator;
 pub mod image_edit;
 pub mod image_editor;
 pub mod task_api;

@@ -31,6 +31,8 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// Interval of the SSE keep-alive comments.
     pub keep_alive: Duration,
+    /// Requests a minute per key on seed 002's routes (0: no limit).
+    pub generator_per_minute: u32,
 }
 
 /// What every handler shares: gRPC clients of one lazily connected channel, and the limits.
@@ -80,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(meta::stats))
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(openapi::serve))
+        .merge(compat::generator::router(state.limits.generator_per_minute))
         .merge(compat::image_editor::router())
         .merge(compat::image_edit::router().layer(DefaultBodyLimit::disable()))
         .merge(compat::task_api::router())

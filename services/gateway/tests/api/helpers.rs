@@ -104,8 +104,18 @@ pub const MODEL: &str = "test-image-1";
 
 /// Starts the stack with a processor whose model provider is `provider` (edit, generate, pose_set).
 pub async fn spawn_with_provider(backend: Backend, provider: &ProviderServer) -> TestApp {
+    spawn_with_provider_and(backend, provider, |_| {}, |_| {}).await
+}
+
+/// [`spawn_with_provider`] with the orchestrator's and the gateway's configurations adjusted first.
+pub async fn spawn_with_provider_and(
+    backend: Backend,
+    provider: &ProviderServer,
+    orchestrator: impl FnOnce(&mut atelier_orchestrator::Config),
+    gateway: impl FnOnce(&mut atelier_gateway::Config),
+) -> TestApp {
     let base_url = provider.base_url();
-    spawn_stack(
+    spawn_stack_with(
         backend,
         move |p| {
             p.providers = vec![ProviderConfig::new(
@@ -118,7 +128,8 @@ pub async fn spawn_with_provider(backend: Backend, provider: &ProviderServer) ->
                 }],
             )];
         },
-        |_| {},
+        orchestrator,
+        gateway,
     )
     .await
 }

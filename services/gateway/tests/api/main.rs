@@ -1,5 +1,6 @@
 //! The gateway's integration tests: a real gateway in front of a real orchestrator and processor.
 
+mod compat_generator;
 mod compat_image_edit;
 mod compat_image_editor;
 mod compat_task_api;
