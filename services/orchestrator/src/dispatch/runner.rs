@@ -311,6 +311,7 @@ impl Dispatcher {
                 "t/{}/jobs/{}/{}/{}",
                 lease.job.tenant_id, lease.job.id, lease.task.id, lease.attempt
             ),
+            account: lease.job.account.clone(),
         })
     }
 
