@@ -939,15 +939,19 @@ async fn models_lists_what_the_processors_have_configured() {
     let run = atelier(&endpoint, artist, &["models"]).await.ok();
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(
-        lines.contains(&"seedream  ark  edit,generate") || lines.contains(&"seedream  ark  generate,edit"),
+        lines.contains(&"seedream  ark  edit,generate")
+            || lines.contains(&"seedream  ark  generate,edit"),
         "{run:#?}"
     );
-    assert!(lines.contains(&"model_pose12  runninghub  pose_set"), "{run:#?}");
+    assert!(
+        lines.contains(&"model_pose12  runninghub  pose_set"),
+        "{run:#?}"
+    );
     let run = atelier(&endpoint, artist, &["--json", "models"]).await.ok();
     let json = run.json();
     let models = json["models"].as_array().expect("models");
     assert_eq!(models.len(), 2, "{json}");
-    assert!(models
-        .iter()
-        .any(|m| m["id"] == "model_pose12" && m["provider"] == "runninghub" && m["kinds"][0] == "pose_set"));
+    assert!(models.iter().any(|m| m["id"] == "model_pose12"
+        && m["provider"] == "runninghub"
+        && m["kinds"][0] == "pose_set"));
 }

@@ -626,7 +626,11 @@ fn dashscope(state: &State, r: &Received, submission: bool) -> Answer {
 }
 
 fn rh(code: i64, msg: &str, data: Value) -> Answer {
-    (200, Vec::new(), json!({"code": code, "msg": msg, "data": data}))
+    (
+        200,
+        Vec::new(),
+        json!({"code": code, "msg": msg, "data": data}),
+    )
 }
 
 fn rh_failure(failure: Failure) -> Answer {
@@ -661,15 +665,14 @@ fn runninghub(state: &State, r: &Received, submission: bool) -> Answer {
                 return rh(301, "PARAMS_INVALID", Value::Null);
             }
             let name = format!("api/{}.png", next_serial(state));
-            rh(
-                0,
-                "success",
-                json!({"fileName": name, "fileType": "image"}),
-            )
+            rh(0, "success", json!({"fileName": name, "fileType": "image"}))
         }
         "/task/openapi/create" => {
             let workflow = r.json["workflowId"].as_str().unwrap_or_default();
-            let nodes = r.json["nodeInfoList"].as_array().cloned().unwrap_or_default();
+            let nodes = r.json["nodeInfoList"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let well_formed = nodes.iter().all(|n| {
                 n["nodeId"].as_str().is_some()
                     && n["fieldName"].as_str().is_some()

@@ -200,7 +200,10 @@ async fn every_provider_serves_generate_edit_and_pose_set(backend: Backend) {
         .map(|m| (m.id.clone(), m.provider.clone()))
         .collect();
     listed.sort();
-    assert!(listed.contains(&("seedream".into(), "ark".into())), "{listed:?}");
+    assert!(
+        listed.contains(&("seedream".into(), "ark".into())),
+        "{listed:?}"
+    );
     assert!(listed.contains(&("qwen-image-edit".into(), "dashscope".into())));
     assert!(listed.contains(&("model_pose12".into(), "runninghub".into())));
 
@@ -214,7 +217,10 @@ async fn every_provider_serves_generate_edit_and_pose_set(backend: Backend) {
     assert_eq!(done.tasks[0].outputs.len(), 2);
     let call = &servers.ark.seen_at("/api/v3/images/generations")[0];
     assert_eq!(call.json["model"], "doubao-seedream-4-0-250828");
-    assert_eq!(call.json["sequential_image_generation_options"]["max_images"], 2);
+    assert_eq!(
+        call.json["sequential_image_generation_options"]["max_images"],
+        2
+    );
     let lines = logs(&app, &tenant, &submitted.id).await;
     assert!(
         lines
@@ -272,7 +278,10 @@ async fn every_provider_serves_generate_edit_and_pose_set(backend: Backend) {
         assert_eq!(server.seen_at(path).len() - before, 12, "{model}");
         assert!(server.max_in_flight() <= 3, "{model}");
     }
-    assert_eq!(app.account(&tenant, "shop").await.balance, 100 - 2 - 1 - 12 * 3);
+    assert_eq!(
+        app.account(&tenant, "shop").await.balance,
+        100 - 2 - 1 - 12 * 3
+    );
 
     // Usage per tenant, account, provider and model.
     let series = |name: &str, provider: &str, model: &str| {
@@ -298,11 +307,7 @@ async fn every_provider_serves_generate_edit_and_pose_set(backend: Backend) {
         12.0
     );
     assert_eq!(
-        processor_metric(
-            &app,
-            &series("calls_total", "dashscope", "qwen-image-edit")
-        )
-        .await,
+        processor_metric(&app, &series("calls_total", "dashscope", "qwen-image-edit")).await,
         13.0
     );
 }
@@ -318,7 +323,10 @@ async fn a_failing_provider_falls_back_without_spending_the_attempt(backend: Bac
         .expect("submit");
     let done = app.finish(&tenant, "shop", &submitted.id).await;
     assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
-    assert_eq!(done.tasks[0].attempts, 1, "one attempt: the fallback is inside it");
+    assert_eq!(
+        done.tasks[0].attempts, 1,
+        "one attempt: the fallback is inside it"
+    );
     assert_eq!(done.tasks[0].outputs.len(), 2);
     assert_eq!(servers.ark.submissions(), 1);
     let backup = servers

@@ -302,7 +302,12 @@ async fn pose_set_in_one_run(
     tx: &EventSender,
 ) -> Result<Finished, ProcessError> {
     let shots = pose::shots();
-    let prompt = pose::prompt(&shots[0], params.scene, &params.category, &params.description);
+    let prompt = pose::prompt(
+        &shots[0],
+        params.scene,
+        &params.category,
+        &params.description,
+    );
     let call = ImageCall {
         model: &route.model,
         prompt: &prompt,

@@ -757,7 +757,9 @@ mod tests {
             provider.api_key_file = None;
             provider.api_key = Some("k".into());
             let name = provider.name.clone();
-            let valid = provider.validated().unwrap_or_else(|e| panic!("{name}: {e}"));
+            let valid = provider
+                .validated()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             if valid.protocol == Protocol::Ark {
                 assert_eq!(
                     valid.upstream_model("seedream"),
@@ -780,7 +782,10 @@ mod tests {
         }];
         let keyless =
             ProviderConfig::with_protocol("a", Protocol::Ark, "http://x", None, models.clone());
-        assert!(keyless.validated().expect_err("key").contains("needs an API key"));
+        assert!(keyless
+            .validated()
+            .expect_err("key")
+            .contains("needs an API key"));
         let hub = ProviderConfig::with_protocol(
             "h",
             Protocol::RunningHub,

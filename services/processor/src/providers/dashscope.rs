@@ -180,7 +180,10 @@ impl Provider {
     }
 
     /// Sends with the key and reads a JSON answer; error answers become failures.
-    async fn dashscope_json(&self, request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+    async fn dashscope_json(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ProviderError> {
         let response = self
             .bearer(request)
             .send()

@@ -188,6 +188,7 @@ impl Provider {
                 provider: config.name.clone(),
             })
             .set(0);
+        let size = config.remove_bg_size().to_string();
         Ok(Self {
             key_rejected: AtomicBool::new(false),
             bucket: config.requests_per_minute.map(TokenBucket::new),
@@ -196,7 +197,7 @@ impl Provider {
             poll_interval: Duration::from_millis(config.poll_interval_ms.max(1)),
             workflows: config.workflows,
             base_url: config.base_url.trim().trim_end_matches('/').to_string(),
-            size: config.remove_bg_size().to_string(),
+            size,
             protocol: config.protocol,
             name: config.name,
             api_key: config.api_key,
@@ -277,8 +278,10 @@ impl Provider {
     async fn limited(&self, call: &ImageCall<'_>, id: &str) -> Result<Answer, ProviderError> {
         match self.protocol {
             Protocol::OpenAi => {
-                self.guarded(call.model, async { self.send(call).await.map(Answer::from) })
-                    .await
+                self.guarded(call.model, async {
+                    self.send(call).await.map(Answer::from)
+                })
+                .await
             }
             Protocol::Ark => self.guarded(call.model, self.ark(call)).await,
             Protocol::DashScope => self.guarded(call.model, self.dashscope(call)).await,

@@ -32,7 +32,11 @@ impl Provider {
             provider: self.name.clone(),
             message: format!("no workflow configured for model `{id}`"),
         })?;
-        let key = self.api_key.as_ref().map(|k| k.expose()).unwrap_or_default();
+        let key = self
+            .api_key
+            .as_ref()
+            .map(|k| k.expose())
+            .unwrap_or_default();
         let mut nodes = Vec::new();
         if let (Some(field), Some((image, format))) = (&flow.image_node, call.image) {
             let file_name = self.runninghub_upload(key, image, format).await?;
@@ -53,7 +57,11 @@ impl Provider {
             .await?;
         let task_id = created
             .get("taskId")
-            .and_then(|t| t.as_str().map(str::to_string).or_else(|| t.as_i64().map(|n| n.to_string())))
+            .and_then(|t| {
+                t.as_str()
+                    .map(str::to_string)
+                    .or_else(|| t.as_i64().map(|n| n.to_string()))
+            })
             .ok_or_else(|| ProviderError::BadResponse {
                 provider: self.name.clone(),
                 message: "no data.taskId in the answer".into(),
@@ -80,7 +88,9 @@ impl Provider {
                 _ => tokio::time::sleep(self.poll_interval).await,
             }
         }
-        let outputs = self.runninghub_call("outputs", &ask, Some(&task_id)).await?;
+        let outputs = self
+            .runninghub_call("outputs", &ask, Some(&task_id))
+            .await?;
         let images: Vec<ProviderImage> = outputs
             .as_array()
             .into_iter()
@@ -191,37 +201,40 @@ impl Provider {
             .to_string();
         let message = with_request_id(&code.to_string(), &msg, task_id);
         let upper = msg.to_ascii_uppercase();
-        Err(if upper.contains("TOKEN_INVALID") || upper.contains("APIKEY_INVALID") || status == 401 {
-            ProviderError::KeyRejected { provider, message }
-        } else if upper.contains("QUEUE_MAXED")
-            || upper.contains("INSTANCE_MAXED")
-            || upper.contains("TASK_IS_RUNNING")
-            || upper.contains("TASK_IS_QUEUED")
-            || status == 429
-        {
-            ProviderError::RateLimited {
-                provider,
-                message,
-                retry_after: None,
-            }
-        } else if upper.contains("NOT_ENOUGH") || upper.contains("BALANCE") {
-            ProviderError::OutOfCredits { provider, message }
-        } else if upper.contains("PARAMS_INVALID") || upper.contains("VALIDATE_PROMPT") {
-            ProviderError::InvalidRequest { provider, message }
-        } else if upper.contains("SENSITIVE") || upper.contains("AUDIT") {
-            ProviderError::Refused { provider, message }
-        } else if status >= 500 {
-            ProviderError::Server {
-                provider,
-                status,
-                message,
-            }
-        } else {
-            ProviderError::Rejected {
-                provider,
-                status,
-                message,
-            }
-        })
+        Err(
+            if upper.contains("TOKEN_INVALID") || upper.contains("APIKEY_INVALID") || status == 401
+            {
+                ProviderError::KeyRejected { provider, message }
+            } else if upper.contains("QUEUE_MAXED")
+                || upper.contains("INSTANCE_MAXED")
+                || upper.contains("TASK_IS_RUNNING")
+                || upper.contains("TASK_IS_QUEUED")
+                || status == 429
+            {
+                ProviderError::RateLimited {
+                    provider,
+                    message,
+                    retry_after: None,
+                }
+            } else if upper.contains("NOT_ENOUGH") || upper.contains("BALANCE") {
+                ProviderError::OutOfCredits { provider, message }
+            } else if upper.contains("PARAMS_INVALID") || upper.contains("VALIDATE_PROMPT") {
+                ProviderError::InvalidRequest { provider, message }
+            } else if upper.contains("SENSITIVE") || upper.contains("AUDIT") {
+                ProviderError::Refused { provider, message }
+            } else if status >= 500 {
+                ProviderError::Server {
+                    provider,
+                    status,
+                    message,
+                }
+            } else {
+                ProviderError::Rejected {
+                    provider,
+                    status,
+                    message,
+                }
+            },
+        )
     }
 }

@@ -12,9 +12,7 @@ use atelier_proto::v1::{self, process_event::Event};
 use atelier_testkit::foreign::{self, Failure, ForeignServer, Speaks};
 use base64::Engine as _;
 
-use crate::helpers::{
-    completed, images, outputs, request, spawn_app_with, url, TestApp, TOKEN,
-};
+use crate::helpers::{completed, images, outputs, request, spawn_app_with, url, TestApp, TOKEN};
 
 const ALL_KINDS: [ModelKind; 3] = [ModelKind::Generate, ModelKind::Edit, ModelKind::PoseSet];
 
@@ -199,7 +197,9 @@ async fn ark_generate_sends_seedream_fields_and_stores_each_image_of_the_set() {
 async fn ark_edit_sends_the_source_as_a_data_uri() {
     let server = ForeignServer::start(Speaks::Ark).await;
     let app = app_with(vec![ark_config(&server, "ark")]).await;
-    let (_, outs) = app.run_ok(edit(&app, "seedream", "make the box blue")).await;
+    let (_, outs) = app
+        .run_ok(edit(&app, "seedream", "make the box blue"))
+        .await;
     assert_eq!(outs.len(), 1);
     assert_eq!((outs[0].width, outs[0].height), (320, 240));
     let call = &server.seen_at("/api/v3/images/generations")[0];
@@ -218,7 +218,17 @@ async fn ark_pose_set_runs_twelve_shots_three_at_a_time() {
     let run = tokio::spawn({
         let client = app.client.clone();
         let req = pose_set(&app, "seedream");
-        async move { crate::helpers::collect(client.clone().process(req).await.expect("accepted").into_inner()).await }
+        async move {
+            crate::helpers::collect(
+                client
+                    .clone()
+                    .process(req)
+                    .await
+                    .expect("accepted")
+                    .into_inner(),
+            )
+            .await
+        }
     });
     server.wait_in_flight(3).await;
     assert_eq!(server.in_flight(), 3);
@@ -228,7 +238,11 @@ async fn ark_pose_set_runs_twelve_shots_three_at_a_time() {
     let outs = outputs(&events);
     assert_eq!(outs.len(), 12);
     assert_distinct(&outs);
-    assert_eq!(server.max_in_flight(), 3, "the default limit of 3 in flight");
+    assert_eq!(
+        server.max_in_flight(),
+        3,
+        "the default limit of 3 in flight"
+    );
     let calls = server.seen_at("/api/v3/images/generations");
     assert_eq!(calls.len(), 12);
     for call in &calls {
@@ -248,7 +262,9 @@ async fn ark_errors_map_to_the_spec_codes() {
     let refused = app.run_err(generate("seedream", 1, Some(1))).await;
     assert_eq!(refused.code, ErrorCode::ContentRejected, "{refused:?}");
     assert!(!refused.transient);
-    assert!(refused.message.contains("InputTextSensitiveContentDetected"));
+    assert!(refused
+        .message
+        .contains("InputTextSensitiveContentDetected"));
 
     server.fail_next(1, Failure::InvalidParameter);
     let invalid = app.run_err(generate("seedream", 1, Some(2))).await;
@@ -258,7 +274,10 @@ async fn ark_errors_map_to_the_spec_codes() {
     let limited = app.run_err(generate("seedream", 1, Some(3))).await;
     assert_eq!(limited.code, ErrorCode::ModelCallFailed, "{limited:?}");
     assert!(limited.transient, "rate limits are retried");
-    assert!(limited.message.contains("request id ark-req-"), "{limited:?}");
+    assert!(
+        limited.message.contains("request id ark-req-"),
+        "{limited:?}"
+    );
 
     server.fail_next(1, Failure::ServerError);
     let failed = app.run_err(generate("seedream", 1, Some(4))).await;
@@ -292,7 +311,10 @@ async fn a_provider_that_rejects_its_key_is_no_longer_offered() {
         .await
         .expect("caps")
         .into_inner();
-    assert!(!caps.kinds.contains(&(v1::JobKind::Generate as i32)), "{caps:?}");
+    assert!(
+        !caps.kinds.contains(&(v1::JobKind::Generate as i32)),
+        "{caps:?}"
+    );
     assert!(caps.providers.iter().all(|p| p.name != "ark"), "{caps:?}");
     let calls = server.submissions();
     let again = app.run_err(generate("seedream", 1, Some(9))).await;
@@ -305,8 +327,15 @@ async fn a_provider_that_rejects_its_key_is_no_longer_offered() {
 #[tokio::test]
 async fn dashscope_edit_sends_messages_and_parameters_one_image_at_a_time() {
     let server = ForeignServer::start(Speaks::DashScope).await;
-    let app = app_with(vec![dashscope_config(&server, "dashscope", "qwen-image-edit")]).await;
-    let (events, outs) = app.run_ok(edit(&app, "qwen-image-edit", "make it blue")).await;
+    let app = app_with(vec![dashscope_config(
+        &server,
+        "dashscope",
+        "qwen-image-edit",
+    )])
+    .await;
+    let (events, outs) = app
+        .run_ok(edit(&app, "qwen-image-edit", "make it blue"))
+        .await;
     assert_eq!(outs.len(), 1);
     assert_eq!((outs[0].width, outs[0].height), (320, 240));
     let calls = server.seen_at("/api/v1/services/aigc/multimodal-generation/generation");
@@ -365,7 +394,10 @@ async fn dashscope_async_models_create_a_task_and_poll_it() {
         .collect();
     assert_eq!(polls.len(), 4);
     let logs = log_lines(&events);
-    assert!(logs.iter().any(|l| l.contains("request id task-")), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("request id task-")),
+        "{logs:?}"
+    );
 }
 
 #[tokio::test]
@@ -374,23 +406,43 @@ async fn dashscope_async_edits_use_the_image_to_image_task() {
     let mut config = dashscope_config(&server, "dashscope", "wanx2.1-imageedit");
     config.async_models = vec!["wanx2.1-imageedit".into()];
     let app = app_with(vec![config]).await;
-    let (_, outs) = app.run_ok(edit(&app, "wanx2.1-imageedit", "make it red")).await;
+    let (_, outs) = app
+        .run_ok(edit(&app, "wanx2.1-imageedit", "make it red"))
+        .await;
     assert_eq!(outs.len(), 1);
     let call = &server.seen_at("/api/v1/services/aigc/image2image/image-synthesis")[0];
     assert_eq!(call.json["input"]["function"], "description_edit");
     assert_eq!(call.json["input"]["prompt"], "make it red");
-    assert_eq!(call.json["input"]["base_image_url"], jpeg_data_uri().as_str());
+    assert_eq!(
+        call.json["input"]["base_image_url"],
+        jpeg_data_uri().as_str()
+    );
 }
 
 #[tokio::test]
 async fn dashscope_pose_set_keeps_at_most_three_in_flight() {
     let server = ForeignServer::start(Speaks::DashScope).await;
-    let app = app_with(vec![dashscope_config(&server, "dashscope", "qwen-image-edit")]).await;
+    let app = app_with(vec![dashscope_config(
+        &server,
+        "dashscope",
+        "qwen-image-edit",
+    )])
+    .await;
     server.hold();
     let run = tokio::spawn({
         let client = app.client.clone();
         let req = pose_set(&app, "qwen-image-edit");
-        async move { crate::helpers::collect(client.clone().process(req).await.expect("accepted").into_inner()).await }
+        async move {
+            crate::helpers::collect(
+                client
+                    .clone()
+                    .process(req)
+                    .await
+                    .expect("accepted")
+                    .into_inner(),
+            )
+            .await
+        }
     });
     server.wait_in_flight(3).await;
     server.release_all();
@@ -418,7 +470,10 @@ async fn dashscope_errors_map_to_the_spec_codes() {
     let limited = app.run_err(generate("qwen-image", 1, Some(3))).await;
     assert_eq!(limited.code, ErrorCode::ModelCallFailed);
     assert!(limited.transient);
-    assert!(limited.message.contains("Throttling.RateQuota"), "{limited:?}");
+    assert!(
+        limited.message.contains("Throttling.RateQuota"),
+        "{limited:?}"
+    );
     server.fail_next(1, Failure::BadKey);
     let key = app.run_err(generate("qwen-image", 1, Some(4))).await;
     assert_eq!(key.code, ErrorCode::ModelUnavailable, "{key:?}");
@@ -463,7 +518,9 @@ async fn runninghub_pose_set_uploads_the_source_and_takes_twelve_shots_from_one_
     assert_eq!(nodes.len(), 2, "no seed node without a seed");
     let statuses = server.seen_at("/task/openapi/status");
     assert_eq!(statuses.len(), 3, "RUNNING twice, then SUCCESS");
-    assert!(statuses.iter().all(|s| s.json["taskId"] == created_task(&server)));
+    assert!(statuses
+        .iter()
+        .all(|s| s.json["taskId"] == created_task(&server)));
     assert_eq!(server.seen_at("/task/openapi/outputs").len(), 1);
 }
 
@@ -481,17 +538,26 @@ async fn runninghub_generate_and_edit_fill_the_prompt_and_seed_nodes() {
     let app = app_with(vec![runninghub_config(&server, 1)]).await;
     let (_, outs) = app.run_ok(generate("model_pose12", 1, Some(77))).await;
     assert_eq!(outs.len(), 1);
-    assert!(server.seen_at("/task/openapi/upload").is_empty(), "nothing to upload");
+    assert!(
+        server.seen_at("/task/openapi/upload").is_empty(),
+        "nothing to upload"
+    );
     let body = &server.seen_at("/task/openapi/create")[0].json;
     let nodes = body["nodeInfoList"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[0]["fieldValue"], "a red sneaker on white");
     assert_eq!(
-        (&nodes[1]["nodeId"], &nodes[1]["fieldName"], &nodes[1]["fieldValue"]),
+        (
+            &nodes[1]["nodeId"],
+            &nodes[1]["fieldName"],
+            &nodes[1]["fieldValue"]
+        ),
         (&"3".into(), &"seed".into(), &77.into())
     );
 
-    let (_, outs) = app.run_ok(edit(&app, "model_pose12", "make it green")).await;
+    let (_, outs) = app
+        .run_ok(edit(&app, "model_pose12", "make it green"))
+        .await;
     assert_eq!(outs.len(), 1);
     assert_eq!(server.seen_at("/task/openapi/upload").len(), 1);
     let body = &server.seen_at("/task/openapi/create")[1].json;
@@ -548,12 +614,14 @@ async fn a_failing_provider_falls_back_to_the_next_within_one_attempt() {
     assert_eq!(calls[0].json["model"], "qwen-image");
     let logs = log_lines(&events);
     assert!(
-        logs.iter()
-            .any(|l| l.starts_with("warn:") && l.contains("InternalServiceError") && l.contains("trying provider dashscope")),
+        logs.iter().any(|l| l.starts_with("warn:")
+            && l.contains("InternalServiceError")
+            && l.contains("trying provider dashscope")),
         "{logs:?}"
     );
     assert!(
-        logs.iter().any(|l| l.contains("provider dashscope answered")),
+        logs.iter()
+            .any(|l| l.contains("provider dashscope answered")),
         "{logs:?}"
     );
 
@@ -579,7 +647,10 @@ async fn a_failing_provider_falls_back_to_the_next_within_one_attempt() {
     assert_eq!(app.metric(&series("images_total", "ark")).await, 0.0);
     assert_eq!(app.metric(&series("calls_total", "dashscope")).await, 1.0);
     assert_eq!(app.metric(&series("images_total", "dashscope")).await, 1.0);
-    assert_eq!(app.metric(&series("failures_total", "dashscope")).await, 0.0);
+    assert_eq!(
+        app.metric(&series("failures_total", "dashscope")).await,
+        0.0
+    );
     assert!(app.metric(&series("seconds_total", "dashscope")).await > 0.0);
 }
 
