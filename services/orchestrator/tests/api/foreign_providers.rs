@@ -349,7 +349,46 @@ async fn a_failing_provider_falls_back_without_spending_the_attempt(backend: Bac
     assert_eq!(processor_metric(&app, &failures).await, 1.0);
 }
 
+async fn a_provider_that_rejects_its_key_is_refused_at_submit_afterwards(backend: Backend) {
+    let ark = ForeignServer::start(Speaks::Ark).await;
+    let mut config = provider(
+        "ark",
+        Protocol::Ark,
+        &ark,
+        "seedream",
+        &[ModelKind::Generate],
+    );
+    config.api_key = Some("not-the-key".into());
+    let app = spawn_app_with(backend, |_| {}, move |p| p.providers = vec![config]).await;
+    let tenant = app.tenant("badkey").await;
+    app.member(&tenant, "shop", 10).await;
+    // Offered until the provider is first called.
+    let submitted = app
+        .submit(&tenant, "shop", generate(3))
+        .await
+        .expect("submit");
+    let done = app.finish(&tenant, "shop", &submitted.id).await;
+    assert_eq!(done.state(), pb::JobState::Failed, "{done:?}");
+    let failure = done.tasks[0].failure.as_ref().expect("failure");
+    assert_eq!(failure.code, 3006, "{failure:?}");
+    assert!(
+        failure.message.contains("AuthenticationError"),
+        "{failure:?}"
+    );
+    assert!(!failure.message.contains("not-the-key"));
+    assert_eq!(ark.submissions(), 1);
+    assert_eq!(app.account(&tenant, "shop").await.balance, 10, "refunded");
+    // Then the kind only it served is refused at submit, and the provider is not called again.
+    let refused = app
+        .submit(&tenant, "shop", generate(4))
+        .await
+        .expect_err("no provider of generate");
+    assert_eq!(code_of(&refused), 3006);
+    assert_eq!(ark.submissions(), 1);
+}
+
 on_both_databases!(
     every_provider_serves_generate_edit_and_pose_set,
     a_failing_provider_falls_back_without_spending_the_attempt,
+    a_provider_that_rejects_its_key_is_refused_at_submit_afterwards,
 );

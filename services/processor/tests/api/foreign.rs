@@ -689,3 +689,36 @@ async fn keys_are_not_logged_or_reported() {
     assert!(!metrics.contains(foreign::KEY));
     assert_ne!(TOKEN, foreign::KEY);
 }
+
+#[tokio::test]
+async fn a_task_that_never_finishes_times_out_and_falls_back() {
+    let slow = ForeignServer::start(Speaks::DashScope).await;
+    slow.set_running_polls(u32::MAX);
+    let mut first = dashscope_config(&slow, "slow", "wan2.2-t2i-flash");
+    first.async_models = vec!["wan2.2-t2i-flash".into()];
+    first.timeout_seconds = 0.3;
+    let ark = ForeignServer::start(Speaks::Ark).await;
+    let mut second = ark_config(&ark, "ark");
+    second.models[0].id = "wan2.2-t2i-flash".into();
+    second.upstream_models.clear();
+    let app = app_with(vec![first.clone()]).await;
+    let timed_out = app.run_err(generate("wan2.2-t2i-flash", 1, Some(1))).await;
+    assert_eq!(timed_out.code, ErrorCode::ModelCallFailed, "{timed_out:?}");
+    assert!(timed_out.transient, "a timeout is retried");
+    assert!(
+        timed_out.message.contains("did not answer within"),
+        "{timed_out:?}"
+    );
+    assert!(slow.polls() >= 2, "it was polled until the timeout");
+
+    let app = app_with(vec![first, second]).await;
+    let (events, outs) = app.run_ok(generate("wan2.2-t2i-flash", 1, Some(2))).await;
+    assert_eq!(outs.len(), 1);
+    assert_eq!(ark.submissions(), 1);
+    let logs = log_lines(&events);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("did not answer within") && l.contains("trying provider ark")),
+        "{logs:?}"
+    );
+}
