@@ -383,6 +383,10 @@ impl Provider {
         let (message, code) = error_of(&body);
         let provider = self.name.clone();
         Err(match status {
+            401 => ProviderError::KeyRejected {
+                provider,
+                message: format!("HTTP 401: {message}"),
+            },
             429 => ProviderError::RateLimited {
                 provider,
                 message,
