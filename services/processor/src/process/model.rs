@@ -7,7 +7,6 @@
 //! log, and each call is counted per tenant, account, provider and model.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use atelier_engine::{Format, Limits};
 use atelier_proto::v1::{self, process_event::Event};
@@ -45,13 +44,12 @@ async fn call_model(
             model: route.model.clone(),
         };
         let metrics = &shared.metrics;
-        let started = Instant::now();
-        let result = provider.images(call).await;
+        let (result, took) = provider.images(call).await;
         metrics.usage_calls.get_or_create(&labels).inc();
         metrics
             .usage_seconds
             .get_or_create(&labels)
-            .inc_by(started.elapsed().as_secs_f64());
+            .inc_by(took.as_secs_f64());
         match result {
             Ok(reply) => {
                 metrics

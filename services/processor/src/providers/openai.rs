@@ -255,44 +255,61 @@ impl Provider {
     }
 
     /// Runs the call (waiting for a free slot and a rate token first) and returns the image bytes,
-    /// URLs fetched through the guarded downloader. `call.model` is the configured model id.
-    pub async fn images(&self, call: &ImageCall<'_>) -> Result<Reply, ProviderError> {
+    /// URLs fetched through the guarded downloader, with the time the provider call itself took
+    /// (waiting for a slot or a token and fetching result URLs excluded). `call.model` is the
+    /// configured model id.
+    pub async fn images(&self, call: &ImageCall<'_>) -> (Result<Reply, ProviderError>, Duration) {
         let upstream = ImageCall {
             model: self.upstream_model(call.model),
             ..call.clone()
         };
-        let answer = self.limited(&upstream, call.model).await?;
-        let mut images = Vec::with_capacity(answer.images.len());
-        for image in answer.images {
-            images.push(match image {
-                ProviderImage::Bytes(bytes) => bytes,
-                ProviderImage::Url(url) => self.fetch(&url).await?,
-            });
+        let (answer, took) = self.limited(&upstream, call.model).await;
+        let fetched = async {
+            let answer = answer?;
+            let mut images = Vec::with_capacity(answer.images.len());
+            for image in answer.images {
+                images.push(match image {
+                    ProviderImage::Bytes(bytes) => bytes,
+                    ProviderImage::Url(url) => self.fetch(&url).await?,
+                });
+            }
+            Ok(Reply {
+                images,
+                request_id: answer.request_id,
+            })
         }
-        Ok(Reply {
-            images,
-            request_id: answer.request_id,
-        })
+        .await;
+        (fetched, took)
     }
 
-    async fn limited(&self, call: &ImageCall<'_>, id: &str) -> Result<Answer, ProviderError> {
+    async fn limited(
+        &self,
+        call: &ImageCall<'_>,
+        id: &str,
+    ) -> (Result<Answer, ProviderError>, Duration) {
         match self.protocol {
             Protocol::OpenAi => {
-                self.guarded(call.model, async {
+                self.guarded_timed(call.model, async {
                     self.send(call).await.map(Answer::from)
                 })
                 .await
             }
-            Protocol::Ark => self.guarded(call.model, self.ark(call)).await,
-            Protocol::DashScope => self.guarded(call.model, self.dashscope(call)).await,
-            Protocol::RunningHub => self.guarded(call.model, self.runninghub(call, id)).await,
-            Protocol::RemoveBg | Protocol::Rembg => Err(ProviderError::Setup {
-                provider: self.name.clone(),
-                message: format!(
-                    "protocol {} has no image edits or generations",
-                    self.protocol.as_str()
-                ),
-            }),
+            Protocol::Ark => self.guarded_timed(call.model, self.ark(call)).await,
+            Protocol::DashScope => self.guarded_timed(call.model, self.dashscope(call)).await,
+            Protocol::RunningHub => {
+                self.guarded_timed(call.model, self.runninghub(call, id))
+                    .await
+            }
+            Protocol::RemoveBg | Protocol::Rembg => (
+                Err(ProviderError::Setup {
+                    provider: self.name.clone(),
+                    message: format!(
+                        "protocol {} has no image edits or generations",
+                        self.protocol.as_str()
+                    ),
+                }),
+                Duration::ZERO,
+            ),
         }
     }
 
@@ -311,18 +328,27 @@ impl Provider {
         model: &str,
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        let _slot = self
-            .limit
-            .acquire()
-            .await
-            .map_err(|_| ProviderError::Setup {
+        self.guarded_timed(model, call).await.0
+    }
+
+    /// [`Provider::guarded`], also telling how long the call took once it had its slot and token.
+    pub(super) async fn guarded_timed<T>(
+        &self,
+        model: &str,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> (Result<T, ProviderError>, Duration) {
+        let Ok(_slot) = self.limit.acquire().await else {
+            let closed = ProviderError::Setup {
                 provider: self.name.clone(),
                 message: "the call limiter is closed".into(),
-            })?;
+            };
+            return (Err(closed), Duration::ZERO);
+        };
         if let Some(bucket) = &self.bucket {
             bucket.take().await;
         }
         let mut counted = CountedCall::start(&self.metrics, &self.name);
+        let started = Instant::now();
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
@@ -330,6 +356,7 @@ impl Provider {
                 after: self.timeout,
             }),
         };
+        let took = started.elapsed();
         counted.result = match &result {
             Ok(_) => "ok",
             Err(e) => e.metric_result(),
@@ -350,7 +377,7 @@ impl Provider {
                 tracing::warn!(provider = %self.name, model, error = %e, "provider call failed")
             }
         }
-        result
+        (result, took)
     }
 
     async fn send(&self, call: &ImageCall<'_>) -> Result<Vec<ProviderImage>, ProviderError> {
