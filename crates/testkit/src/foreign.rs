@@ -95,6 +95,7 @@ struct State {
     serial: AtomicU32,
     images_made: AtomicU32,
     polls: AtomicU32,
+    downloads: AtomicU32,
     running_polls: AtomicU32,
     images_per_run: AtomicU32,
     in_flight: watch::Sender<usize>,
@@ -130,6 +131,7 @@ impl ForeignServer {
             serial: AtomicU32::new(0),
             images_made: AtomicU32::new(0),
             polls: AtomicU32::new(0),
+            downloads: AtomicU32::new(0),
             running_polls: AtomicU32::new(2),
             images_per_run: AtomicU32::new(1),
             in_flight: watch::channel(0).0,
@@ -180,7 +182,12 @@ impl ForeignServer {
         self.state.polls.load(Ordering::SeqCst)
     }
 
-    /// Images served so far.
+    /// Images fetched from this server by URL.
+    pub fn downloads(&self) -> u32 {
+        self.state.downloads.load(Ordering::SeqCst)
+    }
+
+    /// Images made so far.
     pub fn images_made(&self) -> u32 {
         self.state.images_made.load(Ordering::SeqCst)
     }
@@ -271,6 +278,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
         return;
     };
     if request.method == "GET" && request.path.starts_with("/files/") {
+        state.downloads.fetch_add(1, Ordering::SeqCst);
         let file = lock(&state.files).get(&request.path).cloned();
         let (status, body) = match file {
             Some(png) => (200, png),

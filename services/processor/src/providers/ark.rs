@@ -24,11 +24,11 @@ pub(super) fn data_uri(image: &[u8], content_type: &str) -> String {
 }
 
 /// The JSON body of one call.
-pub(super) fn body(call: &ImageCall<'_>) -> Value {
+pub(super) fn body(call: &ImageCall<'_>, response_format: &str) -> Value {
     let mut body = json!({
         "model": call.model,
         "prompt": call.prompt,
-        "response_format": "url",
+        "response_format": response_format,
         "watermark": false,
     });
     if let Some((image, format)) = call.image {
@@ -58,7 +58,7 @@ impl Provider {
         let request = self
             .client
             .post(format!("{}/api/v3/images/generations", self.base_url))
-            .json(&body(call));
+            .json(&body(call, &self.response_format));
         let response = self
             .bearer(request)
             .send()
@@ -228,13 +228,14 @@ mod tests {
             guidance_scale: 2.5,
             image: Some((b"\x89PNG", Format::Png)),
         };
-        let body = body(&call);
+        let body = body(&call, "url");
         assert_eq!(body["sequential_image_generation"], "auto");
         assert_eq!(body["sequential_image_generation_options"]["max_images"], 3);
         assert_eq!(body["size"], "1024x768");
         assert_eq!(body["watermark"], false);
         assert_eq!(body["image"], "data:image/png;base64,iVBORw==");
-        let single = super::body(&ImageCall { n: 1, ..call });
+        let single = super::body(&ImageCall { n: 1, ..call }, "b64_json");
+        assert_eq!(single["response_format"], "b64_json");
         assert_eq!(single["sequential_image_generation"], "disabled");
     }
 

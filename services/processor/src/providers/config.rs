@@ -23,6 +23,7 @@
 //! base_url = "https://ark.cn-beijing.volces.com"
 //! api_key_file = "/run/secrets/ark"  # or api_key / api_key_env
 //! requests_per_minute = 500          # token bucket; unset = unlimited
+//! response_format = "url"            # or "b64_json"
 //! upstream_models = { seedream = "doubao-seedream-4-0-250828" }  # id → the provider's model name
 //! models = [{ id = "seedream", kinds = ["generate", "edit", "pose_set"] }]
 //!
@@ -258,6 +259,10 @@ pub struct ProviderConfig {
     /// RunningHub: the workflow of each model.
     #[serde(default)]
     pub workflows: Vec<WorkflowConfig>,
+    /// Ark: `url` (the default; the images are fetched through the guarded downloader) or
+    /// `b64_json` (the images come in the answer).
+    #[serde(default)]
+    pub response_format: Option<String>,
 }
 
 fn default_concurrency() -> u32 {
@@ -292,6 +297,7 @@ impl ProviderConfig {
             async_models: Vec::new(),
             poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
             workflows: Vec::new(),
+            response_format: None,
         }
     }
 
@@ -434,6 +440,20 @@ impl ProviderConfig {
             if !self.models.iter().any(|m| &m.id == id) {
                 return Err(format!(
                     "provider `{}`: upstream_models names `{id}`, which is not among its models",
+                    self.name
+                ));
+            }
+        }
+        if let Some(format) = self.response_format.as_deref() {
+            if self.protocol != Protocol::Ark {
+                return Err(format!(
+                    "provider `{}`: response_format is a setting of protocol ark",
+                    self.name
+                ));
+            }
+            if !matches!(format, "url" | "b64_json") {
+                return Err(format!(
+                    "provider `{}`: response_format must be url or b64_json",
                     self.name
                 ));
             }

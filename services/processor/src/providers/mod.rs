@@ -37,11 +37,11 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
-    /// Image + prompt → edited image(s), through `/images/edits`.
+    /// Image + prompt → edited image(s) (OpenAI `/images/edits`, Ark image-to-image, …).
     Edit,
-    /// Prompt → image(s), through `/images/generations`.
+    /// Prompt → image(s) (OpenAI `/images/generations`, Ark text-to-image, …).
     Generate,
-    /// Product image → 12 model shots, each through `/images/edits`.
+    /// Product image → 12 model shots: an edit call per shot, or one workflow run yielding all 12.
     PoseSet,
     /// basic_clean's cut-out, by a remote matting service (protocol `removebg` or `rembg`).
     BasicClean,

@@ -145,6 +145,8 @@ pub struct Provider {
     pub(super) async_models: Vec<String>,
     pub(super) poll_interval: Duration,
     pub(super) workflows: Vec<WorkflowConfig>,
+    /// Ark's `response_format`: `url` or `b64_json`.
+    pub(super) response_format: String,
 }
 
 impl std::fmt::Debug for Provider {
@@ -196,6 +198,7 @@ impl Provider {
             async_models: config.async_models,
             poll_interval: Duration::from_millis(config.poll_interval_ms.max(1)),
             workflows: config.workflows,
+            response_format: config.response_format.unwrap_or_else(|| "url".into()),
             base_url: config.base_url.trim().trim_end_matches('/').to_string(),
             size,
             protocol: config.protocol,

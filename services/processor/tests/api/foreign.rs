@@ -722,3 +722,23 @@ async fn a_task_that_never_finishes_times_out_and_falls_back() {
         "{logs:?}"
     );
 }
+
+#[tokio::test]
+async fn ark_answers_by_url_are_downloaded_and_b64_answers_are_not() {
+    let server = ForeignServer::start(Speaks::Ark).await;
+    let app = app_with(vec![ark_config(&server, "ark")]).await;
+    let (_, outs) = app.run_ok(generate("seedream", 2, Some(1))).await;
+    assert_eq!(outs.len(), 2);
+    assert_eq!(server.downloads(), 2, "both URLs fetched by the processor");
+
+    let inline = ForeignServer::start(Speaks::Ark).await;
+    let mut config = ark_config(&inline, "ark");
+    config.response_format = Some("b64_json".into());
+    let app = app_with(vec![config]).await;
+    let (_, outs) = app.run_ok(generate("seedream", 2, Some(1))).await;
+    assert_eq!(outs.len(), 2);
+    assert_distinct(&outs);
+    let call = &inline.seen_at("/api/v3/images/generations")[0];
+    assert_eq!(call.json["response_format"], "b64_json");
+    assert_eq!(inline.downloads(), 0, "the images came in the answer");
+}
