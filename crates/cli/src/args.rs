@@ -78,6 +78,8 @@ pub enum Command {
     Admin(AdminCommand),
     /// Check a service's gRPC health; exits 0 only when it is SERVING.
     Health(HealthArgs),
+    /// List the models the processors offer: id, provider and kinds.
+    Models,
 }
 
 /// Job kinds the CLI can submit.

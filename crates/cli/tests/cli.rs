@@ -890,3 +890,68 @@ async fn webhooks_are_registered_delivered_listed_and_deleted_from_the_command_l
     pair.orchestrator.stop().await.expect("orchestrator stops");
     pair.processor.stop().await.expect("processor stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_lists_what_the_processors_have_configured() {
+    use atelier_processor::providers::{NodeField, WorkflowConfig};
+    use atelier_processor::{ModelConfig, ModelKind, Protocol, ProviderConfig};
+    use atelier_testkit::foreign::{self, ForeignServer, Speaks};
+
+    let ark = ForeignServer::start(Speaks::Ark).await;
+    let hub = ForeignServer::start(Speaks::RunningHub).await;
+    let model = |id: &str, kinds: &[ModelKind]| ModelConfig {
+        id: id.into(),
+        kinds: kinds.to_vec(),
+    };
+    let seedream = ProviderConfig::with_protocol(
+        "ark",
+        Protocol::Ark,
+        &ark.base_url(),
+        Some(foreign::KEY),
+        vec![model("seedream", &[ModelKind::Generate, ModelKind::Edit])],
+    );
+    let mut runninghub = ProviderConfig::with_protocol(
+        "runninghub",
+        Protocol::RunningHub,
+        &hub.base_url(),
+        Some(foreign::KEY),
+        vec![model("model_pose12", &[ModelKind::PoseSet])],
+    );
+    runninghub.workflows = vec![WorkflowConfig {
+        model: "model_pose12".into(),
+        workflow_id: "1".into(),
+        image_node: Some(NodeField {
+            node_id: "12".into(),
+            field_name: "image".into(),
+        }),
+        prompt_node: None,
+        seed_node: None,
+        images_per_run: 12,
+    }];
+    let pair = spawn_pair_with(vec![seedream, runninghub]).await;
+    let endpoint = pair.orchestrator.url();
+    let (_tenant, key) = tenant_with_account(&endpoint, "artist", true, 5).await;
+    let artist = As {
+        admin: false,
+        key: Some(&key),
+        account: Some("artist"),
+    };
+    let run = atelier(&endpoint, artist, &["models"]).await.ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines.contains(&"seedream  ark  edit,generate")
+            || lines.contains(&"seedream  ark  generate,edit"),
+        "{run:#?}"
+    );
+    assert!(
+        lines.contains(&"model_pose12  runninghub  pose_set"),
+        "{run:#?}"
+    );
+    let run = atelier(&endpoint, artist, &["--json", "models"]).await.ok();
+    let json = run.json();
+    let models = json["models"].as_array().expect("models");
+    assert_eq!(models.len(), 2, "{json}");
+    assert!(models.iter().any(|m| m["id"] == "model_pose12"
+        && m["provider"] == "runninghub"
+        && m["kinds"][0] == "pose_set"));
+}

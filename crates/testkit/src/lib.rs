@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod foreign;
 pub mod images;
 pub mod matting;
 pub mod onnx;
@@ -14,6 +15,7 @@ pub mod provider;
 pub mod source;
 pub mod webhook;
 
+pub use foreign::{ForeignServer, Speaks};
 pub use matting::MattingServer;
 pub use postgres::PrivatePostgres;
 pub use provider::ProviderServer;

@@ -277,7 +277,7 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
     let _ = socket.shutdown().await;
 }
 
-async fn write_head(
+pub(crate) async fn write_head(
     socket: &mut TcpStream,
     status: u16,
     content_type: &str,
@@ -405,7 +405,7 @@ fn parse_size(size: &str) -> Option<(u32, u32)> {
 }
 
 /// A real PNG whose colours depend on `serial`, so no two calls answer the same bytes.
-fn picture(width: u32, height: u32, serial: u32) -> Vec<u8> {
+pub(crate) fn picture(width: u32, height: u32, serial: u32) -> Vec<u8> {
     let tint = serial.wrapping_mul(37);
     let img = RgbImage::from_fn(width, height, |x, y| {
         let band = (x * 8 / width.max(1)) as u8;

@@ -40,6 +40,19 @@ pub struct ProviderResultLabels {
     pub result: &'static str,
 }
 
+/// `tenant`, `account`, `provider` and `model` labels: what each account spends upstream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UsageLabels {
+    /// The tenant id.
+    pub tenant: String,
+    /// The account the job is charged to.
+    pub account: String,
+    /// The configured provider name.
+    pub provider: String,
+    /// The configured model id.
+    pub model: String,
+}
+
 fn duration_histogram() -> Histogram {
     // 50 ms to about 7 minutes.
     Histogram::new(exponential_buckets(0.05, 2.0, 14))
@@ -64,6 +77,14 @@ pub struct Metrics {
     pub provider_calls: Family<ProviderResultLabels, Counter>,
     /// `atelier_processor_provider_calls_in_flight{provider}`: provider calls in progress now.
     pub provider_calls_in_flight: Family<ProviderLabels, Gauge>,
+    /// `atelier_processor_provider_usage_calls_total{tenant,account,provider,model}`.
+    pub usage_calls: Family<UsageLabels, Counter>,
+    /// `atelier_processor_provider_usage_images_total{…}`: images the provider returned.
+    pub usage_images: Family<UsageLabels, Counter>,
+    /// `atelier_processor_provider_usage_failures_total{…}`: calls that failed.
+    pub usage_failures: Family<UsageLabels, Counter>,
+    /// `atelier_processor_provider_usage_seconds_total{…}`: time spent in provider calls.
+    pub usage_seconds: Family<UsageLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Metrics {
@@ -78,6 +99,10 @@ impl Metrics {
             cache_misses: Family::default(),
             provider_calls: Family::default(),
             provider_calls_in_flight: Family::default(),
+            usage_calls: Family::default(),
+            usage_images: Family::default(),
+            usage_failures: Family::default(),
+            usage_seconds: Family::default(),
         };
         let mut registry = Registry::with_prefix("atelier_processor");
         registry.register(
@@ -120,6 +145,27 @@ impl Metrics {
             "provider_calls_in_flight",
             "Calls to model providers in progress, by provider",
             metrics.provider_calls_in_flight.clone(),
+        );
+        registry.register(
+            "provider_usage_calls",
+            "Calls to model providers, by tenant, account, provider and model",
+            metrics.usage_calls.clone(),
+        );
+        registry.register(
+            "provider_usage_images",
+            "Images returned by model providers, by tenant, account, provider and model",
+            metrics.usage_images.clone(),
+        );
+        registry.register(
+            "provider_usage_failures",
+            "Failed calls to model providers, by tenant, account, provider and model",
+            metrics.usage_failures.clone(),
+        );
+        registry.register_with_unit(
+            "provider_usage",
+            "Time spent in model provider calls, by tenant, account, provider and model",
+            Unit::Seconds,
+            metrics.usage_seconds.clone(),
         );
         (metrics, registry)
     }

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod health;
 pub mod jobs;
+pub mod models;
 pub mod watch;
 pub mod webhooks;
 
@@ -29,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(args) => account::ledger(&api, as_json, args).await,
         Command::Webhooks(command) => webhooks::run(&api, as_json, command).await,
         Command::Admin(command) => admin::run(&api, as_json, command).await,
+        Command::Models => models::list(&api, as_json).await,
         Command::Health(_) => Ok(()),
     }
 }

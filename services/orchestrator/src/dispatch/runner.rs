@@ -87,6 +87,11 @@ impl Dispatcher {
                 lost = self.keep_lease(&lease) => lost,
             };
             self.count(&lease, &ended, started.elapsed().as_secs_f64());
+            if let Ended::Failed { code: ErrorCode::ModelUnavailable, .. } = &ended {
+                // The processor no longer offers the model (a provider that rejected its key takes
+                // itself off): the catalogue learns it now, so the next submit answers 3006 at once.
+                self.processors.refresh().await;
+            }
             self.settle_until_recorded(&lease, ended, &hard_stop).await;
         }
         .instrument(span)
@@ -311,6 +316,7 @@ impl Dispatcher {
                 "t/{}/jobs/{}/{}/{}",
                 lease.job.tenant_id, lease.job.id, lease.task.id, lease.attempt
             ),
+            account: lease.job.account.clone(),
         })
     }
 

@@ -8,6 +8,7 @@ mod accounts;
 mod auth;
 mod crashes;
 mod faults;
+mod foreign_providers;
 mod insight;
 mod jobs;
 mod ledger;

@@ -92,6 +92,10 @@ impl From<ProcessError> for Status {
             ProcessError::Provider(e) => match e {
                 ProviderError::Refused { .. } => status(ErrorCode::ContentRejected, message),
                 ProviderError::NoSubject { .. } => status(ErrorCode::MattingUncertain, message),
+                ProviderError::KeyRejected { .. } => status(ErrorCode::ModelUnavailable, message),
+                ProviderError::InvalidRequest { .. } => {
+                    bad_request(&[FieldViolation::new("params", message)])
+                }
                 e if e.is_transient() => transient_status(ErrorCode::ModelCallFailed, message),
                 _ => status(ErrorCode::ModelCallFailed, message),
             },

@@ -20,6 +20,8 @@ pub struct TaskRequest {
     pub task_id: String,
     /// The tenant: the content cache is scoped to it.
     pub tenant_id: String,
+    /// The account the job is charged to (provider usage is counted per account).
+    pub account: String,
     /// Attempt number (for logs).
     pub attempt: u32,
     /// What to make.
@@ -197,6 +199,7 @@ impl TryFrom<v1::ProcessRequest> for TaskRequest {
                     job_id: req.job_id,
                     task_id: req.task_id,
                     tenant_id: req.tenant_id,
+                    account: req.account,
                     attempt: req.attempt,
                     work,
                     source,

@@ -16,9 +16,43 @@
 //! api_key_env = "REMOVE_BG_API_KEY"
 //! size = "full"                      # removebg only; default "full"
 //! models = [{ id = "remove.bg", kinds = ["basic_clean"] }]
+//!
+//! [[providers]]
+//! name = "ark"
+//! protocol = "ark"                   # VolcEngine Ark: POST {base}/api/v3/images/generations
+//! base_url = "https://ark.cn-beijing.volces.com"
+//! api_key_file = "/run/secrets/ark"  # or api_key / api_key_env
+//! requests_per_minute = 500          # token bucket; unset = unlimited
+//! response_format = "url"            # or "b64_json"
+//! upstream_models = { seedream = "doubao-seedream-4-0-250828" }  # id → the provider's model name
+//! models = [{ id = "seedream", kinds = ["generate", "edit", "pose_set"] }]
+//!
+//! [[providers]]
+//! name = "dashscope"
+//! protocol = "dashscope"             # Alibaba DashScope (Model Studio)
+//! base_url = "https://dashscope.aliyuncs.com"
+//! api_key_env = "DASHSCOPE_API_KEY"
+//! async_models = ["wan2.2-t2i-flash"] # these use the task API (X-DashScope-Async) and polling
+//! models = [{ id = "qwen-image-edit", kinds = ["edit", "pose_set"] },
+//!           { id = "wan2.2-t2i-flash", kinds = ["generate"] }]
+//!
+//! [[providers]]
+//! name = "runninghub"
+//! protocol = "runninghub"            # ComfyUI workflows on RunningHub
+//! base_url = "https://www.runninghub.cn"
+//! api_key_env = "RUNNINGHUB_API_KEY"
+//! models = [{ id = "model_pose12", kinds = ["pose_set"] }]
+//! [[providers.workflows]]
+//! model = "model_pose12"
+//! workflow_id = "1950000000000000000"
+//! image_node = { node_id = "12", field_name = "image" }
+//! prompt_node = { node_id = "6", field_name = "text" }
+//! seed_node = { node_id = "3", field_name = "seed" }
+//! images_per_run = 12                # pose_set: one run yields all 12 shots (1 = one run per shot)
 //! ```
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
@@ -85,6 +119,15 @@ pub enum Protocol {
     /// A self-hosted rembg server, `POST {base}/api/remove` (basic_clean).
     #[value(name = "rembg")]
     Rembg,
+    /// VolcEngine Ark (Doubao Seedream), `POST {base}/api/v3/images/generations`.
+    #[value(name = "ark")]
+    Ark,
+    /// Alibaba DashScope: the multimodal generation endpoint, or the asynchronous task API.
+    #[value(name = "dashscope")]
+    DashScope,
+    /// ComfyUI workflows on RunningHub, `POST {base}/task/openapi/create` and polling.
+    #[value(name = "runninghub")]
+    RunningHub,
 }
 
 impl Protocol {
@@ -94,6 +137,9 @@ impl Protocol {
             Self::OpenAi => "openai",
             Self::RemoveBg => "removebg",
             Self::Rembg => "rembg",
+            Self::Ark => "ark",
+            Self::DashScope => "dashscope",
+            Self::RunningHub => "runninghub",
         }
     }
 
@@ -101,6 +147,58 @@ impl Protocol {
     pub fn is_matting(self) -> bool {
         matches!(self, Self::RemoveBg | Self::Rembg)
     }
+
+    /// Whether calls need an API key (they all do, except OpenAI-compatible and rembg servers).
+    pub fn needs_key(self) -> bool {
+        matches!(
+            self,
+            Self::RemoveBg | Self::Ark | Self::DashScope | Self::RunningHub
+        )
+    }
+}
+
+/// Which input of a workflow node receives a value (RunningHub's `nodeInfoList` entry).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeField {
+    /// The node's id in the workflow, e.g. `"12"`.
+    pub node_id: String,
+    /// The input's name, e.g. `"image"`, `"text"`, `"seed"`.
+    pub field_name: String,
+}
+
+/// A RunningHub workflow serving one model: where the source image, the prompt and the seed go.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    /// The model id (from `models`) this workflow runs.
+    pub model: String,
+    /// RunningHub's workflow id.
+    pub workflow_id: String,
+    /// Receives the uploaded source image's file name (edit, pose_set).
+    #[serde(default)]
+    pub image_node: Option<NodeField>,
+    /// Receives the prompt.
+    #[serde(default)]
+    pub prompt_node: Option<NodeField>,
+    /// Receives the seed, when the task has one.
+    #[serde(default)]
+    pub seed_node: Option<NodeField>,
+    /// Images one run yields: 12 for a workflow that makes a whole pose set in one run; 1 (the
+    /// default) for one run per image or shot.
+    #[serde(default = "one")]
+    pub images_per_run: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Milliseconds between polls of an asynchronous task when the configuration says nothing.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 2000;
+
+fn default_poll_interval() -> u64 {
+    DEFAULT_POLL_INTERVAL_MS
 }
 
 /// The output sizes remove.bg accepts as `size`.
@@ -141,6 +239,30 @@ pub struct ProviderConfig {
     /// remove.bg's output `size` (`removebg` only): `full` when unset.
     #[serde(default)]
     pub size: Option<String>,
+    /// A file holding the API key (read at start-up, surrounding whitespace dropped).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Requests started per minute (a token bucket holding up to one minute's worth; waiting for a
+    /// token is not an error). Unset: no limit beyond `max_concurrency`.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// The provider's own name for a model id, when it differs (`seedream` →
+    /// `doubao-seedream-4-0-250828`); lets several providers offer the same id as fallbacks.
+    #[serde(default)]
+    pub upstream_models: BTreeMap<String, String>,
+    /// DashScope models that only offer the asynchronous task API.
+    #[serde(default)]
+    pub async_models: Vec<String>,
+    /// Milliseconds between polls of an asynchronous task (DashScope async, RunningHub).
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_ms: u64,
+    /// RunningHub: the workflow of each model.
+    #[serde(default)]
+    pub workflows: Vec<WorkflowConfig>,
+    /// Ark: `url` (the default; the images are fetched through the guarded downloader) or
+    /// `b64_json` (the images come in the answer).
+    #[serde(default)]
+    pub response_format: Option<String>,
 }
 
 fn default_concurrency() -> u32 {
@@ -169,6 +291,13 @@ impl ProviderConfig {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
             size: None,
+            api_key_file: None,
+            requests_per_minute: None,
+            upstream_models: BTreeMap::new(),
+            async_models: Vec::new(),
+            poll_interval_ms: DEFAULT_POLL_INTERVAL_MS,
+            workflows: Vec::new(),
+            response_format: None,
         }
     }
 
@@ -192,6 +321,25 @@ impl ProviderConfig {
             protocol,
             ..Self::new(name, base_url, api_key, models)
         }
+    }
+
+    /// A provider of another `protocol` at `base_url` serving `models`, with default limits.
+    pub fn with_protocol(
+        name: &str,
+        protocol: Protocol,
+        base_url: &str,
+        api_key: Option<&str>,
+        models: Vec<ModelConfig>,
+    ) -> Self {
+        Self {
+            protocol,
+            ..Self::new(name, base_url, api_key, models)
+        }
+    }
+
+    /// The name the provider knows model `id` by.
+    pub fn upstream_model<'a>(&'a self, id: &'a str) -> &'a str {
+        self.upstream_models.get(id).map_or(id, String::as_str)
     }
 
     /// remove.bg's `size` for this provider.
@@ -276,6 +424,95 @@ impl ProviderConfig {
                 self.name
             ));
         }
+        if self.requests_per_minute == Some(0) {
+            return Err(format!(
+                "provider `{}`: requests_per_minute must be at least 1 (leave it out for no limit)",
+                self.name
+            ));
+        }
+        if self.poll_interval_ms == 0 || self.poll_interval_ms > 60_000 {
+            return Err(format!(
+                "provider `{}`: poll_interval_ms must be between 1 and 60000",
+                self.name
+            ));
+        }
+        for id in self.upstream_models.keys() {
+            if !self.models.iter().any(|m| &m.id == id) {
+                return Err(format!(
+                    "provider `{}`: upstream_models names `{id}`, which is not among its models",
+                    self.name
+                ));
+            }
+        }
+        if let Some(format) = self.response_format.as_deref() {
+            if self.protocol != Protocol::Ark {
+                return Err(format!(
+                    "provider `{}`: response_format is a setting of protocol ark",
+                    self.name
+                ));
+            }
+            if !matches!(format, "url" | "b64_json") {
+                return Err(format!(
+                    "provider `{}`: response_format must be url or b64_json",
+                    self.name
+                ));
+            }
+        }
+        if !self.async_models.is_empty() && self.protocol != Protocol::DashScope {
+            return Err(format!(
+                "provider `{}`: async_models is a setting of protocol dashscope",
+                self.name
+            ));
+        }
+        if self.protocol == Protocol::RunningHub {
+            for model in &self.models {
+                let Some(flow) = self.workflows.iter().find(|w| w.model == model.id) else {
+                    return Err(format!(
+                        "provider `{}`: model `{}` needs a [[providers.workflows]] entry",
+                        self.name, model.id
+                    ));
+                };
+                if !(1..=12).contains(&flow.images_per_run) {
+                    return Err(format!(
+                        "provider `{}`: workflow of `{}`: images_per_run must be 1 to 12",
+                        self.name, model.id
+                    ));
+                }
+                let needs_image = model
+                    .kinds
+                    .iter()
+                    .any(|k| matches!(k, ModelKind::Edit | ModelKind::PoseSet));
+                if needs_image && flow.image_node.is_none() {
+                    return Err(format!(
+                        "provider `{}`: workflow of `{}` serves edit or pose_set and needs image_node",
+                        self.name, model.id
+                    ));
+                }
+            }
+        } else if !self.workflows.is_empty() {
+            return Err(format!(
+                "provider `{}`: workflows is a setting of protocol runninghub",
+                self.name
+            ));
+        }
+        if let Some(path) = self.api_key_file.as_deref() {
+            let key = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "provider `{}`: cannot read api_key_file {}: {e}",
+                    self.name,
+                    path.display()
+                )
+            })?;
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(format!(
+                    "provider `{}`: api_key_file {} is empty",
+                    self.name,
+                    path.display()
+                ));
+            }
+            self.api_key = Some(Secret(key.to_string()));
+        }
         if let Some(var) = self.api_key_env.as_deref() {
             match std::env::var(var) {
                 Ok(key) if !key.trim().is_empty() => self.api_key = Some(Secret(key)),
@@ -291,10 +528,11 @@ impl ProviderConfig {
             .api_key
             .as_ref()
             .is_some_and(|k| !k.expose().trim().is_empty());
-        if self.protocol == Protocol::RemoveBg && !has_key {
+        if self.protocol.needs_key() && !has_key {
             return Err(format!(
-                "provider `{}`: remove.bg needs an API key (api_key or api_key_env)",
-                self.name
+                "provider `{}`: protocol {} needs an API key (api_key, api_key_env or api_key_file)",
+                self.name,
+                self.protocol.as_str()
             ));
         }
         Ok(self)
@@ -516,6 +754,95 @@ mod tests {
         let mut sized = rembg;
         sized.size = Some("full".into());
         refuse(sized, "setting of protocol removebg");
+    }
+
+    /// The README's example configuration parses and validates (keys given inline here).
+    #[test]
+    fn the_readme_configuration_of_each_provider_is_valid() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("<!-- providers-example -->")
+            .expect("the README marks its providers example");
+        let block = &readme[start..];
+        let open = block.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let close = block[open..].find("```").expect("closed") + open;
+        let file = ProvidersFile::parse(&block[open..close], false).expect("valid TOML");
+        let protocols: Vec<Protocol> = file.providers.iter().map(|p| p.protocol).collect();
+        assert_eq!(
+            protocols,
+            [Protocol::Ark, Protocol::DashScope, Protocol::RunningHub]
+        );
+        for mut provider in file.providers {
+            provider.api_key_env = None;
+            provider.api_key_file = None;
+            provider.api_key = Some("k".into());
+            let name = provider.name.clone();
+            let valid = provider
+                .validated()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            if valid.protocol == Protocol::Ark {
+                assert_eq!(
+                    valid.upstream_model("seedream"),
+                    "doubao-seedream-4-0-250828"
+                );
+                assert_eq!(valid.requests_per_minute, Some(500));
+            }
+            if valid.protocol == Protocol::RunningHub {
+                assert_eq!(valid.workflows[0].images_per_run, 12);
+                assert_eq!(valid.poll_interval_ms, 3000);
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_protocols_check_their_settings() {
+        let models = vec![ModelConfig {
+            id: "m".into(),
+            kinds: vec![ModelKind::PoseSet],
+        }];
+        let keyless =
+            ProviderConfig::with_protocol("a", Protocol::Ark, "http://x", None, models.clone());
+        assert!(keyless
+            .validated()
+            .expect_err("key")
+            .contains("needs an API key"));
+        let hub = ProviderConfig::with_protocol(
+            "h",
+            Protocol::RunningHub,
+            "http://x",
+            Some("k"),
+            models.clone(),
+        );
+        assert!(hub.validated().expect_err("workflow").contains("workflows"));
+        let mut asynchronous =
+            ProviderConfig::with_protocol("a", Protocol::Ark, "http://x", Some("k"), models);
+        asynchronous.async_models = vec!["m".into()];
+        assert!(asynchronous
+            .clone()
+            .validated()
+            .expect_err("async")
+            .contains("protocol dashscope"));
+        asynchronous.async_models.clear();
+        asynchronous.requests_per_minute = Some(0);
+        assert!(asynchronous.validated().is_err());
+
+        let dir = std::env::temp_dir().join(format!("atelier-key-{}", std::process::id()));
+        std::fs::write(&dir, "  file-key\n").expect("write key");
+        let mut from_file = ProviderConfig::with_protocol(
+            "f",
+            Protocol::DashScope,
+            "http://x",
+            None,
+            vec![ModelConfig {
+                id: "qwen-image-edit".into(),
+                kinds: vec![ModelKind::Edit],
+            }],
+        );
+        from_file.api_key_file = Some(dir.clone());
+        let valid = from_file.validated().expect("valid");
+        assert_eq!(valid.api_key.as_ref().map(Secret::expose), Some("file-key"));
+        assert!(!format!("{valid:?}").contains("file-key"));
+        let _ = std::fs::remove_file(&dir);
     }
 
     #[test]

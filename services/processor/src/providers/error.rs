@@ -78,6 +78,23 @@ pub enum ProviderError {
         /// What it said.
         message: String,
     },
+    /// The provider does not accept the configured API key: it marks itself unavailable (3006) until
+    /// the processor starts with another configuration; another provider of the model is tried.
+    #[error("model provider `{provider}` rejected its API key: {message}")]
+    KeyRejected {
+        /// Provider name.
+        provider: String,
+        /// What it said.
+        message: String,
+    },
+    /// The provider found a parameter invalid (1003, not retried).
+    #[error("model provider `{provider}` found the request invalid: {message}")]
+    InvalidRequest {
+        /// Provider name.
+        provider: String,
+        /// What it said.
+        message: String,
+    },
     /// The answer was not what the Images API promises (3001, retried: it may be a glitch).
     #[error("model provider `{provider}` sent an unusable answer: {message}")]
     BadResponse {
@@ -123,6 +140,12 @@ impl ProviderError {
         )
     }
 
+    /// Whether the next provider of the same model should be tried (transient, or this provider's
+    /// key is not accepted).
+    pub fn falls_back(&self) -> bool {
+        self.is_transient() || matches!(self, Self::KeyRejected { .. })
+    }
+
     /// The `result` label of the provider-calls metric.
     pub fn metric_result(&self) -> &'static str {
         match self {
@@ -134,6 +157,8 @@ impl ProviderError {
             Self::Rejected { .. } => "rejected",
             Self::OutOfCredits { .. } => "out_of_credits",
             Self::NoSubject { .. } => "no_subject",
+            Self::KeyRejected { .. } => "key_rejected",
+            Self::InvalidRequest { .. } => "invalid_request",
             Self::BadResponse { .. } | Self::BadImage { .. } => "bad_response",
             Self::Setup { .. } => "error",
         }

@@ -69,10 +69,13 @@ impl Provider {
                 vec![("size", self.size.as_str()), ("format", "png")],
             ),
             Protocol::Rembg => ("/api/remove", "file", vec![("model", model)]),
-            Protocol::OpenAi => {
+            other => {
                 return Err(ProviderError::Setup {
                     provider: self.name.clone(),
-                    message: "protocol openai does not cut out; use removebg or rembg".into(),
+                    message: format!(
+                        "protocol {} does not cut out; use removebg or rembg",
+                        other.as_str()
+                    ),
                 })
             }
         };

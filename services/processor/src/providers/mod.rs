@@ -1,23 +1,31 @@
 //! Remote model providers: which provider serves which model for which kind, and the adapters that
-//! call them: the OpenAI-compatible Images API, and for basic_clean's matting remove.bg and
-//! self-hosted rembg servers.
+//! call them: the OpenAI-compatible Images API, VolcEngine Ark, Alibaba DashScope, RunningHub
+//! workflows, and for basic_clean's matting remove.bg and self-hosted rembg servers.
+//!
+//! A model id may be offered by several providers: they are tried in configuration order, the next
+//! one when a call fails in a way another provider may not (rate limits, server errors, a rejected
+//! key), before the attempt is spent.
 
+mod ark;
 mod config;
+mod dashscope;
 mod error;
 mod matting;
 mod openai;
 pub mod pose;
+mod runninghub;
 
 use std::sync::Arc;
 
 use atelier_proto::v1;
 
 pub use config::{
-    parse_model_list, ModelConfig, Protocol, ProviderConfig, ProvidersFile, Secret, REMOVE_BG_SIZES,
+    parse_model_list, ModelConfig, NodeField, Protocol, ProviderConfig, ProvidersFile, Secret,
+    WorkflowConfig, REMOVE_BG_SIZES,
 };
 pub use error::ProviderError;
 pub use matting::{answer_mask, MAX_RETRY_AFTER};
-pub use openai::{ImageCall, Provider, ProviderImage};
+pub use openai::{ImageCall, Provider, ProviderImage, Reply};
 
 use crate::download::Downloader;
 use crate::metrics::Metrics;
@@ -29,11 +37,11 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 3;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
-    /// Image + prompt → edited image(s), through `/images/edits`.
+    /// Image + prompt → edited image(s) (OpenAI `/images/edits`, Ark image-to-image, …).
     Edit,
-    /// Prompt → image(s), through `/images/generations`.
+    /// Prompt → image(s) (OpenAI `/images/generations`, Ark text-to-image, …).
     Generate,
-    /// Product image → 12 model shots, each through `/images/edits`.
+    /// Product image → 12 model shots: an edit call per shot, or one workflow run yielding all 12.
     PoseSet,
     /// basic_clean's cut-out, by a remote matting service (protocol `removebg` or `rembg`).
     BasicClean,
@@ -72,13 +80,25 @@ impl ModelKind {
     }
 }
 
-/// A provider and the model it runs a task with.
+/// A provider and the model it runs a task with, and the other providers of the same model id to
+/// fall back on, in order.
 #[derive(Clone, Debug)]
 pub struct ModelRoute {
     /// The adapter, with its concurrency limit.
     pub provider: Arc<Provider>,
-    /// The provider's model name.
+    /// The configured model id.
     pub model: String,
+    /// Further providers offering `model` for the same kind, tried in order after `provider`.
+    pub fallbacks: Vec<Arc<Provider>>,
+}
+
+impl ModelRoute {
+    /// `provider` then the fallbacks, skipping those that have rejected their key.
+    pub fn candidates(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        std::iter::once(&self.provider)
+            .chain(self.fallbacks.iter())
+            .filter(|p| p.available())
+    }
 }
 
 /// Every configured provider, in configuration order.
@@ -114,14 +134,30 @@ impl Providers {
                 kind.as_str()
             ));
         }
-        let found = self.providers.iter().find_map(|p| {
+        let serves = |p: &Provider, id: &str| {
             p.models()
                 .iter()
-                .find(|m| m.kinds.contains(&kind) && model.is_none_or(|want| m.id == want))
-                .map(|m| ModelRoute {
-                    provider: Arc::clone(p),
-                    model: m.id.clone(),
-                })
+                .any(|m| m.kinds.contains(&kind) && m.id == id)
+        };
+        let first = self
+            .providers
+            .iter()
+            .filter(|p| p.available())
+            .find_map(|p| {
+                p.models()
+                    .iter()
+                    .find(|m| m.kinds.contains(&kind) && model.is_none_or(|want| m.id == want))
+                    .map(|m| (p, m.id.clone()))
+            });
+        let found = first.map(|(p, id)| ModelRoute {
+            provider: Arc::clone(p),
+            fallbacks: self
+                .providers
+                .iter()
+                .filter(|other| !Arc::ptr_eq(other, p) && other.available() && serves(other, &id))
+                .cloned()
+                .collect(),
+            model: id,
         });
         found.ok_or_else(|| match model {
             Some(model) => format!(
@@ -147,6 +183,7 @@ impl Providers {
                 .map(|m| ModelRoute {
                     provider: Arc::clone(p),
                     model: m.id.clone(),
+                    fallbacks: Vec::new(),
                 })
         })
     }
@@ -171,6 +208,7 @@ impl Providers {
             let served = self
                 .providers
                 .iter()
+                .filter(|p| p.available())
                 .any(|p| p.models().iter().any(|m| m.kinds.contains(&kind)));
             if served {
                 kinds.push(kind);
@@ -183,6 +221,7 @@ impl Providers {
     pub fn info(&self) -> Vec<v1::ProviderInfo> {
         self.providers
             .iter()
+            .filter(|p| p.available())
             .map(|p| v1::ProviderInfo {
                 name: p.name().to_string(),
                 models: p

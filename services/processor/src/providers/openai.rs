@@ -5,8 +5,9 @@
 //! in answers are fetched through the guarded [`Downloader`], with the same address checks as sources.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use atelier_engine::Format;
 use base64::Engine as _;
@@ -15,6 +16,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use super::config::WorkflowConfig;
 use super::{ModelConfig, Protocol, ProviderConfig, ProviderError, Secret};
 use crate::download::Downloader;
 use crate::metrics::{Metrics, ProviderLabels, ProviderResultLabels};
@@ -61,6 +63,66 @@ pub enum ProviderImage {
     Url(String),
 }
 
+/// What a provider call produced: images (URLs already fetched) and the provider's request id.
+#[derive(Clone, Debug, Default)]
+pub struct Reply {
+    /// The images, in the provider's order.
+    pub images: Vec<Bytes>,
+    /// The id the provider gave the request or task, for the task's log.
+    pub request_id: Option<String>,
+}
+
+/// A provider's answer before URLs are fetched.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Answer {
+    pub(super) images: Vec<ProviderImage>,
+    pub(super) request_id: Option<String>,
+}
+
+impl From<Vec<ProviderImage>> for Answer {
+    fn from(images: Vec<ProviderImage>) -> Self {
+        Self {
+            images,
+            request_id: None,
+        }
+    }
+}
+
+/// Requests per minute as a token bucket holding one second's worth (at least one token): calls
+/// wait for a token in arrival order, so waiting is never an error.
+struct TokenBucket {
+    per_second: f64,
+    capacity: f64,
+    state: tokio::sync::Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    fn new(per_minute: u32) -> Self {
+        let per_second = f64::from(per_minute) / 60.0;
+        let capacity = per_second.ceil().max(1.0);
+        Self {
+            per_second,
+            capacity,
+            state: tokio::sync::Mutex::new((capacity, Instant::now())),
+        }
+    }
+
+    async fn take(&self) {
+        let mut state = self.state.lock().await;
+        loop {
+            let now = Instant::now();
+            let refill = now.duration_since(state.1).as_secs_f64() * self.per_second;
+            *state = ((state.0 + refill).min(self.capacity), now);
+            if state.0 >= 1.0 {
+                state.0 -= 1.0;
+                return;
+            }
+            let wait = (1.0 - state.0) / self.per_second;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
 /// One configured provider (any protocol; the remote matting calls are in `super::matting`).
 pub struct Provider {
     pub(super) name: String,
@@ -76,6 +138,15 @@ pub struct Provider {
     metrics: Arc<Metrics>,
     /// remove.bg's output `size`.
     pub(super) size: String,
+    /// Set when the provider refused the configured key: no longer offered.
+    key_rejected: AtomicBool,
+    bucket: Option<TokenBucket>,
+    upstream_models: std::collections::BTreeMap<String, String>,
+    pub(super) async_models: Vec<String>,
+    pub(super) poll_interval: Duration,
+    pub(super) workflows: Vec<WorkflowConfig>,
+    /// Ark's `response_format`: `url` or `b64_json`.
+    pub(super) response_format: String,
 }
 
 impl std::fmt::Debug for Provider {
@@ -119,9 +190,17 @@ impl Provider {
                 provider: config.name.clone(),
             })
             .set(0);
+        let size = config.remove_bg_size().to_string();
         Ok(Self {
+            key_rejected: AtomicBool::new(false),
+            bucket: config.requests_per_minute.map(TokenBucket::new),
+            upstream_models: config.upstream_models,
+            async_models: config.async_models,
+            poll_interval: Duration::from_millis(config.poll_interval_ms.max(1)),
+            workflows: config.workflows,
+            response_format: config.response_format.unwrap_or_else(|| "url".into()),
             base_url: config.base_url.trim().trim_end_matches('/').to_string(),
-            size: config.remove_bg_size().to_string(),
+            size,
             protocol: config.protocol,
             name: config.name,
             api_key: config.api_key,
@@ -155,30 +234,94 @@ impl Provider {
         self.max_concurrency
     }
 
-    /// Runs the call (waiting for a free slot first) and returns the image bytes, URLs fetched.
-    pub async fn images(&self, call: &ImageCall<'_>) -> Result<Vec<Bytes>, ProviderError> {
-        let answer = self.limited(call).await?;
-        let mut images = Vec::with_capacity(answer.len());
-        for image in answer {
-            images.push(match image {
-                ProviderImage::Bytes(bytes) => bytes,
-                ProviderImage::Url(url) => self.fetch(&url).await?,
-            });
-        }
-        Ok(images)
+    /// Whether the provider is offered: false once it has refused its key.
+    pub fn available(&self) -> bool {
+        !self.key_rejected.load(Ordering::SeqCst)
     }
 
-    async fn limited(&self, call: &ImageCall<'_>) -> Result<Vec<ProviderImage>, ProviderError> {
-        if self.protocol != Protocol::OpenAi {
-            return Err(ProviderError::Setup {
-                provider: self.name.clone(),
-                message: format!(
-                    "protocol {} has no image edits or generations",
-                    self.protocol.as_str()
-                ),
-            });
+    /// The name the provider knows model `id` by.
+    pub fn upstream_model<'a>(&'a self, id: &'a str) -> &'a str {
+        self.upstream_models.get(id).map_or(id, String::as_str)
+    }
+
+    /// The RunningHub workflow of model `id`.
+    pub(super) fn workflow(&self, id: &str) -> Option<&WorkflowConfig> {
+        self.workflows.iter().find(|w| w.model == id)
+    }
+
+    /// Images one call of `model` yields at most (RunningHub workflows: `images_per_run`).
+    pub fn images_per_call(&self, model: &str) -> Option<u32> {
+        match self.protocol {
+            Protocol::RunningHub => self.workflow(model).map(|w| w.images_per_run),
+            _ => None,
         }
-        self.guarded(call.model, self.send(call)).await
+    }
+
+    /// Runs the call (waiting for a free slot and a rate token first) and returns the image bytes,
+    /// URLs fetched through the guarded downloader, with the time the provider call itself took
+    /// (waiting for a slot or a token and fetching result URLs excluded). `call.model` is the
+    /// configured model id.
+    pub async fn images(&self, call: &ImageCall<'_>) -> (Result<Reply, ProviderError>, Duration) {
+        let upstream = ImageCall {
+            model: self.upstream_model(call.model),
+            ..call.clone()
+        };
+        let (answer, took) = self.limited(&upstream, call.model).await;
+        let fetched = async {
+            let answer = answer?;
+            let mut images = Vec::with_capacity(answer.images.len());
+            for image in answer.images {
+                images.push(match image {
+                    ProviderImage::Bytes(bytes) => bytes,
+                    ProviderImage::Url(url) => self.fetch(&url).await?,
+                });
+            }
+            Ok(Reply {
+                images,
+                request_id: answer.request_id,
+            })
+        }
+        .await;
+        (fetched, took)
+    }
+
+    async fn limited(
+        &self,
+        call: &ImageCall<'_>,
+        id: &str,
+    ) -> (Result<Answer, ProviderError>, Duration) {
+        match self.protocol {
+            Protocol::OpenAi => {
+                self.guarded_timed(call.model, async {
+                    self.send(call).await.map(Answer::from)
+                })
+                .await
+            }
+            Protocol::Ark => self.guarded_timed(call.model, self.ark(call)).await,
+            Protocol::DashScope => self.guarded_timed(call.model, self.dashscope(call)).await,
+            Protocol::RunningHub => {
+                self.guarded_timed(call.model, self.runninghub(call, id))
+                    .await
+            }
+            Protocol::RemoveBg | Protocol::Rembg => (
+                Err(ProviderError::Setup {
+                    provider: self.name.clone(),
+                    message: format!(
+                        "protocol {} has no image edits or generations",
+                        self.protocol.as_str()
+                    ),
+                }),
+                Duration::ZERO,
+            ),
+        }
+    }
+
+    /// The `Authorization: Bearer` value, when a key is configured.
+    pub(super) fn bearer(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.header(AUTHORIZATION, format!("Bearer {}", key.expose())),
+            None => request,
+        }
     }
 
     /// Runs one call: waits for a free slot (the provider's `max_concurrency`, shared by every task
@@ -188,15 +331,27 @@ impl Provider {
         model: &str,
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        let _slot = self
-            .limit
-            .acquire()
-            .await
-            .map_err(|_| ProviderError::Setup {
+        self.guarded_timed(model, call).await.0
+    }
+
+    /// [`Provider::guarded`], also telling how long the call took once it had its slot and token.
+    pub(super) async fn guarded_timed<T>(
+        &self,
+        model: &str,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> (Result<T, ProviderError>, Duration) {
+        let Ok(_slot) = self.limit.acquire().await else {
+            let closed = ProviderError::Setup {
                 provider: self.name.clone(),
                 message: "the call limiter is closed".into(),
-            })?;
+            };
+            return (Err(closed), Duration::ZERO);
+        };
+        if let Some(bucket) = &self.bucket {
+            bucket.take().await;
+        }
         let mut counted = CountedCall::start(&self.metrics, &self.name);
+        let started = Instant::now();
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(ProviderError::Timeout {
@@ -204,18 +359,28 @@ impl Provider {
                 after: self.timeout,
             }),
         };
+        let took = started.elapsed();
         counted.result = match &result {
             Ok(_) => "ok",
             Err(e) => e.metric_result(),
         };
         drop(counted);
+        if let Err(ProviderError::KeyRejected { .. }) = &result {
+            if !self.key_rejected.swap(true, Ordering::SeqCst) {
+                tracing::error!(
+                    provider = %self.name,
+                    "the provider rejected its API key; it is no longer offered until the \
+                     configuration changes"
+                );
+            }
+        }
         match &result {
             Ok(_) => tracing::info!(provider = %self.name, model, "provider call answered"),
             Err(e) => {
                 tracing::warn!(provider = %self.name, model, error = %e, "provider call failed")
             }
         }
-        result
+        (result, took)
     }
 
     async fn send(&self, call: &ImageCall<'_>) -> Result<Vec<ProviderImage>, ProviderError> {
@@ -248,6 +413,10 @@ impl Provider {
         let (message, code) = error_of(&body);
         let provider = self.name.clone();
         Err(match status {
+            401 => ProviderError::KeyRejected {
+                provider,
+                message: format!("HTTP 401: {message}"),
+            },
             429 => ProviderError::RateLimited {
                 provider,
                 message,
@@ -317,7 +486,7 @@ impl Provider {
             .collect()
     }
 
-    async fn fetch(&self, url: &str) -> Result<Bytes, ProviderError> {
+    pub(super) async fn fetch(&self, url: &str) -> Result<Bytes, ProviderError> {
         self.downloader.fetch(url).await.map_err(|e| {
             let message = format!("fetching the image it returned: {e}");
             if e.is_transient() {

@@ -9,6 +9,7 @@ mod cache;
 mod cancellation;
 mod capacity;
 mod download;
+mod foreign;
 mod matting;
 mod matting_remote;
 mod metrics;

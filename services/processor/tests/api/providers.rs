@@ -189,7 +189,7 @@ async fn a_safety_refusal_is_content_rejected() {
 }
 
 #[tokio::test]
-async fn a_wrong_key_is_not_retried_and_no_key_is_logged() {
+async fn a_wrong_key_is_not_retried_takes_the_provider_off_and_no_key_is_logged() {
     let app = spawn_app_with_provider_and(|config, server| {
         config.providers = vec![ProviderConfig::new(
             PROVIDER,
@@ -205,10 +205,13 @@ async fn a_wrong_key_is_not_retried_and_no_key_is_logged() {
     let failure = app
         .run_err(app.edit_url("/image.jpg", "make it blue"))
         .await;
-    assert_eq!(failure.code, ErrorCode::ModelCallFailed);
+    assert_eq!(failure.code, ErrorCode::ModelUnavailable);
     assert!(!failure.transient);
     assert!(failure.message.contains("401"), "{}", failure.message);
     assert!(!failure.message.contains("sk-wrong"), "{}", failure.message);
+    let again = app.run_err(app.edit_url("/image.jpg", "make it red")).await;
+    assert_eq!(again.code, ErrorCode::ModelUnavailable);
+    assert_eq!(app.provider().calls(), 1, "not called again");
 }
 
 #[tokio::test]

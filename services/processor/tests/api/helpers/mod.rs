@@ -169,6 +169,7 @@ pub fn request(
             source: Some(source),
         }),
         output_prefix: prefix.into(),
+        account: "shop".into(),
     }
 }
 
