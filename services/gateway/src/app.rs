@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::compat::jwt::JwtAuth;
 use crate::config::Config;
 use crate::request_id;
 use crate::routes::{self, AppState, Limits};
@@ -43,7 +44,16 @@ impl Application {
                 generator_per_minute: config.generator_requests_per_minute,
             },
         );
-        let mut router = routes::router(state);
+        let jwt = match (&config.compat_jwt_secret, &config.compat_api_key) {
+            (Some(secret), Some(key)) if !secret.is_empty() && !key.trim().is_empty() => {
+                Some(JwtAuth::new(secret.as_bytes().to_vec(), key))
+            }
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "JWTs on the compatibility routes need both --compat-jwt-secret and --compat-api-key"
+            ),
+        };
+        let mut router = routes::router(state, jwt);
         if let Some(cors) = cors(&config.cors_origins)? {
             router = router.layer(cors);
         }

@@ -2,12 +2,15 @@
 //! as, the trace context and the request id. The gateway never checks keys itself; the orchestrator does,
 //! so a bad key is the same 1001 over REST as over gRPC.
 
+use std::sync::Arc;
+
 use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
+use crate::compat::jwt::JwtAuth;
 use crate::error::ApiError;
 use crate::request_id::RequestId;
 
@@ -104,7 +107,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Self::from_headers(&parts.headers, parts.extensions.get::<RequestId>())
+        let mut caller = Self::from_headers(&parts.headers, parts.extensions.get::<RequestId>())?;
+        // On the compatibility routes a replaced system's JWT stands for its user.
+        if let Some(jwt) = parts.extensions.get::<Arc<JwtAuth>>() {
+            let token = caller
+                .authorization
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|t| JwtAuth::is_token(t));
+            if let Some(token) = token {
+                let now = chrono::Utc::now().timestamp();
+                let subject = jwt.subject(token, now)?;
+                let ascii = |text: &str, what: &str| {
+                    AsciiMetadataValue::try_from(text)
+                        .map_err(|_| ApiError::field(what.to_string(), "must be visible ASCII"))
+                };
+                caller.authorization = Some(ascii(&jwt.authorization, "authorization")?);
+                caller.account = Some(ascii(&subject, "sub")?);
+            }
+        }
+        Ok(caller)
     }
 }
 

@@ -50,6 +50,17 @@ pub struct Config {
     )]
     pub generator_requests_per_minute: u32,
 
+    /// The HS256 secret the replaced systems signed their users' JWTs with. With
+    /// `--compat-api-key`, the compatibility routes accept those tokens: a valid one acts as the
+    /// account its `sub` (or `userId`, `user_id`, `uid`) names. Environment only, so it stays out
+    /// of `ps`.
+    #[arg(long, env = "ATELIER_COMPAT_JWT_SECRET", hide_env_values = true)]
+    pub compat_jwt_secret: Option<String>,
+
+    /// The tenant-wide Atelier API key that callers authenticated by a JWT act through.
+    #[arg(long, env = "ATELIER_COMPAT_API_KEY", hide_env_values = true)]
+    pub compat_api_key: Option<String>,
+
     /// Log output format.
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -66,6 +77,8 @@ impl Config {
             max_upload_bytes: 10 * 1024 * 1024,
             sse_keep_alive: Duration::from_secs(15),
             generator_requests_per_minute: 60,
+            compat_jwt_secret: None,
+            compat_api_key: None,
             log_format: LogFormat::Text,
         }
     }

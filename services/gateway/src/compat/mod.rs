@@ -2,12 +2,14 @@
 //! Each family answers in its own documented shapes, state names and error codes; Atelier codes are
 //! mapped to the family's codes in its module (the tables are in the module docs).
 //!
-//! Every family authenticates like the rest of the gateway: `Authorization: Bearer <api key>` (where the
-//! old systems had a JWT) and `X-Atelier-Account` naming the end user when the key is tenant-wide.
+//! Every family authenticates like the rest of the gateway: `Authorization: Bearer <api key>` and
+//! `X-Atelier-Account` naming the end user when the key is tenant-wide; and, when the operator
+//! configures it, with the bearer JWTs the old systems issued (see [`jwt`]).
 
 pub mod generator;
 pub mod image_edit;
 pub mod image_editor;
+pub mod jwt;
 pub mod task_api;
 
 use atelier_proto::v1 as pb;

@@ -6,6 +6,7 @@ pub mod meta;
 pub mod uploads;
 pub mod webhooks;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use atelier_codes::ErrorCode;
@@ -14,11 +15,12 @@ use atelier_proto::v1::job_service_client::JobServiceClient;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::compat;
+use crate::compat::jwt::JwtAuth;
 use crate::error::ApiError;
 use crate::openapi;
 
@@ -56,9 +58,18 @@ impl AppState {
     }
 }
 
-/// Every route, without the outer layers (request ids, CORS).
-pub fn router(state: AppState) -> Router {
+/// Every route, without the outer layers (request ids, CORS). With `jwt`, the compatibility
+/// families also accept the replaced systems' bearer JWTs.
+pub fn router(state: AppState, jwt: Option<Arc<JwtAuth>>) -> Router {
     let json_limit = DefaultBodyLimit::max(state.limits.max_json_bytes);
+    let mut compat = Router::new()
+        .merge(compat::generator::router(state.limits.generator_per_minute))
+        .merge(compat::image_editor::router())
+        .merge(compat::image_edit::router().layer(DefaultBodyLimit::disable()))
+        .merge(compat::task_api::router());
+    if let Some(jwt) = jwt {
+        compat = compat.layer(Extension(jwt));
+    }
     Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
@@ -82,10 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(meta::stats))
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(openapi::serve))
-        .merge(compat::generator::router(state.limits.generator_per_minute))
-        .merge(compat::image_editor::router())
-        .merge(compat::image_edit::router().layer(DefaultBodyLimit::disable()))
-        .merge(compat::task_api::router())
+        .merge(compat)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(json_limit)
