@@ -62,6 +62,14 @@ pub enum Command {
     Watch(WatchArgs),
     /// Show a job.
     Get { job_id: String },
+    /// Save every output of a job into a folder (default: the job id), checking each file's SHA-256.
+    Download {
+        job_id: String,
+        /// Folder to save into; created if missing. Files land in `DIR/<task id>/<name>`.
+        dir: Option<PathBuf>,
+    },
+    /// Delete a finished job: its outputs, thumbnails and events (the quota ledger keeps its rows).
+    Delete { job_id: String },
     /// List jobs, newest first.
     List(ListArgs),
     /// Cancel every task of a job that is not finished yet (refunded).

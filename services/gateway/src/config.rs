@@ -41,6 +41,15 @@ pub struct Config {
     #[arg(long, env = "ATELIER_SSE_KEEP_ALIVE", default_value = "15", value_parser = parse_seconds)]
     pub sse_keep_alive: Duration,
 
+    /// The local storage folder shared with the orchestrator and processors, whose objects
+    /// `/v1/files/{token}` serves; `s3://…` storage gets presigned links and needs nothing here.
+    #[arg(long, env = "ATELIER_STORAGE")]
+    pub storage: Option<String>,
+
+    /// Secret checking `/v1/files/{token}` links: the orchestrator's `ATELIER_LINK_SECRET`.
+    #[arg(long, env = "ATELIER_LINK_SECRET", hide_env_values = true)]
+    pub link_secret: Option<String>,
+
     /// Log output format.
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -56,6 +65,8 @@ impl Config {
             max_json_bytes: 1024 * 1024,
             max_upload_bytes: 10 * 1024 * 1024,
             sse_keep_alive: Duration::from_secs(15),
+            storage: None,
+            link_secret: None,
             log_format: LogFormat::Text,
         }
     }

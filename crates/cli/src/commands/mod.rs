@@ -1,6 +1,7 @@
 //! One module per group of commands; [`dispatch`] runs the parsed command line.
 
 pub mod account;
+pub mod download;
 pub mod admin;
 pub mod health;
 pub mod jobs;
@@ -23,6 +24,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Submit(args) => jobs::submit(&api, as_json, args).await,
         Command::Watch(args) => watch::follow(&api, as_json, &args.job_id, args.after).await,
         Command::Get { job_id } => jobs::get(&api, as_json, job_id).await,
+        Command::Download { job_id, dir } => {
+            download::run(&api, as_json, job_id, dir.as_deref()).await
+        }
+        Command::Delete { job_id } => jobs::delete(&api, as_json, job_id).await,
         Command::List(args) => jobs::list(&api, as_json, args).await,
         Command::Cancel { job_id } => jobs::cancel(&api, as_json, job_id).await,
         Command::Account(args) => account::account(&api, as_json, args).await,

@@ -4,6 +4,7 @@ mod compat_image_editor;
 mod compat_task_api;
 mod errors;
 mod events;
+mod files;
 mod helpers;
 mod jobs;
 mod meta;
