@@ -468,6 +468,9 @@ pub struct HealthArgs {
     /// The service name to check (default: the whole server).
     #[arg(long, default_value = "")]
     pub service: String,
+    /// Check an HTTP URL instead (the gateway's `/healthz`): healthy when it answers 200.
+    #[arg(long)]
+    pub http: bool,
 }
 
 /// Parses `key=value`; the key must be non-empty.
