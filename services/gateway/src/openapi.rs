@@ -167,7 +167,10 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 24);
+        assert_eq!(ids.len(), 27);
+        for id in ["deleteJob", "deleteUpload", "getFile"] {
+            assert!(ids.contains(id), "{id}");
+        }
         let link = &doc["paths"]["/v1/jobs"]["post"]["responses"]["200"]["links"]["GetJob"];
         assert_eq!(link["operationId"], "getJob");
         assert!(link.get("operation_id").is_none());
