@@ -923,7 +923,14 @@ async fn results_print_as_links_download_checked_and_deleted_jobs_are_gone() {
     let run = atelier(
         &endpoint,
         shopper,
-        &["submit", "basic-clean", photo, "--template", "all", "--watch"],
+        &[
+            "submit",
+            "basic-clean",
+            photo,
+            "--template",
+            "all",
+            "--watch",
+        ],
     )
     .await
     .ok();
@@ -943,7 +950,10 @@ async fn results_print_as_links_download_checked_and_deleted_jobs_are_gone() {
         .ok()
         .json();
     let task_id = job["tasks"][0]["id"].as_str().expect("task id").to_string();
-    let outputs = job["tasks"][0]["outputs"].as_array().expect("outputs").clone();
+    let outputs = job["tasks"][0]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .clone();
     assert!(outputs.len() >= 2, "{job:#}");
 
     // `download` saves every output, checked against its SHA-256.
@@ -965,14 +975,21 @@ async fn results_print_as_links_download_checked_and_deleted_jobs_are_gone() {
 
     // `delete` removes it: the job is unknown afterwards and there is nothing to download.
     let run = atelier(&endpoint, shopper, &["delete", &job_id]).await.ok();
-    assert!(run.stdout.contains(&format!("deleted {job_id}")), "{run:#?}");
+    assert!(
+        run.stdout.contains(&format!("deleted {job_id}")),
+        "{run:#?}"
+    );
     let run = atelier(&endpoint, shopper, &["get", &job_id]).await;
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(run.stderr.contains("1004"), "{run:#?}");
     let run = atelier(
         &endpoint,
         shopper,
-        &["download", &job_id, pair.root.path().join("again").to_str().expect("utf-8")],
+        &[
+            "download",
+            &job_id,
+            pair.root.path().join("again").to_str().expect("utf-8"),
+        ],
     )
     .await;
     assert_ne!(run.code, 0, "{run:#?}");

@@ -43,9 +43,10 @@ impl Application {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();
-        let files = routes::files::file_server(config.storage.as_deref(), config.link_secret.as_deref())
-            .await
-            .context("file links")?;
+        let files =
+            routes::files::file_server(config.storage.as_deref(), config.link_secret.as_deref())
+                .await
+                .context("file links")?;
         let mut state = AppState::new(
             channel,
             Limits {

@@ -103,7 +103,11 @@ pub struct Config {
     #[arg(long, env = "ATELIER_RETENTION_EVENT_DAYS", default_value_t = 30)]
     pub retention_event_days: u32,
     /// Pause between retention sweeps (seconds); 0 turns the sweeper off on this replica.
-    #[arg(long, env = "ATELIER_RETENTION_SWEEP_SECONDS", default_value_t = 3600.0)]
+    #[arg(
+        long,
+        env = "ATELIER_RETENTION_SWEEP_SECONDS",
+        default_value_t = 3600.0
+    )]
     pub retention_sweep_seconds: f64,
     /// Rows the sweeper handles per batch.
     #[arg(long, env = "ATELIER_RETENTION_BATCH", default_value_t = 100)]

@@ -87,9 +87,10 @@ fn collect_linked(value: &mut Value, path: &mut Vec<String>, found: &mut Vec<Vec
 }
 
 fn pointer_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
-    path.iter().try_fold(value, |current, segment| match current {
-        Value::Object(map) => map.get_mut(segment),
-        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
-        _ => None,
-    })
+    path.iter()
+        .try_fold(value, |current, segment| match current {
+            Value::Object(map) => map.get_mut(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+            _ => None,
+        })
 }

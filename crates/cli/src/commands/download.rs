@@ -31,7 +31,8 @@ pub async fn run(api: &Api, as_json: bool, job_id: &str, dir: Option<&Path>) -> 
         for output in &task.outputs {
             let name = safe_name(&output.name)
                 .with_context(|| format!("output name {:?} is not a file name", output.name))?;
-            let folder = dir.join(safe_name(&task.id).unwrap_or_else(|| format!("task-{}", task.index)));
+            let folder =
+                dir.join(safe_name(&task.id).unwrap_or_else(|| format!("task-{}", task.index)));
             let path = folder.join(name);
             let data = fetch(&client, &output.url)
                 .await
@@ -55,7 +56,11 @@ pub async fn run(api: &Api, as_json: bool, job_id: &str, dir: Option<&Path>) -> 
                     "bytes": data.len(), "sha256": digest,
                 }));
             } else {
-                print_line(&format!("{}  {} bytes  sha256 {digest}", path.display(), data.len()));
+                print_line(&format!(
+                    "{}  {} bytes  sha256 {digest}",
+                    path.display(),
+                    data.len()
+                ));
             }
         }
     }
@@ -86,7 +91,10 @@ async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
             let mut data = Vec::new();
             while let Some(chunk) = response.chunk().await? {
                 data.extend_from_slice(&chunk);
-                anyhow::ensure!(data.len() as u64 <= MAX_BYTES, "the file is larger than 1 GiB");
+                anyhow::ensure!(
+                    data.len() as u64 <= MAX_BYTES,
+                    "the file is larger than 1 GiB"
+                );
             }
             Ok(data)
         }

@@ -1,8 +1,8 @@
 //! One module per group of commands; [`dispatch`] runs the parsed command line.
 
 pub mod account;
-pub mod download;
 pub mod admin;
+pub mod download;
 pub mod health;
 pub mod jobs;
 pub mod watch;

@@ -162,11 +162,7 @@ async fn serve(
             (StatusCode::PARTIAL_CONTENT, data.slice(start..=end))
         }
     };
-    insert(
-        &mut common,
-        header::CONTENT_LENGTH,
-        &body.len().to_string(),
-    );
+    insert(&mut common, header::CONTENT_LENGTH, &body.len().to_string());
     let body = if method == Method::HEAD {
         Body::empty()
     } else {

@@ -192,9 +192,7 @@ fn without_links(frames: &[crate::helpers::Frame]) -> Vec<crate::helpers::Frame>
                         .is_some_and(|u| u.contains("/v1/files/")),
                     "{url:?}"
                 );
-                if let Some(thumbnail) = output
-                    .get_mut("thumbnail")
-                    .and_then(|t| t.as_object_mut())
+                if let Some(thumbnail) = output.get_mut("thumbnail").and_then(|t| t.as_object_mut())
                 {
                     thumbnail.remove("url");
                 }

@@ -130,7 +130,8 @@ async fn result_links_open_in_a_plain_http_client(backend: Backend) {
     assert_eq!(sha256_hex(&response.bytes().await.expect("body")), sha);
 
     // A tampered token is refused with 403, whoever asks.
-    let (status, body) = status_and_json(plain.get(tampered(&url)).send().await.expect("tampered")).await;
+    let (status, body) =
+        status_and_json(plain.get(tampered(&url)).send().await.expect("tampered")).await;
     assert_error(status, &body, 403, 1002, "PERMISSION_DENIED");
     let (status, body) = status_and_json(
         plain
@@ -191,7 +192,12 @@ async fn result_links_open_in_a_plain_http_client(backend: Backend) {
         .expect("url")
         .to_string();
     let response = app
-        .call(reqwest::Method::DELETE, &format!("/v1/jobs/{id}"), &shop, "shopper")
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/jobs/{id}"),
+            &shop,
+            "shopper",
+        )
         .send()
         .await
         .expect("delete");

@@ -634,7 +634,8 @@ impl JobService for Jobs {
     ) -> Result<Response<pb::DeleteUploadResponse>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
         Ok(Response::new(
-            self.remove_upload(caller, &request.get_ref().upload_id).await?,
+            self.remove_upload(caller, &request.get_ref().upload_id)
+                .await?,
         ))
     }
 }

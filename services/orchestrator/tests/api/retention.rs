@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 
 use crate::helpers::{
     admin, as_account, code_of, fresh_database, images, spawn_app, spawn_app_at, transform_job,
-    Backend, TestApp, Tenant, ADMIN, SERVICE,
+    Backend, Tenant, TestApp, ADMIN, SERVICE,
 };
 use crate::on_both_databases;
 
@@ -58,7 +58,11 @@ async fn run(app: &TestApp, t: &Tenant, urls: &[String]) -> pb::Job {
     done
 }
 
-async fn delete(app: &TestApp, t: &Tenant, job_id: &str) -> Result<pb::DeleteJobResponse, tonic::Status> {
+async fn delete(
+    app: &TestApp,
+    t: &Tenant,
+    job_id: &str,
+) -> Result<pb::DeleteJobResponse, tonic::Status> {
     app.jobs
         .clone()
         .delete_job(as_account(
@@ -133,9 +137,16 @@ async fn deleting_a_job_removes_what_only_it_uses(backend: Backend) {
     let image = app.sources.url("/image.jpg");
     let first = run(&app, &t, std::slice::from_ref(&image)).await;
     let second = run(&app, &t, std::slice::from_ref(&image)).await;
-    assert!(second.tasks[0].from_cache, "the same request is served from the cache");
+    assert!(
+        second.tasks[0].from_cache,
+        "the same request is served from the cache"
+    );
     let shared = keys(&first);
-    assert_eq!(keys(&second), shared, "a cache hit names the first job's objects");
+    assert_eq!(
+        keys(&second),
+        shared,
+        "a cache hit names the first job's objects"
+    );
     assert!(shared.len() >= 2, "an output and its thumbnail: {shared:?}");
     let other = run(&app, &t, &[app.sources.url("/small-ok.png")]).await;
     let other_keys = keys(&other);
@@ -143,41 +154,81 @@ async fn deleting_a_job_removes_what_only_it_uses(backend: Backend) {
 
     // Unfinished jobs cannot be deleted.
     let held = app
-        .submit(&t, "alice", transform_job(&[app.sources.url("/held/delete")]))
+        .submit(
+            &t,
+            "alice",
+            transform_job(&[app.sources.url("/held/delete")]),
+        )
         .await
         .expect("submit");
     let refused = delete(&app, &t, &held.id).await.expect_err("refused");
     assert_eq!(code_of(&refused), 1003, "{refused:?}");
-    assert!(refused.message().contains("cancel"), "{}", refused.message());
+    assert!(
+        refused.message().contains("cancel"),
+        "{}",
+        refused.message()
+    );
     assert!(get(&app, &t, &held.id).await.is_ok());
     let ledger_before = app.ledger_sum(&t, "alice").await;
 
     // Another tenant cannot see, so cannot delete, the job.
     let stranger = app.tenant("stranger").await;
     app.member(&stranger, "alice", 1).await;
-    let hidden = delete(&app, &stranger, &first.id).await.expect_err("not theirs");
+    let hidden = delete(&app, &stranger, &first.id)
+        .await
+        .expect_err("not theirs");
     assert_eq!(code_of(&hidden), 1004);
 
     // The first job goes; the objects the second still names stay.
     let deleted = delete(&app, &t, &first.id).await.expect("delete");
     assert_eq!(deleted.objects_deleted, 0);
     assert_eq!(deleted.objects_kept as usize, shared.len());
-    assert_eq!(code_of(&get(&app, &t, &first.id).await.expect_err("gone")), 1004);
-    assert_eq!(code_of(&delete(&app, &t, &first.id).await.expect_err("gone")), 1004);
-    assert!(all_exist(&app.storage, &shared).await, "the second job still uses them");
-    let kept = get(&app, &t, &second.id).await.expect("the second job stays");
-    assert_eq!(kept.tasks[0].outputs[0].sha256, second.tasks[0].outputs[0].sha256);
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM job_events WHERE job_id = ?", &first.id).await,
+        code_of(&get(&app, &t, &first.id).await.expect_err("gone")),
+        1004
+    );
+    assert_eq!(
+        code_of(&delete(&app, &t, &first.id).await.expect_err("gone")),
+        1004
+    );
+    assert!(
+        all_exist(&app.storage, &shared).await,
+        "the second job still uses them"
+    );
+    let kept = get(&app, &t, &second.id)
+        .await
+        .expect("the second job stays");
+    assert_eq!(
+        kept.tasks[0].outputs[0].sha256,
+        second.tasks[0].outputs[0].sha256
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM job_events WHERE job_id = ?",
+            &first.id
+        )
+        .await,
         0,
         "events are removed"
     );
     assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM tasks WHERE job_id = ?", &first.id).await,
+        count(
+            &db,
+            "SELECT COUNT(*) FROM tasks WHERE job_id = ?",
+            &first.id
+        )
+        .await,
         0
     );
     assert!(
-        count(&db, "SELECT COUNT(*) FROM ledger WHERE job_id = ?", &first.id).await > 0,
+        count(
+            &db,
+            "SELECT COUNT(*) FROM ledger WHERE job_id = ?",
+            &first.id
+        )
+        .await
+            > 0,
         "the ledger keeps its rows"
     );
     assert_eq!(app.ledger_sum(&t, "alice").await, ledger_before);
@@ -194,7 +245,10 @@ async fn deleting_a_job_removes_what_only_it_uses(backend: Backend) {
     let deleted = delete(&app, &t, &second.id).await.expect("delete");
     assert_eq!(deleted.objects_deleted as usize, shared.len());
     assert_eq!(deleted.objects_kept, 0);
-    assert!(none_exist(&app.storage, &shared).await, "no job names them any more");
+    assert!(
+        none_exist(&app.storage, &shared).await,
+        "no job names them any more"
+    );
     assert!(all_exist(&app.storage, &other_keys).await);
     assert!(get(&app, &t, &other.id).await.is_ok());
 
@@ -210,12 +264,16 @@ async fn deleting_a_job_removes_what_only_it_uses(backend: Backend) {
         } else {
             "SELECT object_key FROM uploads WHERE id = ?"
         };
-        db.query_one(Statement::from_sql_and_values(backend, sql, [upload.id.clone().into()]))
-            .await
-            .expect("query")
-            .expect("row")
-            .try_get_by_index(0)
-            .expect("key")
+        db.query_one(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [upload.id.clone().into()],
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get_by_index(0)
+        .expect("key")
     };
     assert!(app.storage.exists(&upload_key).await.expect("exists"));
     let delete_upload = |id: String| {
@@ -230,7 +288,9 @@ async fn deleting_a_job_removes_what_only_it_uses(backend: Backend) {
             .await
         }
     };
-    delete_upload(upload.id.clone()).await.expect("delete upload");
+    delete_upload(upload.id.clone())
+        .await
+        .expect("delete upload");
     assert!(!app.storage.exists(&upload_key).await.expect("exists"));
     let again = delete_upload(upload.id.clone()).await.expect_err("gone");
     assert_eq!(code_of(&again), 1004);
@@ -284,7 +344,10 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
         .await
         .expect("set retention")
         .into_inner();
-    assert_eq!((set.output_days, set.upload_days, set.event_days), (2, 0, 1));
+    assert_eq!(
+        (set.output_days, set.upload_days, set.event_days),
+        (2, 0, 1)
+    );
     let unknown = app
         .accounts
         .clone()
@@ -306,8 +369,14 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
     assert!(a_recent_hit.tasks[0].from_cache);
     let a_old_alone = run(&app, &a, &[app.sources.url("/small-ok.png")]).await;
     let a_recent = run(&app, &a, &[app.sources.url("/wide.png")]).await;
-    let old_upload = app.upload(&a, "alice", images::jpeg()).await.expect("upload");
-    let new_upload = app.upload(&a, "alice", images::png(64, 64)).await.expect("upload");
+    let old_upload = app
+        .upload(&a, "alice", images::jpeg())
+        .await
+        .expect("upload");
+    let new_upload = app
+        .upload(&a, "alice", images::png(64, 64))
+        .await
+        .expect("upload");
     // Tenant b (2 days of jobs, 1 day of events): a job 3 days old, one 36 hours old.
     let b_old = run(&app, &b, std::slice::from_ref(&image)).await;
     let b_mid = run(&app, &b, &[app.sources.url("/small-ok.png")]).await;
@@ -315,16 +384,36 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
     let age = |id: String, days_ms: i64| {
         let db = db.clone();
         async move {
-            exec(&db, "UPDATE jobs SET finished_at = finished_at - ? WHERE id = ?", vec![days_ms.into(), id.clone().into()]).await;
-            exec(&db, "UPDATE job_events SET created_at = created_at - ? WHERE job_id = ?", vec![days_ms.into(), id.into()]).await;
+            exec(
+                &db,
+                "UPDATE jobs SET finished_at = finished_at - ? WHERE id = ?",
+                vec![days_ms.into(), id.clone().into()],
+            )
+            .await;
+            exec(
+                &db,
+                "UPDATE job_events SET created_at = created_at - ? WHERE job_id = ?",
+                vec![days_ms.into(), id.into()],
+            )
+            .await;
         }
     };
     age(a_old_shared.id.clone(), 40 * DAY_MS).await;
     age(a_old_alone.id.clone(), 40 * DAY_MS).await;
     age(b_old.id.clone(), 3 * DAY_MS).await;
     age(b_mid.id.clone(), 3 * DAY_MS / 2).await;
-    exec(&db, "UPDATE uploads SET created_at = created_at - ? WHERE id = ?", vec![(8 * DAY_MS).into(), old_upload.id.clone().into()]).await;
-    let b_mid_events = count(&db, "SELECT COUNT(*) FROM job_events WHERE job_id = ?", &b_mid.id).await;
+    exec(
+        &db,
+        "UPDATE uploads SET created_at = created_at - ? WHERE id = ?",
+        vec![(8 * DAY_MS).into(), old_upload.id.clone().into()],
+    )
+    .await;
+    let b_mid_events = count(
+        &db,
+        "SELECT COUNT(*) FROM job_events WHERE job_id = ?",
+        &b_mid.id,
+    )
+    .await;
     assert!(b_mid_events > 0);
     let upload_key = |id: &str| {
         let db = db.clone();
@@ -350,10 +439,15 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
     // A sweep that crashed right after removing a_old_alone's rows: its objects are still stored,
     // queued in the outbox.
     let txn = db.begin().await.expect("begin");
-    let purged = purge_job(&txn, &a.id, &a_old_alone.id).await.expect("purge");
+    let purged = purge_job(&txn, &a.id, &a_old_alone.id)
+        .await
+        .expect("purge");
     txn.commit().await.expect("commit");
     assert_eq!(purged.queued.len(), keys(&a_old_alone).len());
-    assert!(all_exist(&app.storage, &keys(&a_old_alone)).await, "the crash left the objects");
+    assert!(
+        all_exist(&app.storage, &keys(&a_old_alone)).await,
+        "the crash left the objects"
+    );
 
     // The replica goes; another comes up with its sweeper on, in batches of one.
     let processor_url = app.processor.url();
@@ -361,7 +455,8 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
     let objects_dir = objects.clone();
     let store = app.storage.clone();
     app.orchestrator.stop().await.expect("stop");
-    let mut config = atelier_orchestrator::Config::new(database_url.clone(), objects, vec![processor_url]);
+    let mut config =
+        atelier_orchestrator::Config::new(database_url.clone(), objects, vec![processor_url]);
     config.admin_token = ADMIN.into();
     config.service_token = SERVICE.into();
     config.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -375,15 +470,17 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
     // Uploads are the last part of a round: once one is counted, the round is over.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while removed(metrics, "uploads").await < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "the sweeper did not finish a round");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweeper did not finish a round"
+        );
         // Polling the counter, not waiting for a guessed time.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(removed(metrics, "jobs").await, 2, "a_old_shared and b_old");
     assert_eq!(removed(metrics, "uploads").await, 1);
     assert_eq!(removed(metrics, "events").await, b_mid_events as u64);
-    let objects_removed =
-        keys(&a_old_alone).len() + keys(&b_old).len() + 1;
+    let objects_removed = keys(&a_old_alone).len() + keys(&b_old).len() + 1;
     assert_eq!(removed(metrics, "objects").await, objects_removed as u64);
 
     // Exactly what was due is gone.
@@ -405,21 +502,65 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
     for (t, kept) in [(&a, &a_recent_hit), (&a, &a_recent), (&b, &b_mid)] {
         let job = get(t, &kept.id).await.expect("kept");
         assert_eq!(job.tasks[0].outputs.len(), kept.tasks[0].outputs.len());
-        assert!(all_exist(&store, &keys(kept)).await, "{} keeps its objects", kept.id);
+        assert!(
+            all_exist(&store, &keys(kept)).await,
+            "{} keeps its objects",
+            kept.id
+        );
     }
-    assert!(all_exist(&store, &keys(&a_old_shared)).await, "a recent cache hit still names them");
-    assert!(none_exist(&store, &keys(&a_old_alone)).await, "the crashed deletion finished");
+    assert!(
+        all_exist(&store, &keys(&a_old_shared)).await,
+        "a recent cache hit still names them"
+    );
+    assert!(
+        none_exist(&store, &keys(&a_old_alone)).await,
+        "the crashed deletion finished"
+    );
     assert!(none_exist(&store, &keys(&b_old)).await);
     assert!(!store.exists(&old_upload_key).await.expect("exists"));
     assert!(store.exists(&new_upload_key).await.expect("exists"));
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM uploads WHERE id = ?", &new_upload.id).await, 1);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM job_events WHERE job_id = ?", &b_mid.id).await, 0, "b's events past a day");
-    assert!(count(&db, "SELECT COUNT(*) FROM job_events WHERE job_id = ?", &a_recent.id).await > 0);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM object_deletions WHERE object_key <> ?", "").await, 0);
-    // A further round finds nothing more.
-    let storage = atelier_storage::Storage::open(&objects_dir, &atelier_storage::S3Options::default())
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM uploads WHERE id = ?",
+            &new_upload.id
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM job_events WHERE job_id = ?",
+            &b_mid.id
+        )
+        .await,
+        0,
+        "b's events past a day"
+    );
+    assert!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM job_events WHERE job_id = ?",
+            &a_recent.id
+        )
         .await
-        .expect("storage");
+            > 0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM object_deletions WHERE object_key <> ?",
+            ""
+        )
+        .await,
+        0
+    );
+    // A further round finds nothing more.
+    let storage =
+        atelier_storage::Storage::open(&objects_dir, &atelier_storage::S3Options::default())
+            .await
+            .expect("storage");
     let again = atelier_orchestrator::retention::sweep_once(
         &db,
         &storage,
@@ -436,6 +577,9 @@ async fn the_sweeper_removes_exactly_what_is_due_across_a_restart(backend: Backe
     )
     .await
     .expect("sweep");
-    assert_eq!((again.jobs, again.objects, again.events, again.uploads), (0, 0, 0, 0));
+    assert_eq!(
+        (again.jobs, again.objects, again.events, again.uploads),
+        (0, 0, 0, 0)
+    );
     restarted.stop().await.expect("stop");
 }

@@ -62,7 +62,9 @@ async fn uploads_and_outputs_live_in_the_bucket() {
     assert_eq!(output.name, "matting.png");
     // A presigned GET straight to the bucket, opened by a plain HTTP client without credentials.
     assert!(
-        output.url.starts_with(&format!("{}/{}/", s3.endpoint, s3.bucket)),
+        output
+            .url
+            .starts_with(&format!("{}/{}/", s3.endpoint, s3.bucket)),
         "{} is a path-style link into the bucket",
         output.url
     );
@@ -75,7 +77,10 @@ async fn uploads_and_outputs_live_in_the_bucket() {
     let thumb = output.thumbnail.as_ref().expect("thumbnail");
     let response = plain.get(&thumb.url).send().await.expect("thumbnail link");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.bytes().await.expect("body").len() as u64, thumb.bytes);
+    assert_eq!(
+        response.bytes().await.expect("body").len() as u64,
+        thumb.bytes
+    );
 
     // A tampered signature, or a link for another key under this signature: refused.
     let tampered = {
@@ -138,22 +143,31 @@ async fn uploads_and_outputs_live_in_the_bucket() {
     let keys: Vec<String> = done.tasks[0]
         .outputs
         .iter()
-        .flat_map(|o| std::iter::once(o.key.clone()).chain(o.thumbnail.as_ref().map(|t| t.key.clone())))
+        .flat_map(|o| {
+            std::iter::once(o.key.clone()).chain(o.thumbnail.as_ref().map(|t| t.key.clone()))
+        })
         .collect();
     let delete = |id: String| {
         let mut jobs = app.jobs.clone();
         let key = t.key.clone();
         async move {
-            jobs.delete_job(as_account(pb::DeleteJobRequest { job_id: id }, &key, "alice"))
-                .await
-                .map(|r| r.into_inner())
+            jobs.delete_job(as_account(
+                pb::DeleteJobRequest { job_id: id },
+                &key,
+                "alice",
+            ))
+            .await
+            .map(|r| r.into_inner())
         }
     };
     let first = delete(job.id.clone()).await.expect("delete the first job");
     assert_eq!(first.objects_deleted, 0);
     assert_eq!(first.objects_kept as usize, keys.len());
     for key in &keys {
-        assert!(bucket.exists(key).await.expect("exists"), "{key} is still used");
+        assert!(
+            bucket.exists(key).await.expect("exists"),
+            "{key} is still used"
+        );
     }
     let link = &second.tasks[0].outputs[0].url;
     let response = plain.get(link).send().await.expect("shared link");
@@ -162,10 +176,15 @@ async fn uploads_and_outputs_live_in_the_bucket() {
         hex::encode(Sha256::digest(&response.bytes().await.expect("body"))),
         output.sha256
     );
-    let last = delete(second.id.clone()).await.expect("delete the second job");
+    let last = delete(second.id.clone())
+        .await
+        .expect("delete the second job");
     assert_eq!(last.objects_deleted as usize, keys.len());
     for key in &keys {
-        assert!(!bucket.exists(key).await.expect("exists"), "{key} is gone from the bucket");
+        assert!(
+            !bucket.exists(key).await.expect("exists"),
+            "{key} is gone from the bucket"
+        );
     }
     let dead = plain.get(link).send().await.expect("dead link");
     assert_eq!(dead.status(), 404, "the deleted job's link no longer opens");
