@@ -394,6 +394,19 @@ pub enum AdminCommand {
         #[arg(long, value_parser = parse_timestamp)]
         expires_at: Option<prost_types::Timestamp>,
     },
+    /// Set how many days a tenant's results, uploads and job events are kept (0: the default).
+    Retention {
+        tenant_id: String,
+        /// Finished jobs with their outputs, counted from when they finished.
+        #[arg(long, default_value_t = 0)]
+        output_days: u32,
+        /// Uploads, counted from the upload.
+        #[arg(long, default_value_t = 0)]
+        upload_days: u32,
+        /// Events (the log) of finished jobs.
+        #[arg(long, default_value_t = 0)]
+        event_days: u32,
+    },
 }
 
 /// `webhooks …`: endpoints of the key's tenant (or of its account, for an account-scoped key).

@@ -912,7 +912,18 @@ async fn results_print_as_links_download_checked_and_deleted_jobs_are_gone() {
         .await
         .expect("gateway");
     let endpoint = pair.orchestrator.url();
-    let (_tenant, key) = tenant_with_account(&endpoint, "shopper", true, 3).await;
+    let (tenant, key) = tenant_with_account(&endpoint, "shopper", true, 3).await;
+    let run = atelier(
+        &endpoint,
+        ADMIN_ONLY,
+        &["admin", "retention", &tenant, "--output-days", "2"],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        run.line(),
+        format!("retention of {tenant}: outputs 2 days, uploads default, events default")
+    );
     let shopper = As {
         admin: false,
         key: Some(&key),
