@@ -173,7 +173,7 @@ async fn uploads_and_outputs_live_in_the_bucket() {
     let response = plain.get(link).send().await.expect("shared link");
     assert_eq!(response.status(), 200);
     assert_eq!(
-        hex::encode(Sha256::digest(&response.bytes().await.expect("body"))),
+        hex::encode(Sha256::digest(response.bytes().await.expect("body"))),
         output.sha256
     );
     let last = delete(second.id.clone())
