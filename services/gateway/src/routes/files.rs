@@ -10,13 +10,14 @@ use std::sync::Arc;
 use atelier_codes::ErrorCode;
 use atelier_storage::{unix_now, LinkSigner, Storage, StorageError, TokenError};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::PathParam;
 
 /// Largest object served (a guard: outputs are far smaller).
 const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -54,7 +55,7 @@ pub struct FileServer {
 )]
 pub async fn get_file(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    PathParam(token, _): PathParam<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
