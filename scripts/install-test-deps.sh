@@ -5,7 +5,8 @@
 #   - libjpeg-turbo's development files (Debian libturbojpeg0-dev), so the engine's `turbojpeg`
 #     feature is tested linked; scripts/test.sh also tests it with the library hidden;
 #   - curl and jq, which the README's own commands use (crates/cli/tests/readme.rs runs them);
-#   - ONNX Runtime's shared library and real test photos, both from PyPI wheels.
+#   - ONNX Runtime's shared library and real test photos, both from PyPI wheels;
+#   - kubernetes-validate (PyPI), which checks the Kubernetes manifests of deploy/ offline.
 # Idempotent: safe to run again.
 set -euo pipefail
 
@@ -66,6 +67,9 @@ bash "$(dirname "$0")/install-onnxruntime.sh"
 
 # Real photos (from scikit-image's wheel) for the matting tests.
 bash "$(dirname "$0")/install-test-photos.sh"
+
+# kubernetes-validate (pinned, from PyPI, in var/deploy-venv) for the offline checks of deploy/.
+bash "$(dirname "$0")/../deploy/check.sh" --install-only
 
 # schemathesis (pinned, in var/schemathesis-venv) for the REST gateway's API test.
 bash "$(dirname "$0")/schemathesis.sh" --install-only

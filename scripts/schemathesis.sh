@@ -89,8 +89,9 @@ ATELIER_ADMIN_TOKEN="${ADMIN_TOKEN}" ATELIER_SERVICE_TOKEN="${SERVICE_TOKEN}" "$
 PIDS+=($!)
 ORCHESTRATOR="http://$(address_of orchestrator "${WORK}/orchestrator.log" "${PIDS[-1]}")"
 
-"${BIN}/atelier-gateway" --orchestrator "${ORCHESTRATOR}" --listen 127.0.0.1:0 \
-    >"${WORK}/gateway.log" 2>&1 &
+# With a link secret and the storage folder, /v1/files/{token} checks every fuzzed token.
+ATELIER_LINK_SECRET="$(random_token)" "${BIN}/atelier-gateway" --orchestrator "${ORCHESTRATOR}" \
+    --storage "${WORK}/objects" --listen 127.0.0.1:0 >"${WORK}/gateway.log" 2>&1 &
 PIDS+=($!)
 GATEWAY="http://$(address_of gateway "${WORK}/gateway.log" "${PIDS[-1]}")"
 echo "==> processor ${PROCESSOR}, orchestrator ${ORCHESTRATOR}, gateway ${GATEWAY}"

@@ -37,4 +37,7 @@ run_tests -p atelier-engine
     run_tests -p atelier-turbojpeg -p atelier-engine --all-features
 )
 
+# 4. The deployment files, offline: Kubernetes schemas, the compose file, the image's binaries.
+bash deploy/check.sh
+
 bash scripts/schemathesis.sh

@@ -62,6 +62,14 @@ pub enum Command {
     Watch(WatchArgs),
     /// Show a job.
     Get { job_id: String },
+    /// Save every output of a job into a folder (default: the job id), checking each file's SHA-256.
+    Download {
+        job_id: String,
+        /// Folder to save into; created if missing. Files land in `DIR/<task id>/<name>`.
+        dir: Option<PathBuf>,
+    },
+    /// Delete a finished job: its outputs, thumbnails and events (the quota ledger keeps its rows).
+    Delete { job_id: String },
     /// List jobs, newest first.
     List(ListArgs),
     /// Cancel every task of a job that is not finished yet (refunded).
@@ -421,6 +429,19 @@ pub enum AdminCommand {
         #[arg(long, value_parser = parse_timestamp)]
         expires_at: Option<prost_types::Timestamp>,
     },
+    /// Set how many days a tenant's results, uploads and job events are kept (0: the default).
+    Retention {
+        tenant_id: String,
+        /// Finished jobs with their outputs, counted from when they finished.
+        #[arg(long, default_value_t = 0)]
+        output_days: u32,
+        /// Uploads, counted from the upload.
+        #[arg(long, default_value_t = 0)]
+        upload_days: u32,
+        /// Events (the log) of finished jobs.
+        #[arg(long, default_value_t = 0)]
+        event_days: u32,
+    },
 }
 
 /// `webhooks …`: endpoints of the key's tenant (or of its account, for an account-scoped key).
@@ -495,6 +516,9 @@ pub struct HealthArgs {
     /// The service name to check (default: the whole server).
     #[arg(long, default_value = "")]
     pub service: String,
+    /// Check an HTTP URL instead (the gateway's `/healthz`): healthy when it answers 200.
+    #[arg(long)]
+    pub http: bool,
 }
 
 /// Parses `key=value`; the key must be non-empty.

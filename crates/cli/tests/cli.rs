@@ -955,3 +955,118 @@ async fn models_lists_what_the_processors_have_configured() {
         && m["provider"] == "runninghub"
         && m["kinds"][0] == "pose_set"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_print_as_links_download_checked_and_deleted_jobs_are_gone() {
+    const SECRET: &str = "cli-test-link-secret-0123456789";
+    // The gateway's port is known first, so the orchestrator can mint links to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let files = format!("http://{}/v1/files/", listener.local_addr().expect("addr"));
+    let base = files.trim_end_matches("/v1/files/").to_string();
+    let pair = spawn_pair_configured(Vec::new(), |c| {
+        c.link_secret = Some(SECRET.into());
+        c.files_base_url = Some(base);
+    })
+    .await;
+    let mut gconfig = atelier_gateway::Config::new(pair.orchestrator.url());
+    gconfig.storage = Some(pair.root.path().join("objects").display().to_string());
+    gconfig.link_secret = Some(SECRET.into());
+    let _gateway = atelier_gateway::spawn_on(gconfig, listener)
+        .await
+        .expect("gateway");
+    let endpoint = pair.orchestrator.url();
+    let (tenant, key) = tenant_with_account(&endpoint, "shopper", true, 3).await;
+    let run = atelier(
+        &endpoint,
+        ADMIN_ONLY,
+        &["admin", "retention", &tenant, "--output-days", "2"],
+    )
+    .await
+    .ok();
+    assert_eq!(
+        run.line(),
+        format!("retention of {tenant}: outputs 2 days, uploads default, events default")
+    );
+    let shopper = As {
+        admin: false,
+        key: Some(&key),
+        account: Some("shopper"),
+    };
+    let photo = product_jpeg(pair.root.path());
+    let photo = photo.to_str().expect("utf-8 path");
+    let run = atelier(
+        &endpoint,
+        shopper,
+        &[
+            "submit",
+            "basic-clean",
+            photo,
+            "--template",
+            "all",
+            "--watch",
+        ],
+    )
+    .await
+    .ok();
+    let job_id = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a `job <id>` line")
+        .to_string();
+
+    // `get` prints links a browser opens.
+    let run = atelier(&endpoint, shopper, &["get", &job_id]).await.ok();
+    assert!(run.stdout.contains(&files), "{run:#?}");
+    let job = atelier(&endpoint, shopper, &["--json", "get", &job_id])
+        .await
+        .ok()
+        .json();
+    let task_id = job["tasks"][0]["id"].as_str().expect("task id").to_string();
+    let outputs = job["tasks"][0]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .clone();
+    assert!(outputs.len() >= 2, "{job:#}");
+
+    // `download` saves every output, checked against its SHA-256.
+    let dir = pair.root.path().join("downloads");
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    let run = atelier(&endpoint, shopper, &["download", &job_id, dir_arg])
+        .await
+        .ok();
+    assert_eq!(run.stdout.lines().count(), outputs.len(), "{run:#?}");
+    for output in &outputs {
+        let name = output["name"].as_str().expect("name");
+        let saved = std::fs::read(dir.join(&task_id).join(name)).expect("saved file");
+        assert_eq!(
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&saved)),
+            output["sha256"].as_str().expect("sha256"),
+            "{name}"
+        );
+    }
+
+    // `delete` removes it: the job is unknown afterwards and there is nothing to download.
+    let run = atelier(&endpoint, shopper, &["delete", &job_id]).await.ok();
+    assert!(
+        run.stdout.contains(&format!("deleted {job_id}")),
+        "{run:#?}"
+    );
+    let run = atelier(&endpoint, shopper, &["get", &job_id]).await;
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("1004"), "{run:#?}");
+    let run = atelier(
+        &endpoint,
+        shopper,
+        &[
+            "download",
+            &job_id,
+            pair.root.path().join("again").to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    assert_ne!(run.code, 0, "{run:#?}");
+}

@@ -2,6 +2,7 @@
 //! MinIO, Garage), behind one small enum.
 
 mod key;
+mod links;
 mod local;
 mod s3;
 #[cfg(feature = "testing")]
@@ -10,6 +11,9 @@ pub mod testing;
 use bytes::Bytes;
 
 pub use key::MAX_KEY_BYTES;
+pub use links::{
+    unix_now, FileGrant, LinkSigner, Links, TokenError, DEFAULT_LINK_TTL, MAX_LINK_TTL,
+};
 pub use local::LocalFs;
 pub use s3::{S3Options, S3Store};
 

@@ -241,6 +241,28 @@ impl S3Store {
         format!("s3://{}/{object_key}", self.bucket)
     }
 
+    /// Whether `url()` answers public links (a CDN or public bucket in front of the store).
+    pub fn has_public_base_url(&self) -> bool {
+        self.public_base_url.is_some()
+    }
+
+    /// A presigned GET of the object (SigV4 in the query string), valid as `config` says.
+    pub(crate) async fn presigned_get(
+        &self,
+        key: &str,
+        config: aws_sdk_s3::presigning::PresigningConfig,
+    ) -> Result<String, StorageError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .presigned(config)
+            .await
+            .map_err(|err| backend("presign", key, &err))?;
+        Ok(request.uri().to_owned())
+    }
+
     pub(crate) async fn check(&self) -> Result<(), StorageError> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),

@@ -30,12 +30,25 @@ impl Application {
     /// Binds the port and prepares the routes; the orchestrator is connected on first use, so the
     /// gateway starts (and `/healthz` answers 503) while the orchestrator is still down.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        Self::build_on(config, listener).await
+    }
+
+    /// As [`build`](Self::build), on a listener bound already (its address can then be handed to
+    /// the orchestrator as the base of file links before the gateway exists).
+    pub async fn build_on(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let endpoint = Endpoint::from_shared(config.orchestrator.clone())
             .with_context(|| format!("orchestrator address `{}`", config.orchestrator))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();
-        let state = AppState::new(
+        let files =
+            routes::files::file_server(config.storage.as_deref(), config.link_secret.as_deref())
+                .await
+                .context("file links")?;
+        let mut state = AppState::new(
             channel,
             Limits {
                 max_json_bytes: config.max_json_bytes,
@@ -44,6 +57,7 @@ impl Application {
                 generator_per_minute: config.generator_requests_per_minute,
             },
         );
+        state.files = files;
         let jwt = match (&config.compat_jwt_secret, &config.compat_api_key) {
             (Some(secret), Some(key)) if !secret.is_empty() && !key.trim().is_empty() => {
                 Some(JwtAuth::new(secret.as_bytes().to_vec(), key))
@@ -58,9 +72,6 @@ impl Application {
             router = router.layer(cors);
         }
         let router = router.layer(axum::middleware::from_fn(request_id::layer));
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
         Ok(Self { listener, router })
     }
 
@@ -162,7 +173,15 @@ impl Drop for RunningGateway {
 
 /// Builds and starts a gateway in the background.
 pub async fn spawn(config: Config) -> anyhow::Result<RunningGateway> {
-    let app = Application::build(config).await?;
+    start(Application::build(config).await?)
+}
+
+/// Builds and starts a gateway in the background on a listener bound already.
+pub async fn spawn_on(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
+    start(Application::build_on(config, listener).await?)
+}
+
+fn start(app: Application) -> anyhow::Result<RunningGateway> {
     let addr = app.local_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));

@@ -61,6 +61,15 @@ pub struct Config {
     #[arg(long, env = "ATELIER_COMPAT_API_KEY", hide_env_values = true)]
     pub compat_api_key: Option<String>,
 
+    /// The local storage folder shared with the orchestrator and processors, whose objects
+    /// `/v1/files/{token}` serves; `s3://…` storage gets presigned links and needs nothing here.
+    #[arg(long, env = "ATELIER_STORAGE")]
+    pub storage: Option<String>,
+
+    /// Secret checking `/v1/files/{token}` links: the orchestrator's `ATELIER_LINK_SECRET`.
+    #[arg(long, env = "ATELIER_LINK_SECRET", hide_env_values = true)]
+    pub link_secret: Option<String>,
+
     /// Log output format.
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -79,6 +88,9 @@ impl Config {
             generator_requests_per_minute: 60,
             compat_jwt_secret: None,
             compat_api_key: None,
+
+            storage: None,
+            link_secret: None,
             log_format: LogFormat::Text,
         }
     }

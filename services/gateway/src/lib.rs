@@ -12,5 +12,5 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 
-pub use app::{spawn, Application, RunningGateway};
+pub use app::{spawn, spawn_on, Application, RunningGateway};
 pub use config::Config;

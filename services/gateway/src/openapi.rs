@@ -10,7 +10,7 @@ use crate::compat::{generator, image_edit, image_editor, task_api};
 use crate::model::params::{
     BasicCleanParams, EditParams, GenerateParams, PoseSetParams, TransformParams,
 };
-use crate::routes::{events, jobs, meta, uploads, webhooks};
+use crate::routes::{events, files, jobs, meta, uploads, webhooks};
 
 /// The document.
 #[derive(OpenApi)]
@@ -24,9 +24,11 @@ use crate::routes::{events, jobs, meta, uploads, webhooks};
         jobs::list,
         jobs::get,
         jobs::cancel,
+        jobs::delete,
         jobs::logs,
         events::events,
         uploads::upload,
+        uploads::delete,
         webhooks::create,
         webhooks::list,
         webhooks::delete,
@@ -36,6 +38,7 @@ use crate::routes::{events, jobs, meta, uploads, webhooks};
         meta::models,
         meta::stats,
         meta::healthz,
+        files::get_file,
         image_editor::submit,
         image_editor::result,
         image_editor::batch_submit,
@@ -65,6 +68,7 @@ use crate::routes::{events, jobs, meta, uploads, webhooks};
         (name = "webhooks", description = "Signed deliveries of job events to your endpoints"),
         (name = "account", description = "Quota, models and statistics"),
         (name = "health", description = "Liveness"),
+        (name = "files", description = "Result files behind signed, expiring links (local storage)"),
         (name = "compat-image-editor", description = "Drop-in routes of the replaced Django image-edit API"),
         (name = "compat-task-api", description = "Drop-in routes of the replaced Express task API"),
         (name = "compat-generator", description = "Drop-in routes of the replaced FastAPI image generator"),
@@ -177,7 +181,10 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 36);
+        assert_eq!(ids.len(), 39);
+        for id in ["deleteJob", "deleteUpload", "getFile"] {
+            assert!(ids.contains(id), "{id}");
+        }
         let link = &doc["paths"]["/v1/jobs"]["post"]["responses"]["200"]["links"]["GetJob"];
         assert_eq!(link["operationId"], "getJob");
         assert!(link.get("operation_id").is_none());

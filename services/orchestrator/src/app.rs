@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use atelier_proto::v1::account_service_server::{self, AccountServiceServer};
 use atelier_proto::v1::job_service_server::{self, JobServiceServer};
-use atelier_storage::Storage;
+use atelier_storage::{Links, Storage};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -70,6 +70,21 @@ impl Application {
         let storage = Storage::open(&config.storage, &config.s3_options())
             .await
             .context("opening storage")?;
+        let links = Links::new(
+            storage.clone(),
+            config.link_secret.as_deref(),
+            config.files_base_url.as_deref(),
+            std::time::Duration::from_secs(config.link_ttl_seconds),
+        )
+        .context("result links")?;
+        if matches!(storage, Storage::LocalFs(_))
+            && (config.link_secret.is_none() || config.files_base_url.is_none())
+        {
+            tracing::warn!(
+                "local storage without ATELIER_LINK_SECRET and ATELIER_FILES_BASE_URL: outputs keep \
+                 file:// URLs that only this machine can open"
+            );
+        }
         let processors = Processors::new(&config.processors, &config.service_token)?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -95,6 +110,7 @@ impl Application {
             db: db.clone(),
             bus: bus.clone(),
             storage,
+            links: links.clone(),
             policy: Arc::new(Policy {
                 prices,
                 max_active_jobs: config.max_active_jobs,
@@ -103,6 +119,7 @@ impl Application {
             dispatch: handle.clone(),
             processors: processors.clone(),
             metrics: metrics.clone(),
+            retention: config.retention(),
         };
         let settings = DispatchSettings {
             owner,
@@ -129,6 +146,7 @@ impl Application {
                 poll: settings.poll.max(std::time::Duration::from_millis(50)),
             },
             metrics.clone(),
+            links,
         )?;
         let database = DatabaseState::default();
         let dispatcher = Dispatcher::new(db, bus, handle, processors, settings, metrics)
@@ -204,6 +222,13 @@ impl Application {
             self.ctx.bus.clone(),
             self.ctx.metrics.clone(),
             self.queue_event_every,
+            shutdown.clone(),
+        ));
+        tokio::spawn(crate::retention::run(
+            self.ctx.db.clone(),
+            self.ctx.storage.clone(),
+            self.ctx.metrics.clone(),
+            self.ctx.retention,
             shutdown.clone(),
         ));
         let webhooks = tokio::spawn(self.webhooks.run(shutdown.clone()));

@@ -80,6 +80,38 @@ pub struct Config {
     /// Public base URL of the bucket, used to build output URLs.
     #[arg(long, env = "ATELIER_S3_PUBLIC_BASE_URL")]
     pub s3_public_base_url: Option<String>,
+    /// Secret (at least 16 bytes) signing the gateway's `/v1/files/{token}` links to objects of a
+    /// local storage folder; the gateway must be given the same one.
+    #[arg(long, env = "ATELIER_LINK_SECRET", hide_env_values = true)]
+    pub link_secret: Option<String>,
+    /// Public URL of the gateway (`https://api.example.com`), base of local-storage result links.
+    #[arg(long, env = "ATELIER_FILES_BASE_URL")]
+    pub files_base_url: Option<String>,
+    /// How long a result link (presigned S3 GET or gateway file link) stays valid (seconds, at most
+    /// seven days).
+    #[arg(long, env = "ATELIER_LINK_TTL_SECONDS", default_value_t = 3600)]
+    pub link_ttl_seconds: u64,
+    /// Days a terminal job (outputs, thumbnails, events) is kept after it finished, for tenants that
+    /// set no retention of their own.
+    #[arg(long, env = "ATELIER_RETENTION_OUTPUT_DAYS", default_value_t = 30)]
+    pub retention_output_days: u32,
+    /// Days an upload is kept, for tenants that set no retention of their own.
+    #[arg(long, env = "ATELIER_RETENTION_UPLOAD_DAYS", default_value_t = 7)]
+    pub retention_upload_days: u32,
+    /// Days the events (log) of a terminal job are kept, for tenants that set no retention of their
+    /// own; the job and its outputs stay until the output retention.
+    #[arg(long, env = "ATELIER_RETENTION_EVENT_DAYS", default_value_t = 30)]
+    pub retention_event_days: u32,
+    /// Pause between retention sweeps (seconds); 0 turns the sweeper off on this replica.
+    #[arg(
+        long,
+        env = "ATELIER_RETENTION_SWEEP_SECONDS",
+        default_value_t = 3600.0
+    )]
+    pub retention_sweep_seconds: f64,
+    /// Rows the sweeper handles per batch.
+    #[arg(long, env = "ATELIER_RETENTION_BATCH", default_value_t = 100)]
+    pub retention_batch: u64,
     /// Task attempts this replica runs at once; 0 makes an API-only replica that runs none.
     #[arg(long, env = "ATELIER_DISPATCH_CONCURRENCY", default_value_t = 8)]
     pub dispatch_concurrency: usize,
@@ -185,6 +217,14 @@ impl Config {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             s3_public_base_url: None,
+            link_secret: None,
+            files_base_url: None,
+            link_ttl_seconds: 3600,
+            retention_output_days: 30,
+            retention_upload_days: 7,
+            retention_event_days: 30,
+            retention_sweep_seconds: 3600.0,
+            retention_batch: 100,
             dispatch_concurrency: 8,
             lease_seconds: 30.0,
             poll_seconds: 0.5,
@@ -219,6 +259,19 @@ impl Config {
             access_key_id: self.s3_access_key_id.clone(),
             secret_access_key: self.s3_secret_access_key.clone(),
             public_base_url: self.s3_public_base_url.clone(),
+        }
+    }
+
+    /// The retention sweeper's settings; a retention of 0 days is read as 1.
+    pub fn retention(&self) -> crate::retention::Settings {
+        crate::retention::Settings {
+            defaults: crate::db::retention::Defaults {
+                output_days: self.retention_output_days.max(1),
+                upload_days: self.retention_upload_days.max(1),
+                event_days: self.retention_event_days.max(1),
+            },
+            every: seconds(self.retention_sweep_seconds),
+            batch: self.retention_batch.max(1),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use atelier_storage::Storage;
+use atelier_storage::{Links, Storage};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::Auth;
@@ -29,9 +29,13 @@ pub struct Context {
     pub auth: Auth,
     pub bus: EventBus,
     pub storage: Storage,
+    /// Mints the result links of outputs when jobs and events are read.
+    pub links: Links,
     pub policy: Arc<Policy>,
     pub dispatch: DispatchHandle,
     /// The processors and what they offer (3006 at submit, ListModels).
     pub processors: Processors,
     pub metrics: crate::metrics::Metrics,
+    /// Retention defaults and the sweeper's pace.
+    pub retention: crate::retention::Settings,
 }

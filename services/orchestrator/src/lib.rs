@@ -12,8 +12,10 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod links;
 pub mod metrics;
 pub mod observer;
+pub mod retention;
 pub mod webhooks;
 
 pub use app::{spawn, Application, RunningOrchestrator};

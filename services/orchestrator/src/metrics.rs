@@ -33,6 +33,7 @@ pub struct Metrics {
     task_duration: Family<Labels, Histogram>,
     cache_hits: Counter,
     webhook_deliveries: Family<Labels, Counter>,
+    retention_removed: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -93,6 +94,15 @@ impl Metrics {
         for result in ["delivered", "retrying", "given_up"] {
             drop(webhook_deliveries.get_or_create(&labels(&[("result", result)])));
         }
+        let retention_removed = Family::<Labels, Counter>::default();
+        registry.register(
+            "retention_removed",
+            "What deletion and the retention sweeper removed, by kind (jobs, objects, events, uploads)",
+            retention_removed.clone(),
+        );
+        for what in ["jobs", "objects", "events", "uploads"] {
+            drop(retention_removed.get_or_create(&labels(&[("what", what)])));
+        }
         Self {
             registry: Arc::new(registry),
             jobs_submitted,
@@ -103,6 +113,7 @@ impl Metrics {
             task_duration,
             cache_hits,
             webhook_deliveries,
+            retention_removed,
         }
     }
 
@@ -134,6 +145,13 @@ impl Metrics {
         self.webhook_deliveries
             .get_or_create(&labels(&[("result", result)]))
             .inc();
+    }
+
+    /// `n` things of a kind (jobs, objects, events, uploads) were removed.
+    pub fn removed(&self, what: &str, n: u64) {
+        self.retention_removed
+            .get_or_create(&labels(&[("what", what)]))
+            .inc_by(n);
     }
 
     /// Sets the state gauges from a fresh count.

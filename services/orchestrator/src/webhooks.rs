@@ -26,6 +26,7 @@ use crate::db::{self, entities::job_event, events::Cursor, webhooks as store};
 use crate::domain::{now_ms, JobState};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use atelier_storage::Links;
 
 /// A delivery is given up only after this many attempts, whatever the window.
 pub const MIN_ATTEMPTS: i32 = 8;
@@ -56,6 +57,7 @@ pub struct Webhooks {
     policy: Arc<AddressPolicy>,
     client: reqwest::Client,
     metrics: Metrics,
+    links: Links,
 }
 
 impl Webhooks {
@@ -65,6 +67,7 @@ impl Webhooks {
         bus: EventBus,
         settings: Settings,
         metrics: Metrics,
+        links: Links,
     ) -> anyhow::Result<Self> {
         let policy = Arc::new(AddressPolicy::new(settings.allow_private.clone()));
         let client = atelier_netguard::client_builder(Arc::clone(&policy))
@@ -79,6 +82,7 @@ impl Webhooks {
             policy,
             client,
             metrics,
+            links,
         })
     }
 
@@ -276,15 +280,17 @@ impl Webhooks {
         if let Err(refused) = atelier_netguard::check_url(&self.policy, &url) {
             return (0, refused.to_string(), false, true);
         }
+        // Links are minted as the body is sent, so a retried delivery carries live ones.
+        let body = crate::links::webhook_body(&self.links, &delivery.body).await;
         let t = now_ms() / 1000;
-        let signature = sign(secret, t, &delivery.body);
+        let signature = sign(secret, t, &body);
         let sent = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Atelier-Signature", format!("t={t},v1={signature}"))
             .header("Atelier-Event-Id", &delivery.event_id)
-            .body(delivery.body.clone())
+            .body(body)
             .send()
             .await;
         match sent {

@@ -126,6 +126,48 @@ pub async fn run(api: &Api, as_json: bool, command: &AdminCommand) -> anyhow::Re
                     .into_inner(),
             );
         }
+        AdminCommand::Retention {
+            tenant_id,
+            output_days,
+            upload_days,
+            event_days,
+        } => {
+            let request = pb::SetRetentionRequest {
+                retention: Some(pb::Retention {
+                    tenant_id: tenant_id.clone(),
+                    output_days: *output_days,
+                    upload_days: *upload_days,
+                    event_days: *event_days,
+                }),
+            };
+            let set = accounts
+                .set_retention(api.admin_call(request)?)
+                .await?
+                .into_inner();
+            let days = |d: u32| {
+                if d == 0 {
+                    "default".to_string()
+                } else {
+                    format!("{d} days")
+                }
+            };
+            if as_json {
+                print_json(&json!({
+                    "tenant_id": set.tenant_id,
+                    "output_days": set.output_days,
+                    "upload_days": set.upload_days,
+                    "event_days": set.event_days,
+                }));
+            } else {
+                print_line(&format!(
+                    "retention of {}: outputs {}, uploads {}, events {}",
+                    set.tenant_id,
+                    days(set.output_days),
+                    days(set.upload_days),
+                    days(set.event_days)
+                ));
+            }
+        }
     }
     Ok(())
 }

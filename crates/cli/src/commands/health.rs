@@ -24,6 +24,9 @@ enum Answer {
 
 /// Runs the check; exits 0 only when the service answers SERVING.
 pub async fn run(address: &str, as_json: bool, args: &HealthArgs) -> anyhow::Result<()> {
+    if args.http {
+        return run_http(address, as_json, args).await;
+    }
     let endpoint = client::normalize_endpoint(address);
     // Refuse an unusable address at once rather than retrying it.
     client::endpoint(&endpoint, Duration::from_secs(1))?;
@@ -66,6 +69,42 @@ pub async fn run(address: &str, as_json: bool, args: &HealthArgs) -> anyhow::Res
         }
         Answer::Failed(err) => Err(err),
     }
+}
+
+/// `--http`: GET the URL until it answers 200 (or once without `--wait`).
+async fn run_http(url: &str, as_json: bool, args: &HealthArgs) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    let deadline = args
+        .wait
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .map(|wait| Instant::now() + wait);
+    let outcome = loop {
+        let outcome = match client.get(url).send().await {
+            Ok(response) => Ok(response.status()),
+            Err(err) => Err(anyhow::Error::new(err).context(format!("cannot reach {url}"))),
+        };
+        let healthy = matches!(&outcome, Ok(status) if status.as_u16() == 200);
+        match deadline {
+            Some(deadline) if !healthy && Instant::now() + RETRY_EVERY < deadline => {
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            _ => break outcome,
+        }
+    };
+    let status = outcome?;
+    if as_json {
+        print_json(&json!({ "url": url, "status": status.as_u16() }));
+    }
+    if status.as_u16() == 200 {
+        if !as_json {
+            print_line("SERVING");
+        }
+        return Ok(());
+    }
+    note(&format!("error: {url} answers {status}"));
+    Err(Reported.into())
 }
 
 async fn check(endpoint: &str, service: &str) -> Answer {

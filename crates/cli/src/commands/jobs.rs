@@ -224,3 +224,27 @@ pub async fn list(api: &Api, as_json: bool, args: &ListArgs) -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// `delete JOB_ID`: removes a finished job, its outputs and events.
+pub async fn delete(api: &Api, as_json: bool, job_id: &str) -> anyhow::Result<()> {
+    let deleted = api
+        .jobs()
+        .delete_job(api.call(pb::DeleteJobRequest {
+            job_id: job_id.to_string(),
+        })?)
+        .await?
+        .into_inner();
+    if as_json {
+        print_json(&serde_json::json!({
+            "job_id": deleted.job_id,
+            "objects_deleted": deleted.objects_deleted,
+            "objects_kept": deleted.objects_kept,
+        }));
+    } else {
+        print_line(&format!(
+            "deleted {}: {} objects removed, {} kept (still used by other jobs)",
+            deleted.job_id, deleted.objects_deleted, deleted.objects_kept
+        ));
+    }
+    Ok(())
+}

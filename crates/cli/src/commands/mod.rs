@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod download;
 pub mod health;
 pub mod jobs;
 pub mod models;
@@ -24,6 +25,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Submit(args) => jobs::submit(&api, as_json, args).await,
         Command::Watch(args) => watch::follow(&api, as_json, &args.job_id, args.after).await,
         Command::Get { job_id } => jobs::get(&api, as_json, job_id).await,
+        Command::Download { job_id, dir } => {
+            download::run(&api, as_json, job_id, dir.as_deref()).await
+        }
+        Command::Delete { job_id } => jobs::delete(&api, as_json, job_id).await,
         Command::List(args) => jobs::list(&api, as_json, args).await,
         Command::Cancel { job_id } => jobs::cancel(&api, as_json, job_id).await,
         Command::Account(args) => account::account(&api, as_json, args).await,

@@ -3,8 +3,8 @@
 use atelier_proto::v1 as pb;
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use crate::call::Caller;
@@ -188,6 +188,53 @@ pub async fn cancel(
         .await?
         .into_inner();
     Ok(Json(Job::try_from(&job)?))
+}
+
+/// What deleting a job removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedJob {
+    /// The deleted job's id; it answers 404 from now on.
+    pub id: String,
+    /// Outputs and thumbnails removed from storage.
+    pub objects_deleted: u32,
+    /// Objects kept because another job (through the content cache) still uses them.
+    pub objects_kept: u32,
+}
+
+/// Delete a finished job: its outputs, thumbnails and events (the quota ledger keeps its entries).
+/// Its result links stop working; the job answers 404 afterwards. A queued or running job is
+/// refused with 400 (cancel it first).
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    operation_id = "deleteJob",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("X-Atelier-Account" = Option<String>, Header, description = "The account a tenant-wide key acts as"),
+    ),
+    responses(
+        (status = 200, description = "The job is deleted", body = DeletedJob),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id, _): PathParam<String>,
+) -> ApiResult<Json<DeletedJob>> {
+    let deleted = state
+        .jobs
+        .clone()
+        .delete_job(caller.request(pb::DeleteJobRequest { job_id: id }))
+        .await?
+        .into_inner();
+    Ok(Json(DeletedJob {
+        id: deleted.job_id,
+        objects_deleted: deleted.objects_deleted,
+        objects_kept: deleted.objects_kept,
+    }))
 }
 
 /// Paging of `GET /v1/jobs/{id}/logs`.

@@ -1,6 +1,7 @@
 //! The HTTP surface: `/v1` (REST JSON), `/healthz`, `/openapi.json` and the compatibility families.
 
 pub mod events;
+pub mod files;
 pub mod jobs;
 pub mod meta;
 pub mod uploads;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub accounts: AccountServiceClient<Channel>,
     pub health: HealthClient<Channel>,
     pub limits: Limits,
+    /// Serves `/v1/files/{token}` when a local storage folder and link secret are configured.
+    pub files: Option<Arc<files::FileServer>>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             accounts: AccountServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             limits,
+            files: None,
         }
     }
 }
@@ -72,7 +76,7 @@ pub fn router(state: AppState, jwt: Option<Arc<JwtAuth>>) -> Router {
     }
     Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/events", get(events::events))
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
@@ -81,6 +85,7 @@ pub fn router(state: AppState, jwt: Option<Arc<JwtAuth>>) -> Router {
             // The upload counts its own bytes while streaming; no buffering limit applies.
             post(uploads::upload).layer(DefaultBodyLimit::disable()),
         )
+        .route("/v1/uploads/{id}", delete(uploads::delete))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/v1/webhooks/deliveries", get(webhooks::all_deliveries))
         .route("/v1/webhooks/{id}", delete(webhooks::delete))
@@ -91,6 +96,7 @@ pub fn router(state: AppState, jwt: Option<Arc<JwtAuth>>) -> Router {
         .route("/v1/account", get(meta::account))
         .route("/v1/models", get(meta::models))
         .route("/v1/stats", get(meta::stats))
+        .route("/v1/files/{token}", get(files::get_file))
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(openapi::serve))
         .merge(compat)

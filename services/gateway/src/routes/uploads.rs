@@ -272,3 +272,42 @@ impl Stream for UploadStream {
         }
     }
 }
+
+/// A deleted upload.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct DeletedUpload {
+    /// The deleted upload's id; jobs can no longer name it.
+    pub id: String,
+}
+
+/// Delete an upload: its stored bytes and record. Jobs that already ran from it keep their outputs.
+#[utoipa::path(
+    delete,
+    path = "/v1/uploads/{id}",
+    operation_id = "deleteUpload",
+    tag = "uploads",
+    params(
+        ("id" = String, Path, description = "The upload id"),
+        ("X-Atelier-Account" = Option<String>, Header, description = "The account a tenant-wide key acts as"),
+    ),
+    responses(
+        (status = 200, description = "The upload is deleted", body = DeletedUpload),
+        (status = "default", description = "An error", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::extract::PathParam(id, _): crate::extract::PathParam<String>,
+) -> ApiResult<Json<DeletedUpload>> {
+    let deleted = state
+        .jobs
+        .clone()
+        .delete_upload(caller.request(pb::DeleteUploadRequest { upload_id: id }))
+        .await?
+        .into_inner();
+    Ok(Json(DeletedUpload {
+        id: deleted.upload_id,
+    }))
+}

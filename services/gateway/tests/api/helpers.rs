@@ -21,6 +21,8 @@ pub use atelier_testkit::images;
 
 pub const ADMIN: &str = "test-admin-token";
 pub const SERVICE: &str = "test-service-token";
+/// The secret orchestrator and gateway sign and check result links with.
+pub const LINK_SECRET: &str = "test-link-secret-0123456789";
 
 /// Which database a test runs on.
 #[derive(Clone, Copy, Debug)]
@@ -162,8 +164,15 @@ pub async fn spawn_stack_with(
         .await
         .expect("processor starts");
     let database_url = fresh_database(backend, root.path()).await;
+    // Bound first, so the orchestrator can mint links to the gateway's `/v1/files/`.
+    let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the gateway");
+    let gateway_addr = gateway_listener.local_addr().expect("gateway address");
     let mut config =
-        atelier_orchestrator::Config::new(database_url, objects, vec![processor.url()]);
+        atelier_orchestrator::Config::new(database_url, objects.clone(), vec![processor.url()]);
+    config.link_secret = Some(LINK_SECRET.into());
+    config.files_base_url = Some(format!("http://{gateway_addr}"));
     config.admin_token = ADMIN.into();
     config.service_token = SERVICE.into();
     config.poll_seconds = 0.05;
@@ -174,8 +183,10 @@ pub async fn spawn_stack_with(
         .await
         .expect("orchestrator starts");
     let mut gconfig = atelier_gateway::Config::new(orchestrator.url());
+    gconfig.storage = Some(objects);
+    gconfig.link_secret = Some(LINK_SECRET.into());
     gateway(&mut gconfig);
-    let gateway = atelier_gateway::spawn(gconfig)
+    let gateway = atelier_gateway::spawn_on(gconfig, gateway_listener)
         .await
         .expect("gateway starts");
     let channel = Channel::from_shared(orchestrator.url())

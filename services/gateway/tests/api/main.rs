@@ -7,6 +7,7 @@ mod compat_jwt;
 mod compat_task_api;
 mod errors;
 mod events;
+mod files;
 mod helpers;
 mod jobs;
 mod meta;

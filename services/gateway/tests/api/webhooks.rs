@@ -120,6 +120,13 @@ async fn endpoints_are_created_listed_delivered_to_and_deleted(backend: Backend)
     assert!(delivered.signed_with(&secret), "{delivered:#?}");
     assert_eq!(delivered.json["type"], "job.succeeded");
     assert_eq!(delivered.json["data"]["state"], "succeeded");
+    // The body carries result links minted as it was sent, and they open.
+    let link = delivered.json["data"]["tasks"][0]["outputs"][0]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an output link in {:#}", delivered.json));
+    assert!(link.starts_with(&app.url("/v1/files/")), "{link}");
+    let opened = reqwest::get(link).await.expect("open the link");
+    assert_eq!(opened.status(), 200, "{link}");
 
     let per_endpoint = format!("/v1/webhooks/{id}/deliveries?job_id={job_id}");
     let attempts = attempts_until(&app, &tenant, &per_endpoint, |a| {

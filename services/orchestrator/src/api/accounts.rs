@@ -253,6 +253,37 @@ impl AccountService for Accounts {
         Ok(Response::new(self.render(&account).await?))
     }
 
+    async fn set_retention(
+        &self,
+        request: Request<pb::SetRetentionRequest>,
+    ) -> Result<Response<pb::Retention>, Status> {
+        self.ctx.auth.admin(request.metadata()).await?;
+        let wanted = request.into_inner().retention.unwrap_or_default();
+        const MAX_DAYS: u32 = 36_500;
+        for (field, days) in [
+            ("retention.output_days", wanted.output_days),
+            ("retention.upload_days", wanted.upload_days),
+            ("retention.event_days", wanted.event_days),
+        ] {
+            if days > MAX_DAYS {
+                return Err(ApiError::field(field, format!("at most {MAX_DAYS} days")).into());
+            }
+        }
+        let days = [wanted.output_days, wanted.upload_days, wanted.event_days];
+        let found = db::retention::set_tenant_retention(&self.ctx.db, &wanted.tenant_id, days)
+            .await
+            .map_err(ApiError::from)?;
+        if !found {
+            return Err(ApiError::NotFound("tenant").into());
+        }
+        Ok(Response::new(pb::Retention {
+            tenant_id: wanted.tenant_id,
+            output_days: days[0],
+            upload_days: days[1],
+            event_days: days[2],
+        }))
+    }
+
     async fn create_webhook_endpoint(
         &self,
         request: Request<pb::CreateWebhookEndpointRequest>,

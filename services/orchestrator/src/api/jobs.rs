@@ -47,6 +47,7 @@ impl Jobs {
     async fn render(&self, job: job::Model) -> ApiResult<pb::Job> {
         let tasks = db::jobs::tasks_of(&self.ctx.db, std::slice::from_ref(&job.id)).await?;
         let mut out = convert::job(&job, &tasks);
+        crate::links::job(&self.ctx.links, &mut out).await;
         if job.state == JobState::Queued.as_str() {
             let (position, seconds) = db::jobs::queue_position(&self.ctx.db, &job).await?;
             out.queue_position = position;
@@ -298,8 +299,12 @@ impl Jobs {
             Some(last) if jobs.len() as u64 == limit => encode_token(last.created_at, &last.id),
             _ => String::new(),
         };
+        let mut jobs: Vec<pb::Job> = jobs.iter().map(|j| convert::job(j, &tasks)).collect();
+        for job in &mut jobs {
+            crate::links::job(&self.ctx.links, job).await;
+        }
         Ok(pb::ListJobsResponse {
-            jobs: jobs.iter().map(|j| convert::job(j, &tasks)).collect(),
+            jobs,
             next_page_token,
         })
     }
@@ -318,6 +323,88 @@ impl Jobs {
         self.ctx.dispatch.cancel(&running);
         self.ctx.bus.notify(job_id);
         self.load(&scope, job_id).await
+    }
+
+    async fn delete(&self, caller: TenantCaller, job_id: &str) -> ApiResult<pb::DeleteJobResponse> {
+        let scope = self.scope(&caller).await?;
+        db::jobs::find(&self.ctx.db, &scope, job_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
+        let txn = self.ctx.db.begin().await?;
+        let job = db::jobs::lock(&txn, job_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
+        let terminal = JobState::parse(&job.state).is_some_and(JobState::is_terminal);
+        if !terminal {
+            return Err(ApiError::field(
+                "job_id",
+                format!(
+                    "the job is {}; only a finished job can be deleted (cancel it first)",
+                    job.state
+                ),
+            ));
+        }
+        let purged = db::retention::purge_job(&txn, &job.tenant_id, job_id).await?;
+        txn.commit().await?;
+        self.ctx.metrics.removed("jobs", 1);
+        // Watchers of the job see it gone and end.
+        self.ctx.bus.notify(job_id);
+        // The rows are gone; objects that cannot be removed now stay in the outbox for the sweeper.
+        let deleted = match crate::retention::remove_objects(
+            &self.ctx.db,
+            &self.ctx.storage,
+            &self.ctx.metrics,
+            &purged.queued,
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(job_id, error = %e, "objects of a deleted job left for the sweeper");
+                0
+            }
+        };
+        tracing::info!(job_id, objects = deleted, kept = purged.kept, "job deleted");
+        Ok(pb::DeleteJobResponse {
+            job_id: job_id.to_string(),
+            objects_deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
+            objects_kept: purged.kept,
+        })
+    }
+
+    async fn remove_upload(
+        &self,
+        caller: TenantCaller,
+        upload_id: &str,
+    ) -> ApiResult<pb::DeleteUploadResponse> {
+        let scope = self.scope(&caller).await?;
+        let upload = db::uploads::find(&self.ctx.db, &scope.tenant_id, upload_id)
+            .await?
+            .filter(|u| {
+                scope
+                    .account_id
+                    .as_ref()
+                    .is_none_or(|account| *account == u.account_id)
+            })
+            .ok_or(ApiError::NotFound("upload"))?;
+        let txn = self.ctx.db.begin().await?;
+        db::retention::purge_upload(&txn, &upload.tenant_id, &upload.id, &upload.object_key)
+            .await?;
+        txn.commit().await?;
+        self.ctx.metrics.removed("uploads", 1);
+        if let Err(e) = crate::retention::remove_objects(
+            &self.ctx.db,
+            &self.ctx.storage,
+            &self.ctx.metrics,
+            std::slice::from_ref(&upload.object_key),
+        )
+        .await
+        {
+            tracing::warn!(upload_id, error = %e, "object of a deleted upload left for the sweeper");
+        }
+        Ok(pb::DeleteUploadResponse {
+            upload_id: upload.id,
+        })
     }
 
     async fn logs(
@@ -529,6 +616,27 @@ impl JobService for Jobs {
         .await
         .map_err(ApiError::from)?;
         Ok(Response::new(stats))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<pb::DeleteJobRequest>,
+    ) -> Result<Response<pb::DeleteJobResponse>, Status> {
+        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        Ok(Response::new(
+            self.delete(caller, &request.get_ref().job_id).await?,
+        ))
+    }
+
+    async fn delete_upload(
+        &self,
+        request: Request<pb::DeleteUploadRequest>,
+    ) -> Result<Response<pb::DeleteUploadResponse>, Status> {
+        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        Ok(Response::new(
+            self.remove_upload(caller, &request.get_ref().upload_id)
+                .await?,
+        ))
     }
 }
 

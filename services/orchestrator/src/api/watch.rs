@@ -33,7 +33,8 @@ pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStrea
                 }
             };
             let full = batch.len() as u64 == BATCH;
-            for event in batch {
+            for mut event in batch {
+                crate::links::event(&ctx.links, &mut event).await;
                 after = i64::try_from(event.sequence).unwrap_or(i64::MAX);
                 let terminal = is_terminal(&event);
                 if tx.send(Ok(event)).await.is_err() || terminal {
@@ -47,6 +48,8 @@ pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStrea
             // after the terminal event ends here).
             match db::jobs::state_and_sequence(&ctx.db, &job_id).await {
                 Ok(Some((state, last))) if state.is_terminal() && after >= last => return,
+                // Deleted meanwhile: nothing more will come.
+                Ok(None) => return,
                 Ok(_) => {}
                 Err(e) => {
                     let _ = tx.send(Err(Status::from(ApiError::from(e)))).await;
@@ -102,7 +105,8 @@ pub fn all_events(
                 }
             };
             let full = batch.len() as u64 == BATCH;
-            for event in batch {
+            for mut event in batch {
+                crate::links::event(&ctx.links, &mut event).await;
                 if let Some(c) = db::events::Cursor::parse(&event.cursor).flatten() {
                     cursor = c;
                 }

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod entities;
 pub mod events;
 pub mod jobs;
+pub mod retention;
 pub mod stats;
 pub mod tasks;
 pub mod tenants;

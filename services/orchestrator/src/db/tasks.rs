@@ -323,6 +323,7 @@ pub async fn succeed<C: ConnectionTrait>(
     if outcome == Outcome::Lost {
         return Ok(outcome);
     }
+    super::retention::record_refs(db, &lease.job.id, &lease.job.tenant_id, &outputs).await?;
     let outputs_count = outputs.len();
     for output in outputs {
         events::append(

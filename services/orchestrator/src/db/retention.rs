@@ -1,0 +1,294 @@
+//! Rows of deletion and retention: which jobs name which stored objects, the outbox of objects to
+//! remove from storage, and what the retention settings make due.
+
+use atelier_proto::v1 as pb;
+use sea_orm::{ConnectionTrait, DbErr};
+
+use super::statement;
+use crate::domain::now_ms;
+
+/// Job states after which nothing changes any more.
+pub const TERMINAL: &str = "('succeeded', 'partially_succeeded', 'failed', 'cancelled')";
+const DAY_MS: i64 = 86_400_000;
+
+/// Records the objects (outputs and thumbnails) the job names.
+pub async fn record_refs<C: ConnectionTrait>(
+    db: &C,
+    job_id: &str,
+    tenant_id: &str,
+    outputs: &[pb::Output],
+) -> Result<(), DbErr> {
+    let mut keys: Vec<String> = Vec::new();
+    for o in outputs {
+        keys.push(o.key.clone());
+        if let Some(t) = &o.thumbnail {
+            keys.push(t.key.clone());
+        }
+    }
+    keys.retain(|k| !k.is_empty());
+    for key in keys {
+        db.execute(statement(
+            db.get_database_backend(),
+            "INSERT INTO object_refs (object_key, job_id, tenant_id) VALUES (?, ?, ?) \
+             ON CONFLICT (object_key, job_id) DO NOTHING",
+            vec![key.into(), job_id.into(), tenant_id.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// What removing a job's rows left to do in storage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Objects queued for removal: no other job names them.
+    pub queued: Vec<String>,
+    /// Objects kept: another job (through the content cache) still names them.
+    pub kept: u32,
+}
+
+/// Removes a job's rows (events, tasks, object references, the job) and queues the objects no other
+/// job names for removal. Call inside a transaction; the ledger keeps its rows.
+pub async fn purge_job<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    job_id: &str,
+) -> Result<Purged, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all(statement(
+            backend,
+            "SELECT r.object_key, EXISTS (SELECT 1 FROM object_refs o WHERE o.object_key = r.object_key AND o.job_id <> r.job_id) \
+             FROM object_refs r WHERE r.job_id = ?",
+            vec![job_id.into()],
+        ))
+        .await?;
+    let mut purged = Purged::default();
+    for row in rows {
+        let key: String = row.try_get_by_index(0)?;
+        let shared: bool = row.try_get_by_index(1)?;
+        if shared {
+            purged.kept += 1;
+            continue;
+        }
+        db.execute(statement(
+            backend,
+            "INSERT INTO object_deletions (object_key, tenant_id, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (object_key) DO NOTHING",
+            vec![key.clone().into(), tenant_id.into(), now_ms().into()],
+        ))
+        .await?;
+        purged.queued.push(key);
+    }
+    for sql in [
+        "DELETE FROM object_refs WHERE job_id = ?",
+        "DELETE FROM job_events WHERE job_id = ?",
+        "DELETE FROM tasks WHERE job_id = ?",
+        "DELETE FROM jobs WHERE id = ?",
+    ] {
+        db.execute(statement(backend, sql, vec![job_id.into()]))
+            .await?;
+    }
+    Ok(purged)
+}
+
+/// Removes an upload's row and queues its object for removal.
+pub async fn purge_upload<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    upload_id: &str,
+    object_key: &str,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    db.execute(statement(
+        backend,
+        "INSERT INTO object_deletions (object_key, tenant_id, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (object_key) DO NOTHING",
+        vec![object_key.into(), tenant_id.into(), now_ms().into()],
+    ))
+    .await?;
+    db.execute(statement(
+        backend,
+        "DELETE FROM uploads WHERE id = ?",
+        vec![upload_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` objects waiting for removal, oldest first. Objects a job has come to name again
+/// since they were queued (a cache hit in between) are dropped from the outbox, not returned.
+pub async fn pending_deletions<C: ConnectionTrait>(
+    db: &C,
+    limit: u64,
+) -> Result<Vec<String>, DbErr> {
+    let backend = db.get_database_backend();
+    db.execute(statement(
+        backend,
+        "DELETE FROM object_deletions WHERE object_key IN (SELECT object_key FROM object_refs)",
+        Vec::new(),
+    ))
+    .await?;
+    let rows = db
+        .query_all(statement(
+            backend,
+            "SELECT object_key FROM object_deletions ORDER BY created_at, object_key LIMIT ?",
+            vec![i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get_by_index(0)).collect()
+}
+
+/// Marks an object removed from storage.
+pub async fn deletion_done<C: ConnectionTrait>(db: &C, key: &str) -> Result<(), DbErr> {
+    db.execute(statement(
+        db.get_database_backend(),
+        "DELETE FROM object_deletions WHERE object_key = ?",
+        vec![key.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Retention defaults, in days, for tenants that set none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    pub output_days: u32,
+    pub upload_days: u32,
+    pub event_days: u32,
+}
+
+/// Up to `limit` terminal jobs (tenant id, job id) that finished longer ago than their tenant's
+/// output retention.
+pub async fn due_jobs<C: ConnectionTrait>(
+    db: &C,
+    defaults: Defaults,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<(String, String)>, DbErr> {
+    let rows = db
+        .query_all(statement(
+            db.get_database_backend(),
+            &format!(
+                "SELECT j.tenant_id, j.id FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
+                 WHERE j.state IN {TERMINAL} AND j.finished_at IS NOT NULL \
+                 AND j.finished_at < ? - COALESCE(t.retention_output_days, ?) * {DAY_MS} \
+                 ORDER BY j.finished_at, j.id LIMIT ?"
+            ),
+            vec![
+                now.into(),
+                i64::from(defaults.output_days).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// Up to `limit` uploads (tenant id, upload id, object key) older than their tenant's retention.
+pub async fn due_uploads<C: ConnectionTrait>(
+    db: &C,
+    defaults: Defaults,
+    now: i64,
+    limit: u64,
+) -> Result<Vec<(String, String, String)>, DbErr> {
+    let rows = db
+        .query_all(statement(
+            db.get_database_backend(),
+            &format!(
+                "SELECT u.tenant_id, u.id, u.object_key FROM uploads u JOIN tenants t ON t.id = u.tenant_id \
+                 WHERE u.created_at < ? - COALESCE(t.retention_upload_days, ?) * {DAY_MS} \
+                 ORDER BY u.created_at, u.id LIMIT ?"
+            ),
+            vec![
+                now.into(),
+                i64::from(defaults.upload_days).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                r.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
+
+/// Removes up to `limit` events of terminal jobs older than their tenant's event retention; returns
+/// how many.
+pub async fn expire_events<C: ConnectionTrait>(
+    db: &C,
+    defaults: Defaults,
+    now: i64,
+    limit: u64,
+) -> Result<u64, DbErr> {
+    let done = db
+        .execute(statement(
+            db.get_database_backend(),
+            &format!(
+                "DELETE FROM job_events WHERE id IN (SELECT e.id FROM job_events e \
+                 JOIN jobs j ON j.id = e.job_id JOIN tenants t ON t.id = j.tenant_id \
+                 WHERE j.state IN {TERMINAL} \
+                 AND e.created_at < ? - COALESCE(t.retention_event_days, ?) * {DAY_MS} \
+                 ORDER BY e.id LIMIT ?)"
+            ),
+            vec![
+                now.into(),
+                i64::from(defaults.event_days).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// A tenant's retention in days; 0 where the tenant keeps the default.
+pub async fn tenant_retention<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+) -> Result<Option<[u32; 3]>, DbErr> {
+    let row = db
+        .query_one(statement(
+            db.get_database_backend(),
+            "SELECT retention_output_days, retention_upload_days, retention_event_days FROM tenants WHERE id = ?",
+            vec![tenant_id.into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let day = |i| -> Result<u32, DbErr> {
+        let v: Option<i32> = row.try_get_by_index(i)?;
+        Ok(v.and_then(|d| u32::try_from(d).ok()).unwrap_or(0))
+    };
+    Ok(Some([day(0)?, day(1)?, day(2)?]))
+}
+
+/// Sets a tenant's retention; 0 returns a setting to the default. False when there is no such tenant.
+pub async fn set_tenant_retention<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    days: [u32; 3],
+) -> Result<bool, DbErr> {
+    let value = |d: u32| -> sea_orm::Value {
+        if d == 0 {
+            Option::<i32>::None.into()
+        } else {
+            Some(i32::try_from(d).unwrap_or(i32::MAX)).into()
+        }
+    };
+    let done = db
+        .execute(statement(
+            db.get_database_backend(),
+            "UPDATE tenants SET retention_output_days = ?, retention_upload_days = ?, retention_event_days = ? WHERE id = ?",
+            vec![value(days[0]), value(days[1]), value(days[2]), tenant_id.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
