@@ -52,6 +52,8 @@ use crate::routes::{events, files, jobs, meta, uploads, webhooks};
         image_edit::statistics,
         generator::generate,
         generator::task,
+        generator::delete_task,
+        generator::delete_history,
         generator::tasks,
         generator::history,
         generator::image,
@@ -181,7 +183,7 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 39);
+        assert_eq!(ids.len(), 41);
         for id in ["deleteJob", "deleteUpload", "getFile"] {
             assert!(ids.contains(id), "{id}");
         }

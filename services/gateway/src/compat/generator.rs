@@ -1,5 +1,5 @@
 //! Seed 002: the FastAPI + VolcEngine image generator (`/api/v1/generate`, `/api/v1/task/{id}`,
-//! `/api/v1/tasks`, `/api/v1/history`, `/api/v1/images/{id}`, `/api/v1/models`,
+//! `/api/v1/tasks`, `/api/v1/history`, their deletes, `/api/v1/images/{id}`, `/api/v1/models`,
 //! `/api/v1/system/info`, `/api/v1/health` and the WebSocket `/api/v1/generate/stream`).
 //!
 //! `POST /api/v1/generate` takes the document's fields (`prompt`, `negative_prompt`, `model`, `width`,
@@ -19,6 +19,9 @@
 //!   with its SPEC §5 status; `code` carries the Atelier number.
 //! - `GET /api/v1/tasks` takes `status`, `limit` (1..=100, default 20) and `offset`; the history is
 //!   the finished tasks, newest first, with the same paging.
+//! - `DELETE /api/v1/task/{id}` cancels a task still running (answering `status: "cancelled"`) and
+//!   deletes a finished one with its images (`status: "deleted"`); `DELETE /api/v1/history/{id}`
+//!   deletes finished tasks only. A deleted task answers 404 afterwards.
 //! - The stream: after the socket opens the client sends one JSON text message, either a generate
 //!   request (the task is created as by `POST /api/v1/generate`) or `{"task_id": "…"}` to follow an
 //!   existing task. The server answers `{"type": "task", "task": …}` for every change of the task
@@ -36,7 +39,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -71,9 +74,10 @@ pub fn router(per_minute: u32) -> Router<AppState> {
     Router::new()
         .route("/api/v1/generate", post(generate))
         .route("/api/v1/generate/stream", get(stream))
-        .route("/api/v1/task/{task_id}", get(task))
+        .route("/api/v1/task/{task_id}", get(task).delete(delete_task))
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/history", get(history))
+        .route("/api/v1/history/{task_id}", delete(delete_history))
         .route("/api/v1/images/{image_id}", get(image))
         .route("/api/v1/images/{image_id}/thumbnail", get(thumbnail))
         .route("/api/v1/models", get(models))
@@ -591,6 +595,108 @@ pub async fn task(
     let caller = caller?;
     let job = fetch(&state, &caller, &task_id).await?;
     Ok(Json(task_view(&job)))
+}
+
+/// The answer of the deletes.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = GeneratorDeleted)]
+pub struct Deleted {
+    pub task_id: String,
+    /// `cancelled` (the task was still running) or `deleted`.
+    pub status: String,
+    pub message: String,
+}
+
+async fn remove(
+    state: &AppState,
+    caller: &Caller,
+    task_id: &str,
+    cancel_active: bool,
+) -> Result<Deleted, GeneratorError> {
+    let job = fetch(state, caller, task_id).await?;
+    if !status_of(&job).finished() {
+        if !cancel_active {
+            return Err(ApiError::field("task_id", "任务尚未完成，不能从历史记录中删除").into());
+        }
+        state
+            .jobs
+            .clone()
+            .cancel_job(caller.request(pb::CancelJobRequest {
+                job_id: job.id.clone(),
+            }))
+            .await?;
+        return Ok(Deleted {
+            task_id: job.id,
+            status: "cancelled".into(),
+            message: "任务已取消".into(),
+        });
+    }
+    state
+        .jobs
+        .clone()
+        .delete_job(caller.request(pb::DeleteJobRequest {
+            job_id: job.id.clone(),
+        }))
+        .await?;
+    Ok(Deleted {
+        task_id: job.id,
+        status: "deleted".into(),
+        message: "任务已删除".into(),
+    })
+}
+
+/// Delete a task: a running one is cancelled, a finished one deleted with its images.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/task/{task_id}",
+    operation_id = "generatorDeleteTask",
+    tag = "compat-generator",
+    params(
+        ("task_id" = String, Path, description = "The task"),
+        ("X-Atelier-Account" = Option<String>, Header, description = "The end user"),
+    ),
+    responses(
+        (status = 200, description = "Cancelled or deleted", body = Deleted),
+        (status = "default", description = "An error", body = GeneratorError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_task(
+    State(state): State<AppState>,
+    Extension(limiter): Extension<Arc<RateLimiter>>,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+    PathParam(task_id, _): PathParam<String, GeneratorError>,
+) -> Result<Json<Deleted>, GeneratorError> {
+    limiter.admit(&headers)?;
+    Ok(Json(remove(&state, &caller?, &task_id, true).await?))
+}
+
+/// Delete a finished task from the history, with its images.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/history/{task_id}",
+    operation_id = "generatorDeleteHistory",
+    tag = "compat-generator",
+    params(
+        ("task_id" = String, Path, description = "A finished task"),
+        ("X-Atelier-Account" = Option<String>, Header, description = "The end user"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = "default", description = "An error", body = GeneratorError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_history(
+    State(state): State<AppState>,
+    Extension(limiter): Extension<Arc<RateLimiter>>,
+    headers: HeaderMap,
+    caller: Result<Caller, ApiError>,
+    PathParam(task_id, _): PathParam<String, GeneratorError>,
+) -> Result<Json<Deleted>, GeneratorError> {
+    limiter.admit(&headers)?;
+    Ok(Json(remove(&state, &caller?, &task_id, false).await?))
 }
 
 /// Paging and filter of `GET /api/v1/tasks` and `GET /api/v1/history`.
