@@ -12,15 +12,16 @@
 //! Listing: `limit` (default 10, 1..=100) and `offset` over the caller's tasks, newest first; `total`
 //! counts every match (up to the first 5,000 jobs scanned).
 //!
-//! Errors answer `{"success": false, "code": <its code>, "message": "..."}` with the HTTP status of the
-//! Atelier error. Codes (this API's own):
+//! Errors answer `{"success": false, "code": <its code>, "message": "<the document's words for the
+//! code>", "detail": "<what exactly went wrong>"}` with the HTTP status of the Atelier error (404 for
+//! an unknown user). A task that timed out reads `任务超时：…`. Codes (this API's own):
 //!
 //! | Atelier | here | its meaning |
 //! | --- | --- | --- |
 //! | 1003, 1005, 3xxx but 3009 | 4001 | 参数错误 (bad parameters; a 3xxx at submit is a bad source or kind) |
 //! | 1001, 1002 | 4003 | 权限错误 (not logged in / not allowed) |
 //! | 1004 | 4004 | 资源不存在 (no such task) |
-//! | 2001 | 1002 | 会员错误 (not a member) |
+//! | 2001 | 1002 | 会员错误 (not a member); 1004 用户不存在 when the account does not exist at all |
 //! | 2002, 2003 | 1003 | 配额错误 (quota; too many running tasks reads as "wait for quota") |
 //! | 1006-1009, 3009 | 5000 | not in its table: a server error, kept apart from the client codes |
 
@@ -64,6 +65,19 @@ pub fn code_for(code: ErrorCode) -> u32 {
     }
 }
 
+/// The document's words for each of its codes.
+pub fn message_for(code: u32) -> &'static str {
+    match code {
+        4001 => "参数错误：缺少必要参数或参数无效",
+        4003 => "权限错误：用户无权访问",
+        4004 => "资源不存在：任务不存在",
+        1002 => "会员错误：非会员用户",
+        1003 => "配额错误：配额不足",
+        1004 => "用户不存在：用户账户异常",
+        _ => "服务器错误：请稍后重试",
+    }
+}
+
 /// An error of this API.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = TaskApiError)]
@@ -71,18 +85,36 @@ pub struct TaskApiError {
     /// Always false.
     pub success: bool,
     pub code: u32,
+    /// The document's message for the code.
     pub message: String,
+    /// What exactly went wrong (Atelier's message).
+    pub detail: String,
     #[serde(skip)]
     status: StatusCode,
 }
 
 impl From<ApiError> for TaskApiError {
     fn from(err: ApiError) -> Self {
+        let code = code_for(err.code);
         Self {
             success: false,
-            code: code_for(err.code),
-            message: err.message,
+            code,
+            message: message_for(code).to_string(),
+            detail: err.message,
             status: err.status,
+        }
+    }
+}
+
+impl TaskApiError {
+    /// 1004 用户不存在: the account the caller acts as does not exist.
+    fn unknown_user(detail: String) -> Self {
+        Self {
+            success: false,
+            code: 1004,
+            message: message_for(1004).to_string(),
+            detail,
+            status: StatusCode::NOT_FOUND,
         }
     }
 }
@@ -302,12 +334,27 @@ pub async fn create(
     let caller = caller?;
     let task_type = body.task_type;
     let request = body.into_pb()?;
-    let job = state
-        .jobs
-        .clone()
-        .submit_job(caller.request(request))
-        .await?
-        .into_inner();
+    let job = match state.jobs.clone().submit_job(caller.request(request)).await {
+        Ok(job) => job.into_inner(),
+        Err(status) => {
+            let err = ApiError::from(status);
+            // Not a member, or no such user at all: the document tells them apart (1002, 1004).
+            if err.code == ErrorCode::MembershipRequired {
+                let account = state
+                    .accounts
+                    .clone()
+                    .get_account(caller.request(pb::GetAccountRequest::default()))
+                    .await;
+                if let Err(status) = account {
+                    let lookup = ApiError::from(status);
+                    if lookup.code == ErrorCode::NotFound {
+                        return Err(TaskApiError::unknown_user(lookup.message));
+                    }
+                }
+            }
+            return Err(err.into());
+        }
+    };
     Ok(Json(CreateTaskResponse {
         success: true,
         data: CreatedTask {
@@ -382,6 +429,8 @@ fn error_message(job: &pb::Job, status: TaskStatus) -> Option<String> {
         return None;
     }
     Some(match first_failure(job) {
+        // The document's timeout message, with what Atelier knows after it.
+        Some(f) if f.code == ErrorCode::TimedOut.number() => format!("任务超时：{}", f.message),
         Some(f) => f.message.clone(),
         None if job.state == pb::JobState::Cancelled as i32 => "任务已取消 (cancelled)".to_string(),
         None => "任务失败 (failed)".to_string(),

@@ -210,7 +210,8 @@ async fn its_error_codes(backend: Backend) {
     .await;
     check(status, &body, 401, 4003);
 
-    // Not a member: its 1002; a member without quota: its 1003.
+    // No such user: its 1004 用户不存在; a user without membership: its 1002; a member without
+    // quota: its 1003. Each with the document's words.
     let (status, body) = status_and_json(
         app.call(reqwest::Method::POST, "/api/task/create", &shop, "visitor")
             .json(&json!({"type": "basic_clean", "inputImageUrl": image}))
@@ -219,7 +220,40 @@ async fn its_error_codes(backend: Backend) {
             .expect("send"),
     )
     .await;
+    check(status, &body, 404, 1004);
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("用户不存在")),
+        "{body}"
+    );
+    app.member(&shop, "lapsed", 0).await;
+    let mut accounts = app.accounts.clone();
+    accounts
+        .set_membership(crate::helpers::admin_request(
+            atelier_proto::v1::SetMembershipRequest {
+                tenant_id: shop.id.clone(),
+                account: "lapsed".into(),
+                active: false,
+                expires_at: None,
+            },
+        ))
+        .await
+        .expect("membership off");
+    let (status, body) = status_and_json(
+        app.call(reqwest::Method::POST, "/api/task/create", &shop, "lapsed")
+            .json(&json!({"type": "basic_clean", "inputImageUrl": image}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
     check(status, &body, 402, 1002);
+    assert_eq!(body["message"], "会员错误：非会员用户", "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
     app.member(&shop, "broke", 0).await;
     let (status, body) = status_and_json(
         app.call(reqwest::Method::POST, "/api/task/create", &shop, "broke")

@@ -206,6 +206,11 @@ pub async fn spawn_stack_with(
     }
 }
 
+/// A request with the admin token.
+pub fn admin_request<T>(message: T) -> tonic::Request<T> {
+    admin(message)
+}
+
 fn admin<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.metadata_mut().insert(
