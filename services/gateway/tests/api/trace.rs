@@ -1,7 +1,7 @@
 //! The caller's `traceparent` goes from the HTTP request through the gateway to the orchestrator, whose
 //! log lines about the job carry the caller's trace id.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::json;
 use tracing_subscriber::fmt::MakeWriter;
@@ -35,22 +35,32 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
+/// The process's one subscriber, capturing every log line in memory. Both database variants of the
+/// test share it (cargo runs them in one process; nextest in one each), so each looks only for its
+/// own trace id next to its own job id.
+fn captured() -> &'static Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter("info")
+            .with_writer(captured.clone())
+            .try_init()
+            .expect("the only subscriber of this process");
+        captured
+    })
+}
+
 on_both_databases!(the_callers_trace_id_reaches_the_orchestrators_logs);
 
 async fn the_callers_trace_id_reaches_the_orchestrators_logs(backend: Backend) {
-    let captured = Captured::default();
-    // nextest runs each test in its own process, so this subscriber sees only this test's services.
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_env_filter("info")
-        .with_writer(captured.clone())
-        .try_init()
-        .expect("the only subscriber of this process");
+    let captured = captured();
     let app = spawn_app(backend).await;
     let shop = app.shop().await;
-    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let response = app
         .call(reqwest::Method::POST, "/v1/jobs", &shop, "shopper")
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
@@ -67,7 +77,7 @@ async fn the_callers_trace_id_reaches_the_orchestrators_logs(backend: Backend) {
         .to_string();
     assert!(
         logs.lines()
-            .any(|l| l.contains(trace_id) && l.contains(&id)),
+            .any(|l| l.contains(&trace_id) && l.contains(&id)),
         "no log line carries both the trace id and the job id:\n{logs}"
     );
 }
