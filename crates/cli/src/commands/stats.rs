@@ -9,10 +9,11 @@ use crate::render::{names, print_json, print_line};
 
 /// `stats`: jobs by state and kind, rates, durations, then one line per provider and model.
 pub async fn show(api: &Api, as_json: bool, args: &StatsArgs) -> anyhow::Result<()> {
-    let range = (args.created_gte.is_some() || args.created_lt.is_some()).then(|| pb::TimeRange {
-        start: args.created_gte.clone(),
-        end: args.created_lt.clone(),
-    });
+    let range =
+        (args.created_gte.is_some() || args.created_lt.is_some()).then_some(pb::TimeRange {
+            start: args.created_gte,
+            end: args.created_lt,
+        });
     let request = api.call(pb::GetStatsRequest { range })?;
     let stats = api.jobs().get_stats(request).await?.into_inner();
     if as_json {
