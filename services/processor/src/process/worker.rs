@@ -279,7 +279,6 @@ async fn completed(
     finished: Finished,
 ) -> Result<Finished, ProcessError> {
     let mut finished = finished;
-    report_usage(tx, task).await?;
     if !finished.from_cache {
         let mut line = format!("produced {} outputs", finished.outputs.len());
         if finished.failed_units > 0 {
@@ -288,6 +287,7 @@ async fn completed(
         log(tx, "info", &line).await?;
     }
     let unit_failure = finished.first_failure.take().map(ProcessError::failure);
+    report_usage(tx, task).await?;
     send(
         tx,
         Event::Completed(v1::Completed {
