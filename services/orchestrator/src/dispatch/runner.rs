@@ -365,8 +365,11 @@ impl Dispatcher {
                 let shortfall =
                     (failed_units > 0).then(|| self.shortfall(lease, failed_units, unit_failure));
                 in_txn!(self.db, |txn| async {
+                    // After the task's change, which takes the job's lock first.
+                    let outcome =
+                        tasks::succeed(&txn, lease, outputs, from_cache, shortfall).await?;
                     usage::record(&txn, lease, run, used).await?;
-                    tasks::succeed(&txn, lease, outputs, from_cache, shortfall).await
+                    Ok::<_, DbErr>(outcome)
                 })?
             }
             Ended::Failed {
@@ -382,8 +385,10 @@ impl Dispatcher {
                 tracing::warn!(code = code.number(), %message, retry = retry_at.is_some(), "attempt failed");
                 let failure = tasks::failure(code, &message);
                 in_txn!(self.db, |txn| async {
+                    // After the task's change, which takes the job's lock first.
+                    let outcome = tasks::fail(&txn, lease, failure, retry_at).await?;
                     usage::record(&txn, lease, run, used).await?;
-                    tasks::fail(&txn, lease, failure, retry_at).await
+                    Ok::<_, DbErr>(outcome)
                 })?
             }
             Ended::Busy => {
@@ -393,8 +398,10 @@ impl Dispatcher {
             Ended::Stopped => {
                 tracing::info!("shutting down; task handed back");
                 in_txn!(self.db, |txn| async {
+                    // After the task's change, which takes the job's lock first.
+                    let outcome = tasks::hand_back(&txn, lease, now_ms()).await?;
                     usage::record(&txn, lease, run, used).await?;
-                    tasks::hand_back(&txn, lease, now_ms()).await
+                    Ok::<_, DbErr>(outcome)
                 })?
             }
             Ended::Lost => {
