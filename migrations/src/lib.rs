@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_notifications;
 mod m0003_retention;
+mod m0004_provider_usage;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_notifications::Migration),
             Box::new(m0003_retention::Migration),
+            Box::new(m0004_provider_usage::Migration),
         ]
     }
 }

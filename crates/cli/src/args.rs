@@ -88,6 +88,9 @@ pub enum Command {
     Health(HealthArgs),
     /// List the models the processors offer: id, provider and kinds.
     Models,
+    /// Statistics of the caller's jobs: by state and kind, rates, durations, and upstream provider
+    /// usage (calls, images, failures, seconds) per provider and model.
+    Stats(StatsArgs),
 }
 
 /// Job kinds the CLI can submit.
@@ -373,6 +376,17 @@ pub struct AccountArgs {
     /// As admin: the tenant of the account named by --account.
     #[arg(long)]
     pub tenant: Option<String>,
+}
+
+/// `stats`: jobs created in a range (both ends optional).
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Jobs created at or after this RFC 3339 time.
+    #[arg(long, value_parser = parse_timestamp)]
+    pub created_gte: Option<prost_types::Timestamp>,
+    /// Jobs created before this RFC 3339 time.
+    #[arg(long, value_parser = parse_timestamp)]
+    pub created_lt: Option<prost_types::Timestamp>,
 }
 
 /// `ledger`.

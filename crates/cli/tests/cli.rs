@@ -632,6 +632,44 @@ async fn a_shopper_generates_images_from_a_prompt_and_watches_them_arrive() {
         .json();
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs:#}");
 
+    // `stats` shows what the provider calls used.
+    assert_eq!(provider.calls(), 1);
+    let stats = atelier(&endpoint, artist, &["--json", "stats"])
+        .await
+        .ok()
+        .json();
+    let usage = stats["provider_usage"].as_array().expect("provider_usage");
+    assert_eq!(usage.len(), 1, "{stats:#}");
+    assert_eq!(
+        (&usage[0]["provider"], &usage[0]["model"]),
+        (&Value::from("fake"), &Value::from(MODEL)),
+        "{stats:#}"
+    );
+    assert_eq!(
+        (
+            &usage[0]["calls"],
+            &usage[0]["images"],
+            &usage[0]["failures"]
+        ),
+        (&Value::from(1), &Value::from(2), &Value::from(0)),
+        "{stats:#}"
+    );
+    let run = atelier(&endpoint, artist, &["stats"]).await.ok();
+    assert!(
+        run.stdout.contains(&format!(
+            "provider fake model {MODEL}: 1 calls, 2 images, 0 failures"
+        )),
+        "{run:#?}"
+    );
+    let run = atelier(
+        &endpoint,
+        artist,
+        &["stats", "--created-gte", "2999-01-01T00:00:00Z"],
+    )
+    .await
+    .ok();
+    assert!(run.stdout.contains("provider usage: none"), "{run:#?}");
+
     pair.orchestrator.stop().await.expect("orchestrator stops");
     pair.processor.stop().await.expect("processor stops");
     assert!(provider.calls() >= 1, "the images came from the provider");

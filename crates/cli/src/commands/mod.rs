@@ -6,6 +6,7 @@ pub mod download;
 pub mod health;
 pub mod jobs;
 pub mod models;
+pub mod stats;
 pub mod watch;
 pub mod webhooks;
 
@@ -36,6 +37,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Webhooks(command) => webhooks::run(&api, as_json, command).await,
         Command::Admin(command) => admin::run(&api, as_json, command).await,
         Command::Models => models::list(&api, as_json).await,
+        Command::Stats(args) => stats::show(&api, as_json, args).await,
         Command::Health(_) => Ok(()),
     }
 }

@@ -159,6 +159,23 @@ pub struct KindStats {
     pub failed: u64,
 }
 
+/// What calls to one upstream provider and model used, summed over the caller's jobs.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ProviderUsage {
+    /// The provider's configured name.
+    pub provider: String,
+    /// The model id as jobs name it.
+    pub model: String,
+    /// Calls made, failed ones included.
+    pub calls: u64,
+    /// Images the provider returned.
+    pub images: u64,
+    /// Calls that failed (the next provider may have been tried).
+    pub failures: u64,
+    /// Time spent in the calls.
+    pub seconds: f64,
+}
+
 /// Totals and rates over the caller's jobs.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Stats {
@@ -169,6 +186,9 @@ pub struct Stats {
     pub cache_hit_rate: f64,
     pub mean_duration_seconds: f64,
     pub p95_duration_seconds: f64,
+    /// Upstream provider usage of the same jobs (every attempt, failed ones and fallbacks included),
+    /// one entry per provider and model.
+    pub provider_usage: Vec<ProviderUsage>,
 }
 
 fn finite(value: f64) -> f64 {
@@ -210,6 +230,18 @@ impl From<&pb::Stats> for Stats {
             cache_hit_rate: finite(s.cache_hit_rate),
             mean_duration_seconds: finite(s.mean_duration_seconds),
             p95_duration_seconds: finite(s.p95_duration_seconds),
+            provider_usage: s
+                .provider_usage
+                .iter()
+                .map(|u| ProviderUsage {
+                    provider: u.provider.clone(),
+                    model: u.model.clone(),
+                    calls: u.calls,
+                    images: u.images,
+                    failures: u.failures,
+                    seconds: finite(u.seconds),
+                })
+                .collect(),
         }
     }
 }

@@ -76,7 +76,8 @@ pub struct StatsQuery {
     pub created_lt: Option<String>,
 }
 
-/// Totals by state and kind, completion, failure and cache-hit rates, mean and p95 durations.
+/// Totals by state and kind, completion, failure and cache-hit rates, mean and p95 durations, and
+/// upstream provider usage (calls, images, failures, seconds) per provider and model.
 #[utoipa::path(
     get,
     path = "/v1/stats",

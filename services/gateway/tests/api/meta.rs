@@ -143,9 +143,9 @@ async fn models_and_stats(backend: Backend) {
     );
 }
 
-on_both_databases!(models_lists_what_the_provider_offers);
+on_both_databases!(models_and_provider_usage);
 
-async fn models_lists_what_the_provider_offers(backend: Backend) {
+async fn models_and_provider_usage(backend: Backend) {
     let provider = atelier_testkit::provider::ProviderServer::start().await;
     let app = crate::helpers::spawn_with_provider(backend, &provider).await;
     let shop = app.shop().await;
@@ -159,4 +159,36 @@ async fn models_lists_what_the_provider_offers(backend: Backend) {
             "kinds": ["edit", "generate", "pose_set"]
         }]})
     );
+
+    // A generate job calls the provider once for two images: /v1/stats shows it.
+    let (status, job) = app
+        .post_json(
+            &shop,
+            "/v1/jobs",
+            serde_json::json!({
+                "kind": "generate",
+                "params": {"prompt": "a red sneaker", "model": crate::helpers::MODEL,
+                           "width": 256, "height": 256, "num_images": 2, "seed": 7},
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{job}");
+    let done = app.finish(&shop, job["id"].as_str().expect("id")).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(provider.calls(), 1);
+    let (status, stats) = app.get_json(&shop, "/v1/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    let usage = stats["provider_usage"].as_array().expect("provider_usage");
+    assert_eq!(usage.len(), 1, "{stats}");
+    assert_eq!(usage[0]["provider"], "fake");
+    assert_eq!(usage[0]["model"], crate::helpers::MODEL);
+    assert_eq!(usage[0]["calls"], 1, "{stats}");
+    assert_eq!(usage[0]["images"], 2, "{stats}");
+    assert_eq!(usage[0]["failures"], 0, "{stats}");
+    assert!(usage[0]["seconds"].as_f64().expect("seconds") > 0.0);
+    let (status, none) = app
+        .get_json(&shop, "/v1/stats?created_gte=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["provider_usage"], serde_json::json!([]), "{none}");
 }

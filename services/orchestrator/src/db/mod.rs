@@ -9,6 +9,7 @@ pub mod stats;
 pub mod tasks;
 pub mod tenants;
 pub mod uploads;
+pub mod usage;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -2,7 +2,9 @@
 //!
 //! Rates are over terminal jobs: completion = (succeeded + partially succeeded) / terminal, failure =
 //! failed / terminal (cancelled jobs count in neither numerator). The cache hit rate is over succeeded
-//! tasks. Durations are wall time from submit to the terminal state of jobs that finished.
+//! tasks. Durations are wall time from submit to the terminal state of jobs that finished. Provider
+//! usage sums what every attempt of those jobs (failed ones and fallbacks included) used upstream, per
+//! provider and model.
 
 use std::collections::BTreeMap;
 
@@ -108,13 +110,15 @@ pub async fn compute<C: ConnectionTrait>(
                  AND j.finished_at IS NOT NULL AND j.state IN ('succeeded', 'partially_succeeded', 'failed') \
                  ORDER BY 1"
             ),
-            values,
+            values.clone(),
         ))
         .await?;
     let mut seconds = Vec::with_capacity(durations.len());
     for row in durations {
         seconds.push(row.try_get_by_index::<i64>(0)?.max(0) as f64 / 1000.0);
     }
+
+    let provider_usage = provider_usage(db, &condition, values).await?;
 
     Ok(pb::Stats {
         by_state: by_state
@@ -134,7 +138,44 @@ pub async fn compute<C: ConnectionTrait>(
             seconds.iter().sum::<f64>() / seconds.len() as f64
         },
         p95_duration_seconds: percentile(&seconds, 0.95),
+        provider_usage,
     })
+}
+
+/// Usage of the filtered jobs' attempts, per provider and model.
+async fn provider_usage<C: ConnectionTrait>(
+    db: &C,
+    condition: &str,
+    values: Vec<Value>,
+) -> Result<Vec<pb::ProviderUsage>, DbErr> {
+    let rows = db
+        .query_all(statement(
+            db.get_database_backend(),
+            &format!(
+                // PostgreSQL sums BIGINT as NUMERIC: cast back.
+                "SELECT u.provider, u.model, CAST(SUM(u.calls) AS BIGINT), CAST(SUM(u.images) AS BIGINT), \
+                 CAST(SUM(u.failures) AS BIGINT), SUM(u.seconds) \
+                 FROM provider_usage u JOIN jobs j ON j.id = u.job_id WHERE {condition} \
+                 GROUP BY u.provider, u.model ORDER BY u.provider, u.model"
+            ),
+            values,
+        ))
+        .await?;
+    let mut usage = Vec::with_capacity(rows.len());
+    for row in rows {
+        let count = |i: usize| -> Result<u64, DbErr> {
+            Ok(u64::try_from(row.try_get_by_index::<Option<i64>>(i)?.unwrap_or(0)).unwrap_or(0))
+        };
+        usage.push(pb::ProviderUsage {
+            provider: row.try_get_by_index(0)?,
+            model: row.try_get_by_index(1)?,
+            calls: count(2)?,
+            images: count(3)?,
+            failures: count(4)?,
+            seconds: row.try_get_by_index::<Option<f64>>(5)?.unwrap_or(0.0),
+        });
+    }
+    Ok(usage)
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {

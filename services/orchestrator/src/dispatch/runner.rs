@@ -28,11 +28,19 @@ macro_rules! in_txn {
     }};
 }
 use crate::db::tasks::{self, Lease, Outcome};
+use crate::db::usage;
 use crate::domain::{model_of, now_ms, units_per_task, Kind};
 
 /// First and largest pause between two tries of recording the end of an attempt.
 const SETTLE_PAUSE: Duration = Duration::from_millis(200);
 const SETTLE_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// One run of an attempt and the provider usage it reported.
+struct Attempt {
+    /// Chosen once per run: recording its usage again changes nothing.
+    run: String,
+    usage: Vec<pb::ProviderUsage>,
+}
 
 /// How an attempt ended before it is settled in the database.
 #[derive(Clone)]
@@ -74,8 +82,13 @@ impl Dispatcher {
         async move {
             let limit = self.attempt_timeout(&lease.job.kind);
             let started = std::time::Instant::now();
+            // What the attempt's provider calls used, as the processor reports it before the end.
+            let mut reported = Attempt {
+                run: uuid::Uuid::new_v4().to_string(),
+                usage: Vec::new(),
+            };
             let ended = tokio::select! {
-                ended = tokio::time::timeout(limit, self.call_processor(&lease, trace)) => {
+                ended = tokio::time::timeout(limit, self.call_processor(&lease, trace, &mut reported.usage)) => {
                     ended.unwrap_or_else(|_| Ended::Failed {
                         code: ErrorCode::TimedOut,
                         transient: false,
@@ -92,7 +105,7 @@ impl Dispatcher {
                 // itself off): the catalogue learns it now, so the next submit answers 3006 at once.
                 self.processors.refresh().await;
             }
-            self.settle_until_recorded(&lease, ended, &hard_stop).await;
+            self.settle_until_recorded(&lease, ended, &reported, &hard_stop).await;
         }
         .instrument(span)
         .await
@@ -108,12 +121,13 @@ impl Dispatcher {
         &self,
         lease: &Lease,
         ended: Ended,
+        reported: &Attempt,
         hard_stop: &CancellationToken,
     ) {
         let mut pause = SETTLE_PAUSE;
         let mut waited = false;
         loop {
-            match self.settle(lease, ended.clone()).await {
+            match self.settle(lease, ended.clone(), reported).await {
                 Ok(()) => {
                     if waited {
                         tracing::info!(
@@ -177,7 +191,12 @@ impl Dispatcher {
         }
     }
 
-    async fn call_processor(&self, lease: &Lease, trace: TraceParent) -> Ended {
+    async fn call_processor(
+        &self,
+        lease: &Lease,
+        trace: TraceParent,
+        usage: &mut Vec<pb::ProviderUsage>,
+    ) -> Ended {
         let request = match self.process_request(lease) {
             Ok(r) => r,
             Err(message) => {
@@ -273,6 +292,11 @@ impl Dispatcher {
                     outputs.push(o);
                     Ok(Outcome::Applied)
                 }
+                // Stored with the end of the attempt, whatever the end is.
+                Some(pb::process_event::Event::Usage(u)) => {
+                    usage.push(u);
+                    Ok(Outcome::Applied)
+                }
                 Some(pb::process_event::Event::Completed(c)) => {
                     return Ended::Succeeded {
                         outputs,
@@ -320,7 +344,10 @@ impl Dispatcher {
         })
     }
 
-    async fn settle(&self, lease: &Lease, ended: Ended) -> Result<(), DbErr> {
+    /// Records the end of the attempt and, in the same transaction, what its provider calls used
+    /// (the calls were made, whether the attempt is still ours or not).
+    async fn settle(&self, lease: &Lease, ended: Ended, attempt: &Attempt) -> Result<(), DbErr> {
+        let (run, used) = (attempt.run.as_str(), attempt.usage.as_slice());
         let job_id = lease.job.id.clone();
         let outcome = match ended {
             Ended::Succeeded {
@@ -337,9 +364,13 @@ impl Dispatcher {
                 );
                 let shortfall =
                     (failed_units > 0).then(|| self.shortfall(lease, failed_units, unit_failure));
-                in_txn!(self.db, |txn| tasks::succeed(
-                    &txn, lease, outputs, from_cache, shortfall
-                ))?
+                in_txn!(self.db, |txn| async {
+                    // After the task's change, which takes the job's lock first.
+                    let outcome =
+                        tasks::succeed(&txn, lease, outputs, from_cache, shortfall).await?;
+                    usage::record(&txn, lease, run, used).await?;
+                    Ok::<_, DbErr>(outcome)
+                })?
             }
             Ended::Failed {
                 code,
@@ -353,7 +384,12 @@ impl Dispatcher {
                     .then(|| now_ms() + self.backoff_ms(lease.attempt));
                 tracing::warn!(code = code.number(), %message, retry = retry_at.is_some(), "attempt failed");
                 let failure = tasks::failure(code, &message);
-                in_txn!(self.db, |txn| tasks::fail(&txn, lease, failure, retry_at))?
+                in_txn!(self.db, |txn| async {
+                    // After the task's change, which takes the job's lock first.
+                    let outcome = tasks::fail(&txn, lease, failure, retry_at).await?;
+                    usage::record(&txn, lease, run, used).await?;
+                    Ok::<_, DbErr>(outcome)
+                })?
             }
             Ended::Busy => {
                 tracing::info!("processor at capacity; task handed back");
@@ -361,9 +397,19 @@ impl Dispatcher {
             }
             Ended::Stopped => {
                 tracing::info!("shutting down; task handed back");
-                in_txn!(self.db, |txn| tasks::hand_back(&txn, lease, now_ms()))?
+                in_txn!(self.db, |txn| async {
+                    // After the task's change, which takes the job's lock first.
+                    let outcome = tasks::hand_back(&txn, lease, now_ms()).await?;
+                    usage::record(&txn, lease, run, used).await?;
+                    Ok::<_, DbErr>(outcome)
+                })?
             }
-            Ended::Lost => Outcome::Lost,
+            Ended::Lost => {
+                if !used.is_empty() {
+                    in_txn!(self.db, |txn| usage::record(&txn, lease, run, used))?;
+                }
+                Outcome::Lost
+            }
         };
         if outcome == Outcome::Applied {
             self.bus.notify(&job_id);

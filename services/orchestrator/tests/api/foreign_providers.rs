@@ -349,6 +349,139 @@ async fn a_failing_provider_falls_back_without_spending_the_attempt(backend: Bac
     assert_eq!(processor_metric(&app, &failures).await, 1.0);
 }
 
+async fn stats(app: &TestApp, request: tonic::Request<pb::GetStatsRequest>) -> pb::Stats {
+    app.jobs
+        .clone()
+        .get_stats(request)
+        .await
+        .expect("stats")
+        .into_inner()
+}
+
+/// `(provider, model, calls, images, failures)` of each entry, with its seconds checked positive.
+fn usage_of(stats: &pb::Stats) -> Vec<(String, String, u64, u64, u64)> {
+    stats
+        .provider_usage
+        .iter()
+        .map(|u| {
+            assert!(u.seconds > 0.0, "{u:?}");
+            (
+                u.provider.clone(),
+                u.model.clone(),
+                u.calls,
+                u.images,
+                u.failures,
+            )
+        })
+        .collect()
+}
+
+fn entry(
+    provider: &str,
+    model: &str,
+    calls: u64,
+    images: u64,
+    failures: u64,
+) -> (String, String, u64, u64, u64) {
+    (provider.into(), model.into(), calls, images, failures)
+}
+
+async fn get_stats_shows_each_accounts_provider_usage_fallbacks_and_failed_attempts_included(
+    backend: Backend,
+) {
+    let (app, servers) = spawn(backend).await;
+    let tenant = app.tenant("spend").await;
+    app.member(&tenant, "shop", 20).await;
+    app.member(&tenant, "other", 20).await;
+    app.member(&tenant, "idle", 20).await;
+
+    // Ark is throttled once: the backup answers within the same attempt.
+    servers.ark.fail_next(1, Failure::RateLimited);
+    let submitted = app
+        .submit(&tenant, "shop", generate(5))
+        .await
+        .expect("submit");
+    let done = app.finish(&tenant, "shop", &submitted.id).await;
+    assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
+    // Ark refuses a parameter: no fallback, the attempt and the job fail, and the call still counts.
+    servers.ark.fail_next(1, Failure::InvalidParameter);
+    let submitted = app
+        .submit(&tenant, "shop", edit(&app, "seedream"))
+        .await
+        .expect("submit");
+    let done = app.finish(&tenant, "shop", &submitted.id).await;
+    assert_eq!(done.state(), pb::JobState::Failed, "{done:?}");
+    assert_eq!(done.tasks[0].attempts, 1, "{done:?}");
+    assert_eq!(servers.ark.submissions(), 2);
+    // Another account's edit on DashScope.
+    let submitted = app
+        .submit(&tenant, "other", edit(&app, "qwen-image-edit"))
+        .await
+        .expect("submit");
+    let done = app.finish(&tenant, "other", &submitted.id).await;
+    assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
+
+    let shop = stats(
+        &app,
+        as_account(pb::GetStatsRequest::default(), &tenant.key, "shop"),
+    )
+    .await;
+    assert_eq!(
+        usage_of(&shop),
+        vec![
+            entry("ark", "seedream", 2, 0, 2),
+            entry("dashscope-backup", "seedream", 1, 2, 0),
+        ]
+    );
+    let other = stats(
+        &app,
+        as_account(pb::GetStatsRequest::default(), &tenant.key, "other"),
+    )
+    .await;
+    assert_eq!(
+        usage_of(&other),
+        vec![entry("dashscope", "qwen-image-edit", 1, 1, 0)]
+    );
+    let idle = stats(
+        &app,
+        as_account(pb::GetStatsRequest::default(), &tenant.key, "idle"),
+    )
+    .await;
+    assert!(idle.provider_usage.is_empty(), "{idle:?}");
+    // The tenant-wide key sees every account's.
+    let everyone = stats(&app, bearer(pb::GetStatsRequest::default(), &tenant.key)).await;
+    assert_eq!(
+        usage_of(&everyone),
+        vec![
+            entry("ark", "seedream", 2, 0, 2),
+            entry("dashscope", "qwen-image-edit", 1, 1, 0),
+            entry("dashscope-backup", "seedream", 1, 2, 0),
+        ]
+    );
+    // Another tenant sees none of it.
+    let stranger = app.tenant("stranger").await;
+    let theirs = stats(&app, bearer(pb::GetStatsRequest::default(), &stranger.key)).await;
+    assert!(theirs.provider_usage.is_empty(), "{theirs:?}");
+    // The range is the jobs' creation time, as for the other numbers.
+    let later = pb::TimeRange {
+        start: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 3600,
+            nanos: 0,
+        }),
+        end: None,
+    };
+    let none = stats(
+        &app,
+        as_account(
+            pb::GetStatsRequest { range: Some(later) },
+            &tenant.key,
+            "shop",
+        ),
+    )
+    .await;
+    assert!(none.provider_usage.is_empty(), "{none:?}");
+}
+
 async fn a_provider_that_rejects_its_key_is_refused_at_submit_afterwards(backend: Backend) {
     let ark = ForeignServer::start(Speaks::Ark).await;
     let mut config = provider(
@@ -391,4 +524,5 @@ on_both_databases!(
     every_provider_serves_generate_edit_and_pose_set,
     a_failing_provider_falls_back_without_spending_the_attempt,
     a_provider_that_rejects_its_key_is_refused_at_submit_afterwards,
+    get_stats_shows_each_accounts_provider_usage_fallbacks_and_failed_attempts_included,
 );

@@ -5,6 +5,7 @@ mod model;
 mod output;
 pub mod params;
 mod request;
+mod usage;
 mod worker;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use error::ProcessError;
 pub use request::{
     CleanWork, MattingMethod, SourceLocation, TaskRequest, Work, DEFAULT_MIN_CONFIDENCE,
 };
+pub use usage::Usage;
 pub use worker::{Shared, WAITING_STAGE};
 
 /// Events buffered per stream before the worker waits for the caller.

@@ -45,6 +45,8 @@ async fn call_model(
         };
         let metrics = &shared.metrics;
         let (result, took) = provider.images(call).await;
+        let images = result.as_ref().ok().map(|reply| reply.images.len());
+        task.usage.call(provider.name(), &route.model, took, images);
         metrics.usage_calls.get_or_create(&labels).inc();
         metrics
             .usage_seconds

@@ -34,6 +34,8 @@ pub struct TaskRequest {
     pub route: Option<ModelRoute>,
     /// How basic_clean cuts out, chosen after parsing.
     pub matting: Option<crate::matting::MattingRoute>,
+    /// What the attempt's provider calls used so far.
+    pub usage: super::usage::Usage,
 }
 
 /// What the engine or a model provider runs.
@@ -206,6 +208,7 @@ impl TryFrom<v1::ProcessRequest> for TaskRequest {
                     output_prefix,
                     route: None,
                     matting: None,
+                    usage: Default::default(),
                 })
             }
             _ => Err(ProcessError::Invalid(violations)),

@@ -113,7 +113,7 @@ pub async fn run(
     let started = Instant::now();
     let metrics = Arc::clone(&shared.metrics);
     metrics.tasks_in_flight.inc();
-    let result = execute(&shared, task, &tx, Arc::new(permit)).await;
+    let result = execute(&shared, &task, &tx, Arc::new(permit)).await;
     metrics.tasks_in_flight.dec();
     let label = match &result {
         Ok(f) if f.failed_units > 0 => "partially_succeeded",
@@ -143,15 +143,18 @@ pub async fn run(
         Err(err) => {
             let status = Status::from(err);
             tracing::warn!(code = ?status.code(), message = status.message(), "task failed");
-            // The caller may be gone already; there is no one else to tell.
-            let _ = tx.send(Err(status)).await;
+            // The provider calls of a failed attempt were made (and paid for) all the same. The
+            // caller may be gone already; there is no one else to tell.
+            if report_usage(&tx, &task).await.is_ok() {
+                let _ = tx.send(Err(status)).await;
+            }
         }
     }
 }
 
 async fn execute(
     shared: &Shared,
-    task: TaskRequest,
+    task: &TaskRequest,
     tx: &EventSender,
     permit: Arc<OwnedSemaphorePermit>,
 ) -> Result<Finished, ProcessError> {
@@ -182,8 +185,8 @@ async fn execute(
         Some((cache, Slot::new(&task.tenant_id, key)?))
     });
     let Some((cache, slot)) = cached else {
-        let finished = fresh(shared, &task, source, tx, permit).await?;
-        return completed(tx, finished).await;
+        let finished = fresh(shared, task, source, tx, permit).await?;
+        return completed(tx, task, finished).await;
     };
     let labels = KindLabels {
         kind: task.work.kind(),
@@ -198,7 +201,7 @@ async fn execute(
                 "served from the content cache: no engine run, no provider call",
             )
             .await?;
-            return serve_cached(tx, outputs).await;
+            return serve_cached(tx, task, outputs).await;
         }
         match shared.inflight.join(&inflight_key) {
             Turn::Lead(guard) => {
@@ -212,10 +215,10 @@ async fn execute(
                         "served from the content cache: no engine run, no provider call",
                     )
                     .await?;
-                    return serve_cached(tx, outputs).await;
+                    return serve_cached(tx, task, outputs).await;
                 }
                 shared.metrics.cache_misses.get_or_create(&labels).inc();
-                let finished = fresh(shared, &task, source, tx, permit).await?;
+                let finished = fresh(shared, task, source, tx, permit).await?;
                 // Partial results are not reused: a later task may get every unit.
                 if finished.failed_units == 0 {
                     cache
@@ -223,7 +226,7 @@ async fn execute(
                         .await;
                 }
                 drop(guard);
-                return completed(tx, finished).await;
+                return completed(tx, task, finished).await;
             }
             Turn::Wait(waiter) => {
                 tracing::info!("an identical task is running; waiting for its result");
@@ -262,7 +265,19 @@ pub async fn log(tx: &EventSender, level: &str, message: &str) -> Result<(), Pro
     .await
 }
 
-async fn completed(tx: &EventSender, finished: Finished) -> Result<Finished, ProcessError> {
+/// One `usage` event per provider and model the attempt called, if it called any.
+async fn report_usage(tx: &EventSender, task: &TaskRequest) -> Result<(), ProcessError> {
+    for usage in task.usage.take() {
+        send(tx, Event::Usage(usage)).await?;
+    }
+    Ok(())
+}
+
+async fn completed(
+    tx: &EventSender,
+    task: &TaskRequest,
+    finished: Finished,
+) -> Result<Finished, ProcessError> {
     let mut finished = finished;
     if !finished.from_cache {
         let mut line = format!("produced {} outputs", finished.outputs.len());
@@ -272,6 +287,7 @@ async fn completed(tx: &EventSender, finished: Finished) -> Result<Finished, Pro
         log(tx, "info", &line).await?;
     }
     let unit_failure = finished.first_failure.take().map(ProcessError::failure);
+    report_usage(tx, task).await?;
     send(
         tx,
         Event::Completed(v1::Completed {
@@ -286,6 +302,7 @@ async fn completed(tx: &EventSender, finished: Finished) -> Result<Finished, Pro
 
 async fn serve_cached(
     tx: &EventSender,
+    task: &TaskRequest,
     outputs: Vec<v1::Output>,
 ) -> Result<Finished, ProcessError> {
     tracing::info!(outputs = outputs.len(), "served from the content cache");
@@ -294,6 +311,7 @@ async fn serve_cached(
     }
     completed(
         tx,
+        task,
         Finished {
             outputs,
             from_cache: true,

@@ -742,3 +742,51 @@ async fn ark_answers_by_url_are_downloaded_and_b64_answers_are_not() {
     assert_eq!(call.json["response_format"], "b64_json");
     assert_eq!(inline.downloads(), 0, "the images came in the answer");
 }
+
+/// `(provider, model, calls, images, failures)` of the attempt's usage events, seconds checked.
+fn usage_events(events: &[Event]) -> Vec<(String, String, u64, u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Usage(u) => {
+                assert!(u.seconds > 0.0, "{u:?}");
+                Some((
+                    u.provider.clone(),
+                    u.model.clone(),
+                    u.calls,
+                    u.images,
+                    u.failures,
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_attempt_reports_its_usage_before_it_ends_failed_or_not() {
+    let server = ForeignServer::start(Speaks::Ark).await;
+    let app = app_with(vec![ark_config(&server, "ark")]).await;
+
+    // Success: the usage comes right before Completed.
+    let (events, failure) = app.run(generate("seedream", 2, Some(1))).await;
+    assert!(failure.is_none(), "{failure:?}");
+    let n = events.len();
+    assert!(matches!(events[n - 1], Event::Completed(_)), "{events:?}");
+    assert!(matches!(events[n - 2], Event::Usage(_)), "{events:?}");
+    assert_eq!(
+        usage_events(&events),
+        vec![("ark".into(), "seedream".into(), 1, 2, 0)]
+    );
+
+    // Failure: the usage comes before the error status ends the stream.
+    server.fail_next(1, Failure::Moderation);
+    let (events, failure) = app.run(generate("seedream", 1, Some(2))).await;
+    let failure = failure.expect("the attempt fails");
+    assert_eq!(failure.code, ErrorCode::ContentRejected, "{failure:?}");
+    assert!(matches!(events.last(), Some(Event::Usage(_))), "{events:?}");
+    assert_eq!(
+        usage_events(&events),
+        vec![("ark".into(), "seedream".into(), 1, 0, 1)]
+    );
+}
