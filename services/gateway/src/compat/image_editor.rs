@@ -6,6 +6,9 @@
 //! `batch_id`, so `/batch_result/` finds them again without any state in the gateway. `/result/` answers
 //! for any job of the caller (its first output is `result_image`).
 //!
+//! `/submit/` and `/result/` take JSON, urlencoded forms and multipart forms, as the Django views
+//! did; in a multipart `/submit/` the `image` may be the file itself (it is stored as an upload).
+//!
 //! Choices where the document is silent:
 //! - `result_image` is the output's URL (the old system inlined base64; URLs keep answers small).
 //! - `processing_time` is seconds from the first task's start to the job's end.
@@ -28,7 +31,7 @@
 
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,7 +42,7 @@ use utoipa::ToSchema;
 use super::{first_failure, is_active, list_all, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{form_or_json, JsonBody};
 use crate::model::time;
 use crate::routes::meta::orchestrator_health;
 use crate::routes::AppState;
@@ -54,8 +57,9 @@ const MAX_BATCH: usize = 100;
 /// The routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/submit/", post(submit))
-        .route("/result/", post(result))
+        // Multipart bodies may carry the image itself; each file is capped as an upload.
+        .route("/submit/", post(submit).layer(DefaultBodyLimit::disable()))
+        .route("/result/", post(result).layer(DefaultBodyLimit::disable()))
         .route("/batch_submit/", post(batch_submit))
         .route("/batch_result/", post(batch_result))
         .route("/status/", get(status))
@@ -176,7 +180,11 @@ fn edit_job(
             })),
         }),
         sources: vec![pb::Source {
-            source: Some(pb::source::Source::Url(item.image.trim().to_string())),
+            // A multipart form's image file arrives as an upload.
+            source: Some(match item.image.trim().strip_prefix("upload:") {
+                Some(id) => pb::source::Source::UploadId(id.to_string()),
+                None => pb::source::Source::Url(item.image.trim().to_string()),
+            }),
         }],
         callback_url: item
             .callback_url
@@ -203,7 +211,11 @@ fn submitted(job: &pb::Job) -> SubmitResponse {
     path = "/submit/",
     operation_id = "editorSubmit",
     tag = "compat-image-editor",
-    request_body = SubmitRequest,
+    request_body(content(
+        (SubmitRequest = "application/json"),
+        (SubmitRequest = "application/x-www-form-urlencoded"),
+        (SubmitRequest = "multipart/form-data"),
+    )),
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "Queued", body = SubmitResponse),
@@ -214,9 +226,10 @@ fn submitted(job: &pb::Job) -> SubmitResponse {
 pub async fn submit(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<SubmitRequest, EditorError>,
+    request: Request,
 ) -> Result<Json<SubmitResponse>, EditorError> {
     let caller = caller?;
+    let body: SubmitRequest = form_or_json(&state, &caller, request).await?;
     let request = edit_job(&body, None, None)?;
     let job = state
         .jobs
@@ -310,7 +323,11 @@ async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, A
     path = "/result/",
     operation_id = "editorResult",
     tag = "compat-image-editor",
-    request_body = ResultRequest,
+    request_body(content(
+        (ResultRequest = "application/json"),
+        (ResultRequest = "application/x-www-form-urlencoded"),
+        (ResultRequest = "multipart/form-data"),
+    )),
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "The task", body = TaskResult),
@@ -321,9 +338,10 @@ async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, A
 pub async fn result(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<ResultRequest, EditorError>,
+    request: Request,
 ) -> Result<Json<TaskResult>, EditorError> {
     let caller = caller?;
+    let body: ResultRequest = form_or_json(&state, &caller, request).await?;
     let job = fetch(&state, &caller, &body.task_id).await?;
     Ok(Json(task_result(&job)))
 }

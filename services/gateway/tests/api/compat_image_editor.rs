@@ -285,3 +285,87 @@ async fn submit_and_batches_run_edits_on_a_model_provider(backend: Backend) {
     // A refused prompt (Atelier 3007) is this API's 3001, 模型调用失败.
     assert_eq!(results["tasks"][1]["error_code"], 3001, "{results}");
 }
+
+on_both_databases!(forms_and_multipart_bodies_work_as_json_does);
+
+async fn forms_and_multipart_bodies_work_as_json_does(backend: Backend) {
+    let provider = ProviderServer::start().await;
+    let app = spawn_with_provider(backend, &provider).await;
+    let shop = app.shop().await;
+    let post = |path: &str| app.call(reqwest::Method::POST, path, &shop, "shopper");
+
+    // An urlencoded form, as an HTML form posts it.
+    let image = app.sources.url("/image.jpg");
+    let form = post("/submit/")
+        .form(&[("prompt", "make the sky pink"), ("image", image.as_str())])
+        .send()
+        .await
+        .expect("form submit");
+    let (status, by_form) = status_and_json(form).await;
+    assert_eq!(status, 200, "{by_form}");
+    // A multipart form carrying the image file itself.
+    let file = reqwest::multipart::Part::bytes(crate::helpers::images::png(48, 32))
+        .file_name("shoe.png")
+        .mime_str("image/png")
+        .expect("mime");
+    let multipart = reqwest::multipart::Form::new()
+        .text("prompt", "make the sky blue")
+        .part("image", file);
+    let with_file = post("/submit/")
+        .multipart(multipart)
+        .send()
+        .await
+        .expect("multipart submit");
+    let (status, by_file) = status_and_json(with_file).await;
+    assert_eq!(status, 200, "{by_file}");
+
+    for submitted in [&by_form, &by_file] {
+        let id = submitted["task_id"].as_str().expect("task_id");
+        app.finish(&shop, id).await;
+        // `/result/` as a form too.
+        let answer = post("/result/")
+            .form(&[("task_id", id)])
+            .send()
+            .await
+            .expect("form result");
+        let (status, result) = status_and_json(answer).await;
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["status"], "success", "{result}");
+    }
+    // The file went to the model as the image of the edit.
+    let edits: Vec<_> = provider
+        .seen()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/images/edits"))
+        .collect();
+    assert_eq!(edits.len(), 2);
+    let blue = edits
+        .iter()
+        .find(|c| c.field("prompt").as_deref() == Some("make the sky blue"))
+        .expect("the multipart edit");
+    let sent = crate::helpers::images::decode(blue.image.as_deref().expect("image bytes"));
+    assert_eq!((sent.width(), sent.height()), (48, 32));
+
+    // A form missing a field is the family's 1003, and a body in no known encoding too.
+    let (status, body) = status_and_json(
+        post("/submit/")
+            .form(&[("prompt", "x")])
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], 1003);
+    let (status, body) = status_and_json(
+        post("/result/")
+            .header("content-type", "text/plain")
+            .body("task_id=1")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], 1003);
+}
