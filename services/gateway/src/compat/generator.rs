@@ -71,7 +71,7 @@ const BUSY_RETRY_AFTER: u64 = 60;
 /// The routes, with `per_minute` requests a minute per key (0: no limit).
 pub fn router(per_minute: u32) -> Router<AppState> {
     let limiter = Arc::new(RateLimiter::new(per_minute));
-    Router::new()
+    let limited = Router::new()
         .route("/api/v1/generate", post(generate))
         .route("/api/v1/generate/stream", get(stream))
         .route("/api/v1/task/{task_id}", get(task).delete(delete_task))
@@ -82,8 +82,25 @@ pub fn router(per_minute: u32) -> Router<AppState> {
         .route("/api/v1/images/{image_id}/thumbnail", get(thumbnail))
         .route("/api/v1/models", get(models))
         .route("/api/v1/system/info", get(info))
-        .route("/api/v1/health", get(health))
-        .layer(Extension(limiter))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&limiter),
+            rate_limit,
+        ))
+        .layer(Extension(limiter));
+    // Health is never limited.
+    limited.route("/api/v1/health", get(health))
+}
+
+/// Every limited route passes here first: one token of the caller's key, or 429.
+async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match limiter.admit(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 /// An error of this family.
@@ -526,12 +543,9 @@ async fn create(
 )]
 pub async fn generate(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     JsonBody(body, _): JsonBody<GenerateRequest, GeneratorError>,
 ) -> Result<(StatusCode, Json<Created>), GeneratorError> {
-    limiter.admit(&headers)?;
     let caller = caller?;
     let job = create(&state, &caller, &body).await?;
     Ok((
@@ -586,12 +600,9 @@ async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, G
 )]
 pub async fn task(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     PathParam(task_id, _): PathParam<String, GeneratorError>,
 ) -> Result<Json<TaskView>, GeneratorError> {
-    limiter.admit(&headers)?;
     let caller = caller?;
     let job = fetch(&state, &caller, &task_id).await?;
     Ok(Json(task_view(&job)))
@@ -663,12 +674,9 @@ async fn remove(
 )]
 pub async fn delete_task(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     PathParam(task_id, _): PathParam<String, GeneratorError>,
 ) -> Result<Json<Deleted>, GeneratorError> {
-    limiter.admit(&headers)?;
     Ok(Json(remove(&state, &caller?, &task_id, true).await?))
 }
 
@@ -690,12 +698,9 @@ pub async fn delete_task(
 )]
 pub async fn delete_history(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     PathParam(task_id, _): PathParam<String, GeneratorError>,
 ) -> Result<Json<Deleted>, GeneratorError> {
-    limiter.admit(&headers)?;
     Ok(Json(remove(&state, &caller?, &task_id, false).await?))
 }
 
@@ -777,12 +782,9 @@ async fn page(
 )]
 pub async fn tasks(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     QueryParams(query, _): QueryParams<ListQuery, GeneratorError>,
 ) -> Result<Json<TaskList>, GeneratorError> {
-    limiter.admit(&headers)?;
     let caller = caller?;
     let wanted = query.status;
     let (tasks, total, limit, offset) =
@@ -810,12 +812,9 @@ pub async fn tasks(
 )]
 pub async fn history(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     QueryParams(query, _): QueryParams<ListQuery, GeneratorError>,
 ) -> Result<Json<HistoryList>, GeneratorError> {
-    limiter.admit(&headers)?;
     let caller = caller?;
     let (items, total, limit, offset) = page(&state, &caller, &query, Status::finished).await?;
     Ok(Json(HistoryList {
@@ -874,12 +873,9 @@ async fn image_link(
 )]
 pub async fn image(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     PathParam(image_id, _): PathParam<String, GeneratorError>,
 ) -> Result<Response, GeneratorError> {
-    limiter.admit(&headers)?;
     image_link(&state, &caller?, &image_id, false).await
 }
 
@@ -901,12 +897,9 @@ pub async fn image(
 )]
 pub async fn thumbnail(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     PathParam(image_id, _): PathParam<String, GeneratorError>,
 ) -> Result<Response, GeneratorError> {
-    limiter.admit(&headers)?;
     image_link(&state, &caller?, &image_id, true).await
 }
 
@@ -941,11 +934,8 @@ pub struct ModelsView {
 )]
 pub async fn models(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
 ) -> Result<Json<ModelsView>, GeneratorError> {
-    limiter.admit(&headers)?;
     let caller = caller?;
     let list = state
         .jobs
@@ -997,10 +987,8 @@ pub struct SystemInfo {
 pub async fn info(
     State(state): State<AppState>,
     Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
 ) -> Result<Json<SystemInfo>, GeneratorError> {
-    limiter.admit(&headers)?;
     let caller = caller?;
     // The key is checked as every other route checks it: by the orchestrator.
     state
@@ -1081,12 +1069,9 @@ const FIRST_MESSAGE_WITHIN: Duration = Duration::from_secs(30);
 /// A task's progress over a WebSocket (see the module docs for the messages).
 pub async fn stream(
     State(state): State<AppState>,
-    Extension(limiter): Extension<Arc<RateLimiter>>,
-    headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, GeneratorError> {
-    limiter.admit(&headers)?;
     let caller = caller?;
     Ok(upgrade.on_upgrade(move |socket| async move {
         follow(socket, state, caller).await;
