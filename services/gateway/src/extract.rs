@@ -138,8 +138,7 @@ async fn multipart_fields<T: DeserializeOwned>(
     caller: &crate::call::Caller,
     request: Request,
 ) -> Result<T, ApiError> {
-    use crate::routes::uploads::{multipart_error, stream_upload};
-    use futures::StreamExt;
+    use crate::routes::uploads::{multipart_error, upload_part};
     let mut form = axum::extract::Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::bad_request(format!("bad multipart body: {}", e.body_text())))?;
@@ -148,15 +147,7 @@ async fn multipart_fields<T: DeserializeOwned>(
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or_default().to_string();
         let value = if field.file_name().is_some() {
-            let metadata = atelier_proto::v1::UploadMetadata {
-                filename: field.file_name().unwrap_or_default().to_string(),
-                content_type: field.content_type().unwrap_or_default().to_string(),
-                size: 0,
-            };
-            let chunks = field.map(|c| c.map_err(multipart_error));
-            let cap = state.limits.max_upload_bytes;
-            let upload = stream_upload(state, caller, metadata, chunks, cap).await?;
-            format!("upload:{}", upload.id)
+            format!("upload:{}", upload_part(state, caller, field).await?.id)
         } else {
             let text = field.text().await.map_err(multipart_error)?;
             text_bytes = text_bytes.saturating_add(text.len());

@@ -1128,15 +1128,9 @@ async fn follow(mut socket: WebSocket, state: AppState, caller: Caller) {
         Ok(events) => events.into_inner(),
         Err(status) => return refuse(&mut socket, status.into()).await,
     };
-    let mut last = task_view(&job);
-    if !send(
-        &mut socket,
-        &StreamMessage::Task {
-            task: task_view(&job),
-        },
-    )
-    .await
-    {
+    let first = task_view(&job);
+    let mut last = (first.status, first.progress);
+    if !send(&mut socket, &StreamMessage::Task { task: first }).await {
         return;
     }
     // Every change of the task is sent once; the watch ends when the job has finished.
@@ -1151,11 +1145,12 @@ async fn follow(mut socket: WebSocket, state: AppState, caller: Caller) {
         if view.status.finished() {
             break;
         }
-        if (view.status, view.progress) != (last.status, last.progress) {
+        let now_at = (view.status, view.progress);
+        if now_at != last {
             if !send(&mut socket, &StreamMessage::Task { task: view }).await {
                 return;
             }
-            last = task_view(&now);
+            last = now_at;
         }
     }
     match fetch(&state, &caller, &job.id).await {

@@ -30,7 +30,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -39,7 +38,7 @@ use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::PathParam;
 use crate::model::time;
-use crate::routes::uploads::{multipart_error, stream_upload};
+use crate::routes::uploads::{multipart_error, upload_part};
 use crate::routes::AppState;
 
 /// Label marking jobs made through this family.
@@ -278,14 +277,7 @@ pub async fn submit(
                     )
                     .into());
                 }
-                let metadata = pb::UploadMetadata {
-                    filename: field.file_name().unwrap_or_default().to_string(),
-                    content_type: field.content_type().unwrap_or_default().to_string(),
-                    size: 0,
-                };
-                let chunks = field.map(|c| c.map_err(multipart_error));
-                let cap = state.limits.max_upload_bytes;
-                uploads.push(stream_upload(&state, &caller, metadata, chunks, cap).await?);
+                uploads.push(upload_part(&state, &caller, field).await?);
             }
             "edit_type" => edit_type = Some(field.text().await.map_err(multipart_error)?),
             "edit_params" => edit_params = Some(field.text().await.map_err(multipart_error)?),

@@ -96,15 +96,7 @@ pub async fn upload(
             if !is_file {
                 continue;
             }
-            let metadata = pb::UploadMetadata {
-                filename: field.file_name().unwrap_or_default().to_string(),
-                content_type: field.content_type().unwrap_or_default().to_string(),
-                // A multipart part has no length up front; an unfinished stream is refused by the
-                // poison message instead.
-                size: 0,
-            };
-            let chunks = field.map(|c| c.map_err(multipart_error));
-            let upload = stream_upload(&state, &caller, metadata, chunks, cap).await?;
+            let upload = upload_part(&state, &caller, field).await?;
             return Ok(Json(Upload::from(&upload)));
         }
         return Err(ApiError::field("file", "the form has no file part"));
@@ -131,6 +123,30 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
         .map(str::to_string)
 }
 
+/// Streams one multipart file part into an upload, capped like any upload.
+pub(crate) async fn upload_part(
+    state: &AppState,
+    caller: &Caller,
+    field: axum::extract::multipart::Field<'_>,
+) -> ApiResult<pb::Upload> {
+    let metadata = pb::UploadMetadata {
+        filename: field.file_name().unwrap_or_default().to_string(),
+        content_type: field.content_type().unwrap_or_default().to_string(),
+        // A multipart part has no length up front; an unfinished stream is refused by the
+        // poison message instead.
+        size: 0,
+    };
+    let chunks = field.map(|c| c.map_err(multipart_error));
+    stream_upload(
+        state,
+        caller,
+        metadata,
+        chunks,
+        state.limits.max_upload_bytes,
+    )
+    .await
+}
+
 pub(crate) fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     ApiError::bad_request(format!("bad multipart body: {}", e.body_text()))
 }
@@ -143,7 +159,7 @@ fn too_large(cap: u64) -> ApiError {
 }
 
 /// Streams `chunks` into UploadSource, counting bytes against `cap`.
-pub(crate) async fn stream_upload(
+async fn stream_upload(
     state: &AppState,
     caller: &Caller,
     metadata: pb::UploadMetadata,
