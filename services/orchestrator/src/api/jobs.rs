@@ -638,6 +638,20 @@ impl JobService for Jobs {
                 .await?,
         ))
     }
+
+    async fn submit_batch(
+        &self,
+        _request: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        Err(Status::unimplemented("SubmitBatch is not served yet"))
+    }
+
+    async fn report_task(
+        &self,
+        _request: Request<pb::ReportTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        Err(Status::unimplemented("ReportTask is not served yet"))
+    }
 }
 
 #[cfg(test)]
