@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::compat::jwt::JwtAuth;
+use crate::compat::jwt::CompatAuth;
 use crate::config::Config;
 use crate::request_id;
 use crate::routes::{self, AppState, Limits};
@@ -58,16 +58,13 @@ impl Application {
             },
         );
         state.files = files;
-        let jwt = match (&config.compat_jwt_secret, &config.compat_api_key) {
-            (Some(secret), Some(key)) if !secret.is_empty() && !key.trim().is_empty() => {
-                Some(JwtAuth::new(secret.as_bytes().to_vec(), key))
-            }
-            (None, None) => None,
-            _ => anyhow::bail!(
-                "JWTs on the compatibility routes need both --compat-jwt-secret and --compat-api-key"
-            ),
-        };
-        let mut router = routes::router(state, jwt);
+        let auth = CompatAuth::load(
+            config.compat_jwt_secret.as_deref(),
+            config.compat_api_key.as_deref(),
+            config.compat_auth.as_deref(),
+        )
+        .await?;
+        let mut router = routes::router(state, &auth);
         if let Some(cors) = cors(&config.cors_origins)? {
             router = router.layer(cors);
         }

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
-use crate::compat::jwt::JwtAuth;
+use crate::compat::jwt::FamilyAuth;
 use crate::error::ApiError;
 use crate::request_id::RequestId;
 
@@ -108,24 +108,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let mut caller = Self::from_headers(&parts.headers, parts.extensions.get::<RequestId>())?;
-        // On the compatibility routes a replaced system's JWT stands for its user.
-        if let Some(jwt) = parts.extensions.get::<Arc<JwtAuth>>() {
+        // On the compatibility routes a replaced system's JWT stands for its user, and on a family
+        // whose seed had no authentication the operator may let callers without a key in.
+        if let Some(family) = parts.extensions.get::<Arc<FamilyAuth>>() {
+            let ascii = |text: &str, what: &str| {
+                AsciiMetadataValue::try_from(text)
+                    .map_err(|_| ApiError::field(what.to_string(), "must be visible ASCII"))
+            };
             let token = caller
                 .authorization
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim)
-                .filter(|t| JwtAuth::is_token(t));
+                .filter(|t| FamilyAuth::is_token(t));
             if let Some(token) = token {
                 let now = chrono::Utc::now().timestamp();
-                let subject = jwt.subject(token, now)?;
-                let ascii = |text: &str, what: &str| {
-                    AsciiMetadataValue::try_from(text)
-                        .map_err(|_| ApiError::field(what.to_string(), "must be visible ASCII"))
-                };
-                caller.authorization = Some(ascii(&jwt.authorization, "authorization")?);
+                let subject = family.subject(token, now).await?;
+                caller.authorization = Some(ascii(&family.authorization, "authorization")?);
                 caller.account = Some(ascii(&subject, "sub")?);
+            } else if caller.authorization.is_none() {
+                if let Some(account) = family.anonymous_account() {
+                    caller.authorization = Some(ascii(&family.authorization, "authorization")?);
+                    caller.account = Some(ascii(account, "anonymous_account")?);
+                }
             }
         }
         Ok(caller)

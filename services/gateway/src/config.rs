@@ -61,6 +61,13 @@ pub struct Config {
     #[arg(long, env = "ATELIER_COMPAT_API_KEY", hide_env_values = true)]
     pub compat_api_key: Option<String>,
 
+    /// A JSON file of per-family authentication (`image_editor`, `task_api`, `generator`,
+    /// `image_edit`): each family's key, HS256 secret, RS256 JWKS file or URL, issuer, audience and,
+    /// for the generator whose seed had no authentication, the account keyless callers act as. A
+    /// family named here ignores `--compat-jwt-secret`.
+    #[arg(long, env = "ATELIER_COMPAT_AUTH")]
+    pub compat_auth: Option<std::path::PathBuf>,
+
     /// The local storage folder shared with the orchestrator and processors, whose objects
     /// `/v1/files/{token}` serves; `s3://…` storage gets presigned links and needs nothing here.
     #[arg(long, env = "ATELIER_STORAGE")]
@@ -88,6 +95,7 @@ impl Config {
             generator_requests_per_minute: 60,
             compat_jwt_secret: None,
             compat_api_key: None,
+            compat_auth: None,
 
             storage: None,
             link_secret: None,

@@ -9,8 +9,13 @@
 //! `/submit/` and `/result/` take JSON, urlencoded forms and multipart forms, as the Django views
 //! did; in a multipart `/submit/` the `image` may be the file itself (it is stored as an upload).
 //!
+//! `result_image` is the edited image inlined as base64, as the old system stored and answered it
+//! (its worker downloaded the result and kept `result_image` as base64 text). A client that prefers a
+//! link sends `"result_format": "url"` with `/result/` or `/batch_result/` and gets the output's
+//! signed link instead. Answers echo what the task was made of: `prompt`, `image_url` (the `image` it
+//! was given, as the old record named it) and `callback_url`.
+//!
 //! Choices where the document is silent:
-//! - `result_image` is the output's URL (the old system inlined base64; URLs keep answers small).
 //! - `processing_time` is seconds from the first task's start to the job's end.
 //! - Errors answer `{"code": <its code>, "message": "..."}` with the HTTP status of the Atelier error.
 //!
@@ -36,10 +41,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{first_failure, is_active, list_all, output_urls};
+use super::{first_failure, is_active, list_all, output_bytes, output_urls, source_text};
 use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::{form_or_json, JsonBody};
@@ -240,11 +246,26 @@ pub async fn submit(
     Ok(Json(submitted(&job)))
 }
 
+/// How `result_image` is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = EditorResultFormat)]
+pub enum ResultFormat {
+    /// The image's bytes, base64 (standard alphabet, padded), as the old system answered.
+    #[default]
+    Base64,
+    /// The output's signed link.
+    Url,
+}
+
 /// `POST /result/`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = EditorResultQuery)]
 pub struct ResultRequest {
     pub task_id: String,
+    /// `base64` (the default) or `url`.
+    #[serde(default)]
+    pub result_format: ResultFormat,
 }
 
 /// A task as this API shows it.
@@ -253,7 +274,12 @@ pub struct ResultRequest {
 pub struct TaskResult {
     pub task_id: String,
     pub status: EditorStatus,
-    /// URL of the edited image, once `success`.
+    /// What to change, as submitted (null for jobs that were not edits).
+    pub prompt: Option<String>,
+    /// The source image, as submitted (`upload:<id>` for an uploaded file).
+    pub image_url: String,
+    pub callback_url: Option<String>,
+    /// Once `success`: the edited image, base64 (or its link with `result_format: url`).
     pub result_image: Option<String>,
     /// Once `failed`: this API's code.
     pub error_code: Option<u32>,
@@ -288,9 +314,16 @@ fn task_result(job: &pb::Job) -> TaskResult {
         .iter()
         .filter_map(|t| t.started_at.as_ref())
         .min_by_key(|t| (t.seconds, t.nanos));
+    let prompt = match job.params.as_ref().and_then(|p| p.params.as_ref()) {
+        Some(pb::job_params::Params::Edit(edit)) => Some(edit.prompt.clone()),
+        _ => None,
+    };
     TaskResult {
         task_id: job.id.clone(),
         status,
+        prompt,
+        image_url: source_text(job),
+        callback_url: Some(job.callback_url.clone()).filter(|u| !u.is_empty()),
         result_image: (status == EditorStatus::Success)
             .then(|| output_urls(job).into_iter().next())
             .flatten(),
@@ -343,7 +376,24 @@ pub async fn result(
     let caller = caller?;
     let body: ResultRequest = form_or_json(&state, &caller, request).await?;
     let job = fetch(&state, &caller, &body.task_id).await?;
-    Ok(Json(task_result(&job)))
+    Ok(Json(answer(&state, &job, body.result_format).await?))
+}
+
+/// A task's answer, with its image inlined unless a link was asked for.
+async fn answer(
+    state: &AppState,
+    job: &pb::Job,
+    format: ResultFormat,
+) -> Result<TaskResult, ApiError> {
+    let mut result = task_result(job);
+    if format == ResultFormat::Base64 && result.result_image.is_some() {
+        let output = job.tasks.iter().flat_map(|t| t.outputs.first()).next();
+        if let Some(output) = output {
+            let bytes = output_bytes(state, output).await?;
+            result.result_image = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+    }
+    Ok(result)
 }
 
 /// `POST /batch_submit/`.
@@ -457,6 +507,9 @@ pub struct BatchResultRequest {
     pub batch_id: Option<String>,
     #[serde(default)]
     pub task_ids: Option<Vec<String>>,
+    /// `base64` (the default) or `url`, for every task.
+    #[serde(default)]
+    pub result_format: ResultFormat,
 }
 
 /// The answer of `/batch_result/`.
@@ -520,7 +573,10 @@ pub async fn batch_result(
             .into())
         }
     };
-    let tasks: Vec<TaskResult> = jobs.iter().map(task_result).collect();
+    let mut tasks = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        tasks.push(answer(&state, job, body.result_format).await?);
+    }
     let completed = tasks
         .iter()
         .filter(|t| t.status != EditorStatus::Processing)

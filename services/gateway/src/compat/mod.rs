@@ -73,6 +73,55 @@ pub fn first_failure(job: &pb::Job) -> Option<&pb::Failure> {
     job.tasks.iter().find_map(|t| t.failure.as_ref())
 }
 
+/// Largest result read to inline it in an answer.
+const MAX_INLINE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The bytes of a result, for families that answered with the image itself: read from the storage
+/// folder this gateway serves `/v1/files/` from, else fetched from the output's link (an S3
+/// presigned URL minted by the orchestrator, never a URL a client chose).
+pub async fn output_bytes(state: &AppState, output: &pb::Output) -> Result<bytes::Bytes, ApiError> {
+    let unreadable = |why: String| {
+        tracing::warn!(key = %output.key, error = %why, "reading a result for an answer failed");
+        ApiError::new(
+            atelier_codes::ErrorCode::StorageFailed,
+            "the result could not be read from storage; ask again, or ask for its link",
+        )
+    };
+    if let Some(files) = &state.files {
+        return files
+            .storage
+            .get(&output.key, MAX_INLINE_BYTES)
+            .await
+            .map_err(|e| unreadable(e.to_string()));
+    }
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default()
+    });
+    let mut response = client
+        .get(&output.url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| unreadable(e.to_string()))?
+    {
+        if (body.len() + chunk.len()) as u64 > MAX_INLINE_BYTES {
+            return Err(unreadable("larger than the inline cap".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// Whether the job is queued or running.
 pub fn is_active(job: &pb::Job) -> bool {
     job.state == pb::JobState::Queued as i32 || job.state == pb::JobState::Running as i32

@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::compat;
-use crate::compat::jwt::JwtAuth;
+use crate::compat::jwt::CompatAuth;
 use crate::error::ApiError;
 use crate::openapi;
 
@@ -62,18 +62,26 @@ impl AppState {
     }
 }
 
-/// Every route, without the outer layers (request ids, CORS). With `jwt`, the compatibility
-/// families also accept the replaced systems' bearer JWTs.
-pub fn router(state: AppState, jwt: Option<Arc<JwtAuth>>) -> Router {
+/// Every route, without the outer layers (request ids, CORS). Each compatibility family carries its
+/// own authentication settings (`auth`): the replaced systems' bearer JWTs and, where its seed had
+/// none, callers without a key.
+pub fn router(state: AppState, auth: &CompatAuth) -> Router {
     let json_limit = DefaultBodyLimit::max(state.limits.max_json_bytes);
-    let mut compat = Router::new()
-        .merge(compat::generator::router(state.limits.generator_per_minute))
-        .merge(compat::image_editor::router())
-        .merge(compat::image_edit::router().layer(DefaultBodyLimit::disable()))
-        .merge(compat::task_api::router());
-    if let Some(jwt) = jwt {
-        compat = compat.layer(Extension(jwt));
-    }
+    let family = |name: &str, routes: Router<AppState>| match auth.family(name) {
+        Some(settings) => routes.layer(Extension(settings)),
+        None => routes,
+    };
+    let compat = Router::new()
+        .merge(family(
+            "generator",
+            compat::generator::router(state.limits.generator_per_minute),
+        ))
+        .merge(family("image_editor", compat::image_editor::router()))
+        .merge(family(
+            "image_edit",
+            compat::image_edit::router().layer(DefaultBodyLimit::disable()),
+        ))
+        .merge(family("task_api", compat::task_api::router()));
     Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))

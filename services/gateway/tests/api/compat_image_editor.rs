@@ -1,7 +1,8 @@
 //! Seed 000's routes (`/submit/`, `/result/`, `/batch_submit/`, `/batch_result/`, `/status/`) with
 //! requests shaped as its document shows, answering its state names and codes.
 
-use serde_json::json;
+use base64::Engine as _;
+use serde_json::{json, Value};
 
 use atelier_testkit::provider::ProviderServer;
 
@@ -69,9 +70,64 @@ async fn result_and_batch_result_answer_in_its_shapes(backend: Backend) {
     assert_eq!(status, 200, "{ok}");
     assert_eq!(ok["task_id"], ids[0].as_str());
     assert_eq!(ok["status"], "success");
-    assert!(
-        ok["result_image"].as_str().is_some_and(|u| !u.is_empty()),
+    assert_eq!(
+        ok["image_url"],
+        app.sources.url("/image.jpg").as_str(),
         "{ok}"
+    );
+    assert_eq!(ok["prompt"], Value::Null, "a transform has no prompt: {ok}");
+    assert_eq!(ok["callback_url"], Value::Null, "{ok}");
+    // The image itself, base64, as the old system answered: the stored output's very bytes.
+    let (_, job) = app.get_json(&shop, &format!("/v1/jobs/{}", ids[0])).await;
+    let link = job["tasks"][0]["outputs"][0]["url"]
+        .as_str()
+        .expect("output url")
+        .to_string();
+    let stored = app
+        .http
+        .get(&link)
+        .send()
+        .await
+        .expect("output")
+        .bytes()
+        .await
+        .expect("bytes");
+    let inlined = base64::engine::general_purpose::STANDARD
+        .decode(ok["result_image"].as_str().expect("result_image"))
+        .expect("base64");
+    assert!(!stored.is_empty());
+    assert_eq!(
+        inlined,
+        stored.to_vec(),
+        "result_image is the output's bytes"
+    );
+    // A link on request, in JSON and in a form alike.
+    let (status, linked) = app
+        .post_json(
+            &shop,
+            "/result/",
+            json!({"task_id": ids[0], "result_format": "url"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{linked}");
+    let url = linked["result_image"].as_str().expect("link");
+    assert!(url.starts_with("http"), "{linked}");
+    let form = app
+        .http
+        .post(app.url("/result/"))
+        .bearer_auth(&shop.key)
+        .header("x-atelier-account", "shopper")
+        .form(&[("task_id", ids[0].as_str()), ("result_format", "url")])
+        .send()
+        .await
+        .expect("form");
+    let (status, by_form) = status_and_json(form).await;
+    assert_eq!(status, 200, "{by_form}");
+    assert!(
+        by_form["result_image"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http")),
+        "{by_form}"
     );
     assert!(
         ok["processing_time"].as_f64().is_some_and(|t| t >= 0.0),
