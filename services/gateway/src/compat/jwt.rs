@@ -203,8 +203,9 @@ impl FamilyAuth {
         })
     }
 
-    /// An HS256-only family (tests and the single-secret flags).
-    pub fn hs256(family: &'static str, secret: &[u8], api_key: &str) -> Self {
+    /// An HS256-only family.
+    #[cfg(test)]
+    fn hs256(family: &'static str, secret: &[u8], api_key: &str) -> Self {
         Self {
             family,
             authorization: format!("Bearer {}", api_key.trim()),
