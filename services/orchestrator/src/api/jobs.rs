@@ -1,4 +1,5 @@
-//! JobService: submit, read, list, cancel and watch jobs.
+//! JobService: submit (one job, or a batch of jobs holding one active-jobs unit), read, list, cancel
+//! and watch jobs.
 
 use std::pin::Pin;
 
