@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+pub mod family;
+
 /// The `domain` of every ErrorInfo Atelier sends.
 pub const DOMAIN: &str = "atelier.dev";
 

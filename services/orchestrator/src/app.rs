@@ -61,6 +61,7 @@ impl Application {
             "the service token must not be empty"
         );
         let prices = config.price_table()?;
+        let family_prices = config.family_price_table()?;
         let acquire_timeout = seconds(config.database_acquire_timeout_seconds)
             .max(std::time::Duration::from_millis(100));
         let db = db::connect_with(&config.database_url, acquire_timeout)
@@ -113,6 +114,7 @@ impl Application {
             links: links.clone(),
             policy: Arc::new(Policy {
                 prices,
+                family_prices,
                 max_active_jobs: config.max_active_jobs,
                 max_upload_bytes: config.max_upload_bytes,
             }),

@@ -7,6 +7,8 @@ use std::time::Duration;
 use atelier_storage::S3Options;
 use atelier_telemetry::LogFormat;
 
+use atelier_codes::family::Family;
+
 use crate::domain::Kind;
 
 /// The job-orchestrator's command line.
@@ -190,6 +192,16 @@ pub struct Config {
     /// Prices per task as `kind=units`, comma separated (defaults: every kind 1, pose_set 12).
     #[arg(long, env = "ATELIER_PRICES", value_delimiter = ',')]
     pub prices: Vec<String>,
+    /// Prices per task for the jobs of one client family as `family:kind=units` (repeatable, or
+    /// comma separated), overriding the kind's price for that family. Families: `image_editor`,
+    /// `task_api`, `generator`, `image_edit`. Default: `task_api:pose_set=1` (seed 001 charged one
+    /// unit per model_pose12 task); give `task_api:pose_set=12` to charge it as any pose set.
+    #[arg(
+        long = "family-price",
+        env = "ATELIER_FAMILY_PRICES",
+        value_delimiter = ','
+    )]
+    pub family_prices: Vec<String>,
     /// This replica's name in task leases (default: a random id).
     #[arg(long, env = "ATELIER_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -245,6 +257,7 @@ impl Config {
             max_active_jobs: 10,
             max_upload_bytes: 10 * 1024 * 1024,
             prices: Vec::new(),
+            family_prices: Vec::new(),
             instance_id: None,
             log_format: LogFormat::Text,
         }
@@ -301,7 +314,64 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Per-family prices, defaults overridden by `--family-price`.
+    pub fn family_price_table(&self) -> anyhow::Result<HashMap<(Family, Kind), i64>> {
+        let mut prices = HashMap::from([((Family::TaskApi, Kind::PoseSet), 1)]);
+        for entry in &self.family_prices {
+            let bad = |why: &str| anyhow::anyhow!("family price {entry:?}: {why}");
+            let (family, rest) = entry
+                .split_once(':')
+                .ok_or_else(|| bad("expected family:kind=units"))?;
+            let (kind, units) = rest
+                .split_once('=')
+                .ok_or_else(|| bad("expected family:kind=units"))?;
+            let family = Family::parse(family.trim()).ok_or_else(|| {
+                let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
+                bad(&format!("unknown family; one of {}", names.join(", ")))
+            })?;
+            let kind = Kind::parse(kind.trim()).ok_or_else(|| bad("unknown kind"))?;
+            let units: i64 = units
+                .trim()
+                .parse()
+                .map_err(|_| bad("units must be a whole number"))?;
+            anyhow::ensure!(
+                units >= 0,
+                "family price {entry:?}: units must not be negative"
+            );
+            prices.insert((family, kind), units);
+        }
+        Ok(prices)
+    }
+}
+
 /// Seconds from the command line as a duration; negative or invalid values become zero.
 pub fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_prices_default_and_override() {
+        let mut config = Config::new("sqlite::memory:", "var/objects", Vec::new());
+        let table = config.family_price_table().expect("defaults");
+        assert_eq!(table.get(&(Family::TaskApi, Kind::PoseSet)), Some(&1));
+        assert_eq!(table.len(), 1);
+        config.family_prices = vec!["task_api:pose_set=12".into(), "generator:generate=2".into()];
+        let table = config.family_price_table().expect("overrides");
+        assert_eq!(table.get(&(Family::TaskApi, Kind::PoseSet)), Some(&12));
+        assert_eq!(table.get(&(Family::Generator, Kind::Generate)), Some(&2));
+        for bad in [
+            "task_api=1",
+            "nope:pose_set=1",
+            "task_api:nope=1",
+            "task_api:edit=-1",
+        ] {
+            config.family_prices = vec![bad.into()];
+            assert!(config.family_price_table().is_err(), "{bad}");
+        }
+    }
 }

@@ -8,7 +8,10 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::Auth;
 use crate::dispatch::{DispatchHandle, Processors};
-use crate::domain::Kind;
+use atelier_codes::family::Family;
+use atelier_proto::v1 as pb;
+
+use crate::domain::{units_per_task, Kind};
 use crate::events::EventBus;
 
 /// Settings that shape the API's answers.
@@ -16,10 +19,29 @@ use crate::events::EventBus;
 pub struct Policy {
     /// Quota units per task (generate: per image) by kind.
     pub prices: HashMap<Kind, i64>,
+    /// Prices of one family's jobs, overriding `prices` for that kind.
+    pub family_prices: HashMap<(Family, Kind), i64>,
     /// Most jobs an account may have queued or running (2003 beyond).
     pub max_active_jobs: u32,
     /// Largest upload accepted by UploadSource.
     pub max_upload_bytes: u64,
+}
+
+impl Policy {
+    /// The price of one task of a job: the family's price for the kind if the operator set one,
+    /// else the kind's; generate is priced per image, every other kind per task.
+    pub fn unit_price(&self, family: Option<Family>, kind: Kind, params: &pb::JobParams) -> i64 {
+        let per_unit = family
+            .and_then(|f| self.family_prices.get(&(f, kind)))
+            .or_else(|| self.prices.get(&kind))
+            .copied()
+            .unwrap_or(1);
+        if kind == Kind::Generate {
+            per_unit.saturating_mul(units_per_task(params))
+        } else {
+            per_unit
+        }
+    }
 }
 
 /// Shared state of the services and the dispatcher.

@@ -43,6 +43,33 @@ impl ApiError {
     pub fn field(field: &str, description: impl Into<String>) -> Self {
         Self::BadRequest(vec![FieldViolation::new(field, description)])
     }
+
+    /// The same error with its fields named under `prefix` (`jobs[3]` makes `jobs[3].sources`).
+    pub fn under(self, prefix: &str) -> Self {
+        match self {
+            Self::BadRequest(violations) => Self::BadRequest(
+                violations
+                    .into_iter()
+                    .map(|mut v| {
+                        v.field = format!("{prefix}.{}", v.field);
+                        v
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    /// The error as a failure inside an answer (a batch entry): its code, reason and message.
+    pub fn failure(self) -> atelier_proto::v1::Failure {
+        let status = Status::from(self);
+        let code = atelier_codes::decode(&status).code;
+        atelier_proto::v1::Failure {
+            code: code.number(),
+            reason: code.reason().to_string(),
+            message: status.message().to_string(),
+        }
+    }
 }
 
 impl From<sea_orm::TransactionError<ApiError>> for ApiError {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod callbacks;
 pub mod config;
 pub mod context;
 pub mod db;

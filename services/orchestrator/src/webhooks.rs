@@ -6,6 +6,9 @@
 //! Failed attempts (network errors, non-2xx answers, redirects, which are never followed) are retried
 //! with exponential backoff until the retry window has passed and at least [`MIN_ATTEMPTS`] were made.
 //! Addresses are checked like source downloads: private ranges are refused unless allowed.
+//!
+//! A job's own `callback_url` gets its family's body where the family has one (seed 000's result
+//! shape), and a batch's `callback_url` one delivery when its last job ends: see [`crate::callbacks`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,10 +25,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::api::convert;
-use crate::db::{self, entities::job_event, events::Cursor, webhooks as store};
+use crate::callbacks;
+use crate::db::{self, entities::job, entities::job_event, events::Cursor, webhooks as store};
 use crate::domain::{now_ms, JobState};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use atelier_codes::family::Family;
 use atelier_storage::Links;
 
 /// A delivery is given up only after this many attempts, whatever the window.
@@ -188,6 +193,11 @@ impl Webhooks {
         let Some(job) = job else {
             return Ok(());
         };
+        if terminal {
+            if let Some(batch_id) = &job.batch_id {
+                self.fan_out_batch(db, &job, batch_id).await?;
+            }
+        }
         let callback = job.callback_url.clone().filter(|_| terminal);
         if wanted.is_empty() && callback.is_none() {
             return Ok(());
@@ -200,6 +210,13 @@ impl Webhooks {
         };
         let event_id = format!("evt_{}", event.cursor);
         let body = body(&event_id, &event, &job.account, snapshot.as_ref()).to_string();
+        let callback_body = match (Family::parse(&job.family), &snapshot) {
+            // The family's own result shape, the image inlined when sent.
+            (Some(Family::ImageEditor), Some(snapshot)) => {
+                callbacks::image_editor_result(snapshot, callbacks::ObjectAs::Base64).to_string()
+            }
+            _ => body.clone(),
+        };
         for endpoint in wanted {
             store::enqueue(
                 db,
@@ -224,12 +241,66 @@ impl Webhooks {
                     url: &url,
                     event_id: &event_id,
                     job_id: &job.id,
-                    body: &body,
+                    body: &callback_body,
                 },
             )
             .await?;
         }
         Ok(())
+    }
+
+    /// Queues the batch's one callback once its last job is terminal. Every job's terminal event
+    /// checks; the event id is the batch's, so the callback is queued once however many look.
+    async fn fan_out_batch<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        job: &job::Model,
+        batch_id: &str,
+    ) -> Result<(), DbErr> {
+        let Some(batch) = db::batches::find(db, &job.account_id, batch_id).await? else {
+            return Ok(());
+        };
+        let Some(url) = batch.callback_url.clone() else {
+            return Ok(());
+        };
+        if db::batches::unfinished(db, &job.account_id, batch_id).await? > 0 {
+            return Ok(());
+        }
+        let models = db::batches::jobs(db, &job.account_id, batch_id).await?;
+        let ids: Vec<String> = models.iter().map(|j| j.id.clone()).collect();
+        let tasks = db::jobs::tasks_of(db, &ids).await?;
+        let jobs: Vec<pb::Job> = models.iter().map(|j| convert::job(j, &tasks)).collect();
+        let event_id = callbacks::batch_event_id(&job.account_id, batch_id);
+        let body = match Family::parse(&batch.family) {
+            Some(Family::ImageEditor) => callbacks::image_editor_batch(batch_id, &jobs),
+            _ => json!({
+                "id": event_id,
+                "type": "batch.finished",
+                "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "batch_id": batch_id,
+                "account": job.account,
+                "data": {
+                    "batch_id": batch_id,
+                    "family": batch.family,
+                    "total": batch.total,
+                    "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
+                },
+            }),
+        }
+        .to_string();
+        let endpoint = store::callback_endpoint(db, &batch.tenant_id).await?;
+        store::enqueue(
+            db,
+            store::NewDelivery {
+                tenant_id: &batch.tenant_id,
+                endpoint_id: &endpoint.id,
+                url: &url,
+                event_id: &event_id,
+                job_id: &job.id,
+                body: &body,
+            },
+        )
+        .await
     }
 
     /// One attempt of one delivery, recorded whatever happens.
@@ -280,8 +351,20 @@ impl Webhooks {
         if let Err(refused) = atelier_netguard::check_url(&self.policy, &url) {
             return (0, refused.to_string(), false, true);
         }
-        // Links are minted as the body is sent, so a retried delivery carries live ones.
-        let body = crate::links::webhook_body(&self.links, &delivery.body).await;
+        // Images a family's body carries are read, and links minted, as the body is sent, so a
+        // retried delivery carries live ones and the outbox row stays small.
+        let body = match callbacks::expand(&self.links, &delivery.body).await {
+            Ok(body) => body,
+            Err(e) => {
+                return (
+                    0,
+                    format!("reading the result from storage: {e}"),
+                    false,
+                    false,
+                )
+            }
+        };
+        let body = crate::links::webhook_body(&self.links, &body).await;
         let t = now_ms() / 1000;
         let signature = sign(secret, t, &body);
         let sent = self

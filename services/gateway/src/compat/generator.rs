@@ -33,6 +33,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use atelier_codes::family::Family;
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -507,6 +508,7 @@ fn generate_job(body: &GenerateRequest) -> Result<pb::SubmitJobRequest, ApiError
             })),
         }),
         labels: HashMap::from([(FAMILY_LABEL.0.to_string(), FAMILY_LABEL.1.to_string())]),
+        family: Family::Generator.as_str().to_string(),
         ..Default::default()
     })
 }

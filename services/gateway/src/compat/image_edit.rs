@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 
+use atelier_codes::family::Family;
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -353,6 +354,7 @@ fn edit_job(
             })
             .collect(),
         labels,
+        family: Family::ImageEdit.as_str().to_string(),
         ..Default::default()
     })
 }

@@ -2,9 +2,19 @@
 //! `/batch_result/`, `/status/`).
 //!
 //! Requests and answers keep that API's field names. `/submit/` makes an Atelier `edit` job of one
-//! source (`image`) with `prompt`; `/batch_submit/` makes one such job per entry and labels each with
-//! `batch_id`, so `/batch_result/` finds them again without any state in the gateway. `/result/` answers
-//! for any job of the caller (its first output is `result_image`).
+//! source (`image`) with `prompt`, of family `image_editor`; `/batch_submit/` makes one such job per
+//! entry in one SubmitBatch call and labels each with `batch_id`, so `/batch_result/` finds them
+//! again without any state in the gateway. `/result/` answers for any job of the caller (its first
+//! output is `result_image`).
+//!
+//! Batches: the jobs of one `/batch_submit/` (1..=100 entries) hold ONE unit of the account's
+//! active-jobs limit, so a batch of 100 is accepted whenever one unit is free. Entries are charged in
+//! order; an entry the balance cannot pay is answered `failed` with 1002 (Atelier 2002) while the
+//! others are queued; when no entry can be paid the call fails. The batch's `callback_url` gets one
+//! signed delivery once every task is done, in the `/batch_result/` shape (`result_image` as a link:
+//! 100 inlined images would make a body of hundreds of megabytes). An entry's own `callback_url`,
+//! like `/submit/`'s, gets the `/result/` shape with `result_image` in base64, as the seed sent it
+//! (the orchestrator builds both, see its `callbacks` module).
 //!
 //! `/submit/` and `/result/` take JSON, urlencoded forms and multipart forms, as the Django views
 //! did; in a multipart `/submit/` the `image` may be the file itself (it is stored as an upload).
@@ -22,7 +32,8 @@
 //! States: Atelier `queued` and `running` → `processing`; `succeeded` and `partially_succeeded` →
 //! `success`; `failed` and `cancelled` → `failed`.
 //!
-//! Codes (this API's own, as its document lists them: 1002-1006 for the API, 3001-3017 for images):
+//! Codes are this API's own (1002-1006 for the API, 3001-3017 for images); the table, shared with
+//! the orchestrator's callbacks, is [`atelier_codes::family::image_editor`]:
 //!
 //! | Atelier | here | why |
 //! | --- | --- | --- |
@@ -30,10 +41,12 @@
 //! | 1003, 1005 | 1003 | request invalid |
 //! | 1004 | 1004 | task does not exist |
 //! | 1006, 1007, 1008, 1009, 3009 | 1006 | internal error (the old system retried those) |
-//! | 3001, 3006, 3007 | 3001 | model call failed |
+//! | 3001, 3006, 3007, 3010 | 3001 | model call failed |
 //! | 3002, 3005 | 3002 | image download failed |
 //! | 3003, 3004, 3008, 3017 | same | same meaning |
 
+use atelier_codes::family::image_editor::{self, code_for};
+use atelier_codes::family::Family;
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -45,7 +58,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{first_failure, is_active, list_all, output_bytes, output_urls, source_text};
+use super::{list_all, output_bytes, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::{form_or_json, JsonBody};
@@ -69,24 +82,6 @@ pub fn router() -> Router<AppState> {
         .route("/batch_submit/", post(batch_submit))
         .route("/batch_result/", post(batch_result))
         .route("/status/", get(status))
-}
-
-/// This API's code for an Atelier code.
-pub fn code_for(code: ErrorCode) -> u32 {
-    use ErrorCode::*;
-    match code {
-        Unauthenticated | PermissionDenied | MembershipRequired | QuotaExhausted
-        | TooManyActiveJobs => 1002,
-        InvalidArgument | IdempotencyConflict => 1003,
-        NotFound => 1004,
-        Internal | TimedOut | Cancelled | Unavailable | StorageFailed => 1006,
-        ModelCallFailed | ModelUnavailable | ContentRejected | MattingUncertain => 3001,
-        DownloadFailed | SourceBlocked => 3002,
-        UnsupportedFormat => 3003,
-        InvalidDimensions => 3004,
-        SourceTooLarge => 3008,
-        DecodeFailed => 3017,
-    }
 }
 
 /// An error of this API.
@@ -132,11 +127,10 @@ pub enum EditorStatus {
 }
 
 fn status_of(job: &pb::Job) -> EditorStatus {
-    use pb::JobState as S;
-    match S::try_from(job.state) {
-        Ok(S::Succeeded | S::PartiallySucceeded) => EditorStatus::Success,
-        Ok(S::Failed | S::Cancelled) => EditorStatus::Failed,
-        _ => EditorStatus::Processing,
+    match image_editor::status_of(job) {
+        image_editor::Status::Processing => EditorStatus::Processing,
+        image_editor::Status::Success => EditorStatus::Success,
+        image_editor::Status::Failed => EditorStatus::Failed,
     }
 }
 
@@ -162,11 +156,9 @@ pub struct SubmitResponse {
     pub estimated_time: u32,
 }
 
-fn edit_job(
-    item: &SubmitRequest,
-    callback: Option<&str>,
-    batch: Option<&str>,
-) -> Result<pb::SubmitJobRequest, ApiError> {
+/// The Atelier job of one edit: its own callback only (a batch's callback is the batch's, sent once
+/// when the whole batch is done).
+fn edit_job(item: &SubmitRequest, batch: Option<&str>) -> Result<pb::SubmitJobRequest, ApiError> {
     if item.prompt.trim().is_empty() {
         return Err(ApiError::field("prompt", "must not be empty"));
     }
@@ -192,13 +184,9 @@ fn edit_job(
                 None => pb::source::Source::Url(item.image.trim().to_string()),
             }),
         }],
-        callback_url: item
-            .callback_url
-            .as_deref()
-            .or(callback)
-            .unwrap_or_default()
-            .to_string(),
+        callback_url: item.callback_url.clone().unwrap_or_default(),
         labels,
+        family: Family::ImageEditor.as_str().to_string(),
         ..Default::default()
     })
 }
@@ -236,7 +224,7 @@ pub async fn submit(
 ) -> Result<Json<SubmitResponse>, EditorError> {
     let caller = caller?;
     let body: SubmitRequest = form_or_json(&state, &caller, request).await?;
-    let request = edit_job(&body, None, None)?;
+    let request = edit_job(&body, None)?;
     let job = state
         .jobs
         .clone()
@@ -294,44 +282,19 @@ pub struct TaskResult {
 
 fn task_result(job: &pb::Job) -> TaskResult {
     let status = status_of(job);
-    let failure = (status == EditorStatus::Failed)
-        .then(|| first_failure(job))
-        .flatten();
-    let cancelled = job.state == pb::JobState::Cancelled as i32;
-    let (error_code, error_message) = match (status, failure) {
-        (EditorStatus::Failed, Some(f)) => (
-            Some(ErrorCode::from_number(f.code).map_or(1006, code_for)),
-            Some(f.message.clone()),
-        ),
-        (EditorStatus::Failed, None) if cancelled => {
-            (Some(1006), Some("the task was cancelled".to_string()))
-        }
-        (EditorStatus::Failed, None) => (Some(1006), Some("the task failed".to_string())),
-        _ => (None, None),
-    };
-    let started = job
-        .tasks
-        .iter()
-        .filter_map(|t| t.started_at.as_ref())
-        .min_by_key(|t| (t.seconds, t.nanos));
-    let prompt = match job.params.as_ref().and_then(|p| p.params.as_ref()) {
-        Some(pb::job_params::Params::Edit(edit)) => Some(edit.prompt.clone()),
-        _ => None,
-    };
+    let (error_code, error_message) = image_editor::error_of(job);
     TaskResult {
         task_id: job.id.clone(),
         status,
-        prompt,
-        image_url: source_text(job),
-        callback_url: Some(job.callback_url.clone()).filter(|u| !u.is_empty()),
+        prompt: image_editor::prompt_of(job),
+        image_url: image_editor::image_url_of(job),
+        callback_url: image_editor::callback_url_of(job),
         result_image: (status == EditorStatus::Success)
             .then(|| output_urls(job).into_iter().next())
             .flatten(),
         error_code,
         error_message,
-        processing_time: (!is_active(job))
-            .then(|| time::seconds_between(started, job.finished_at.as_ref()))
-            .flatten(),
+        processing_time: image_editor::processing_time(job),
         created_at: time::to_text(job.created_at.as_ref()),
         completed_at: time::to_text(job.finished_at.as_ref()),
     }
@@ -450,13 +413,13 @@ pub async fn batch_submit(
         return Err(ApiError::field("tasks", format!("give 1..={MAX_BATCH} tasks")).into());
     }
     let batch_id = uuid::Uuid::new_v4().to_string();
-    // Validate every entry before creating any job, so a malformed batch creates nothing.
-    let requests = body
+    // Every entry is checked here first, so a malformed batch creates nothing and names the entry.
+    let jobs = body
         .tasks
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            edit_job(t, body.callback_url.as_deref(), Some(&batch_id)).map_err(|mut e| {
+            edit_job(t, Some(&batch_id)).map_err(|mut e| {
                 for d in &mut e.details {
                     d.field = format!("tasks[{i}].{}", d.field);
                 }
@@ -464,36 +427,52 @@ pub async fn batch_submit(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut entries = Vec::with_capacity(requests.len());
-    for request in requests {
-        match state.jobs.clone().submit_job(caller.request(request)).await {
-            Ok(job) => {
-                let job = job.into_inner();
-                let s = submitted(&job);
-                entries.push(BatchEntry {
+    // One call: the orchestrator charges the entries in order and counts the batch as one active
+    // job; an entry the balance cannot pay comes back failed, the others are queued.
+    let request = pb::SubmitBatchRequest {
+        jobs,
+        batch_id: batch_id.clone(),
+        callback_url: body.callback_url.clone().unwrap_or_default(),
+        family: Family::ImageEditor.as_str().to_string(),
+    };
+    let answer = state
+        .jobs
+        .clone()
+        .submit_batch(caller.request(request))
+        .await?
+        .into_inner();
+    let entries: Vec<BatchEntry> = answer
+        .entries
+        .iter()
+        .map(|entry| match &entry.result {
+            Some(pb::batch_entry::Result::Job(job)) => {
+                let s = submitted(job);
+                BatchEntry {
                     task_id: Some(s.task_id),
                     status: s.status,
                     estimated_time: Some(s.estimated_time),
                     error_code: None,
                     error_message: None,
-                });
+                }
             }
-            // Nothing queued yet: the whole call fails, as a single submit would.
-            Err(status) if entries.is_empty() => return Err(status.into()),
-            Err(status) => {
-                let err = EditorError::from(status);
-                entries.push(BatchEntry {
-                    task_id: None,
-                    status: EditorStatus::Failed,
-                    estimated_time: None,
-                    error_code: Some(err.code),
-                    error_message: Some(err.message),
-                });
-            }
-        }
-    }
+            Some(pb::batch_entry::Result::Failure(f)) => BatchEntry {
+                task_id: None,
+                status: EditorStatus::Failed,
+                estimated_time: None,
+                error_code: Some(image_editor::code_for_number(f.code)),
+                error_message: Some(f.message.clone()),
+            },
+            None => BatchEntry {
+                task_id: None,
+                status: EditorStatus::Failed,
+                estimated_time: None,
+                error_code: Some(1006),
+                error_message: Some("the entry was not answered".to_string()),
+            },
+        })
+        .collect();
     Ok(Json(BatchSubmitResponse {
-        batch_id,
+        batch_id: answer.batch_id,
         total_count: u32::try_from(entries.len()).unwrap_or(u32::MAX),
         tasks: entries,
     }))
@@ -627,19 +606,4 @@ pub async fn status(State(state): State<AppState>) -> (StatusCode, Json<StatusRe
             timestamp: now,
         }),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_keep_this_api_meanings() {
-        assert_eq!(code_for(ErrorCode::Unauthenticated), 1002);
-        assert_eq!(code_for(ErrorCode::NotFound), 1004);
-        assert_eq!(code_for(ErrorCode::ModelUnavailable), 3001);
-        assert_eq!(code_for(ErrorCode::SourceBlocked), 3002);
-        assert_eq!(code_for(ErrorCode::SourceTooLarge), 3008);
-        assert_eq!(code_for(ErrorCode::StorageFailed), 1006);
-    }
 }

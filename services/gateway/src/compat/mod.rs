@@ -52,12 +52,7 @@ pub async fn list_all(
 
 /// The source of a job's first task as the old systems showed it: its URL, or `upload:<id>`.
 pub fn source_text(job: &pb::Job) -> String {
-    let source = job.tasks.first().and_then(|t| t.source.as_ref());
-    match source.and_then(|s| s.source.as_ref()) {
-        Some(pb::source::Source::Url(url)) => url.clone(),
-        Some(pb::source::Source::UploadId(id)) => format!("upload:{id}"),
-        None => String::new(),
-    }
+    atelier_codes::family::image_editor::image_url_of(job)
 }
 
 /// Output URLs of every task, in task order.

@@ -25,6 +25,7 @@
 //! | 2002, 2003 | 1003 | 配额错误 (quota; too many running tasks reads as "wait for quota") |
 //! | 1006-1009, 3009 | 5000 | not in its table: a server error, kept apart from the client codes |
 
+use atelier_codes::family::Family;
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::State;
@@ -287,6 +288,7 @@ impl CreateTaskRequest {
                 source: Some(pb::source::Source::Url(url)),
             }],
             labels: [("compat".to_string(), "task_api".to_string())].into(),
+            family: Family::TaskApi.as_str().to_string(),
             ..Default::default()
         })
     }

@@ -116,6 +116,7 @@ impl SubmitJob {
             callback_url: self.callback_url.unwrap_or_default(),
             labels: self.labels,
             deadline,
+            // Atelier's own API: no client family.
             family: String::new(),
         })
     }
@@ -152,6 +153,11 @@ pub struct Job {
     pub estimated_seconds: u32,
     /// The last event sequence: resume `/events` after it with `Last-Event-ID`.
     pub last_sequence: u64,
+    /// The batch it was submitted in (seed 000's `/batch_submit/`).
+    pub batch_id: Option<String>,
+    /// The client family it came through (`image_editor`, `task_api`, `generator`, `image_edit`);
+    /// null for this API.
+    pub family: Option<String>,
 }
 
 /// One source's work within a job.
@@ -351,6 +357,8 @@ impl TryFrom<&pb::Job> for Job {
             queue_position: j.queue_position,
             estimated_seconds: j.estimated_seconds,
             last_sequence: j.last_sequence,
+            batch_id: some_text(&j.batch_id),
+            family: some_text(&j.family),
         })
     }
 }

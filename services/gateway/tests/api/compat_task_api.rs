@@ -5,7 +5,9 @@ use serde_json::json;
 
 use atelier_testkit::provider::ProviderServer;
 
-use crate::helpers::{spawn_app, spawn_with_provider, status_and_json, Backend};
+use crate::helpers::{
+    spawn_app, spawn_with_provider, spawn_with_provider_and, status_and_json, Backend,
+};
 use crate::on_both_databases;
 
 on_both_databases!(basic_clean_tasks_are_created_read_and_listed);
@@ -304,4 +306,72 @@ async fn model_pose12_makes_twelve_shots_on_a_model_provider(backend: Backend) {
         .await;
     assert_eq!(listed["data"]["total"], 1, "{listed}");
     assert_eq!(provider.calls(), 12);
+}
+
+on_both_databases!(model_pose12_is_charged_as_the_seed_charged_it);
+
+async fn balance(
+    app: &crate::helpers::TestApp,
+    shop: &crate::helpers::Tenant,
+) -> serde_json::Value {
+    app.get_json(shop, "/v1/account").await.1["balance"].clone()
+}
+
+async fn model_pose12_is_charged_as_the_seed_charged_it(backend: Backend) {
+    let provider = ProviderServer::start().await;
+    let pose12 = |app: &crate::helpers::TestApp| {
+        json!({
+            "type": "model_pose12",
+            "inputImageUrl": app.sources.url("/image.jpg"),
+            "params": {"scene": "studio", "category": "dress"}
+        })
+    };
+    // Nothing runs: the charge at submit is what is looked at.
+    let app =
+        spawn_with_provider_and(backend, &provider, |c| c.dispatch_concurrency = 0, |_| {}).await;
+    let shop = app.shop().await;
+    let (status, created) = app.post_json(&shop, "/api/task/create", pose12(&app)).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        balance(&app, &shop).await,
+        99,
+        "one unit per model_pose12 task"
+    );
+    let (status, job) = app
+        .post_json(
+            &shop,
+            "/v1/jobs",
+            json!({
+                "kind": "pose_set",
+                "params": {"scene": "studio", "category": "dress"},
+                "sources": [{"url": app.sources.url("/image.jpg")}]
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["cost"], 12, "a pose set through /v1/jobs: {job}");
+    assert_eq!(job["family"], serde_json::Value::Null);
+    assert_eq!(balance(&app, &shop).await, 87);
+
+    // The operator sets the family's price.
+    let app = spawn_with_provider_and(
+        backend,
+        &provider,
+        |c| {
+            c.dispatch_concurrency = 0;
+            c.family_prices = vec!["task_api:pose_set=12".into()];
+        },
+        |_| {},
+    )
+    .await;
+    let shop = app.shop().await;
+    let (status, created) = app.post_json(&shop, "/api/task/create", pose12(&app)).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(balance(&app, &shop).await, 88, "twelve units as configured");
+    let id = created["data"]["taskId"].as_str().expect("taskId");
+    let (_, job) = app.get_json(&shop, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(
+        (job["cost"].clone(), job["family"].clone()),
+        (json!(12), json!("task_api"))
+    );
 }

@@ -37,8 +37,8 @@ pub fn job(model: &job::Model, tasks: &[task::Model]) -> pb::Job {
         queue_position: 0,
         estimated_seconds: 0,
         last_sequence: u64::try_from(model.last_sequence).unwrap_or_default(),
-        batch_id: String::new(),
-        family: String::new(),
+        batch_id: model.batch_id.clone().unwrap_or_default(),
+        family: model.family.clone(),
     }
 }
 

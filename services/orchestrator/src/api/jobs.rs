@@ -1,4 +1,5 @@
-//! JobService: submit, read, list, cancel and watch jobs.
+//! JobService: submit (one job, or a batch of jobs holding one active-jobs unit), read, list, cancel
+//! and watch jobs.
 
 use std::pin::Pin;
 
@@ -10,13 +11,15 @@ use prost::Message;
 use sea_orm::{ActiveValue::Set, TransactionTrait};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::submit::{SourceSpec, Submission};
+use super::submit::{BatchRequest, SourceSpec, Submission};
 use super::{convert, page_size, upload, watch};
 use crate::auth::TenantCaller;
 use crate::context::Context;
 use crate::db::{self, entities::job, jobs::Scope};
-use crate::domain::{from_timestamp, model_of, now_ms, units_per_task, JobState, Kind};
+use crate::domain::{from_timestamp, model_of, now_ms, JobState, Kind};
 use crate::error::{ApiError, ApiResult};
+use atelier_codes::family::Family;
+use atelier_codes::FieldViolation;
 use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
 
 /// The JobService implementation.
@@ -56,6 +59,8 @@ impl Jobs {
         Ok(out)
     }
 
+    /// SubmitJob: validated and priced, then charged and inserted in one transaction under the
+    /// account's lock.
     async fn submit(
         &self,
         caller: TenantCaller,
@@ -64,81 +69,275 @@ impl Jobs {
     ) -> ApiResult<pb::Job> {
         let external = caller.require_account()?.to_string();
         let submission = Submission::try_from(request)?;
-        let model = model_of(&submission.params);
-        if !self
-            .ctx
-            .processors
-            .offers(submission.kind.to_proto(), model)
-            .await
-        {
-            return Err(ApiError::ModelUnavailable(if model.is_empty() {
-                format!(
-                    "no processor offers the {} kind; configure a model provider for it",
-                    submission.kind.as_str()
-                )
-            } else {
-                format!(
-                    "no processor offers model {model:?} for the {} kind; ListModels shows what is available",
-                    submission.kind.as_str()
-                )
-            }));
-        }
+        self.check_offered(&submission).await?;
         let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, &external)
             .await?
             .ok_or_else(|| ApiError::MembershipRequired(external.clone()))?;
-        let tasks = self.task_sources(&caller, &account.id, &submission).await?;
-        // Generate is priced per image; every other kind per task.
-        let per_unit = self
-            .ctx
-            .policy
-            .prices
-            .get(&submission.kind)
-            .copied()
-            .unwrap_or(1);
-        let unit_price = if submission.kind == Kind::Generate {
-            per_unit.saturating_mul(units_per_task(&submission.params))
-        } else {
-            per_unit
-        };
-        let cost = unit_price.saturating_mul(i64::try_from(tasks.len()).unwrap_or(i64::MAX));
-        let fingerprint = submission.fingerprint();
+        let prepared = self.prepare(&caller, &account.id, submission).await?;
         let max_active = self.ctx.policy.max_active_jobs;
 
         let txn = self.ctx.db.begin().await?;
         db::accounts::lock(&txn, &account.id).await?;
-        if let Some(key) = &submission.idempotency_key {
+        if let Some(key) = &prepared.submission.idempotency_key {
             if let Some(existing) = db::jobs::find_by_idempotency(&txn, &account.id, key).await? {
                 txn.commit().await?;
-                return if existing.request_hash.as_deref() == Some(fingerprint.as_str()) {
+                return if existing.request_hash.as_deref() == Some(prepared.fingerprint.as_str()) {
                     self.render(existing).await
                 } else {
                     Err(ApiError::IdempotencyConflict)
                 };
             }
         }
-        // Re-read under the lock: balance and membership may have changed since.
-        let account = db::accounts::find(&txn, &caller.tenant_id, &external)
-            .await?
-            .ok_or(ApiError::NotFound("account"))?;
-        let now = now_ms();
-        if !db::accounts::is_member(&account, now) {
-            return Err(ApiError::MembershipRequired(external));
-        }
+        let account = self.locked_member(&txn, &caller, &external).await?;
         // The balance before the active-job limit: when both refuse, the caller can act on the balance
         // (buy more), while waiting for a job to finish would only bring the same answer again. The
         // debit below checks the balance again, in the statement that moves it.
-        if account.balance < cost {
+        if account.balance < prepared.cost {
             return Err(ApiError::QuotaExhausted {
-                needed: cost,
+                needed: prepared.cost,
                 balance: account.balance,
             });
         }
-        if db::accounts::active_jobs(&txn, &account.id).await? >= u64::from(max_active) {
+        if db::accounts::active_units(&txn, &account.id).await? >= u64::from(max_active) {
             return Err(ApiError::TooManyActiveJobs { limit: max_active });
         }
+        let needed = prepared.cost;
+        let job = self
+            .insert(&txn, &caller, &account, prepared, None, trace.as_ref())
+            .await?
+            .ok_or(ApiError::QuotaExhausted {
+                needed,
+                balance: account.balance,
+            })?;
+        txn.commit().await?;
+        self.submitted(&job);
+        self.render(job).await
+    }
+
+    /// SubmitBatch: every entry validated and priced first (a malformed entry refuses the whole
+    /// call), then in one transaction under the account's lock: membership once, one free unit of
+    /// the active-jobs limit for the whole batch, and each entry charged in order; an entry the
+    /// balance cannot pay is refused alone (2002), unless no entry can be paid at all.
+    async fn batch(
+        &self,
+        caller: TenantCaller,
+        request: pb::SubmitBatchRequest,
+        trace: Option<TraceParent>,
+    ) -> ApiResult<pb::SubmitBatchResponse> {
+        let external = caller.require_account()?.to_string();
+        let batch = BatchRequest::try_from(request)?;
+        let mut submissions = Vec::with_capacity(batch.jobs.len());
+        let mut bad = Vec::new();
+        for (i, mut job) in batch.jobs.into_iter().enumerate() {
+            // The batch's family applies to every entry.
+            job.family.clear();
+            let idempotency_key = !job.idempotency_key.trim().is_empty();
+            match Submission::try_from(job) {
+                Ok(mut s) => {
+                    s.family = batch.family;
+                    submissions.push(s);
+                }
+                Err(ApiError::BadRequest(violations)) => {
+                    bad.extend(violations.into_iter().map(|mut v| {
+                        v.field = format!("jobs[{i}].{}", v.field);
+                        v
+                    }));
+                }
+                Err(other) => return Err(other),
+            }
+            if idempotency_key {
+                bad.push(FieldViolation::new(
+                    format!("jobs[{i}].idempotency_key"),
+                    "entries of a batch take no idempotency key; the batch id names the batch",
+                ));
+            }
+        }
+        if !bad.is_empty() {
+            return Err(ApiError::BadRequest(bad));
+        }
+        for s in &submissions {
+            self.check_offered(s).await?;
+        }
+        let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, &external)
+            .await?
+            .ok_or_else(|| ApiError::MembershipRequired(external.clone()))?;
+        let mut prepared = Vec::with_capacity(submissions.len());
+        for (i, s) in submissions.into_iter().enumerate() {
+            prepared.push(
+                self.prepare(&caller, &account.id, s)
+                    .await
+                    .map_err(|e| e.under(&format!("jobs[{i}]")))?,
+            );
+        }
+        let batch_id = batch.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let max_active = self.ctx.policy.max_active_jobs;
+
+        let txn = self.ctx.db.begin().await?;
+        db::accounts::lock(&txn, &account.id).await?;
+        if db::batches::find(&txn, &account.id, &batch_id)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::field(
+                "batch_id",
+                "the account already has a batch with this id",
+            ));
+        }
+        let account = self.locked_member(&txn, &caller, &external).await?;
+        // Which entries the balance pays, in order; as for one job, the balance is the reason
+        // given before the active-jobs limit.
+        let mut balance = account.balance;
+        let paid: Vec<bool> = prepared
+            .iter()
+            .map(|p| {
+                let pays = p.cost <= balance;
+                if pays {
+                    balance -= p.cost;
+                }
+                pays
+            })
+            .collect();
+        if !paid.contains(&true) {
+            return Err(ApiError::QuotaExhausted {
+                needed: prepared.first().map_or(0, |p| p.cost),
+                balance: account.balance,
+            });
+        }
+        if db::accounts::active_units(&txn, &account.id).await? >= u64::from(max_active) {
+            return Err(ApiError::TooManyActiveJobs { limit: max_active });
+        }
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        let mut balance = account.balance;
+        for (p, pays) in prepared.into_iter().zip(paid) {
+            let needed = p.cost;
+            let job = if pays {
+                self.insert(&txn, &caller, &account, p, Some(&batch_id), trace.as_ref())
+                    .await?
+            } else {
+                None
+            };
+            if job.is_some() {
+                balance -= needed;
+            }
+            outcomes.push(job.ok_or(ApiError::QuotaExhausted { needed, balance }));
+        }
+        let total = outcomes.iter().filter(|o| o.is_ok()).count();
+        db::batches::insert(
+            &txn,
+            db::entities::batch::Model {
+                account_id: account.id.clone(),
+                id: batch_id.clone(),
+                tenant_id: caller.tenant_id.clone(),
+                callback_url: batch.callback_url,
+                family: batch.family.map_or("", Family::as_str).to_string(),
+                total: i32::try_from(total).unwrap_or(i32::MAX),
+                created_at: now_ms(),
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        tracing::info!(%batch_id, jobs = total, "batch submitted");
+        let mut entries = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            let result = match outcome {
+                Ok(job) => {
+                    self.submitted(&job);
+                    pb::batch_entry::Result::Job(self.render(job).await?)
+                }
+                Err(refused) => pb::batch_entry::Result::Failure(refused.failure()),
+            };
+            entries.push(pb::BatchEntry {
+                result: Some(result),
+            });
+        }
+        Ok(pb::SubmitBatchResponse { batch_id, entries })
+    }
+
+    /// 3006 when no processor offers the kind (or the model) asked for.
+    async fn check_offered(&self, submission: &Submission) -> ApiResult<()> {
+        let model = model_of(&submission.params);
+        if self
+            .ctx
+            .processors
+            .offers(submission.kind.to_proto(), model)
+            .await
+        {
+            return Ok(());
+        }
+        Err(ApiError::ModelUnavailable(if model.is_empty() {
+            format!(
+                "no processor offers the {} kind; configure a model provider for it",
+                submission.kind.as_str()
+            )
+        } else {
+            format!(
+                "no processor offers model {model:?} for the {} kind; ListModels shows what is available",
+                submission.kind.as_str()
+            )
+        }))
+    }
+
+    /// Resolves the sources and prices the job, outside any transaction.
+    async fn prepare(
+        &self,
+        caller: &TenantCaller,
+        account_id: &str,
+        submission: Submission,
+    ) -> ApiResult<Prepared> {
+        let tasks = self.task_sources(caller, account_id, &submission).await?;
+        let unit_price =
+            self.ctx
+                .policy
+                .unit_price(submission.family, submission.kind, &submission.params);
+        let cost = unit_price.saturating_mul(i64::try_from(tasks.len()).unwrap_or(i64::MAX));
+        let fingerprint = submission.fingerprint();
+        Ok(Prepared {
+            submission,
+            tasks,
+            unit_price,
+            cost,
+            fingerprint,
+        })
+    }
+
+    /// The account re-read under its lock (balance and membership may have changed since), which
+    /// must hold an active membership.
+    async fn locked_member<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        caller: &TenantCaller,
+        external: &str,
+    ) -> ApiResult<db::entities::account::Model> {
+        let account = db::accounts::find(txn, &caller.tenant_id, external)
+            .await?
+            .ok_or(ApiError::NotFound("account"))?;
+        if !db::accounts::is_member(&account, now_ms()) {
+            return Err(ApiError::MembershipRequired(external.to_string()));
+        }
+        Ok(account)
+    }
+
+    /// Charges the job and inserts it with its tasks, in the caller's transaction with the account
+    /// locked and its membership checked. `None` when the balance cannot pay it (nothing changed).
+    async fn insert<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        caller: &TenantCaller,
+        account: &db::entities::account::Model,
+        prepared: Prepared,
+        batch_id: Option<&str>,
+        trace: Option<&TraceParent>,
+    ) -> ApiResult<Option<job::Model>> {
+        let Prepared {
+            submission,
+            tasks,
+            unit_price,
+            cost,
+            fingerprint,
+        } = prepared;
         let job_id = uuid::Uuid::now_v7().to_string();
         let charged = db::accounts::book(
-            &txn,
+            txn,
             db::accounts::Entry {
                 account_id: &account.id,
                 kind: "charge",
@@ -151,13 +350,11 @@ impl Jobs {
         )
         .await?;
         if !charged {
-            return Err(ApiError::QuotaExhausted {
-                needed: cost,
-                balance: account.balance,
-            });
+            return Ok(None);
         }
         let labels = serde_json::to_string(&submission.labels)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let now = now_ms();
         let model = job::ActiveModel {
             id: Set(job_id),
             tenant_id: Set(caller.tenant_id.clone()),
@@ -178,15 +375,19 @@ impl Jobs {
             updated_at: Set(now),
             finished_at: Set(None),
             deadline_at: Set(submission.deadline_ms),
-            trace_parent: Set(trace.map(|t| t.to_string())),
+            trace_parent: Set(trace.map(ToString::to_string)),
+            family: Set(submission.family.map_or("", Family::as_str).to_string()),
+            batch_id: Set(batch_id.map(str::to_string)),
         };
-        let job = db::jobs::insert(&txn, model, tasks).await?;
-        txn.commit().await?;
-        tracing::info!(job_id = %job.id, kind = %job.kind, cost, "job submitted");
+        Ok(Some(db::jobs::insert(txn, model, tasks).await?))
+    }
+
+    /// After the commit: count the job and wake watchers and the dispatcher.
+    fn submitted(&self, job: &job::Model) {
+        tracing::info!(job_id = %job.id, kind = %job.kind, cost = job.cost, "job submitted");
         self.ctx.metrics.job_submitted(&job.kind);
         self.ctx.bus.notify(&job.id);
         self.ctx.dispatch.wake();
-        self.render(job).await
     }
 
     /// Resolves every source to what the processor reads; uploads must belong to the caller.
@@ -471,6 +672,28 @@ fn decode_token(token: &str) -> ApiResult<(i64, String)> {
     Ok((created.parse().map_err(|_| bad())?, id.to_string()))
 }
 
+/// The caller's trace context, if it sent one.
+fn trace_of<T>(request: &Request<T>) -> Option<TraceParent> {
+    let trace = request
+        .metadata()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    if let Some(trace) = &trace {
+        tracing::info!(trace_id = %trace.trace_id(), "submit with trace context");
+    }
+    trace
+}
+
+/// A job checked, resolved and priced, ready to be charged and inserted.
+struct Prepared {
+    submission: Submission,
+    tasks: Vec<db::jobs::NewTask>,
+    unit_price: i64,
+    cost: i64,
+    fingerprint: String,
+}
+
 pub type JobEventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -480,14 +703,7 @@ impl JobService for Jobs {
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        let trace = request
-            .metadata()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse);
-        if let Some(trace) = &trace {
-            tracing::info!(trace_id = %trace.trace_id(), "submit with trace context");
-        }
+        let trace = trace_of(&request);
         Ok(Response::new(
             self.submit(caller, request.into_inner(), trace).await?,
         ))
@@ -641,9 +857,13 @@ impl JobService for Jobs {
 
     async fn submit_batch(
         &self,
-        _request: Request<pb::SubmitBatchRequest>,
+        request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
-        Err(Status::unimplemented("SubmitBatch is not served yet"))
+        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let trace = trace_of(&request);
+        Ok(Response::new(
+            self.batch(caller, request.into_inner(), trace).await?,
+        ))
     }
 
     async fn report_task(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use atelier_codes::family::Family;
 use atelier_codes::FieldViolation;
 use atelier_proto::v1 as pb;
 use prost::Message;
@@ -36,6 +37,8 @@ pub struct Submission {
     pub idempotency_key: Option<String>,
     pub callback_url: Option<String>,
     pub deadline_ms: Option<i64>,
+    /// The client family it came through; `None` for Atelier's own API.
+    pub family: Option<Family>,
 }
 
 impl Submission {
@@ -59,6 +62,10 @@ impl Submission {
         h.update(format!(
             "deadline:{}\n",
             self.deadline_ms.unwrap_or_default()
+        ));
+        h.update(format!(
+            "family:{}\n",
+            self.family.map_or("", Family::as_str)
         ));
         hex::encode(h.finalize())
     }
@@ -165,6 +172,16 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
         if deadline_ms.is_some_and(|d| d <= crate::domain::now_ms()) {
             bad.push(FieldViolation::new("deadline", "must be in the future"));
         }
+        let family = match req.family.trim() {
+            "" => None,
+            name => {
+                let family = Family::parse(name);
+                if family.is_none() {
+                    bad.push(family_violation());
+                }
+                family
+            }
+        };
         match kind {
             Some(kind) if bad.is_empty() => Ok(Self {
                 kind,
@@ -174,10 +191,81 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
                 idempotency_key,
                 callback_url,
                 deadline_ms,
+                family,
             }),
             _ => Err(ApiError::BadRequest(bad)),
         }
     }
+}
+
+/// Most jobs one SubmitBatch may carry.
+pub const MAX_BATCH_JOBS: usize = 100;
+const MAX_BATCH_ID_LEN: usize = 128;
+
+/// A SubmitBatch request with its own fields checked; the jobs are checked one by one after.
+#[derive(Clone, Debug)]
+pub struct BatchRequest {
+    pub jobs: Vec<pb::SubmitJobRequest>,
+    /// The id the caller chose; minted when `None`.
+    pub id: Option<String>,
+    pub callback_url: Option<String>,
+    pub family: Option<Family>,
+}
+
+impl TryFrom<pb::SubmitBatchRequest> for BatchRequest {
+    type Error = ApiError;
+
+    fn try_from(req: pb::SubmitBatchRequest) -> Result<Self, ApiError> {
+        let mut bad = Vec::new();
+        if req.jobs.is_empty() || req.jobs.len() > MAX_BATCH_JOBS {
+            bad.push(FieldViolation::new(
+                "jobs",
+                format!("give 1..={MAX_BATCH_JOBS} jobs, got {}", req.jobs.len()),
+            ));
+        }
+        let id = non_empty(req.batch_id);
+        if id.as_ref().is_some_and(|id| {
+            id.len() > MAX_BATCH_ID_LEN
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        }) {
+            bad.push(FieldViolation::new(
+                "batch_id",
+                format!("up to {MAX_BATCH_ID_LEN} letters, digits, '-', '_', '.' or ':'"),
+            ));
+        }
+        let callback_url = non_empty(req.callback_url);
+        if let Some(url) = &callback_url {
+            if let Err(why) = check_url(url) {
+                bad.push(FieldViolation::new("callback_url", why));
+            }
+        }
+        let family = match req.family.trim() {
+            "" => None,
+            name => {
+                let family = Family::parse(name);
+                if family.is_none() {
+                    bad.push(family_violation());
+                }
+                family
+            }
+        };
+        if !bad.is_empty() {
+            return Err(ApiError::BadRequest(bad));
+        }
+        Ok(Self {
+            jobs: req.jobs,
+            id,
+            callback_url,
+            family,
+        })
+    }
+}
+
+fn family_violation() -> FieldViolation {
+    let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
+    FieldViolation::new("family", format!("one of {}, or empty", names.join(", ")))
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -346,6 +434,34 @@ mod tests {
         ] {
             assert!(with(ok).is_ok(), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn batches_hold_one_to_one_hundred_jobs_with_a_plain_id() {
+        let batch = |jobs: usize, id: &str| {
+            BatchRequest::try_from(pb::SubmitBatchRequest {
+                jobs: (0..jobs).map(|_| transform_request(1)).collect(),
+                batch_id: id.into(),
+                ..Default::default()
+            })
+        };
+        assert!(batch(1, "").is_ok_and(|b| b.id.is_none()));
+        assert!(batch(100, "order-17").is_ok_and(|b| b.id.as_deref() == Some("order-17")));
+        assert_eq!(fields(batch(0, "").unwrap_err()), ["jobs"]);
+        assert_eq!(fields(batch(101, "").unwrap_err()), ["jobs"]);
+        assert_eq!(fields(batch(1, "a b").unwrap_err()), ["batch_id"]);
+    }
+
+    #[test]
+    fn family_is_checked() {
+        let mut req = transform_request(1);
+        req.family = "task_api".into();
+        assert_eq!(
+            Submission::try_from(req.clone()).expect("valid").family,
+            Some(Family::TaskApi)
+        );
+        req.family = "django".into();
+        assert_eq!(fields(Submission::try_from(req).unwrap_err()), ["family"]);
     }
 
     #[test]

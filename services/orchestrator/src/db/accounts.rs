@@ -230,6 +230,27 @@ pub async fn active_jobs<C: ConnectionTrait>(db: &C, account_id: &str) -> Result
         .await
 }
 
+/// Units of the account's active-jobs limit in use: queued or running jobs, the jobs of one batch
+/// counting as one unit.
+pub async fn active_units<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<u64, DbErr> {
+    let count = db
+        .query_one(statement(
+            db.get_database_backend(),
+            "SELECT COUNT(DISTINCT COALESCE(batch_id, id)) FROM jobs \
+             WHERE account_id = ? AND state IN (?, ?)",
+            vec![
+                account_id.into(),
+                JobState::Queued.as_str().into(),
+                JobState::Running.as_str().into(),
+            ],
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(u64::try_from(count).unwrap_or_default())
+}
+
 /// A page of the account's ledger, newest first, after the entry `before` (exclusive).
 pub async fn ledger_page<C: ConnectionTrait>(
     db: &C,

@@ -144,6 +144,36 @@ pub mod job {
         pub deadline_at: Option<i64>,
         /// The caller's W3C `traceparent`, passed on to the processor.
         pub trace_parent: Option<String>,
+        /// The client family it came through (`image_editor`, …), empty for Atelier's own API.
+        pub family: String,
+        /// The batch it was submitted in.
+        pub batch_id: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Jobs submitted together in one SubmitBatch: one unit of the active-jobs limit, one callback.
+pub mod batch {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "batches")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub account_id: String,
+        /// Unique per account.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub callback_url: Option<String>,
+        pub family: String,
+        /// Jobs the batch accepted.
+        pub total: i32,
+        pub created_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

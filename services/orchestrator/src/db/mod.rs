@@ -1,6 +1,7 @@
 //! Database access, one module per aggregate. Only the orchestrator touches the database.
 
 pub mod accounts;
+pub mod batches;
 pub mod entities;
 pub mod events;
 pub mod jobs;

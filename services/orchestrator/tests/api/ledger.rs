@@ -65,6 +65,8 @@ async fn submit(db: &DatabaseConnection, account_id: &str, tasks: usize) -> Opti
         finished_at: Set(None),
         deadline_at: Set(None),
         trace_parent: Set(None),
+        family: Set(String::new()),
+        batch_id: Set(None),
     };
     let tasks = (0..tasks)
         .map(|_| db::jobs::NewTask {

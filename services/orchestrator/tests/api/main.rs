@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod auth;
+mod batches;
 mod crashes;
 mod faults;
 mod foreign_providers;
