@@ -47,6 +47,7 @@ use crate::routes::{events, files, jobs, meta, uploads, webhooks};
         task_api::create,
         task_api::get,
         task_api::list,
+        task_api::update_status,
         image_edit::submit,
         image_edit::task,
         image_edit::statistics,

@@ -58,17 +58,46 @@ impl TenantCaller {
     }
 }
 
+/// Metadata holding the service token, for calls that workers of the operator make.
+pub const SERVICE_TOKEN_HEADER: &str = "x-api-key";
+
 /// Resolves callers from `authorization: Bearer …` metadata.
 #[derive(Clone)]
 pub struct Auth {
     db: DatabaseConnection,
     admin_token: String,
+    service_token: String,
 }
 
 impl Auth {
-    /// Checks keys against the database and the admin token.
-    pub fn new(db: DatabaseConnection, admin_token: String) -> Self {
-        Self { db, admin_token }
+    /// Checks keys against the database, the admin token and the service token (the one the
+    /// processors accept).
+    pub fn new(db: DatabaseConnection, admin_token: String, service_token: String) -> Self {
+        Self {
+            db,
+            admin_token,
+            service_token,
+        }
+    }
+
+    /// Whether the call carries the service token in `x-api-key` (compared in constant time); 1002
+    /// without it.
+    pub fn service(&self, metadata: &MetadataMap) -> ApiResult<()> {
+        let presented = metadata
+            .get(SERVICE_TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let matches = !self.service_token.is_empty()
+            && !presented.is_empty()
+            && bool::from(presented.ct_eq(self.service_token.as_bytes()));
+        if matches {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(
+                "this call is for workers of the operator: send the service token in x-api-key"
+                    .into(),
+            ))
+        }
     }
 
     /// Who is calling; 1001 without valid credentials.

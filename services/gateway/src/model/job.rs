@@ -116,6 +116,7 @@ impl SubmitJob {
             callback_url: self.callback_url.unwrap_or_default(),
             labels: self.labels,
             deadline,
+            family: String::new(),
         })
     }
 }

@@ -16,6 +16,7 @@ mod models;
 mod ops;
 mod quota;
 mod replicas;
+mod report;
 mod retention;
 mod retries;
 mod storage;
