@@ -331,7 +331,10 @@ async fn an_outside_worker_reports_status_and_results_through_the_seed_route(bac
         )
         .await;
     assert_eq!(status, 200, "{created}");
-    let id = created["data"]["taskId"].as_str().expect("taskId").to_string();
+    let id = created["data"]["taskId"]
+        .as_str()
+        .expect("taskId")
+        .to_string();
     let (_, charged) = app.get_json(&shop, "/v1/account").await;
     let path = format!("/api/task/{id}/status");
     let put = |body: serde_json::Value, key: Option<&str>| {
@@ -407,7 +410,11 @@ async fn an_outside_worker_reports_status_and_results_through_the_seed_route(bac
         Some(SERVICE),
     )
     .await;
-    assert_eq!((status, body["success"].clone()), (200, json!(true)), "{body}");
+    assert_eq!(
+        (status, body["success"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
     let (status, body) = put(
         json!({"status": "failed", "errorMessage": "too late"}),
         Some(SERVICE),
@@ -416,8 +423,15 @@ async fn an_outside_worker_reports_status_and_results_through_the_seed_route(bac
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], 4001, "{body}");
     let (_, account) = app.get_json(&shop, "/v1/account").await;
-    assert_eq!(account["balance"], charged["balance"], "not refunded: {account}");
-    assert_eq!(provider.calls(), 0, "the worker made the shots, not Atelier");
+    assert_eq!(
+        account["balance"], charged["balance"],
+        "not refunded: {account}"
+    );
+    assert_eq!(
+        provider.calls(),
+        0,
+        "the worker made the shots, not Atelier"
+    );
 }
 
 on_both_databases!(a_failed_report_reads_failed_and_refunds_the_task);
@@ -434,7 +448,10 @@ async fn a_failed_report_reads_failed_and_refunds_the_task(backend: Backend) {
             json!({"type": "model_pose12", "inputImageUrl": app.sources.url("/image.jpg")}),
         )
         .await;
-    let id = created["data"]["taskId"].as_str().expect("taskId").to_string();
+    let id = created["data"]["taskId"]
+        .as_str()
+        .expect("taskId")
+        .to_string();
     let path = format!("/api/task/{id}/status");
     for _ in 0..2 {
         let response = app

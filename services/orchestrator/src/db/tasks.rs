@@ -175,7 +175,10 @@ pub async fn claim_external<C: ConnectionTrait>(
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
-    let Some(task) = task::Entity::find_by_id(task_id.to_string()).one(db).await? else {
+    let Some(task) = task::Entity::find_by_id(task_id.to_string())
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     jobs::mark_running(db, job).await?;

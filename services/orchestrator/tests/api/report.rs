@@ -121,8 +121,13 @@ async fn an_outside_worker_takes_a_task_and_its_results_become_outputs(backend: 
     // dispatcher would have claimed it (queued earlier) before this one.
     app.sources.release_held();
     app.finish(&t, "alice", &busy.id).await;
+    // Another image than the first job's, so it is not served from the content cache (refunded).
     let later = app
-        .submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg")]))
+        .submit(
+            &t,
+            "alice",
+            transform_job(&[app.sources.url("/small-ok.png")]),
+        )
         .await
         .expect("third job");
     let later = app.finish(&t, "alice", &later.id).await;
@@ -155,15 +160,17 @@ async fn an_outside_worker_takes_a_task_and_its_results_become_outputs(backend: 
         (images::jpeg(), "result-1.jpg", "image/jpeg", 640, 480),
         (images::png(64, 48), "result-2.png", "image/png", 64, 48),
     ];
-    for (output, (bytes, name, content_type, width, height)) in done.outputs.iter().zip(&expected)
-    {
+    for (output, (bytes, name, content_type, width, height)) in done.outputs.iter().zip(&expected) {
         assert_eq!(output.name, *name);
         assert_eq!(output.content_type, *content_type);
         assert_eq!((output.width, output.height), (*width, *height));
         assert_eq!(output.bytes, bytes.len() as u64);
         assert_eq!(output.sha256, sha256_hex(bytes));
         assert!(!output.from_cache);
-        assert!(!urls.contains(&output.url), "an Atelier link, not the worker's");
+        assert!(
+            !urls.contains(&output.url),
+            "an Atelier link, not the worker's"
+        );
         let stored = app
             .storage
             .get(&output.key, 20 << 20)
@@ -171,7 +178,11 @@ async fn an_outside_worker_takes_a_task_and_its_results_become_outputs(backend: 
             .expect("stored");
         assert_eq!(sha256_hex(&stored), output.sha256);
         let thumbnail = output.thumbnail.as_ref().expect("thumbnail");
-        assert_eq!(thumbnail.width.max(thumbnail.height), 256);
+        assert_eq!(
+            thumbnail.width.max(thumbnail.height),
+            (*width).max(*height).min(256),
+            "longest side 256, never enlarged"
+        );
         let thumb = app
             .storage
             .get(&thumbnail.key, 20 << 20)
@@ -219,7 +230,8 @@ async fn an_outside_worker_takes_a_task_and_its_results_become_outputs(backend: 
     )
     .await
     .expect("same state");
-    let keys = |task: &pb::Task| -> Vec<String> { task.outputs.iter().map(|o| o.key.clone()).collect() };
+    let keys =
+        |task: &pb::Task| -> Vec<String> { task.outputs.iter().map(|o| o.key.clone()).collect() };
     assert_eq!(keys(&same), keys(&done));
     for state in [
         pb::ReportedState::Failed,

@@ -59,7 +59,10 @@ pub async fn import(
                 .map_err(Status::from)?,
         );
     }
-    tracing::info!(outputs = outputs.len(), "results of an outside worker stored");
+    tracing::info!(
+        outputs = outputs.len(),
+        "results of an outside worker stored"
+    );
     Ok(v1::ImportOutputsResponse { outputs })
 }
 
