@@ -323,6 +323,7 @@ pub fn submit_request(
         callback_url: args.callback_url.clone().unwrap_or_default(),
         labels: labels(&args.labels)?,
         deadline: None,
+        family: String::new(),
     })
 }
 
