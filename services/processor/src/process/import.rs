@@ -1,7 +1,8 @@
 //! `ImportOutputs`: results a worker outside Atelier made for a task, taken in as the task's outputs.
 //! Each URL is fetched through the guarded downloader (the address policy of sources), checked like a
 //! source (format, size, dimensions, a full decode for the thumbnail) and stored with its thumbnail,
-//! so the outputs carry the same facts as outputs the engine or a provider made.
+//! so the outputs carry the same facts as outputs the engine or a provider made. An import takes no
+//! attempt slot: it runs no engine and no provider, and its downloads are bounded by their own limits.
 
 use atelier_codes::{decode, status, transient_status};
 use atelier_proto::v1;
