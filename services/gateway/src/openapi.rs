@@ -47,6 +47,7 @@ use crate::routes::{events, files, jobs, meta, uploads, webhooks};
         task_api::create,
         task_api::get,
         task_api::list,
+        task_api::update_status,
         image_edit::submit,
         image_edit::task,
         image_edit::statistics,
@@ -183,8 +184,8 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 41);
-        for id in ["deleteJob", "deleteUpload", "getFile"] {
+        assert_eq!(ids.len(), 42);
+        for id in ["deleteJob", "deleteUpload", "getFile", "taskUpdateStatus"] {
             assert!(ids.contains(id), "{id}");
         }
         let link = &doc["paths"]["/v1/jobs"]["post"]["responses"]["200"]["links"]["GetJob"];

@@ -107,7 +107,11 @@ impl Application {
         let handle = DispatchHandle::default();
         let metrics = Metrics::new();
         let ctx = Context {
-            auth: Auth::new(db.clone(), config.admin_token.clone()),
+            auth: Auth::new(
+                db.clone(),
+                config.admin_token.clone(),
+                config.service_token.clone(),
+            ),
             db: db.clone(),
             bus: bus.clone(),
             storage,
@@ -117,6 +121,8 @@ impl Application {
                 family_prices,
                 max_active_jobs: config.max_active_jobs,
                 max_upload_bytes: config.max_upload_bytes,
+                attempt_timeout: seconds(config.attempt_timeout_seconds),
+                model_attempt_timeout: seconds(config.model_attempt_timeout_seconds),
             }),
             dispatch: handle.clone(),
             processors: processors.clone(),

@@ -1,6 +1,7 @@
 //! Who is calling: the admin (token given at start) or a tenant (API key), and which account it acts as.
 
 use sea_orm::DatabaseConnection;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 
@@ -58,17 +59,49 @@ impl TenantCaller {
     }
 }
 
+/// Metadata holding the service token, for calls that workers of the operator make.
+pub const SERVICE_TOKEN_HEADER: &str = "x-api-key";
+
 /// Resolves callers from `authorization: Bearer …` metadata.
 #[derive(Clone)]
 pub struct Auth {
     db: DatabaseConnection,
     admin_token: String,
+    service_token: String,
 }
 
 impl Auth {
-    /// Checks keys against the database and the admin token.
-    pub fn new(db: DatabaseConnection, admin_token: String) -> Self {
-        Self { db, admin_token }
+    /// Checks keys against the database, the admin token and the service token (the one the
+    /// processors accept).
+    pub fn new(db: DatabaseConnection, admin_token: String, service_token: String) -> Self {
+        Self {
+            db,
+            admin_token,
+            service_token,
+        }
+    }
+
+    /// Whether the call carries the service token in `x-api-key` (compared in constant time); 1002
+    /// without it.
+    pub fn service(&self, metadata: &MetadataMap) -> ApiResult<()> {
+        let presented = metadata
+            .get(SERVICE_TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        // Digests of equal length, so the comparison tells nothing about the token's length either.
+        let presented_digest = Sha256::digest(presented);
+        let token_digest = Sha256::digest(self.service_token.as_bytes());
+        let matches = !self.service_token.is_empty()
+            && !presented.is_empty()
+            && bool::from(presented_digest.as_slice().ct_eq(token_digest.as_slice()));
+        if matches {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied(
+                "this call is for workers of the operator: send the service token in x-api-key"
+                    .into(),
+            ))
+        }
     }
 
     /// Who is calling; 1001 without valid credentials.

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use atelier_storage::{Links, Storage};
 use sea_orm::DatabaseConnection;
@@ -25,6 +26,21 @@ pub struct Policy {
     pub max_active_jobs: u32,
     /// Largest upload accepted by UploadSource.
     pub max_upload_bytes: u64,
+    /// Deadline of one attempt of a local kind (transform, basic_clean); also how long a worker
+    /// outside Atelier may hold such a task (ReportTask).
+    pub attempt_timeout: Duration,
+    /// Deadline of one attempt of a model kind (edit, generate, pose_set).
+    pub model_attempt_timeout: Duration,
+}
+
+impl Policy {
+    /// The deadline of one attempt of `kind`: longer for kinds that call a model provider.
+    pub fn attempt_timeout(&self, kind: &str) -> Duration {
+        match Kind::parse(kind) {
+            Some(Kind::Transform | Kind::BasicClean) | None => self.attempt_timeout,
+            Some(_) => self.model_attempt_timeout,
+        }
+    }
 }
 
 impl Policy {

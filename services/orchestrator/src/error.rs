@@ -34,6 +34,12 @@ pub enum ApiError {
     Storage(#[from] atelier_storage::StorageError),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// A refusal another service (a processor) made, passed on with its code and details.
+    #[error("{}", .0.message())]
+    Relayed(Status),
+    /// A service this call needs cannot be reached now; the caller may try again.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -113,6 +119,16 @@ impl From<ApiError> for Status {
                 // The details stay in our logs; callers get a stable message.
                 tracing::error!(error = %e, "database failure");
                 return atelier_codes::status(ErrorCode::Internal, "internal error, try again");
+            }
+            ApiError::Relayed(status) => {
+                return Status::with_details(
+                    status.code(),
+                    status.message(),
+                    status.details().to_vec().into(),
+                )
+            }
+            ApiError::Unavailable(message) => {
+                return atelier_codes::transient_status(ErrorCode::Unavailable, message.clone())
             }
             ApiError::Internal(message) => {
                 tracing::error!(%message, "internal failure");

@@ -1,5 +1,6 @@
 //! Seed 001: the Node/Express task API (`POST /api/task/create`, `GET /api/task/{taskId}`,
-//! `GET /api/task/list`), answering `{"success": true, "data": …}` in its camelCase shapes.
+//! `GET /api/task/list`, `PUT /api/task/{taskId}/status`), answering `{"success": true, "data": …}`
+//! in its camelCase shapes.
 //!
 //! Task types: `basic_clean` → Atelier `basic_clean` (`params.template`), `model_pose12` → `pose_set`
 //! (`params.scene`, `params.category`, `params.productDescription`). Jobs of other kinds are not tasks of
@@ -8,6 +9,25 @@
 //! States: `queued` → `pending`, `running` → `processing`, `succeeded` and `partially_succeeded` →
 //! `success`, `failed` and `cancelled` → `failed` (with `errorMessage`). The `status` filter of the list
 //! takes the same four words.
+//!
+//! Status updates (`PUT /api/task/{taskId}/status`, the document's internal interface): a worker
+//! outside Atelier (the operator's own, like the replaced system's RunningHub poller) reports
+//! `{status, resultUrls?, errorMessage?}` and gets `{success, message}`. It authenticates as on the
+//! other routes (Atelier key or this family's JWT) and must also send the service credential (the
+//! token the orchestrator shares with its processors) in `X-Api-Key`; without it, or with a wrong
+//! one, 4003. The task id is the job's; the report goes to the job's one task (`ReportTask`):
+//!
+//! | status | the task | then |
+//! | --- | --- | --- |
+//! | `pending` | must still wait in the queue | unchanged |
+//! | `processing` | waiting: taken by the worker, no Atelier processor runs it | `processing`; times out (refunded) at the attempt's deadline unless reported |
+//! | `success` | waiting or taken by the worker; `resultUrls` 1..=12 | the results are fetched through the guarded downloader, checked and stored as outputs; `resultUrls` then lists Atelier's links |
+//! | `failed` | waiting or taken by the worker | `failed` with `errorMessage` (code 3001), refunded once |
+//!
+//! A task an Atelier processor runs, or a finished task reported in another state, is 4001; reporting
+//! the state a finished task has answers success without changing it (retries are safe). A result URL
+//! that cannot be fetched or is not an image is 4001 with the reason in `detail`, and the task stays as
+//! it was. Messages read `任务状态已更新：<the document's label of the state>`.
 //!
 //! Listing: `limit` (default 10, 1..=100) and `offset` over the caller's tasks, newest first; `total`
 //! counts every match (up to the first 5,000 jobs scanned).
@@ -19,7 +39,7 @@
 //! | Atelier | here | its meaning |
 //! | --- | --- | --- |
 //! | 1003, 1005, 3xxx but 3009 | 4001 | 参数错误 (bad parameters; a 3xxx at submit is a bad source or kind) |
-//! | 1001, 1002 | 4003 | 权限错误 (not logged in / not allowed) |
+//! | 1001, 1002 | 4003 | 权限错误 (not logged in / not allowed; a status update without the service credential) |
 //! | 1004 | 4004 | 资源不存在 (no such task) |
 //! | 2001 | 1002 | 会员错误 (not a member); 1004 用户不存在 when the account does not exist at all |
 //! | 2002, 2003 | 1003 | 配额错误 (quota; too many running tasks reads as "wait for quota") |
@@ -49,6 +69,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/task/create", routing::post(create))
         .route("/api/task/list", routing::get(list))
         .route("/api/task/{task_id}", routing::get(get))
+        .route("/api/task/{task_id}/status", routing::put(update_status))
 }
 
 /// This API's code for an Atelier code.
@@ -609,6 +630,122 @@ pub async fn list(
             limit,
             offset,
         },
+    }))
+}
+
+/// The header carrying the service credential of `PUT /api/task/{taskId}/status`.
+pub const SERVICE_KEY_HEADER: &str = "x-api-key";
+
+/// `PUT /api/task/{taskId}/status`: what a worker outside Atelier reports.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "status": "success",
+    "resultUrls": ["https://worker.example.com/out/1.png", "https://worker.example.com/out/2.png"]
+}))]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStatusRequest {
+    pub status: TaskStatus,
+    /// With `success`: 1..=12 URLs of the result images; Atelier fetches and keeps them.
+    #[serde(default)]
+    pub result_urls: Option<Vec<String>>,
+    /// With `failed`: why.
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// The answer of `PUT /api/task/{taskId}/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpdateStatusResponse {
+    pub success: bool,
+    pub message: String,
+}
+
+impl TaskStatus {
+    fn reported(self) -> pb::ReportedState {
+        match self {
+            Self::Pending => pb::ReportedState::Queued,
+            Self::Processing => pb::ReportedState::Processing,
+            Self::Success => pb::ReportedState::Succeeded,
+            Self::Failed => pb::ReportedState::Failed,
+        }
+    }
+
+    /// The document's words for the state (its front end's status labels).
+    fn words(self) -> &'static str {
+        match self {
+            Self::Pending => "等待处理",
+            Self::Processing => "处理中",
+            Self::Success => "处理成功",
+            Self::Failed => "处理失败",
+        }
+    }
+}
+
+/// Report a task's state and results (internal: for the operator's own workers).
+///
+/// A worker outside Atelier takes a pending task (`processing`), then reports `success` with the
+/// URLs of its results (fetched and kept by Atelier, which then serves its own links) or `failed`
+/// (the task is refunded). Needs the caller's usual credentials and the service credential in
+/// `X-Api-Key`.
+#[utoipa::path(
+    put,
+    path = "/api/task/{task_id}/status",
+    operation_id = "taskUpdateStatus",
+    tag = "compat-task-api",
+    request_body = UpdateStatusRequest,
+    params(
+        ("task_id" = String, Path, description = "The task id"),
+        ("X-Atelier-Account" = Option<String>, Header, description = "The user"),
+        ("X-Api-Key" = String, Header, description = "The service credential"),
+    ),
+    responses(
+        (status = 200, description = "Updated", body = UpdateStatusResponse),
+        (status = "default", description = "An error", body = TaskApiError),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_status(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: axum::http::HeaderMap,
+    PathParam(task_id, _): PathParam<String, TaskApiError>,
+    JsonBody(body, _): JsonBody<UpdateStatusRequest, TaskApiError>,
+) -> Result<Json<UpdateStatusResponse>, TaskApiError> {
+    let caller = caller?;
+    let service_key = headers
+        .get(SERVICE_KEY_HEADER)
+        .filter(|v| !v.as_bytes().is_empty())
+        .and_then(|v| tonic::metadata::AsciiMetadataValue::try_from(v.as_bytes()).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PermissionDenied,
+                "an internal route: send the service credential in X-Api-Key",
+            )
+        })?;
+    let job = state
+        .jobs
+        .clone()
+        .get_job(caller.request(pb::GetJobRequest { job_id: task_id }))
+        .await?
+        .into_inner();
+    let only_task = match (TaskType::of(&job), job.tasks.as_slice()) {
+        (Some(_), [task]) => task.id.clone(),
+        _ => return Err(ApiError::new(ErrorCode::NotFound, "job not found").into()),
+    };
+    let status = body.status;
+    let mut request = caller.request(pb::ReportTaskRequest {
+        task_id: only_task,
+        state: status.reported() as i32,
+        result_urls: body.result_urls.unwrap_or_default(),
+        error_message: body.error_message.unwrap_or_default(),
+    });
+    request
+        .metadata_mut()
+        .insert(SERVICE_KEY_HEADER, service_key);
+    state.jobs.clone().report_task(request).await?;
+    Ok(Json(UpdateStatusResponse {
+        success: true,
+        message: format!("任务状态已更新：{}", status.words()),
     }))
 }
 

@@ -6,7 +6,8 @@ use serde_json::json;
 use atelier_testkit::provider::ProviderServer;
 
 use crate::helpers::{
-    spawn_app, spawn_with_provider, spawn_with_provider_and, status_and_json, Backend,
+    images, spawn_app, spawn_with_provider, spawn_with_provider_and, status_and_json, Backend,
+    SERVICE,
 };
 use crate::on_both_databases;
 
@@ -374,4 +375,167 @@ async fn model_pose12_is_charged_as_the_seed_charged_it(backend: Backend) {
         (job["cost"].clone(), job["family"].clone()),
         (json!(12), json!("task_api"))
     );
+}
+
+on_both_databases!(an_outside_worker_reports_status_and_results_through_the_seed_route);
+
+/// The document's internal `PUT /api/task/:taskId/status`: the worker takes the pending task, reports
+/// its result URLs, and the task then reads `success` with Atelier's own links to the stored results.
+async fn an_outside_worker_reports_status_and_results_through_the_seed_route(backend: Backend) {
+    let provider = ProviderServer::start().await;
+    // An API-only orchestrator: no Atelier processor takes the task before the worker does.
+    let app =
+        spawn_with_provider_and(backend, &provider, |o| o.dispatch_concurrency = 0, |_| {}).await;
+    let shop = app.shop().await;
+    let (status, created) = app
+        .post_json(
+            &shop,
+            "/api/task/create",
+            json!({
+                "type": "model_pose12",
+                "inputImageUrl": app.sources.url("/image.jpg"),
+                "params": {"scene": "street", "category": "shoes"}
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["data"]["taskId"]
+        .as_str()
+        .expect("taskId")
+        .to_string();
+    let (_, charged) = app.get_json(&shop, "/v1/account").await;
+    let path = format!("/api/task/{id}/status");
+    let put = |body: serde_json::Value, key: Option<&str>| {
+        let mut request = app
+            .call(reqwest::Method::PUT, &path, &shop, "shopper")
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("X-Api-Key", key);
+        }
+        async move { status_and_json(request.send().await.expect("request")).await }
+    };
+
+    for key in [None, Some("not-the-service-credential")] {
+        let (status, body) = put(json!({"status": "processing"}), key).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["success"], false);
+        assert_eq!(body["code"], 4003);
+        assert_eq!(body["message"], "权限错误：用户无权访问");
+    }
+    let (_, task) = app.get_json(&shop, &format!("/api/task/{id}")).await;
+    assert_eq!(task["data"]["status"], "pending", "{task}");
+
+    let (status, body) = put(json!({"status": "processing"}), Some(SERVICE)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"success": true, "message": "任务状态已更新：处理中"})
+    );
+    let (_, task) = app.get_json(&shop, &format!("/api/task/{id}")).await;
+    assert_eq!(task["data"]["status"], "processing", "{task}");
+
+    let worker_urls = vec![
+        app.sources.url("/image.jpg"),
+        app.sources.url("/small-ok.png"),
+    ];
+    let (status, body) = put(
+        json!({"status": "success", "resultUrls": worker_urls}),
+        Some(SERVICE),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"success": true, "message": "任务状态已更新：处理成功"})
+    );
+
+    let (status, task) = app.get_json(&shop, &format!("/api/task/{id}")).await;
+    assert_eq!(status, 200, "{task}");
+    let data = &task["data"];
+    assert_eq!(data["status"], "success", "{task}");
+    assert!(data["completedAt"].is_string(), "{task}");
+    assert!(data.get("errorMessage").is_none(), "{task}");
+    let links: Vec<String> = data["resultUrls"]
+        .as_array()
+        .expect("resultUrls")
+        .iter()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(links.len(), 2, "{task}");
+    for (link, expected) in links.iter().zip([images::jpeg(), images::png(64, 48)]) {
+        assert!(
+            link.starts_with(&app.url("/v1/files/")),
+            "an Atelier link, not the worker's: {link}"
+        );
+        let fetched = app.http.get(link).send().await.expect("result link");
+        assert_eq!(fetched.status(), 200);
+        assert_eq!(fetched.bytes().await.expect("bytes").to_vec(), expected);
+    }
+
+    // A finished task: the same report again is answered as done, another one is refused.
+    let (status, body) = put(
+        json!({"status": "success", "resultUrls": worker_urls}),
+        Some(SERVICE),
+    )
+    .await;
+    assert_eq!(
+        (status, body["success"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    let (status, body) = put(
+        json!({"status": "failed", "errorMessage": "too late"}),
+        Some(SERVICE),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], 4001, "{body}");
+    let (_, account) = app.get_json(&shop, "/v1/account").await;
+    assert_eq!(
+        account["balance"], charged["balance"],
+        "not refunded: {account}"
+    );
+    assert_eq!(
+        provider.calls(),
+        0,
+        "the worker made the shots, not Atelier"
+    );
+}
+
+on_both_databases!(a_failed_report_reads_failed_and_refunds_the_task);
+
+async fn a_failed_report_reads_failed_and_refunds_the_task(backend: Backend) {
+    let provider = ProviderServer::start().await;
+    let app =
+        spawn_with_provider_and(backend, &provider, |o| o.dispatch_concurrency = 0, |_| {}).await;
+    let shop = app.shop().await;
+    let (_, created) = app
+        .post_json(
+            &shop,
+            "/api/task/create",
+            json!({"type": "model_pose12", "inputImageUrl": app.sources.url("/image.jpg")}),
+        )
+        .await;
+    let id = created["data"]["taskId"]
+        .as_str()
+        .expect("taskId")
+        .to_string();
+    let path = format!("/api/task/{id}/status");
+    for _ in 0..2 {
+        let response = app
+            .call(reqwest::Method::PUT, &path, &shop, "shopper")
+            .header("X-Api-Key", SERVICE)
+            .json(&json!({"status": "failed", "errorMessage": "内容审核未通过"}))
+            .send()
+            .await
+            .expect("request");
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["message"], "任务状态已更新：处理失败");
+    }
+    let (_, task) = app.get_json(&shop, &format!("/api/task/{id}")).await;
+    assert_eq!(task["data"]["status"], "failed", "{task}");
+    assert_eq!(task["data"]["errorMessage"], "内容审核未通过", "{task}");
+    let (_, account) = app.get_json(&shop, "/v1/account").await;
+    assert_eq!(account["balance"], 100, "refunded once: {account}");
 }

@@ -868,9 +868,12 @@ impl JobService for Jobs {
 
     async fn report_task(
         &self,
-        _request: Request<pb::ReportTaskRequest>,
+        request: Request<pb::ReportTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        Err(Status::unimplemented("ReportTask is not served yet"))
+        let (metadata, _, message) = request.into_parts();
+        Ok(Response::new(
+            super::report::report(&self.ctx, &metadata, message).await?,
+        ))
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod convert;
 pub mod jobs;
+mod report;
 pub mod submit;
 mod upload;
 mod watch;

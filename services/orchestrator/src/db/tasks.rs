@@ -126,6 +126,78 @@ pub async fn claim<C: ConnectionTrait>(
     Ok(leases)
 }
 
+/// The lease owner of a task a worker outside Atelier took (JobService.ReportTask). No replica has
+/// that name, so no processor is dispatched to the task and no replica renews its lease: the lease
+/// runs to the attempt's deadline, and the sweeper times the task out (1007, refunded) when the
+/// worker has not reported its end by then.
+pub const EXTERNAL_OWNER: &str = "external";
+
+/// Whether the task is running under the claim of a worker outside Atelier.
+pub fn is_external(task: &task::Model) -> bool {
+    task.state == TaskState::Running.as_str() && task.lease_owner.as_deref() == Some(EXTERNAL_OWNER)
+}
+
+/// The lease of a task an outside worker holds, for the guarded changes that end it.
+pub fn external_lease(task: task::Model, job: job::Model) -> Lease {
+    let attempt = task.attempts;
+    Lease {
+        task,
+        job,
+        owner: EXTERNAL_OWNER.to_string(),
+        attempt,
+    }
+}
+
+/// A worker outside Atelier takes a waiting (queued or retry-wait) task: it becomes RUNNING under
+/// [`EXTERNAL_OWNER`] with its attempt counted, its lease ending at the attempt's deadline. `None`
+/// when the task is no longer waiting. The caller holds the job's lock.
+pub async fn claim_external<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    task_id: &str,
+    deadline_ms: i64,
+) -> Result<Option<Lease>, DbErr> {
+    let now = now_ms();
+    let updated = db
+        .execute(statement(
+            db.get_database_backend(),
+            "UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
+             started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
+             WHERE id = ? AND state IN ('queued', 'retry_wait')",
+            vec![
+                EXTERNAL_OWNER.into(),
+                (now + deadline_ms).into(),
+                now.into(),
+                task_id.into(),
+            ],
+        ))
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let Some(task) = task::Entity::find_by_id(task_id.to_string())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    jobs::mark_running(db, job).await?;
+    events::append(
+        db,
+        job,
+        task_event(&task.id, TaskState::Running, task.attempts, None, None),
+    )
+    .await?;
+    let lease = external_lease(task, job.clone());
+    let line = format!(
+        "attempt {} taken by a worker outside Atelier; it has {:.0} s to report the result",
+        lease.attempt,
+        deadline_ms as f64 / 1000.0
+    );
+    note(db, &lease, "info", line).await?;
+    Ok(Some(lease))
+}
+
 /// The guard every change of a running attempt carries.
 const GUARD: &str = "id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?";
 

@@ -230,6 +230,23 @@ impl Dispatcher {
             if self.handle.is_running(&task.id) {
                 continue;
             }
+            if task.lease_owner.as_deref() == Some(db::tasks::EXTERNAL_OWNER) {
+                // A worker outside Atelier held it to the attempt's deadline without reporting its
+                // end: the attempt timed out, as one on a processor would have.
+                let txn = self.db.begin().await?;
+                let timed_out = db::tasks::time_out(
+                    &txn,
+                    &task,
+                    "the worker outside Atelier that took the task did not report its result before the attempt's deadline",
+                )
+                .await?;
+                txn.commit().await?;
+                if timed_out {
+                    tracing::warn!(task_id = %task.id, job_id = %task.job_id, "an outside worker's task timed out");
+                    self.bus.notify(&task.job_id);
+                }
+                continue;
+            }
             let txn = self.db.begin().await?;
             let recovered = db::tasks::recover(&txn, &task, self.settings.max_attempts).await?;
             txn.commit().await?;

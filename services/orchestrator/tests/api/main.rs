@@ -17,6 +17,7 @@ mod models;
 mod ops;
 mod quota;
 mod replicas;
+mod report;
 mod retention;
 mod retries;
 mod storage;

@@ -1,6 +1,7 @@
 //! `atelier.v1.ProcessorService`: runs task attempts for the orchestrator, a bounded number at a time.
 
 mod error;
+mod import;
 mod model;
 mod output;
 pub mod params;
@@ -100,6 +101,24 @@ impl ProcessorService for ProcessorApi {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(worker::run(Arc::clone(&self.shared), task, tx, permit).instrument(span));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn import_outputs(
+        &self,
+        request: Request<v1::ImportOutputsRequest>,
+    ) -> Result<Response<v1::ImportOutputsResponse>, Status> {
+        let req = request.into_inner();
+        let span = tracing::info_span!(
+            "import",
+            job_id = %req.job_id,
+            task_id = %req.task_id,
+            tenant_id = %req.tenant_id,
+            urls = req.urls.len(),
+        );
+        import::import(&self.shared, req)
+            .instrument(span)
+            .await
+            .map(Response::new)
     }
 
     async fn get_capabilities(

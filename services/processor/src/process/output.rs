@@ -152,6 +152,35 @@ pub async fn provider_image(
     }
 }
 
+/// Checks an image a worker outside Atelier made (fetched like a source) and makes its thumbnail,
+/// off the async threads; what is wrong with it is the image's fault (3003, 3004, 3017), as for a
+/// source. The output is named `{stem}.{ext}` after the format found by magic bytes.
+pub async fn imported_image(
+    image: Bytes,
+    stem: String,
+    limits: Limits,
+) -> Result<Rendered, ProcessError> {
+    let job = tokio::task::spawn_blocking(move || {
+        let info = atelier_engine::probe(&image, &limits)?;
+        let thumbnail = thumbnail(&image, info.format, &limits)?;
+        Ok::<_, atelier_engine::EngineError>(Rendered {
+            name: format!("{stem}.{}", info.format.extension()),
+            format: info.format,
+            width: info.width,
+            height: info.height,
+            data: image.to_vec(),
+            thumbnail,
+            matting: None,
+        })
+    });
+    match job.await {
+        Ok(result) => Ok(result?),
+        Err(join) => Err(ProcessError::Internal(format!(
+            "image check stopped: {join}"
+        ))),
+    }
+}
+
 /// A thumbnail like the engine's own: longest side 256, PNG for PNG images (alpha), else JPEG.
 fn thumbnail(
     image: &[u8],
