@@ -8,6 +8,7 @@ mod m0001_initial;
 mod m0002_notifications;
 mod m0003_retention;
 mod m0004_provider_usage;
+mod m0007_studio;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_notifications::Migration),
             Box::new(m0003_retention::Migration),
             Box::new(m0004_provider_usage::Migration),
+            Box::new(m0007_studio::Migration),
         ]
     }
 }

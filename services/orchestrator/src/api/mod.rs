@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod convert;
 pub mod jobs;
+pub mod studio;
 pub mod submit;
 mod upload;
 mod watch;

@@ -19,6 +19,7 @@ mod replicas;
 mod retention;
 mod retries;
 mod storage;
+mod studio;
 mod timeouts;
 mod watch;
 mod webhooks;
