@@ -206,7 +206,8 @@ impl Studio {
         }
         let txn = self.ctx.db.begin().await?;
         // Archived in the meantime: the conditional settle below would leave it archived with
-        // live pairs, so look again inside the transaction.
+        // live pairs, so look again under the lock.
+        studio::lock(&txn, &found.id).await?;
         let current = studio::workspace(&txn, &acting.account.id, &found.id)
             .await?
             .ok_or(ApiError::NotFound("workspace"))?;
@@ -271,6 +272,7 @@ impl Studio {
             .cloned()
             .collect();
         let txn = self.ctx.db.begin().await?;
+        studio::lock(&txn, &w.id).await?;
         let current = studio::workspace(&txn, &acting.account.id, &w.id)
             .await?
             .ok_or(ApiError::NotFound("workspace"))?;

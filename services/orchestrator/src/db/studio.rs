@@ -6,7 +6,8 @@
 //!   and `archived` (put away; its pairs are archived with it). Reviews and new pairs settle a
 //!   workspace that is not archived into pending or approved ([`settle`]); archiving is allowed from
 //!   approved only and activating from archived only, each one conditional `UPDATE` so that two
-//!   calls racing cannot both pass.
+//!   calls racing cannot both pass. Changes of a workspace's pairs take the workspace's row lock
+//!   first ([`lock`]), so concurrent reviews settle on what the others committed.
 //! - A pair is a source (a URL, or an upload with its object key) and, once there is one, a result:
 //!   the storage key a studio job wrote (with its job and task), or a URL given with the pair. Only a
 //!   pair with a result can be approved.
@@ -225,6 +226,21 @@ pub async fn workspaces<C: ConnectionTrait>(
     Workspace::find_by_statement(statement(db.get_database_backend(), &sql, values))
         .all(db)
         .await
+}
+
+/// Locks a workspace's row until the transaction ends (PostgreSQL; SQLite has one writer anyway).
+/// Every change of a workspace's pairs takes it first, so that [`settle`] sees the other changes
+/// committed and a review cannot cross an archive.
+pub async fn lock<C: ConnectionTrait>(db: &C, id: &str) -> Result<(), DbErr> {
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        db.execute(statement(
+            db.get_database_backend(),
+            "SELECT id FROM studio_workspaces WHERE id = ? FOR UPDATE",
+            vec![id.into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Moves a workspace from `from` to `to`; false if it was not in `from`.

@@ -15,6 +15,7 @@ on_both_databases!(
     workspaces_list_with_their_pair_counts,
     pairs_are_reviewed_one_or_many_at_a_time,
     workspaces_move_through_their_states_and_refuse_the_wrong_moves,
+    concurrent_reviews_settle_on_each_other,
     prompt_groups_keep_their_versions_and_one_is_active,
     preferences_round_trip,
     other_accounts_and_tenants_see_nothing,
@@ -623,6 +624,34 @@ async fn workspaces_move_through_their_states_and_refuse_the_wrong_moves(backend
     desk.add(&w.id, vec![pair(&app.sources.url("/2.jpg"), "")])
         .await
         .expect("an active workspace takes pairs again");
+}
+
+async fn concurrent_reviews_settle_on_each_other(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+    let w = desk.create("SKU-1").await.expect("create");
+    let pairs: Vec<pb::NewPair> = (0..8)
+        .map(|i| {
+            pair(
+                &app.sources.url(&format!("/{i}.jpg")),
+                &format!("https://cdn.example.com/{i}.png"),
+            )
+        })
+        .collect();
+    let added = desk.add(&w.id, pairs).await.expect("add").pairs;
+    // Each pair approved by its own call, all at once: whichever settles last sees the others.
+    let (desk, workspace_id) = (&desk, w.id.as_str());
+    let reviews = added
+        .iter()
+        .map(|p| async move { desk.review(workspace_id, &[p.id.as_str()], true).await });
+    for result in futures::future::join_all(reviews).await {
+        result.expect("review");
+    }
+    let after = desk.get(&w.id).await.expect("get");
+    assert_eq!(counts(&after), (8, 8, 8));
+    assert_eq!(state_of(&after), pb::WorkspaceState::Approved);
 }
 
 async fn prompt_groups_keep_their_versions_and_one_is_active(backend: Backend) {
