@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 /// The orchestrator's public API.
-const API_SERVICES: [&str; 2] = ["atelier.v1.JobService", "atelier.v1.AccountService"];
+const API_SERVICES: [&str; 3] = [
+    "atelier.v1.JobService",
+    "atelier.v1.AccountService",
+    "atelier.v1.StudioService",
+];
 /// The processor's internal API.
 const PROCESSOR_SERVICES: [&str; 1] = ["atelier.v1.ProcessorService"];
 
@@ -17,13 +21,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "atelier/v1/common.proto",
         "atelier/v1/jobs.proto",
         "atelier/v1/accounts.proto",
+        "atelier/v1/studio.proto",
         "atelier/v1/processor.proto",
     ];
     println!("cargo:rerun-if-changed={}", root.display());
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let api = served_by(
         &root,
-        &["atelier/v1/jobs.proto", "atelier/v1/accounts.proto"],
+        &[
+            "atelier/v1/jobs.proto",
+            "atelier/v1/accounts.proto",
+            "atelier/v1/studio.proto",
+        ],
         &API_SERVICES,
     )?;
     std::fs::write(out.join("api_descriptor.bin"), api.encode_to_vec())?;

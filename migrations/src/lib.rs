@@ -9,6 +9,7 @@ mod m0002_notifications;
 mod m0003_retention;
 mod m0004_provider_usage;
 mod m0005_batches;
+mod m0006_studio;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_retention::Migration),
             Box::new(m0004_provider_usage::Migration),
             Box::new(m0005_batches::Migration),
+            Box::new(m0006_studio::Migration),
         ]
     }
 }

@@ -7,8 +7,8 @@ pub mod v1 {
     tonic::include_proto!("atelier.v1");
 }
 
-/// Encoded `FileDescriptorSet` for the orchestrator's reflection: `JobService`, `AccountService` and
-/// the files they use.
+/// Encoded `FileDescriptorSet` for the orchestrator's reflection: `JobService`, `AccountService`,
+/// `StudioService` and the files they use.
 pub const API_FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/api_descriptor.bin"));
 

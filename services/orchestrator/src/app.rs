@@ -7,13 +7,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use atelier_proto::v1::account_service_server::{self, AccountServiceServer};
 use atelier_proto::v1::job_service_server::{self, JobServiceServer};
+use atelier_proto::v1::studio_service_server::{self, StudioServiceServer};
 use atelier_storage::{Links, Storage};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{accounts::Accounts, jobs::Jobs};
+use crate::api::{accounts::Accounts, jobs::Jobs, studio::Studio};
 use crate::auth::Auth;
 use crate::config::{seconds, Config};
 use crate::context::{Context, Policy};
@@ -28,9 +29,10 @@ use crate::webhooks::{self, Webhooks};
 const MAX_MESSAGE: usize = 16 << 20;
 
 /// Every gRPC service this server serves, and so all that its reflection lists.
-const SERVED: [&str; 5] = [
+const SERVED: [&str; 6] = [
     job_service_server::SERVICE_NAME,
     account_service_server::SERVICE_NAME,
+    studio_service_server::SERVICE_NAME,
     tonic_health::pb::health_server::SERVICE_NAME,
     tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
     tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
@@ -195,6 +197,7 @@ impl Application {
         let jobs = JobServiceServer::new(Jobs::new(self.ctx.clone()))
             .max_decoding_message_size(MAX_MESSAGE);
         let accounts = AccountServiceServer::new(Accounts::new(self.ctx.clone()));
+        let studio = StudioServiceServer::new(Studio::new(self.ctx.clone()));
         // Migrations ran and storage opened in build(): the replica is ready, for as long as its
         // database answers.
         let health = tokio::spawn(crate::health::watch_database(
@@ -248,6 +251,7 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(jobs)
             .add_service(accounts)
+            .add_service(studio)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 serve_shutdown.cancelled().await;
                 // The watcher reports NOT_SERVING as it stops.

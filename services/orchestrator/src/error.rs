@@ -14,6 +14,13 @@ pub enum ApiError {
     BadRequest(Vec<FieldViolation>),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A request that is well formed but not allowed in the current state (a workflow transition
+    /// from the wrong state): 1003 with a sentence saying why.
+    #[error("{0}")]
+    Refused(String),
+    /// Something with this name exists already (a workspace's SKU): 1005.
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("the idempotency key was already used with a different request")]
     IdempotencyConflict,
     #[error("account {0} has no active membership")]
@@ -94,6 +101,8 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             ApiError::BadRequest(violations) => return atelier_codes::bad_request(violations),
             ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Refused(_) => ErrorCode::InvalidArgument,
+            ApiError::AlreadyExists(_) => ErrorCode::IdempotencyConflict,
             ApiError::IdempotencyConflict => ErrorCode::IdempotencyConflict,
             ApiError::MembershipRequired(_) => ErrorCode::MembershipRequired,
             ApiError::QuotaExhausted { .. } => ErrorCode::QuotaExhausted,

@@ -12,7 +12,12 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 /// The services whose health is reported: the whole server ("") and each API.
-pub const SERVICES: [&str; 3] = ["", "atelier.v1.JobService", "atelier.v1.AccountService"];
+pub const SERVICES: [&str; 4] = [
+    "",
+    "atelier.v1.JobService",
+    "atelier.v1.AccountService",
+    "atelier.v1.StudioService",
+];
 
 /// Whether the database answered its last ping, for the parts that should not wait for it while it
 /// is away (dispatch skips progress reports then).

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod convert;
 pub mod jobs;
 mod report;
+pub mod studio;
 pub mod submit;
 mod upload;
 mod watch;

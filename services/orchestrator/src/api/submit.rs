@@ -273,7 +273,8 @@ fn non_empty(s: String) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-fn check_url(u: &str) -> Result<(), String> {
+/// Checks a source address: http(s), at most the longest URL, no spaces or control characters.
+pub(crate) fn check_url(u: &str) -> Result<(), String> {
     if u.len() > MAX_URL_LEN {
         return Err(format!("at most {MAX_URL_LEN} bytes"));
     }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod jobs;
 pub mod retention;
 pub mod stats;
+pub mod studio;
 pub mod tasks;
 pub mod tenants;
 pub mod uploads;

@@ -8,6 +8,7 @@ use atelier_processor::RunningProcessor;
 use atelier_proto::v1 as pb;
 use atelier_proto::v1::account_service_client::AccountServiceClient;
 use atelier_proto::v1::job_service_client::JobServiceClient;
+use atelier_proto::v1::studio_service_client::StudioServiceClient;
 use atelier_storage::{S3Options, Storage};
 use atelier_testkit::SourceServer;
 use sea_orm::ConnectionTrait;
@@ -52,6 +53,7 @@ pub struct TestApp {
     pub processor: RunningProcessor,
     pub jobs: JobServiceClient<Channel>,
     pub accounts: AccountServiceClient<Channel>,
+    pub studio: StudioServiceClient<Channel>,
     pub channel: Channel,
     pub storage: Storage,
     pub sources: SourceServer,
@@ -140,6 +142,7 @@ pub async fn spawn_app_at(
         processor,
         jobs: JobServiceClient::new(channel.clone()),
         accounts: AccountServiceClient::new(channel.clone()),
+        studio: StudioServiceClient::new(channel.clone()),
         channel,
         storage,
         sources: SourceServer::start().await,

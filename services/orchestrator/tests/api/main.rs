@@ -21,6 +21,7 @@ mod report;
 mod retention;
 mod retries;
 mod storage;
+mod studio;
 mod timeouts;
 mod watch;
 mod webhooks;

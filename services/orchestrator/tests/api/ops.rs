@@ -14,9 +14,10 @@ use crate::on_both_databases;
 on_both_databases!(health_serves_and_reflection_lists_only_what_is_served);
 
 /// What the orchestrator serves: its reflection lists exactly these (sorted), in both versions.
-const SERVED: [&str; 5] = [
+const SERVED: [&str; 6] = [
     "atelier.v1.AccountService",
     "atelier.v1.JobService",
+    "atelier.v1.StudioService",
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
@@ -52,7 +53,12 @@ async fn describe(channel: tonic::transport::Channel, symbol: &str) -> Result<()
 async fn health_serves_and_reflection_lists_only_what_is_served(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut health = HealthClient::new(app.channel.clone());
-    for service in ["", "atelier.v1.JobService", "atelier.v1.AccountService"] {
+    for service in [
+        "",
+        "atelier.v1.JobService",
+        "atelier.v1.AccountService",
+        "atelier.v1.StudioService",
+    ] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),

@@ -1,0 +1,803 @@
+//! StudioService: the workspace layer of seed 003's ImageStudio (SPEC §4 "Studio").
+//!
+//! Every call acts as one account of the calling tenant, authenticated like JobService: a key bound
+//! to an account acts as it, a tenant-wide key names it with `x-atelier-account`. A studio has no
+//! tenant-wide view, so a call without an account is refused (1003). Ids of another tenant's or
+//! account's workspaces, pairs and prompt groups answer 1004 NOT_FOUND, exactly like missing ones.
+//!
+//! The model (rows in [`crate::db::studio`]):
+//! - a workspace is a SKU, unique per account (1005 for a second one), in state pending, approved or
+//!   archived. Reviews and new pairs settle a workspace that is not archived: approved once it has
+//!   results and every one is approved, pending otherwise. Archive moves approved → archived (the
+//!   pairs are archived with it); activate moves archived → pending. Transitions from any other state,
+//!   and adding or reviewing pairs of an archived workspace, are refused with 1003 and a sentence
+//!   saying why;
+//! - a pair is a source (a URL, or an upload of the account as jobs take them) and an optional result
+//!   (a URL given here; studio jobs will write result keys). Only pairs with a result can be approved;
+//! - a prompt group is saved by name, each save a new version, the earlier ones readable by
+//!   GetPromptGroup; one group is active per account;
+//! - preferences hold output size, model and settings (a string map, stored as JSON text).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use atelier_proto::v1 as pb;
+use atelier_proto::v1::studio_service_server::StudioService;
+use sea_orm::TransactionTrait;
+use tonic::{metadata::MetadataMap, Request, Response, Status};
+
+use super::page_size;
+use super::submit::check_url;
+use crate::context::Context;
+use crate::db::{self, entities::account, studio};
+use crate::domain::timestamp;
+use crate::error::{ApiError, ApiResult};
+
+/// The most pairs one AddPairs or ReviewPairs call takes.
+pub const MAX_PAIRS_PER_CALL: usize = 500;
+const MAX_SKU_LEN: usize = 128;
+const MAX_TITLE_LEN: usize = 500;
+const MAX_METADATA_LEN: usize = 16 * 1024;
+const MAX_GROUP_NAME_LEN: usize = 100;
+const MAX_TEMPLATES: usize = 50;
+const MAX_TEMPLATE_NAME_LEN: usize = 100;
+const MAX_TEMPLATE_LEN: usize = 10_000;
+const MAX_SETTINGS: usize = 64;
+const MAX_SETTING_KEY_LEN: usize = 64;
+const MAX_SETTING_VALUE_LEN: usize = 4096;
+const MAX_SIZE_LEN: usize = 64;
+const MAX_MODEL_LEN: usize = 128;
+
+/// The StudioService implementation.
+pub struct Studio {
+    ctx: Context,
+}
+
+/// The account a call acts as, and whether its key is bound to it.
+struct Acting {
+    account: account::Model,
+    scoped: bool,
+}
+
+impl Studio {
+    /// Serves the studio from the shared context.
+    pub fn new(ctx: Context) -> Self {
+        Self { ctx }
+    }
+
+    async fn acting(&self, metadata: &MetadataMap) -> ApiResult<Acting> {
+        let caller = self.ctx.auth.tenant(metadata).await?;
+        let external = caller.require_account()?;
+        let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, external)
+            .await?
+            .ok_or(ApiError::NotFound("account"))?;
+        Ok(Acting {
+            account,
+            scoped: caller.scoped,
+        })
+    }
+
+    async fn workspace(&self, acting: &Acting, id: &str) -> ApiResult<studio::Workspace> {
+        studio::workspace(&self.ctx.db, &acting.account.id, id)
+            .await?
+            .ok_or(ApiError::NotFound("workspace"))
+    }
+
+    async fn create_workspace(
+        &self,
+        acting: Acting,
+        req: pb::CreateWorkspaceRequest,
+    ) -> ApiResult<pb::Workspace> {
+        let sku = req.sku.trim();
+        let title = req.title.trim();
+        let mut bad = Vec::new();
+        if sku.is_empty() || sku.len() > MAX_SKU_LEN {
+            bad.push(atelier_codes::FieldViolation::new(
+                "sku",
+                format!("1..={MAX_SKU_LEN} bytes"),
+            ));
+        } else if sku.chars().any(char::is_control) || sku.contains('/') {
+            bad.push(atelier_codes::FieldViolation::new(
+                "sku",
+                "no control characters or slashes",
+            ));
+        }
+        if title.len() > MAX_TITLE_LEN || title.chars().any(char::is_control) {
+            bad.push(atelier_codes::FieldViolation::new(
+                "title",
+                format!("at most {MAX_TITLE_LEN} bytes, no control characters"),
+            ));
+        }
+        if !bad.is_empty() {
+            return Err(ApiError::BadRequest(bad));
+        }
+        let a = &acting.account;
+        match studio::create_workspace(&self.ctx.db, &a.tenant_id, &a.id, sku, title).await {
+            Ok(w) => Ok(workspace(&w)),
+            Err(e) if db::is_unique_violation(&e) => Err(ApiError::AlreadyExists(format!(
+                "the account already has a workspace for SKU {sku:?}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn add_pairs(
+        &self,
+        acting: Acting,
+        req: pb::AddPairsRequest,
+    ) -> ApiResult<pb::AddPairsResponse> {
+        let found = self.workspace(&acting, &req.workspace_id).await?;
+        if found.state == studio::ARCHIVED {
+            return Err(ApiError::Refused(format!(
+                "workspace {} is archived: activate it before adding pairs",
+                found.sku
+            )));
+        }
+        if req.pairs.is_empty() || req.pairs.len() > MAX_PAIRS_PER_CALL {
+            return Err(ApiError::field(
+                "pairs",
+                format!("1..={MAX_PAIRS_PER_CALL} pairs per call"),
+            ));
+        }
+        let mut bad = Vec::new();
+        let mut pairs = Vec::with_capacity(req.pairs.len());
+        for (i, p) in req.pairs.iter().enumerate() {
+            let field = format!("pairs[{i}]");
+            let mut new = studio::NewPair {
+                source_url: None,
+                source_upload_id: None,
+                source_key: None,
+                result_url: None,
+                metadata: "{}".into(),
+            };
+            match p.source.as_ref().and_then(|s| s.source.as_ref()) {
+                Some(pb::source::Source::Url(u)) => match check_url(u) {
+                    Ok(()) => new.source_url = Some(u.clone()),
+                    Err(why) => bad.push(atelier_codes::FieldViolation::new(
+                        format!("{field}.source.url"),
+                        why,
+                    )),
+                },
+                Some(pb::source::Source::UploadId(id)) => {
+                    // As jobs take uploads: any of the tenant's for a tenant-wide key, the account's
+                    // own for a key bound to it.
+                    let upload = match uuid::Uuid::parse_str(id) {
+                        Ok(_) => db::uploads::find(&self.ctx.db, &acting.account.tenant_id, id)
+                            .await?
+                            .filter(|u| !acting.scoped || u.account_id == acting.account.id),
+                        Err(_) => None,
+                    };
+                    match upload {
+                        Some(u) => {
+                            new.source_upload_id = Some(u.id);
+                            new.source_key = Some(u.object_key);
+                        }
+                        None => bad.push(atelier_codes::FieldViolation::new(
+                            format!("{field}.source.upload_id"),
+                            "no such upload",
+                        )),
+                    }
+                }
+                None => bad.push(atelier_codes::FieldViolation::new(
+                    format!("{field}.source"),
+                    "set url or upload_id",
+                )),
+            }
+            let result = p.result_url.trim();
+            if !result.is_empty() {
+                match check_url(result) {
+                    Ok(()) => new.result_url = Some(result.to_string()),
+                    Err(why) => bad.push(atelier_codes::FieldViolation::new(
+                        format!("{field}.result_url"),
+                        why,
+                    )),
+                }
+            }
+            match metadata(&p.metadata) {
+                Ok(m) => new.metadata = m,
+                Err(why) => bad.push(atelier_codes::FieldViolation::new(
+                    format!("{field}.metadata"),
+                    why,
+                )),
+            }
+            pairs.push(new);
+        }
+        if !bad.is_empty() {
+            return Err(ApiError::BadRequest(bad));
+        }
+        let txn = self.ctx.db.begin().await?;
+        // Archived in the meantime: the conditional settle below would leave it archived with
+        // live pairs, so look again under the lock.
+        studio::lock(&txn, &found.id).await?;
+        let current = studio::workspace(&txn, &acting.account.id, &found.id)
+            .await?
+            .ok_or(ApiError::NotFound("workspace"))?;
+        if current.state == studio::ARCHIVED {
+            return Err(ApiError::Refused(format!(
+                "workspace {} is archived: activate it before adding pairs",
+                current.sku
+            )));
+        }
+        let ids = studio::insert_pairs(&txn, &current, &pairs).await?;
+        studio::settle(&txn, &current.id).await?;
+        txn.commit().await?;
+        let added = studio::pairs_by_id(&self.ctx.db, &current.id, &ids).await?;
+        let after = self.workspace(&acting, &current.id).await?;
+        Ok(pb::AddPairsResponse {
+            pairs: added.iter().map(pair).collect(),
+            workspace: Some(workspace(&after)),
+        })
+    }
+
+    async fn list_pairs(
+        &self,
+        acting: Acting,
+        req: pb::ListPairsRequest,
+    ) -> ApiResult<pb::ListPairsResponse> {
+        let limit = page_size(req.page_size, 100, 1000)?;
+        let w = self.workspace(&acting, &req.workspace_id).await?;
+        let filter = studio::PairFilter {
+            approved: req.approved,
+            archived: req.archived,
+            has_result: req.has_result,
+        };
+        let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
+        let rows = studio::pairs(&self.ctx.db, &w.id, filter, after, limit).await?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() as u64 == limit => last.id.clone(),
+            _ => String::new(),
+        };
+        Ok(pb::ListPairsResponse {
+            pairs: rows.iter().map(pair).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn review(
+        &self,
+        acting: Acting,
+        req: pb::ReviewPairsRequest,
+    ) -> ApiResult<pb::ReviewPairsResponse> {
+        let w = self.workspace(&acting, &req.workspace_id).await?;
+        if req.pair_ids.is_empty() || req.pair_ids.len() > MAX_PAIRS_PER_CALL {
+            return Err(ApiError::field(
+                "pair_ids",
+                format!("1..={MAX_PAIRS_PER_CALL} pair ids per call"),
+            ));
+        }
+        let ids: Vec<String> = req
+            .pair_ids
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        let txn = self.ctx.db.begin().await?;
+        studio::lock(&txn, &w.id).await?;
+        let current = studio::workspace(&txn, &acting.account.id, &w.id)
+            .await?
+            .ok_or(ApiError::NotFound("workspace"))?;
+        if current.state == studio::ARCHIVED {
+            return Err(ApiError::Refused(format!(
+                "workspace {} is archived: activate it before reviewing its pairs",
+                current.sku
+            )));
+        }
+        let found = studio::pairs_by_id(&txn, &current.id, &ids).await?;
+        if found.len() != ids.len() {
+            return Err(ApiError::NotFound("pair"));
+        }
+        if req.approved {
+            if let Some(p) = found.iter().find(|p| !p.has_result()) {
+                return Err(ApiError::Refused(format!(
+                    "pair {} has no result yet: only results can be approved",
+                    p.id
+                )));
+            }
+        }
+        studio::set_approved(&txn, &current.id, &ids, req.approved).await?;
+        studio::settle(&txn, &current.id).await?;
+        txn.commit().await?;
+        // In the order asked.
+        let by_id: HashMap<String, studio::Pair> =
+            studio::pairs_by_id(&self.ctx.db, &current.id, &ids)
+                .await?
+                .into_iter()
+                .map(|p| (p.id.clone(), p))
+                .collect();
+        let mut seen = HashSet::new();
+        let pairs = req
+            .pair_ids
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .filter_map(|id| by_id.get(id))
+            .map(pair)
+            .collect();
+        let after = self.workspace(&acting, &current.id).await?;
+        Ok(pb::ReviewPairsResponse {
+            pairs,
+            workspace: Some(workspace(&after)),
+        })
+    }
+
+    /// archive (approved → archived) or activate (archived → pending), with their pairs.
+    async fn move_workspace(
+        &self,
+        acting: Acting,
+        id: &str,
+        archive: bool,
+    ) -> ApiResult<pb::Workspace> {
+        let w = self.workspace(&acting, id).await?;
+        let (from, to) = if archive {
+            (studio::APPROVED, studio::ARCHIVED)
+        } else {
+            (studio::ARCHIVED, studio::PENDING)
+        };
+        let txn = self.ctx.db.begin().await?;
+        if !studio::transition(&txn, &w.id, from, to).await? {
+            let now = studio::workspace(&txn, &acting.account.id, &w.id)
+                .await?
+                .ok_or(ApiError::NotFound("workspace"))?;
+            return Err(ApiError::Refused(refusal(&now, archive)));
+        }
+        studio::archive_pairs(&txn, &w.id, archive).await?;
+        txn.commit().await?;
+        Ok(workspace(&self.workspace(&acting, &w.id).await?))
+    }
+
+    async fn group(
+        &self,
+        acting: &Acting,
+        group: studio::Group,
+        version: i32,
+    ) -> ApiResult<pb::PromptGroup> {
+        let templates = studio::templates(&self.ctx.db, &group.id, version).await?;
+        let active = studio::preferences(&self.ctx.db, &acting.account.id)
+            .await?
+            .and_then(|p| p.active_group_id)
+            .is_some_and(|id| id == group.id);
+        Ok(prompt_group(&group, version, active, &templates))
+    }
+
+    async fn save_group(
+        &self,
+        acting: Acting,
+        req: pb::SavePromptGroupRequest,
+    ) -> ApiResult<pb::PromptGroup> {
+        let name = req.name.trim();
+        let mut bad = Vec::new();
+        if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN || name.chars().any(char::is_control)
+        {
+            bad.push(atelier_codes::FieldViolation::new(
+                "name",
+                format!("1..={MAX_GROUP_NAME_LEN} bytes, no control characters"),
+            ));
+        }
+        if req.templates.is_empty() || req.templates.len() > MAX_TEMPLATES {
+            bad.push(atelier_codes::FieldViolation::new(
+                "templates",
+                format!("1..={MAX_TEMPLATES} templates"),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut templates = Vec::with_capacity(req.templates.len());
+        for (i, t) in req.templates.iter().enumerate() {
+            let template_name = t.name.trim();
+            if template_name.is_empty()
+                || template_name.len() > MAX_TEMPLATE_NAME_LEN
+                || template_name.chars().any(char::is_control)
+            {
+                bad.push(atelier_codes::FieldViolation::new(
+                    format!("templates[{i}].name"),
+                    format!("1..={MAX_TEMPLATE_NAME_LEN} bytes, no control characters"),
+                ));
+            } else if !names.insert(template_name.to_string()) {
+                bad.push(atelier_codes::FieldViolation::new(
+                    format!("templates[{i}].name"),
+                    format!("{template_name:?} is named twice in the group"),
+                ));
+            }
+            if t.text.trim().is_empty() || t.text.len() > MAX_TEMPLATE_LEN {
+                bad.push(atelier_codes::FieldViolation::new(
+                    format!("templates[{i}].text"),
+                    format!("1..={MAX_TEMPLATE_LEN} bytes"),
+                ));
+            }
+            templates.push((template_name.to_string(), t.text.clone()));
+        }
+        if !bad.is_empty() {
+            return Err(ApiError::BadRequest(bad));
+        }
+        let a = &acting.account;
+        let txn = self.ctx.db.begin().await?;
+        let group = studio::save_group(&txn, &a.tenant_id, &a.id, name, &templates).await?;
+        txn.commit().await?;
+        let version = group.latest_version;
+        self.group(&acting, group, version).await
+    }
+
+    async fn set_preferences(
+        &self,
+        acting: Acting,
+        req: pb::SetPreferencesRequest,
+    ) -> ApiResult<pb::Preferences> {
+        let output_size = req.output_size.trim();
+        let model = req.model.trim();
+        let mut bad = Vec::new();
+        if output_size.len() > MAX_SIZE_LEN || output_size.chars().any(char::is_control) {
+            bad.push(atelier_codes::FieldViolation::new(
+                "output_size",
+                format!("at most {MAX_SIZE_LEN} bytes, no control characters"),
+            ));
+        }
+        if model.len() > MAX_MODEL_LEN || model.chars().any(char::is_control) {
+            bad.push(atelier_codes::FieldViolation::new(
+                "model",
+                format!("at most {MAX_MODEL_LEN} bytes, no control characters"),
+            ));
+        }
+        if req.settings.len() > MAX_SETTINGS {
+            bad.push(atelier_codes::FieldViolation::new(
+                "settings",
+                format!("at most {MAX_SETTINGS} settings"),
+            ));
+        }
+        for (k, v) in &req.settings {
+            if k.is_empty() || k.len() > MAX_SETTING_KEY_LEN || v.len() > MAX_SETTING_VALUE_LEN {
+                bad.push(atelier_codes::FieldViolation::new(
+                    format!("settings[{k}]"),
+                    format!(
+                        "keys 1..={MAX_SETTING_KEY_LEN} bytes, values at most {MAX_SETTING_VALUE_LEN}"
+                    ),
+                ));
+            }
+        }
+        if !bad.is_empty() {
+            return Err(ApiError::BadRequest(bad));
+        }
+        let settings: BTreeMap<&String, &String> = req.settings.iter().collect();
+        let settings = serde_json::to_string(&settings)
+            .map_err(|e| ApiError::Internal(format!("settings as JSON: {e}")))?;
+        let a = &acting.account;
+        studio::set_preferences(
+            &self.ctx.db,
+            &a.tenant_id,
+            &a.id,
+            output_size,
+            model,
+            &settings,
+        )
+        .await?;
+        self.preferences(&acting).await
+    }
+
+    async fn preferences(&self, acting: &Acting) -> ApiResult<pb::Preferences> {
+        let Some(p) = studio::preferences(&self.ctx.db, &acting.account.id).await? else {
+            return Ok(pb::Preferences::default());
+        };
+        let settings: HashMap<String, String> = serde_json::from_str(&p.settings)
+            .map_err(|e| ApiError::Internal(format!("stored settings are not a JSON map: {e}")))?;
+        Ok(pb::Preferences {
+            output_size: p.output_size,
+            model: p.model,
+            settings,
+            active_prompt_group_id: p.active_group_id.unwrap_or_default(),
+            updated_at: Some(timestamp(p.updated_at)),
+        })
+    }
+}
+
+/// Why a workspace cannot be archived (`archive`) or activated from its state.
+fn refusal(w: &studio::Workspace, archive: bool) -> String {
+    match (archive, w.state.as_str()) {
+        (true, studio::ARCHIVED) => format!("workspace {} is archived already", w.sku),
+        (true, _) if w.with_result == 0 => format!(
+            "workspace {} is pending: it has no results yet; only an approved workspace can be archived",
+            w.sku
+        ),
+        (true, _) => format!(
+            "workspace {} is pending: {} of its {} results are approved; approve them all before archiving",
+            w.sku, w.approved, w.with_result
+        ),
+        (false, state) => format!(
+            "workspace {} is {state}, not archived: only an archived workspace can be activated",
+            w.sku
+        ),
+    }
+}
+
+/// Metadata as stored: a JSON object, `{}` for none.
+fn metadata(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok("{}".into());
+    }
+    if text.len() > MAX_METADATA_LEN {
+        return Err(format!("at most {MAX_METADATA_LEN} bytes"));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text.to_string()),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+fn state(text: &str) -> pb::WorkspaceState {
+    match text {
+        studio::PENDING => pb::WorkspaceState::Pending,
+        studio::APPROVED => pb::WorkspaceState::Approved,
+        studio::ARCHIVED => pb::WorkspaceState::Archived,
+        _ => pb::WorkspaceState::Unspecified,
+    }
+}
+
+fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn workspace(w: &studio::Workspace) -> pb::Workspace {
+    pb::Workspace {
+        id: w.id.clone(),
+        sku: w.sku.clone(),
+        title: w.title.clone(),
+        state: state(&w.state) as i32,
+        counts: Some(pb::PairCounts {
+            total: count(w.total),
+            with_result: count(w.with_result),
+            approved: count(w.approved),
+        }),
+        created_at: Some(timestamp(w.created_at)),
+        updated_at: Some(timestamp(w.updated_at)),
+    }
+}
+
+fn pair(p: &studio::Pair) -> pb::ImagePair {
+    let source = match (&p.source_url, &p.source_upload_id) {
+        (Some(url), _) => Some(pb::source::Source::Url(url.clone())),
+        (None, Some(id)) => Some(pb::source::Source::UploadId(id.clone())),
+        (None, None) => None,
+    };
+    pb::ImagePair {
+        id: p.id.clone(),
+        workspace_id: p.workspace_id.clone(),
+        source: Some(pb::Source { source }),
+        result_key: p.result_key.clone().unwrap_or_default(),
+        result_url: p.result_url.clone().unwrap_or_default(),
+        approved: p.approved,
+        archived: p.archived,
+        metadata: p.metadata.clone(),
+        job_id: p.job_id.clone().unwrap_or_default(),
+        task_id: p.task_id.clone().unwrap_or_default(),
+        created_at: Some(timestamp(p.created_at)),
+        updated_at: Some(timestamp(p.updated_at)),
+    }
+}
+
+fn prompt_group(
+    g: &studio::Group,
+    version: i32,
+    active: bool,
+    templates: &[studio::Template],
+) -> pb::PromptGroup {
+    pb::PromptGroup {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        version: u32::try_from(version).unwrap_or_default(),
+        latest_version: u32::try_from(g.latest_version).unwrap_or_default(),
+        active,
+        templates: templates
+            .iter()
+            .map(|t| pb::PromptTemplate {
+                name: t.name.clone(),
+                text: t.text.clone(),
+            })
+            .collect(),
+        created_at: templates.first().map(|t| timestamp(t.created_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl StudioService for Studio {
+    async fn create_workspace(
+        &self,
+        request: Request<pb::CreateWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(
+            Studio::create_workspace(self, acting, req).await?,
+        ))
+    }
+
+    async fn get_workspace(
+        &self,
+        request: Request<pb::GetWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        let found = match &request.get_ref().workspace {
+            Some(pb::get_workspace_request::Workspace::WorkspaceId(id)) => {
+                studio::workspace(&self.ctx.db, &acting.account.id, id)
+                    .await
+                    .map_err(ApiError::from)?
+            }
+            Some(pb::get_workspace_request::Workspace::Sku(sku)) => {
+                studio::workspace_by_sku(&self.ctx.db, &acting.account.id, sku.trim())
+                    .await
+                    .map_err(ApiError::from)?
+            }
+            None => return Err(ApiError::field("workspace", "set workspace_id or sku").into()),
+        };
+        let found = found.ok_or(ApiError::NotFound("workspace"))?;
+        Ok(Response::new(workspace(&found)))
+    }
+
+    async fn list_workspaces(
+        &self,
+        request: Request<pb::ListWorkspacesRequest>,
+    ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        let req = request.get_ref();
+        let limit = page_size(req.page_size, 50, 500)?;
+        let state = match pb::WorkspaceState::try_from(req.state) {
+            Ok(pb::WorkspaceState::Unspecified) => None,
+            Ok(pb::WorkspaceState::Pending) => Some(studio::PENDING),
+            Ok(pb::WorkspaceState::Approved) => Some(studio::APPROVED),
+            Ok(pb::WorkspaceState::Archived) => Some(studio::ARCHIVED),
+            Err(_) => return Err(ApiError::field("state", "not a workspace state").into()),
+        };
+        let before = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
+        let rows = studio::workspaces(&self.ctx.db, &acting.account.id, state, before, limit)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = match rows.last() {
+            Some(last) if rows.len() as u64 == limit => last.id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListWorkspacesResponse {
+            workspaces: rows.iter().map(workspace).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn add_pairs(
+        &self,
+        request: Request<pb::AddPairsRequest>,
+    ) -> Result<Response<pb::AddPairsResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(Studio::add_pairs(self, acting, req).await?))
+    }
+
+    async fn list_pairs(
+        &self,
+        request: Request<pb::ListPairsRequest>,
+    ) -> Result<Response<pb::ListPairsResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(Studio::list_pairs(self, acting, req).await?))
+    }
+
+    async fn review_pairs(
+        &self,
+        request: Request<pb::ReviewPairsRequest>,
+    ) -> Result<Response<pb::ReviewPairsResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(self.review(acting, req).await?))
+    }
+
+    async fn archive_workspace(
+        &self,
+        request: Request<pb::ArchiveWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        let id = &request.get_ref().workspace_id;
+        Ok(Response::new(self.move_workspace(acting, id, true).await?))
+    }
+
+    async fn activate_workspace(
+        &self,
+        request: Request<pb::ActivateWorkspaceRequest>,
+    ) -> Result<Response<pb::Workspace>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        let id = &request.get_ref().workspace_id;
+        Ok(Response::new(self.move_workspace(acting, id, false).await?))
+    }
+
+    async fn list_prompt_groups(
+        &self,
+        request: Request<pb::ListPromptGroupsRequest>,
+    ) -> Result<Response<pb::ListPromptGroupsResponse>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        let db = &self.ctx.db;
+        let account_id = &acting.account.id;
+        let groups = studio::groups(db, account_id)
+            .await
+            .map_err(ApiError::from)?;
+        let mut templates: HashMap<String, Vec<studio::Template>> = HashMap::new();
+        for t in studio::latest_templates(db, account_id)
+            .await
+            .map_err(ApiError::from)?
+        {
+            templates.entry(t.group_id.clone()).or_default().push(t);
+        }
+        let active = studio::preferences(db, account_id)
+            .await
+            .map_err(ApiError::from)?
+            .and_then(|p| p.active_group_id);
+        let groups = groups
+            .iter()
+            .map(|g| {
+                prompt_group(
+                    g,
+                    g.latest_version,
+                    active.as_deref() == Some(g.id.as_str()),
+                    templates.get(&g.id).map_or(&[][..], Vec::as_slice),
+                )
+            })
+            .collect();
+        Ok(Response::new(pb::ListPromptGroupsResponse { groups }))
+    }
+
+    async fn get_prompt_group(
+        &self,
+        request: Request<pb::GetPromptGroupRequest>,
+    ) -> Result<Response<pb::PromptGroup>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        let req = request.get_ref();
+        let group = studio::group(&self.ctx.db, &acting.account.id, &req.group_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("prompt group"))?;
+        let version = match i32::try_from(req.version) {
+            Ok(0) => group.latest_version,
+            Ok(v) if v <= group.latest_version => v,
+            _ => return Err(ApiError::NotFound("prompt group version").into()),
+        };
+        Ok(Response::new(self.group(&acting, group, version).await?))
+    }
+
+    async fn save_prompt_group(
+        &self,
+        request: Request<pb::SavePromptGroupRequest>,
+    ) -> Result<Response<pb::PromptGroup>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(self.save_group(acting, req).await?))
+    }
+
+    async fn set_active_prompt_group(
+        &self,
+        request: Request<pb::SetActivePromptGroupRequest>,
+    ) -> Result<Response<pb::PromptGroup>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        let a = &acting.account;
+        let group = studio::group(&self.ctx.db, &a.id, &request.get_ref().group_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("prompt group"))?;
+        studio::set_active_group(&self.ctx.db, &a.tenant_id, &a.id, &group.id)
+            .await
+            .map_err(ApiError::from)?;
+        let version = group.latest_version;
+        Ok(Response::new(self.group(&acting, group, version).await?))
+    }
+
+    async fn get_preferences(
+        &self,
+        request: Request<pb::GetPreferencesRequest>,
+    ) -> Result<Response<pb::Preferences>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        Ok(Response::new(self.preferences(&acting).await?))
+    }
+
+    async fn set_preferences(
+        &self,
+        request: Request<pb::SetPreferencesRequest>,
+    ) -> Result<Response<pb::Preferences>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(
+            Studio::set_preferences(self, acting, req).await?,
+        ))
+    }
+}

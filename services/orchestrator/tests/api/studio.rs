@@ -1,0 +1,926 @@
+//! StudioService: workspaces with their pair counts, pairs, review, the workspace transitions and their
+//! refusals, versioned prompt groups with one active group, preferences, and isolation between
+//! accounts and tenants.
+
+use std::collections::HashMap;
+
+use atelier_proto::v1 as pb;
+use atelier_proto::v1::studio_service_client::StudioServiceClient;
+use tonic::transport::Channel;
+
+use crate::helpers::{as_account, code_of, images, spawn_app, url_source, Backend, Tenant};
+use crate::on_both_databases;
+
+on_both_databases!(
+    workspaces_list_with_their_pair_counts,
+    pairs_are_reviewed_one_or_many_at_a_time,
+    workspaces_move_through_their_states_and_refuse_the_wrong_moves,
+    concurrent_reviews_settle_on_each_other,
+    prompt_groups_keep_their_versions_and_one_is_active,
+    preferences_round_trip,
+    other_accounts_and_tenants_see_nothing,
+);
+
+/// A studio client acting as `account` of `tenant`.
+struct Desk {
+    client: StudioServiceClient<Channel>,
+    key: String,
+    account: String,
+}
+
+impl Desk {
+    fn new(client: &StudioServiceClient<Channel>, tenant: &Tenant, account: &str) -> Self {
+        Self {
+            client: client.clone(),
+            key: tenant.key.clone(),
+            account: account.into(),
+        }
+    }
+
+    fn req<T>(&self, message: T) -> tonic::Request<T> {
+        as_account(message, &self.key, &self.account)
+    }
+
+    async fn create(&self, sku: &str) -> Result<pb::Workspace, tonic::Status> {
+        self.client
+            .clone()
+            .create_workspace(self.req(pb::CreateWorkspaceRequest {
+                sku: sku.into(),
+                title: format!("{sku} title"),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn add(
+        &self,
+        workspace_id: &str,
+        pairs: Vec<pb::NewPair>,
+    ) -> Result<pb::AddPairsResponse, tonic::Status> {
+        self.client
+            .clone()
+            .add_pairs(self.req(pb::AddPairsRequest {
+                workspace_id: workspace_id.into(),
+                pairs,
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn list(&self, state: pb::WorkspaceState) -> Vec<pb::Workspace> {
+        self.client
+            .clone()
+            .list_workspaces(self.req(pb::ListWorkspacesRequest {
+                state: state as i32,
+                page_size: 0,
+                page_token: String::new(),
+            }))
+            .await
+            .expect("list workspaces")
+            .into_inner()
+            .workspaces
+    }
+
+    async fn pairs(&self, req: pb::ListPairsRequest) -> Result<Vec<pb::ImagePair>, tonic::Status> {
+        self.client
+            .clone()
+            .list_pairs(self.req(req))
+            .await
+            .map(|r| r.into_inner().pairs)
+    }
+
+    async fn review(
+        &self,
+        workspace_id: &str,
+        ids: &[&str],
+        approved: bool,
+    ) -> Result<pb::ReviewPairsResponse, tonic::Status> {
+        self.client
+            .clone()
+            .review_pairs(self.req(pb::ReviewPairsRequest {
+                workspace_id: workspace_id.into(),
+                pair_ids: ids.iter().map(|s| s.to_string()).collect(),
+                approved,
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn archive(&self, workspace_id: &str) -> Result<pb::Workspace, tonic::Status> {
+        self.client
+            .clone()
+            .archive_workspace(self.req(pb::ArchiveWorkspaceRequest {
+                workspace_id: workspace_id.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn activate(&self, workspace_id: &str) -> Result<pb::Workspace, tonic::Status> {
+        self.client
+            .clone()
+            .activate_workspace(self.req(pb::ActivateWorkspaceRequest {
+                workspace_id: workspace_id.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn get(&self, workspace_id: &str) -> Result<pb::Workspace, tonic::Status> {
+        self.client
+            .clone()
+            .get_workspace(self.req(pb::GetWorkspaceRequest {
+                workspace: Some(pb::get_workspace_request::Workspace::WorkspaceId(
+                    workspace_id.into(),
+                )),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn save_group(
+        &self,
+        name: &str,
+        templates: &[(&str, &str)],
+    ) -> Result<pb::PromptGroup, tonic::Status> {
+        self.client
+            .clone()
+            .save_prompt_group(
+                self.req(pb::SavePromptGroupRequest {
+                    name: name.into(),
+                    templates: templates
+                        .iter()
+                        .map(|(name, text)| pb::PromptTemplate {
+                            name: name.to_string(),
+                            text: text.to_string(),
+                        })
+                        .collect(),
+                }),
+            )
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn group(&self, id: &str, version: u32) -> Result<pb::PromptGroup, tonic::Status> {
+        self.client
+            .clone()
+            .get_prompt_group(self.req(pb::GetPromptGroupRequest {
+                group_id: id.into(),
+                version,
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn groups(&self) -> Vec<pb::PromptGroup> {
+        self.client
+            .clone()
+            .list_prompt_groups(self.req(pb::ListPromptGroupsRequest {}))
+            .await
+            .expect("list groups")
+            .into_inner()
+            .groups
+    }
+
+    async fn activate_group(&self, id: &str) -> Result<pb::PromptGroup, tonic::Status> {
+        self.client
+            .clone()
+            .set_active_prompt_group(self.req(pb::SetActivePromptGroupRequest {
+                group_id: id.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn preferences(&self) -> pb::Preferences {
+        self.client
+            .clone()
+            .get_preferences(self.req(pb::GetPreferencesRequest {}))
+            .await
+            .expect("preferences")
+            .into_inner()
+    }
+}
+
+fn pair(url: &str, result: &str) -> pb::NewPair {
+    pb::NewPair {
+        source: Some(url_source(url)),
+        result_url: result.into(),
+        metadata: String::new(),
+    }
+}
+
+fn counts(w: &pb::Workspace) -> (u32, u32, u32) {
+    let c = w.counts.unwrap_or_default();
+    (c.total, c.with_result, c.approved)
+}
+
+fn state_of(w: &pb::Workspace) -> pb::WorkspaceState {
+    pb::WorkspaceState::try_from(w.state).expect("a known state")
+}
+
+fn message_of(status: &tonic::Status) -> String {
+    status.message().to_string()
+}
+
+fn ids(pairs: &[pb::ImagePair]) -> Vec<&str> {
+    pairs.iter().map(|p| p.id.as_str()).collect()
+}
+
+async fn workspaces_list_with_their_pair_counts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+
+    let shoes = desk.create("SKU-SHOES").await.expect("create");
+    assert_eq!(state_of(&shoes), pb::WorkspaceState::Pending);
+    assert_eq!(
+        (shoes.sku.as_str(), shoes.title.as_str()),
+        ("SKU-SHOES", "SKU-SHOES title")
+    );
+    let err = desk.create("SKU-SHOES").await.expect_err("same SKU");
+    assert_eq!(code_of(&err), 1005, "{err:?}");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+    assert!(message_of(&err).contains("SKU-SHOES"), "{err:?}");
+    let err = desk.create("  ").await.expect_err("empty SKU");
+    assert_eq!(code_of(&err), 1003);
+    let hats = desk.create("SKU-HATS").await.expect("second");
+
+    let upload = app.upload(&t, "ivy", images::jpeg()).await.expect("upload");
+    let added = desk
+        .add(
+            &shoes.id,
+            vec![
+                pair(&app.sources.url("/front.jpg"), ""),
+                pair(
+                    &app.sources.url("/side.jpg"),
+                    "https://cdn.example.com/side-out.png",
+                ),
+                pb::NewPair {
+                    source: Some(crate::helpers::upload_source(&upload.id)),
+                    result_url: "https://cdn.example.com/back-out.png".into(),
+                    metadata: r#"{"angle": "back"}"#.into(),
+                },
+            ],
+        )
+        .await
+        .expect("add pairs");
+    assert_eq!(added.pairs.len(), 3);
+    assert_eq!(
+        counts(added.workspace.as_ref().expect("workspace")),
+        (3, 2, 0)
+    );
+    let back = &added.pairs[2];
+    assert_eq!(
+        back.source.as_ref().and_then(|s| s.source.clone()),
+        Some(pb::source::Source::UploadId(upload.id.clone()))
+    );
+    assert_eq!(back.metadata, r#"{"angle": "back"}"#);
+    assert_eq!(added.pairs[0].metadata, "{}");
+    assert!(added.pairs.iter().all(|p| !p.approved && !p.archived));
+
+    let bad = desk
+        .add(
+            &shoes.id,
+            vec![
+                pb::NewPair {
+                    source: Some(url_source(&app.sources.url("/a.jpg"))),
+                    result_url: String::new(),
+                    metadata: "[1, 2]".into(),
+                },
+                pb::NewPair {
+                    source: Some(crate::helpers::upload_source(
+                        "0192f000-0000-7000-8000-000000000000",
+                    )),
+                    result_url: String::new(),
+                    metadata: String::new(),
+                },
+                pb::NewPair {
+                    source: None,
+                    result_url: "ftp://nope".into(),
+                    metadata: String::new(),
+                },
+            ],
+        )
+        .await
+        .expect_err("bad pairs");
+    assert_eq!(code_of(&bad), 1003);
+    let fields: Vec<String> = message_of(&bad)
+        .split("; ")
+        .filter_map(|v| v.split(':').next().map(str::to_string))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "pairs[0].metadata",
+            "pairs[1].source.upload_id",
+            "pairs[2].source",
+            "pairs[2].result_url"
+        ],
+        "{bad:?}"
+    );
+
+    let all = desk.list(pb::WorkspaceState::Unspecified).await;
+    assert_eq!(
+        all.iter()
+            .map(|w| (w.sku.as_str(), counts(w)))
+            .collect::<Vec<_>>(),
+        [("SKU-HATS", (0, 0, 0)), ("SKU-SHOES", (3, 2, 0))],
+        "newest first, each with its counts"
+    );
+    assert_eq!(desk.list(pb::WorkspaceState::Pending).await.len(), 2);
+    assert!(desk.list(pb::WorkspaceState::Archived).await.is_empty());
+
+    let first = desk
+        .client
+        .clone()
+        .list_workspaces(desk.req(pb::ListWorkspacesRequest {
+            state: 0,
+            page_size: 1,
+            page_token: String::new(),
+        }))
+        .await
+        .expect("page 1")
+        .into_inner();
+    assert_eq!(first.workspaces[0].id, hats.id);
+    assert!(!first.next_page_token.is_empty());
+    let second = desk
+        .client
+        .clone()
+        .list_workspaces(desk.req(pb::ListWorkspacesRequest {
+            state: 0,
+            page_size: 1,
+            page_token: first.next_page_token,
+        }))
+        .await
+        .expect("page 2")
+        .into_inner();
+    assert_eq!(second.workspaces.len(), 1);
+    assert_eq!(second.workspaces[0].id, shoes.id);
+
+    let by_sku = desk
+        .client
+        .clone()
+        .get_workspace(desk.req(pb::GetWorkspaceRequest {
+            workspace: Some(pb::get_workspace_request::Workspace::Sku(
+                "SKU-SHOES".into(),
+            )),
+        }))
+        .await
+        .expect("by SKU")
+        .into_inner();
+    assert_eq!(
+        (by_sku.id.as_str(), counts(&by_sku)),
+        (shoes.id.as_str(), (3, 2, 0))
+    );
+
+    let filter = |has_result: Option<bool>| pb::ListPairsRequest {
+        workspace_id: shoes.id.clone(),
+        has_result,
+        ..Default::default()
+    };
+    let with = desk.pairs(filter(Some(true))).await.expect("with results");
+    assert_eq!(
+        ids(&with),
+        [added.pairs[1].id.as_str(), added.pairs[2].id.as_str()]
+    );
+    let without = desk.pairs(filter(Some(false))).await.expect("without");
+    assert_eq!(ids(&without), [added.pairs[0].id.as_str()]);
+    let page = desk
+        .client
+        .clone()
+        .list_pairs(desk.req(pb::ListPairsRequest {
+            workspace_id: shoes.id.clone(),
+            page_size: 2,
+            ..Default::default()
+        }))
+        .await
+        .expect("pairs page")
+        .into_inner();
+    assert_eq!(ids(&page.pairs), ids(&added.pairs[..2]));
+    let rest = desk
+        .pairs(pb::ListPairsRequest {
+            workspace_id: shoes.id.clone(),
+            page_size: 2,
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .expect("pairs rest");
+    assert_eq!(ids(&rest), ids(&added.pairs[2..]));
+}
+
+async fn pairs_are_reviewed_one_or_many_at_a_time(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+    let w = desk.create("SKU-1").await.expect("create");
+    let added = desk
+        .add(
+            &w.id,
+            vec![
+                pair(&app.sources.url("/0.jpg"), ""),
+                pair(&app.sources.url("/1.jpg"), "https://cdn.example.com/1.png"),
+                pair(&app.sources.url("/2.jpg"), "https://cdn.example.com/2.png"),
+            ],
+        )
+        .await
+        .expect("add")
+        .pairs;
+    let (none, one, two) = (&added[0].id, &added[1].id, &added[2].id);
+
+    let reviewed = desk.review(&w.id, &[one], true).await.expect("approve one");
+    assert_eq!(reviewed.pairs.len(), 1);
+    assert!(reviewed.pairs[0].approved);
+    let after = reviewed.workspace.expect("workspace");
+    assert_eq!(counts(&after), (3, 2, 1));
+    assert_eq!(
+        state_of(&after),
+        pb::WorkspaceState::Pending,
+        "one result is still not approved"
+    );
+
+    let err = desk
+        .review(&w.id, &[two, none], true)
+        .await
+        .expect_err("a pair without a result");
+    assert_eq!(code_of(&err), 1003);
+    assert!(message_of(&err).contains("no result"), "{err:?}");
+    assert!(
+        !desk
+            .pairs(pb::ListPairsRequest {
+                workspace_id: w.id.clone(),
+                approved: Some(true),
+                ..Default::default()
+            })
+            .await
+            .expect("approved")
+            .iter()
+            .any(|p| &p.id == two),
+        "a refused batch changes nothing"
+    );
+    let err = desk
+        .review(&w.id, &[two, "pair_unknown"], true)
+        .await
+        .expect_err("unknown pair");
+    assert_eq!(code_of(&err), 1004);
+
+    let batch = desk.review(&w.id, &[two, one], true).await.expect("batch");
+    assert_eq!(
+        ids(&batch.pairs),
+        [two.as_str(), one.as_str()],
+        "in the order asked"
+    );
+    let after = batch.workspace.expect("workspace");
+    assert_eq!(counts(&after), (3, 2, 2));
+    assert_eq!(
+        state_of(&after),
+        pb::WorkspaceState::Approved,
+        "every result approved: the workspace is approved"
+    );
+    let approved = desk
+        .pairs(pb::ListPairsRequest {
+            workspace_id: w.id.clone(),
+            approved: Some(true),
+            ..Default::default()
+        })
+        .await
+        .expect("approved pairs");
+    assert_eq!(ids(&approved), [one.as_str(), two.as_str()]);
+
+    let back = desk.review(&w.id, &[two], false).await.expect("un-approve");
+    assert!(!back.pairs[0].approved);
+    let after = back.workspace.expect("workspace");
+    assert_eq!(
+        (state_of(&after), counts(&after)),
+        (pb::WorkspaceState::Pending, (3, 2, 1))
+    );
+
+    // A new result waiting for review takes an approved workspace back to pending.
+    desk.review(&w.id, &[two], true).await.expect("again");
+    assert_eq!(
+        state_of(&desk.get(&w.id).await.expect("get")),
+        pb::WorkspaceState::Approved
+    );
+    let more = desk
+        .add(
+            &w.id,
+            vec![pair(
+                &app.sources.url("/3.jpg"),
+                "https://cdn.example.com/3.png",
+            )],
+        )
+        .await
+        .expect("add a result");
+    assert_eq!(
+        state_of(more.workspace.as_ref().expect("workspace")),
+        pb::WorkspaceState::Pending
+    );
+}
+
+async fn workspaces_move_through_their_states_and_refuse_the_wrong_moves(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+    let w = desk.create("SKU-1").await.expect("create");
+
+    let err = desk
+        .archive(&w.id)
+        .await
+        .expect_err("archive an empty workspace");
+    assert_eq!(code_of(&err), 1003);
+    assert!(message_of(&err).contains("no results yet"), "{err:?}");
+    let added = desk
+        .add(
+            &w.id,
+            vec![
+                pair(&app.sources.url("/0.jpg"), "https://cdn.example.com/0.png"),
+                pair(&app.sources.url("/1.jpg"), "https://cdn.example.com/1.png"),
+            ],
+        )
+        .await
+        .expect("add")
+        .pairs;
+    desk.review(&w.id, &[&added[0].id], true)
+        .await
+        .expect("approve one");
+    let err = desk
+        .archive(&w.id)
+        .await
+        .expect_err("archive a pending workspace");
+    assert_eq!(
+        (code_of(&err), err.code()),
+        (1003, tonic::Code::InvalidArgument)
+    );
+    assert!(message_of(&err).contains("1 of its 2 results"), "{err:?}");
+    let err = desk
+        .activate(&w.id)
+        .await
+        .expect_err("activate a pending workspace");
+    assert_eq!(code_of(&err), 1003);
+    assert!(message_of(&err).contains("not archived"), "{err:?}");
+
+    desk.review(&w.id, &[&added[1].id], true)
+        .await
+        .expect("approve the other");
+    let err = desk
+        .activate(&w.id)
+        .await
+        .expect_err("activate an approved workspace");
+    assert_eq!(code_of(&err), 1003);
+    let archived = desk.archive(&w.id).await.expect("archive");
+    assert_eq!(state_of(&archived), pb::WorkspaceState::Archived);
+    let pairs = desk
+        .pairs(pb::ListPairsRequest {
+            workspace_id: w.id.clone(),
+            archived: Some(true),
+            ..Default::default()
+        })
+        .await
+        .expect("archived pairs");
+    assert_eq!(
+        pairs.len(),
+        2,
+        "the pairs are archived with their workspace"
+    );
+    let listed = desk.list(pb::WorkspaceState::Archived).await;
+    assert_eq!(
+        listed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        [w.id.as_str()]
+    );
+
+    let err = desk.archive(&w.id).await.expect_err("archive twice");
+    assert_eq!(code_of(&err), 1003);
+    assert!(message_of(&err).contains("archived already"), "{err:?}");
+    let err = desk
+        .add(&w.id, vec![pair(&app.sources.url("/2.jpg"), "")])
+        .await
+        .expect_err("add to an archived workspace");
+    assert_eq!(code_of(&err), 1003);
+    assert!(message_of(&err).contains("activate it"), "{err:?}");
+    let err = desk
+        .review(&w.id, &[&added[0].id], false)
+        .await
+        .expect_err("review in an archived workspace");
+    assert_eq!(code_of(&err), 1003);
+
+    let active = desk.activate(&w.id).await.expect("activate");
+    assert_eq!(state_of(&active), pb::WorkspaceState::Pending);
+    assert_eq!(counts(&active), (2, 2, 2), "approvals survive the archive");
+    let pairs = desk
+        .pairs(pb::ListPairsRequest {
+            workspace_id: w.id.clone(),
+            archived: Some(false),
+            ..Default::default()
+        })
+        .await
+        .expect("live pairs");
+    assert_eq!(pairs.len(), 2, "the pairs come back with their workspace");
+    let err = desk.activate(&w.id).await.expect_err("activate twice");
+    assert_eq!(code_of(&err), 1003);
+    desk.add(&w.id, vec![pair(&app.sources.url("/2.jpg"), "")])
+        .await
+        .expect("an active workspace takes pairs again");
+}
+
+async fn concurrent_reviews_settle_on_each_other(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+    let w = desk.create("SKU-1").await.expect("create");
+    let pairs: Vec<pb::NewPair> = (0..8)
+        .map(|i| {
+            pair(
+                &app.sources.url(&format!("/{i}.jpg")),
+                &format!("https://cdn.example.com/{i}.png"),
+            )
+        })
+        .collect();
+    let added = desk.add(&w.id, pairs).await.expect("add").pairs;
+    // Each pair approved by its own call, all at once: whichever settles last sees the others.
+    let (desk, workspace_id) = (&desk, w.id.as_str());
+    let reviews = added
+        .iter()
+        .map(|p| async move { desk.review(workspace_id, &[p.id.as_str()], true).await });
+    for result in futures::future::join_all(reviews).await {
+        result.expect("review");
+    }
+    let after = desk.get(&w.id).await.expect("get");
+    assert_eq!(counts(&after), (8, 8, 8));
+    assert_eq!(state_of(&after), pb::WorkspaceState::Approved);
+}
+
+async fn prompt_groups_keep_their_versions_and_one_is_active(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+
+    let v1 = desk
+        .save_group(
+            "Catalog",
+            &[
+                ("main", "white background, {product}"),
+                ("detail", "close-up of {product}"),
+            ],
+        )
+        .await
+        .expect("save v1");
+    assert_eq!((v1.version, v1.latest_version, v1.active), (1, 1, false));
+    assert_eq!(v1.templates.len(), 2);
+    let v2 = desk
+        .save_group("Catalog", &[("main", "studio light, {product}")])
+        .await
+        .expect("save v2");
+    assert_eq!((v2.id.as_str(), v2.version), (v1.id.as_str(), 2));
+
+    let old = desk.group(&v1.id, 1).await.expect("version 1");
+    assert_eq!(
+        old.templates
+            .iter()
+            .map(|t| (t.name.as_str(), t.text.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("main", "white background, {product}"),
+            ("detail", "close-up of {product}")
+        ],
+        "an earlier version stays readable"
+    );
+    assert_eq!((old.version, old.latest_version), (1, 2));
+    let latest = desk.group(&v1.id, 0).await.expect("latest");
+    assert_eq!((latest.version, latest.templates.len()), (2, 1));
+    let err = desk.group(&v1.id, 3).await.expect_err("no version 3");
+    assert_eq!(code_of(&err), 1004);
+
+    let err = desk
+        .save_group("Bad", &[("a", "one"), ("a", "two")])
+        .await
+        .expect_err("a template name twice");
+    assert_eq!(code_of(&err), 1003);
+    let err = desk
+        .save_group("Empty", &[])
+        .await
+        .expect_err("no templates");
+    assert_eq!(code_of(&err), 1003);
+
+    let other = desk
+        .save_group("Lifestyle", &[("scene", "on a street, {product}")])
+        .await
+        .expect("second group");
+    let listed = desk.groups().await;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|g| (g.name.as_str(), g.version, g.templates.len(), g.active))
+            .collect::<Vec<_>>(),
+        [("Catalog", 2, 1, false), ("Lifestyle", 1, 1, false)]
+    );
+
+    let active = desk.activate_group(&v1.id).await.expect("activate Catalog");
+    assert!(active.active);
+    desk.activate_group(&other.id)
+        .await
+        .expect("activate Lifestyle");
+    let listed = desk.groups().await;
+    let actives: Vec<&str> = listed
+        .iter()
+        .filter(|g| g.active)
+        .map(|g| g.name.as_str())
+        .collect();
+    assert_eq!(actives, ["Lifestyle"], "one active group per account");
+    assert_eq!(desk.preferences().await.active_prompt_group_id, other.id);
+    assert!(!desk.group(&v1.id, 0).await.expect("Catalog").active);
+    let err = desk
+        .activate_group("pg_unknown")
+        .await
+        .expect_err("unknown group");
+    assert_eq!(code_of(&err), 1004);
+}
+
+async fn preferences_round_trip(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+
+    assert_eq!(
+        desk.preferences().await,
+        pb::Preferences::default(),
+        "nothing set yet"
+    );
+    let settings: HashMap<String, String> = [
+        ("background".to_string(), "white".to_string()),
+        ("style".to_string(), "studio, soft light".to_string()),
+    ]
+    .into();
+    let set = desk
+        .client
+        .clone()
+        .set_preferences(desk.req(pb::SetPreferencesRequest {
+            output_size: "1024x1024".into(),
+            model: "flux-dev".into(),
+            settings: settings.clone(),
+        }))
+        .await
+        .expect("set")
+        .into_inner();
+    let read = desk.preferences().await;
+    assert_eq!(set, read);
+    assert_eq!(
+        (
+            read.output_size.as_str(),
+            read.model.as_str(),
+            &read.settings
+        ),
+        ("1024x1024", "flux-dev", &settings)
+    );
+
+    let group = desk
+        .save_group("Catalog", &[("main", "{product}")])
+        .await
+        .expect("group");
+    desk.activate_group(&group.id).await.expect("active");
+    let changed = desk
+        .client
+        .clone()
+        .set_preferences(desk.req(pb::SetPreferencesRequest {
+            output_size: "800x1200".into(),
+            model: String::new(),
+            settings: HashMap::new(),
+        }))
+        .await
+        .expect("replace")
+        .into_inner();
+    assert_eq!(
+        (
+            changed.output_size.as_str(),
+            changed.model.as_str(),
+            changed.settings.len(),
+            changed.active_prompt_group_id.as_str()
+        ),
+        ("800x1200", "", 0, group.id.as_str()),
+        "settings are replaced, the active group is kept"
+    );
+
+    let err = desk
+        .client
+        .clone()
+        .set_preferences(desk.req(pb::SetPreferencesRequest {
+            output_size: "x".repeat(65),
+            model: String::new(),
+            settings: [(String::new(), "v".to_string())].into(),
+        }))
+        .await
+        .expect_err("bad preferences");
+    assert_eq!(code_of(&err), 1003);
+    assert!(
+        message_of(&err).contains("output_size") && message_of(&err).contains("settings[]"),
+        "{err:?}"
+    );
+}
+
+async fn other_accounts_and_tenants_see_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    let rival = app.tenant("rival").await;
+    app.member(&t, "ivy", 0).await;
+    app.member(&t, "max", 0).await;
+    app.member(&rival, "ivy", 0).await;
+    let ivy = Desk::new(&app.studio, &t, "ivy");
+    let w = ivy.create("SKU-1").await.expect("create");
+    let added = ivy
+        .add(
+            &w.id,
+            vec![pair(
+                &app.sources.url("/0.jpg"),
+                "https://cdn.example.com/0.png",
+            )],
+        )
+        .await
+        .expect("add")
+        .pairs;
+    let group = ivy
+        .save_group("Catalog", &[("main", "{product}")])
+        .await
+        .expect("group");
+
+    for other in [
+        Desk::new(&app.studio, &t, "max"),
+        Desk::new(&app.studio, &rival, "ivy"),
+    ] {
+        assert_eq!(code_of(&other.get(&w.id).await.expect_err("get")), 1004);
+        let err = other
+            .add(&w.id, vec![pair(&app.sources.url("/1.jpg"), "")])
+            .await
+            .expect_err("add");
+        assert_eq!(code_of(&err), 1004);
+        let err = other
+            .pairs(pb::ListPairsRequest {
+                workspace_id: w.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("pairs");
+        assert_eq!(code_of(&err), 1004);
+        let err = other
+            .review(&w.id, &[&added[0].id], true)
+            .await
+            .expect_err("review");
+        assert_eq!(code_of(&err), 1004);
+        assert_eq!(
+            code_of(&other.archive(&w.id).await.expect_err("archive")),
+            1004
+        );
+        assert_eq!(
+            code_of(&other.activate(&w.id).await.expect_err("activate")),
+            1004
+        );
+        assert_eq!(
+            code_of(&other.group(&group.id, 0).await.expect_err("group")),
+            1004
+        );
+        assert_eq!(
+            code_of(
+                &other
+                    .activate_group(&group.id)
+                    .await
+                    .expect_err("activate group")
+            ),
+            1004
+        );
+        assert!(other.list(pb::WorkspaceState::Unspecified).await.is_empty());
+        assert!(other.groups().await.is_empty());
+        // The same SKU is free for another account.
+        other.create("SKU-1").await.expect("own SKU-1");
+    }
+    // A review of ivy's pair inside another workspace of ivy's is a missing pair.
+    let w2 = ivy.create("SKU-2").await.expect("second");
+    let err = ivy
+        .review(&w2.id, &[&added[0].id], true)
+        .await
+        .expect_err("pair of another workspace");
+    assert_eq!(code_of(&err), 1004);
+    assert_eq!(ivy.list(pb::WorkspaceState::Unspecified).await.len(), 2);
+
+    let err = app
+        .studio
+        .clone()
+        .list_workspaces(crate::helpers::bearer(
+            pb::ListWorkspacesRequest::default(),
+            &t.key,
+        ))
+        .await
+        .expect_err("a tenant-wide key without an account");
+    assert_eq!(code_of(&err), 1003);
+    let err = app
+        .studio
+        .clone()
+        .list_workspaces(crate::helpers::admin(pb::ListWorkspacesRequest::default()))
+        .await
+        .expect_err("the admin token is not an account");
+    assert_eq!(code_of(&err), 1002);
+}
