@@ -11,6 +11,30 @@ mod m0004_provider_usage;
 mod m0005_batches;
 mod m0006_studio;
 
+/// Runs the `;`-separated statements of `script`, in order (no statement holds a `;` of its own).
+pub(crate) async fn run_script(m: &SchemaManager<'_>, script: &str) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    for statement in script.split(';') {
+        let statement = statement.trim();
+        if !statement.is_empty() {
+            db.execute_unprepared(statement).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `statements`, in order.
+pub(crate) async fn run_all<'a>(
+    m: &SchemaManager<'_>,
+    statements: impl IntoIterator<Item = &'a str>,
+) -> Result<(), DbErr> {
+    let db = m.get_connection();
+    for statement in statements {
+        db.execute_unprepared(statement).await?;
+    }
+    Ok(())
+}
+
 /// Every migration, in order.
 pub struct Migrator;
 

@@ -39,23 +39,19 @@ CREATE INDEX batches_tenant ON batches (tenant_id, created_at)
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        for statement in UP.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            db.execute_unprepared(statement).await?;
-        }
-        Ok(())
+        crate::run_script(m, UP).await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        let db = m.get_connection();
-        for statement in [
-            "DROP TABLE batches",
-            "DROP INDEX jobs_account_batch",
-            "ALTER TABLE jobs DROP COLUMN batch_id",
-            "ALTER TABLE jobs DROP COLUMN family",
-        ] {
-            db.execute_unprepared(statement).await?;
-        }
-        Ok(())
+        crate::run_all(
+            m,
+            [
+                "DROP TABLE batches",
+                "DROP INDEX jobs_account_batch",
+                "ALTER TABLE jobs DROP COLUMN batch_id",
+                "ALTER TABLE jobs DROP COLUMN family",
+            ],
+        )
+        .await
     }
 }

@@ -119,7 +119,8 @@ async fn put(
 }
 
 /// Checks an image a provider returned and makes its thumbnail, off the async threads; the output is
-/// named `{stem}.{ext}` after the format found by magic bytes.
+/// named `{stem}.{ext}` after the format found by magic bytes. What is wrong with it is the
+/// provider's fault.
 pub async fn provider_image(
     provider: &str,
     image: Bytes,
@@ -127,29 +128,13 @@ pub async fn provider_image(
     limits: Limits,
 ) -> Result<Rendered, ProcessError> {
     let provider = provider.to_string();
-    let job = tokio::task::spawn_blocking(move || {
-        let bad = |e: atelier_engine::EngineError| ProviderError::BadImage {
-            provider: provider.clone(),
+    off_thread(move || {
+        checked_image(&image, &stem, &limits).map_err(|e| ProviderError::BadImage {
+            provider,
             message: e.to_string(),
-        };
-        let info = atelier_engine::probe(&image, &limits).map_err(bad)?;
-        let thumbnail = thumbnail(&image, info.format, &limits).map_err(bad)?;
-        Ok::<_, ProviderError>(Rendered {
-            name: format!("{stem}.{}", info.format.extension()),
-            format: info.format,
-            width: info.width,
-            height: info.height,
-            data: image.to_vec(),
-            thumbnail,
-            matting: None,
         })
-    });
-    match job.await {
-        Ok(result) => Ok(result?),
-        Err(join) => Err(ProcessError::Internal(format!(
-            "image check stopped: {join}"
-        ))),
-    }
+    })
+    .await
 }
 
 /// Checks an image a worker outside Atelier made (fetched like a source) and makes its thumbnail,
@@ -160,21 +145,34 @@ pub async fn imported_image(
     stem: String,
     limits: Limits,
 ) -> Result<Rendered, ProcessError> {
-    let job = tokio::task::spawn_blocking(move || {
-        let info = atelier_engine::probe(&image, &limits)?;
-        let thumbnail = thumbnail(&image, info.format, &limits)?;
-        Ok::<_, atelier_engine::EngineError>(Rendered {
-            name: format!("{stem}.{}", info.format.extension()),
-            format: info.format,
-            width: info.width,
-            height: info.height,
-            data: image.to_vec(),
-            thumbnail,
-            matting: None,
-        })
-    });
-    match job.await {
-        Ok(result) => Ok(result?),
+    off_thread(move || checked_image(&image, &stem, &limits)).await
+}
+
+/// An image made elsewhere, probed (format, size) and given a thumbnail, as an output.
+fn checked_image(
+    image: &Bytes,
+    stem: &str,
+    limits: &Limits,
+) -> Result<Rendered, atelier_engine::EngineError> {
+    let info = atelier_engine::probe(image, limits)?;
+    let thumbnail = thumbnail(image, info.format, limits)?;
+    Ok(Rendered {
+        name: format!("{stem}.{}", info.format.extension()),
+        format: info.format,
+        width: info.width,
+        height: info.height,
+        data: image.to_vec(),
+        thumbnail,
+        matting: None,
+    })
+}
+
+/// Runs an image check on the blocking pool.
+async fn off_thread<E: Into<ProcessError> + Send + 'static>(
+    check: impl FnOnce() -> Result<Rendered, E> + Send + 'static,
+) -> Result<Rendered, ProcessError> {
+    match tokio::task::spawn_blocking(check).await {
+        Ok(result) => result.map_err(Into::into),
         Err(join) => Err(ProcessError::Internal(format!(
             "image check stopped: {join}"
         ))),
