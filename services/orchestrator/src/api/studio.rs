@@ -16,7 +16,14 @@
 //!   (a URL given here; studio jobs will write result keys). Only pairs with a result can be approved;
 //! - a prompt group is saved by name, each save a new version, the earlier ones readable by
 //!   GetPromptGroup; one group is active per account;
-//! - preferences hold output size, model and settings (a string map, stored as JSON text).
+//! - preferences hold output size, model and settings (a string map, stored as JSON text);
+//! - DeleteFiles (seed 003's "delete files") removes from storage the uploaded sources and/or the
+//!   results of chosen pairs, the way DeleteJob removes a job's objects: in one transaction the pairs
+//!   are cleared (or removed with `remove_pairs`) and the objects queued in the `object_deletions`
+//!   outbox, then removed from storage. An object is kept when a job other than the one that made
+//!   the pair's result names it (`object_refs`, e.g. a cache hit) or a pair not being cleared names
+//!   it; a removed upload source takes its upload row with it. URL sources are not ours and stay;
+//!   a result given as a URL is cleared from the pair. Refused (1003) for an archived workspace.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -342,6 +349,124 @@ impl Studio {
         studio::archive_pairs(&txn, &w.id, archive).await?;
         txn.commit().await?;
         Ok(workspace(&self.workspace(&acting, &w.id).await?))
+    }
+
+    /// DeleteFiles: queues the objects of the chosen pairs that nothing else names, clears or removes
+    /// the pairs in the same transaction, then removes the objects from storage (what cannot be
+    /// removed now stays in the outbox for the sweeper).
+    async fn delete_files(
+        &self,
+        acting: Acting,
+        req: pb::DeleteFilesRequest,
+    ) -> ApiResult<pb::DeleteFilesResponse> {
+        let w = self.workspace(&acting, &req.workspace_id).await?;
+        if req.pair_ids.is_empty() || req.pair_ids.len() > MAX_PAIRS_PER_CALL {
+            return Err(ApiError::field(
+                "pair_ids",
+                format!("1..={MAX_PAIRS_PER_CALL} pair ids per call"),
+            ));
+        }
+        if !req.sources && !req.results && !req.remove_pairs {
+            return Err(ApiError::field(
+                "results",
+                "set sources, results or remove_pairs: there is nothing to delete",
+            ));
+        }
+        let mut ids: Vec<String> = req
+            .pair_ids
+            .iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        ids.sort();
+        let tenant_id = acting.account.tenant_id.clone();
+        let txn = self.ctx.db.begin().await?;
+        studio::lock(&txn, &w.id).await?;
+        let current = studio::workspace(&txn, &acting.account.id, &w.id)
+            .await?
+            .ok_or(ApiError::NotFound("workspace"))?;
+        if current.state == studio::ARCHIVED {
+            return Err(ApiError::Refused(format!(
+                "workspace {} is archived: activate it before deleting its files",
+                current.sku
+            )));
+        }
+        let found = studio::pairs_by_id(&txn, &current.id, &ids).await?;
+        if found.len() != ids.len() {
+            return Err(ApiError::NotFound("pair"));
+        }
+        let mut queued: Vec<String> = Vec::new();
+        let mut kept = 0u32;
+        let mut seen = HashSet::new();
+        for p in &found {
+            if req.sources {
+                if let (Some(upload_id), Some(key)) = (&p.source_upload_id, &p.source_key) {
+                    if seen.insert(key.clone()) {
+                        if studio::object_named_elsewhere(&txn, key, None, &ids).await? {
+                            kept += 1;
+                        } else {
+                            db::retention::purge_upload(&txn, &tenant_id, upload_id, key).await?;
+                            queued.push(key.clone());
+                        }
+                    }
+                }
+            }
+            if req.results {
+                if let Some(key) = &p.result_key {
+                    if seen.insert(key.clone()) {
+                        let job = p.job_id.as_deref();
+                        if studio::object_named_elsewhere(&txn, key, job, &ids).await? {
+                            kept += 1;
+                        } else {
+                            if let Some(job_id) = job {
+                                studio::drop_object_ref(&txn, key, job_id).await?;
+                            }
+                            db::retention::queue_object(&txn, &tenant_id, key).await?;
+                            queued.push(key.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if req.remove_pairs {
+            studio::remove_pairs(&txn, &current.id, &ids).await?;
+        } else {
+            studio::clear_files(&txn, &current.id, &ids, req.sources, req.results).await?;
+        }
+        studio::settle(&txn, &current.id).await?;
+        txn.commit().await?;
+        let deleted = match crate::retention::remove_objects(
+            &self.ctx.db,
+            &self.ctx.storage,
+            &self.ctx.metrics,
+            &queued,
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(workspace_id = %current.id, error = %e, "studio files left for the sweeper");
+                0
+            }
+        };
+        let pairs = if req.remove_pairs {
+            Vec::new()
+        } else {
+            studio::pairs_by_id(&self.ctx.db, &current.id, &ids)
+                .await?
+                .iter()
+                .map(pair)
+                .collect()
+        };
+        let after = self.workspace(&acting, &current.id).await?;
+        Ok(pb::DeleteFilesResponse {
+            pairs,
+            removed_pair_ids: if req.remove_pairs { ids } else { Vec::new() },
+            objects_deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
+            objects_kept: kept,
+            workspace: Some(workspace(&after)),
+        })
     }
 
     async fn group(
@@ -701,6 +826,17 @@ impl StudioService for Studio {
         let acting = self.acting(request.metadata()).await?;
         let id = &request.get_ref().workspace_id;
         Ok(Response::new(self.move_workspace(acting, id, false).await?))
+    }
+
+    async fn delete_files(
+        &self,
+        request: Request<pb::DeleteFilesRequest>,
+    ) -> Result<Response<pb::DeleteFilesResponse>, Status> {
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(
+            Studio::delete_files(self, acting, req).await?,
+        ))
     }
 
     async fn list_prompt_groups(

@@ -92,6 +92,22 @@ pub async fn purge_job<C: ConnectionTrait>(
     Ok(purged)
 }
 
+/// Queues one object for removal from storage.
+pub async fn queue_object<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    object_key: &str,
+) -> Result<(), DbErr> {
+    db.execute(statement(
+        db.get_database_backend(),
+        "INSERT INTO object_deletions (object_key, tenant_id, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (object_key) DO NOTHING",
+        vec![object_key.into(), tenant_id.into(), now_ms().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Removes an upload's row and queues its object for removal.
 pub async fn purge_upload<C: ConnectionTrait>(
     db: &C,

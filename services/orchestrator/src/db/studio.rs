@@ -605,3 +605,115 @@ pub async fn set_active_group<C: ConnectionTrait>(
     .await?;
     Ok(())
 }
+
+/// Whether a stored object is still named by a job other than `except_job` (through `object_refs`)
+/// or by a pair of the account's studio outside `except_pairs` (as its uploaded source or its result).
+pub async fn object_named_elsewhere<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    except_job: Option<&str>,
+    except_pairs: &[String],
+) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let by_job = db
+        .query_one(statement(
+            backend,
+            "SELECT 1 FROM object_refs WHERE object_key = ? AND job_id <> ? LIMIT 1",
+            vec![key.into(), except_job.unwrap_or("").into()],
+        ))
+        .await?
+        .is_some();
+    if by_job {
+        return Ok(true);
+    }
+    let mut sql =
+        String::from("SELECT 1 FROM studio_pairs p WHERE (p.source_key = ? OR p.result_key = ?)");
+    let mut values: Vec<Value> = vec![key.into(), key.into()];
+    if !except_pairs.is_empty() {
+        let marks = vec!["?"; except_pairs.len()].join(", ");
+        sql.push_str(&format!(" AND p.id NOT IN ({marks})"));
+        values.extend(except_pairs.iter().map(|id| Value::from(id.clone())));
+    }
+    sql.push_str(" LIMIT 1");
+    Ok(db
+        .query_one(statement(backend, &sql, values))
+        .await?
+        .is_some())
+}
+
+/// Drops the reference of `job_id` to an object, so that the outbox may remove it.
+pub async fn drop_object_ref<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    job_id: &str,
+) -> Result<(), DbErr> {
+    db.execute(statement(
+        db.get_database_backend(),
+        "DELETE FROM object_refs WHERE object_key = ? AND job_id = ?",
+        vec![key.into(), job_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Clears the uploaded source (`sources`) and the result with its job, task and approval (`results`)
+/// of these pairs of a workspace.
+pub async fn clear_files<C: ConnectionTrait>(
+    db: &C,
+    workspace_id: &str,
+    ids: &[String],
+    sources: bool,
+    results: bool,
+) -> Result<(), DbErr> {
+    let mut sets = Vec::new();
+    if sources {
+        sets.push("source_upload_id = NULL, source_key = NULL");
+    }
+    if results {
+        sets.push(
+            "result_key = NULL, result_url = NULL, job_id = NULL, task_id = NULL, approved = ?",
+        );
+    }
+    if ids.is_empty() || sets.is_empty() {
+        return Ok(());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let mut values: Vec<Value> = Vec::new();
+    if results {
+        values.push(false.into());
+    }
+    values.push(now_ms().into());
+    values.push(workspace_id.into());
+    values.extend(ids.iter().map(|id| Value::from(id.clone())));
+    db.execute(statement(
+        db.get_database_backend(),
+        &format!(
+            "UPDATE studio_pairs SET {}, updated_at = ? WHERE workspace_id = ? AND id IN ({marks})",
+            sets.join(", ")
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Removes these pairs of a workspace.
+pub async fn remove_pairs<C: ConnectionTrait>(
+    db: &C,
+    workspace_id: &str,
+    ids: &[String],
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let mut values: Vec<Value> = vec![workspace_id.into()];
+    values.extend(ids.iter().map(|id| Value::from(id.clone())));
+    db.execute(statement(
+        db.get_database_backend(),
+        &format!("DELETE FROM studio_pairs WHERE workspace_id = ? AND id IN ({marks})"),
+        values,
+    ))
+    .await?;
+    Ok(())
+}

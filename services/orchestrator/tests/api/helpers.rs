@@ -443,3 +443,68 @@ pub fn upload_source(id: &str) -> pb::Source {
         source: Some(pb::source::Source::UploadId(id.into())),
     }
 }
+
+/// One number a query with one `?` (the id) answers.
+pub async fn count(db: &sea_orm::DatabaseConnection, sql: &str, id: &str) -> i64 {
+    let backend = db.get_database_backend();
+    let sql = if backend == sea_orm::DatabaseBackend::Postgres {
+        sql.replace('?', "$1")
+    } else {
+        sql.to_string()
+    };
+    db.query_one(sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql,
+        [id.into()],
+    ))
+    .await
+    .expect("count")
+    .expect("a row")
+    .try_get_by_index(0)
+    .expect("a number")
+}
+
+/// Runs a statement written with `?` placeholders on either database.
+pub async fn exec(db: &sea_orm::DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) {
+    let backend = db.get_database_backend();
+    let mut n = 0;
+    let sql: String = if backend == sea_orm::DatabaseBackend::Postgres {
+        sql.chars()
+            .map(|c| {
+                if c == '?' {
+                    n += 1;
+                    format!("${n}")
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        sql.to_string()
+    };
+    db.execute(sea_orm::Statement::from_sql_and_values(
+        backend, sql, values,
+    ))
+    .await
+    .expect("statement");
+}
+
+/// The text a query with one `?` (the id) answers, `None` for NULL.
+pub async fn text(db: &sea_orm::DatabaseConnection, sql: &str, id: &str) -> Option<String> {
+    let backend = db.get_database_backend();
+    let sql = if backend == sea_orm::DatabaseBackend::Postgres {
+        sql.replace('?', "$1")
+    } else {
+        sql.to_string()
+    };
+    db.query_one(sea_orm::Statement::from_sql_and_values(
+        backend,
+        sql,
+        [id.into()],
+    ))
+    .await
+    .expect("query")
+    .expect("a row")
+    .try_get_by_index(0)
+    .expect("text")
+}

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use atelier_orchestrator::db::retention::purge_job;
 use atelier_proto::v1 as pb;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
 use crate::helpers::{
-    admin, as_account, code_of, fresh_database, images, spawn_app, spawn_app_at, transform_job,
-    Backend, Tenant, TestApp, ADMIN, SERVICE,
+    admin, as_account, code_of, count, exec, fresh_database, images, spawn_app, spawn_app_at,
+    transform_job, Backend, Tenant, TestApp, ADMIN, SERVICE,
 };
 use crate::on_both_databases;
 
@@ -88,43 +88,6 @@ async fn get(app: &TestApp, t: &Tenant, job_id: &str) -> Result<pb::Job, tonic::
         ))
         .await
         .map(|r| r.into_inner())
-}
-
-async fn count(db: &DatabaseConnection, sql: &str, id: &str) -> i64 {
-    let backend = db.get_database_backend();
-    let sql = if backend == sea_orm::DatabaseBackend::Postgres {
-        sql.replace('?', "$1")
-    } else {
-        sql.to_string()
-    };
-    db.query_one(Statement::from_sql_and_values(backend, sql, [id.into()]))
-        .await
-        .expect("count")
-        .expect("a row")
-        .try_get_by_index(0)
-        .expect("a number")
-}
-
-async fn exec(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) {
-    let backend = db.get_database_backend();
-    let mut n = 0;
-    let sql: String = if backend == sea_orm::DatabaseBackend::Postgres {
-        sql.chars()
-            .map(|c| {
-                if c == '?' {
-                    n += 1;
-                    format!("${n}")
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        sql.to_string()
-    };
-    db.execute(Statement::from_sql_and_values(backend, sql, values))
-        .await
-        .expect("statement");
 }
 
 async fn deleting_a_job_removes_what_only_it_uses(backend: Backend) {

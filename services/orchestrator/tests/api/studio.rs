@@ -8,7 +8,10 @@ use atelier_proto::v1 as pb;
 use atelier_proto::v1::studio_service_client::StudioServiceClient;
 use tonic::transport::Channel;
 
-use crate::helpers::{as_account, code_of, images, spawn_app, url_source, Backend, Tenant};
+use crate::helpers::{
+    as_account, code_of, exec, images, spawn_app, text, transform_job, upload_source, url_source,
+    Backend, Tenant, TestApp,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -19,6 +22,7 @@ on_both_databases!(
     prompt_groups_keep_their_versions_and_one_is_active,
     preferences_round_trip,
     other_accounts_and_tenants_see_nothing,
+    deleting_files_removes_the_objects_nothing_else_names,
 );
 
 /// A studio client acting as `account` of `tenant`.
@@ -121,6 +125,25 @@ impl Desk {
             .clone()
             .activate_workspace(self.req(pb::ActivateWorkspaceRequest {
                 workspace_id: workspace_id.into(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn delete_files(
+        &self,
+        workspace_id: &str,
+        ids: &[&str],
+        (sources, results, remove_pairs): (bool, bool, bool),
+    ) -> Result<pb::DeleteFilesResponse, tonic::Status> {
+        self.client
+            .clone()
+            .delete_files(self.req(pb::DeleteFilesRequest {
+                workspace_id: workspace_id.into(),
+                pair_ids: ids.iter().map(|s| s.to_string()).collect(),
+                sources,
+                results,
+                remove_pairs,
             }))
             .await
             .map(|r| r.into_inner())
@@ -923,4 +946,218 @@ async fn other_accounts_and_tenants_see_nothing(backend: Backend) {
         .await
         .expect_err("the admin token is not an account");
     assert_eq!(code_of(&err), 1002);
+}
+
+/// A finished transform job of `account` over one URL.
+async fn transformed(app: &TestApp, t: &Tenant, account: &str, url: &str) -> pb::Job {
+    let job = app
+        .submit(t, account, transform_job(&[url.to_string()]))
+        .await
+        .expect("submit");
+    let done = app.finish(t, account, &job.id).await;
+    assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
+    done
+}
+
+/// Writes a job's first output into a pair, as a studio job does when its task finishes.
+async fn give_result(db: &sea_orm::DatabaseConnection, pair_id: &str, job: &pb::Job) -> String {
+    let task = &job.tasks[0];
+    let key = task.outputs[0].key.clone();
+    exec(
+        db,
+        "UPDATE studio_pairs SET result_key = ?, job_id = ?, task_id = ? WHERE id = ?",
+        vec![
+            key.clone().into(),
+            job.id.clone().into(),
+            task.id.clone().into(),
+            pair_id.into(),
+        ],
+    )
+    .await;
+    key
+}
+
+async fn source_key(db: &sea_orm::DatabaseConnection, pair_id: &str) -> String {
+    text(
+        db,
+        "SELECT source_key FROM studio_pairs WHERE id = ?",
+        pair_id,
+    )
+    .await
+    .expect("an uploaded source")
+}
+
+fn upload_pair(upload_id: &str) -> pb::NewPair {
+    pb::NewPair {
+        source: Some(upload_source(upload_id)),
+        result_url: String::new(),
+        metadata: String::new(),
+    }
+}
+
+async fn deleting_files_removes_the_objects_nothing_else_names(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let db = sea_orm::Database::connect(&app.database_url)
+        .await
+        .expect("database");
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 20).await;
+    app.member(&t, "max", 0).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+
+    // Two jobs share their objects through the cache; a third has its own.
+    let image = app.sources.url("/image.jpg");
+    let shared_job = transformed(&app, &t, "ivy", &image).await;
+    let cached = transformed(&app, &t, "ivy", &image).await;
+    assert!(cached.tasks[0].from_cache, "{cached:?}");
+    let own_job = transformed(&app, &t, "ivy", &app.sources.url("/small-ok.png")).await;
+
+    let first = app.upload(&t, "ivy", images::jpeg()).await.expect("upload");
+    let second = app
+        .upload(&t, "ivy", images::png(64, 48))
+        .await
+        .expect("upload");
+    let w = desk.create("SKU-DEL").await.expect("create");
+    let added = desk
+        .add(
+            &w.id,
+            vec![
+                upload_pair(&first.id),
+                upload_pair(&second.id),
+                pair(&app.sources.url("/0.jpg"), "https://cdn.example.com/0.png"),
+            ],
+        )
+        .await
+        .expect("add")
+        .pairs;
+    let (a, b, c) = (&added[0].id, &added[1].id, &added[2].id);
+    let shared_key = give_result(&db, a, &shared_job).await;
+    let own_key = give_result(&db, b, &own_job).await;
+    let (first_key, second_key) = (source_key(&db, a).await, source_key(&db, b).await);
+    assert_ne!(first_key, second_key);
+    for key in [&shared_key, &own_key, &first_key, &second_key] {
+        assert!(app.storage.exists(key).await.expect("exists"), "{key}");
+    }
+
+    // Another account's pair, and this account's pairs through another account, are not found.
+    let max = Desk::new(&app.studio, &t, "max");
+    let theirs = max.create("SKU-MAX").await.expect("create");
+    let their_pair = max
+        .add(&theirs.id, vec![pair(&app.sources.url("/1.jpg"), "")])
+        .await
+        .expect("add")
+        .pairs[0]
+        .id
+        .clone();
+    let everything = (true, true, false);
+    let err = desk
+        .delete_files(&w.id, &[a, &their_pair], everything)
+        .await
+        .expect_err("not hers");
+    assert_eq!(code_of(&err), 1004, "{err:?}");
+    let err = max
+        .delete_files(&w.id, &[a], everything)
+        .await
+        .expect_err("not his");
+    assert_eq!(code_of(&err), 1004, "{err:?}");
+    let err = desk
+        .delete_files(&w.id, &[a], (false, false, false))
+        .await
+        .expect_err("nothing asked");
+    assert_eq!(code_of(&err), 1003, "{err:?}");
+    assert!(
+        app.storage.exists(&first_key).await.expect("exists"),
+        "refused calls remove nothing"
+    );
+
+    // Sources and results of two pairs: the pairs stay, cleared; the result the cached job still
+    // names stays in storage, everything else is gone.
+    let done = desk
+        .delete_files(&w.id, &[a, b], everything)
+        .await
+        .expect("delete files");
+    assert_eq!(
+        (done.objects_deleted, done.objects_kept),
+        (3, 1),
+        "{done:?}"
+    );
+    assert!(done.removed_pair_ids.is_empty());
+    assert_eq!(ids(&done.pairs), vec![a.as_str(), b.as_str()]);
+    for p in &done.pairs {
+        assert!(p.result_key.is_empty() && p.job_id.is_empty(), "{p:?}");
+        assert_eq!(p.source.as_ref().and_then(|s| s.source.as_ref()), None);
+    }
+    for key in [&own_key, &first_key, &second_key] {
+        assert!(
+            !app.storage.exists(key).await.expect("exists"),
+            "{key} removed"
+        );
+    }
+    assert!(
+        app.storage.exists(&shared_key).await.expect("exists"),
+        "the cached job still names it"
+    );
+    assert_eq!(
+        app.finish(&t, "ivy", &cached.id).await.tasks[0].outputs[0].key,
+        shared_key
+    );
+
+    // remove_pairs takes the pair itself; the others stay.
+    let removed = desk
+        .delete_files(&w.id, &[c], (false, true, true))
+        .await
+        .expect("remove pair");
+    assert_eq!(removed.removed_pair_ids, vec![c.clone()]);
+    assert!(removed.pairs.is_empty());
+    let left = desk
+        .pairs(pb::ListPairsRequest {
+            workspace_id: w.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("pairs");
+    assert_eq!(ids(&left), vec![a.as_str(), b.as_str()]);
+    assert_eq!(
+        removed
+            .workspace
+            .expect("workspace")
+            .counts
+            .expect("counts")
+            .total,
+        2
+    );
+
+    // An archived workspace keeps its files.
+    let kept = desk.create("SKU-ARCHIVED").await.expect("create");
+    let kept_pair = desk
+        .add(
+            &kept.id,
+            vec![pair(
+                &app.sources.url("/2.jpg"),
+                "https://cdn.example.com/2.png",
+            )],
+        )
+        .await
+        .expect("add")
+        .pairs[0]
+        .id
+        .clone();
+    desk.review(&kept.id, &[&kept_pair], true)
+        .await
+        .expect("approve");
+    desk.archive(&kept.id).await.expect("archive");
+    let err = desk
+        .delete_files(&kept.id, &[&kept_pair], everything)
+        .await
+        .expect_err("archived");
+    assert_eq!(code_of(&err), 1003, "{err:?}");
+    assert!(message_of(&err).contains("archived"), "{err:?}");
+    let still = desk
+        .pairs(pb::ListPairsRequest {
+            workspace_id: kept.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("pairs");
+    assert_eq!(still[0].result_url, "https://cdn.example.com/2.png");
 }
