@@ -10,6 +10,7 @@ mod m0003_retention;
 mod m0004_provider_usage;
 mod m0005_batches;
 mod m0006_studio;
+mod m0007_studio_jobs;
 
 /// Runs the `;`-separated statements of `script`, in order (no statement holds a `;` of its own).
 pub(crate) async fn run_script(m: &SchemaManager<'_>, script: &str) -> Result<(), DbErr> {
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_provider_usage::Migration),
             Box::new(m0005_batches::Migration),
             Box::new(m0006_studio::Migration),
+            Box::new(m0007_studio_jobs::Migration),
         ]
     }
 }

@@ -47,7 +47,7 @@ impl Jobs {
         self.render(job).await
     }
 
-    async fn render(&self, job: job::Model) -> ApiResult<pb::Job> {
+    pub(crate) async fn render(&self, job: job::Model) -> ApiResult<pb::Job> {
         let tasks = db::jobs::tasks_of(&self.ctx.db, std::slice::from_ref(&job.id)).await?;
         let mut out = convert::job(&job, &tasks);
         crate::links::job(&self.ctx.links, &mut out).await;
@@ -69,26 +69,66 @@ impl Jobs {
     ) -> ApiResult<pb::Job> {
         let external = caller.require_account()?.to_string();
         let submission = Submission::try_from(request)?;
-        self.check_offered(&submission).await?;
-        let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, &external)
-            .await?
-            .ok_or_else(|| ApiError::MembershipRequired(external.clone()))?;
-        let prepared = self.prepare(&caller, &account.id, submission).await?;
-        let max_active = self.ctx.policy.max_active_jobs;
-
+        let prepared = self.prepare_submission(&caller, submission).await?;
         let txn = self.ctx.db.begin().await?;
-        db::accounts::lock(&txn, &account.id).await?;
+        let inserted = self
+            .charge_and_insert(&txn, &caller, &external, prepared, trace.as_ref())
+            .await?;
+        txn.commit().await?;
+        match inserted {
+            Inserted::New(job) => {
+                self.submitted(&job);
+                self.render(job).await
+            }
+            Inserted::Replayed(job) => self.render(job).await,
+        }
+    }
+
+    /// The part of SubmitJob before its transaction: the kind (and model) offered, the account
+    /// found, the sources resolved and the job priced. Studio jobs go through it too.
+    pub(crate) async fn prepare_submission(
+        &self,
+        caller: &TenantCaller,
+        submission: Submission,
+    ) -> ApiResult<Prepared> {
+        let external = caller.require_account()?;
+        self.check_offered(&submission).await?;
+        let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, external)
+            .await?
+            .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
+        self.prepare(caller, &account.id, submission).await
+    }
+
+    /// The transaction part of SubmitJob, in the caller's transaction (which commits it, then calls
+    /// [`Self::submitted`] for a new job): under the account's lock, an idempotent replay answers the
+    /// job it made; else membership, balance and the active-jobs limit are checked and the job is
+    /// charged and inserted with its tasks.
+    pub(crate) async fn charge_and_insert<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        caller: &TenantCaller,
+        external: &str,
+        prepared: Prepared,
+        trace: Option<&TraceParent>,
+    ) -> ApiResult<Inserted> {
+        let max_active = self.ctx.policy.max_active_jobs;
+        let Some(account_id) = db::accounts::find(txn, &caller.tenant_id, external)
+            .await?
+            .map(|a| a.id)
+        else {
+            return Err(ApiError::MembershipRequired(external.to_string()));
+        };
+        db::accounts::lock(txn, &account_id).await?;
         if let Some(key) = &prepared.submission.idempotency_key {
-            if let Some(existing) = db::jobs::find_by_idempotency(&txn, &account.id, key).await? {
-                txn.commit().await?;
+            if let Some(existing) = db::jobs::find_by_idempotency(txn, &account_id, key).await? {
                 return if existing.request_hash.as_deref() == Some(prepared.fingerprint.as_str()) {
-                    self.render(existing).await
+                    Ok(Inserted::Replayed(existing))
                 } else {
                     Err(ApiError::IdempotencyConflict)
                 };
             }
         }
-        let account = self.locked_member(&txn, &caller, &external).await?;
+        let account = self.locked_member(txn, caller, external).await?;
         // The balance before the active-job limit: when both refuse, the caller can act on the balance
         // (buy more), while waiting for a job to finish would only bring the same answer again. The
         // debit below checks the balance again, in the statement that moves it.
@@ -98,20 +138,18 @@ impl Jobs {
                 balance: account.balance,
             });
         }
-        if db::accounts::active_units(&txn, &account.id).await? >= u64::from(max_active) {
+        if db::accounts::active_units(txn, &account.id).await? >= u64::from(max_active) {
             return Err(ApiError::TooManyActiveJobs { limit: max_active });
         }
         let needed = prepared.cost;
         let job = self
-            .insert(&txn, &caller, &account, prepared, None, trace.as_ref())
+            .insert(txn, caller, &account, prepared, None, trace)
             .await?
             .ok_or(ApiError::QuotaExhausted {
                 needed,
                 balance: account.balance,
             })?;
-        txn.commit().await?;
-        self.submitted(&job);
-        self.render(job).await
+        Ok(Inserted::New(job))
     }
 
     /// SubmitBatch: every entry validated and priced first (a malformed entry refuses the whole
@@ -383,7 +421,7 @@ impl Jobs {
     }
 
     /// After the commit: count the job and wake watchers and the dispatcher.
-    fn submitted(&self, job: &job::Model) {
+    pub(crate) fn submitted(&self, job: &job::Model) {
         tracing::info!(job_id = %job.id, kind = %job.kind, cost = job.cost, "job submitted");
         self.ctx.metrics.job_submitted(&job.kind);
         self.ctx.bus.notify(&job.id);
@@ -673,7 +711,7 @@ fn decode_token(token: &str) -> ApiResult<(i64, String)> {
 }
 
 /// The caller's trace context, if it sent one.
-fn trace_of<T>(request: &Request<T>) -> Option<TraceParent> {
+pub(crate) fn trace_of<T>(request: &Request<T>) -> Option<TraceParent> {
     let trace = request
         .metadata()
         .get(TRACEPARENT)
@@ -685,8 +723,16 @@ fn trace_of<T>(request: &Request<T>) -> Option<TraceParent> {
     trace
 }
 
+/// What [`Jobs::charge_and_insert`] did.
+pub(crate) enum Inserted {
+    /// A new job, charged and inserted.
+    New(job::Model),
+    /// The job an earlier call with the same idempotency key and request made.
+    Replayed(job::Model),
+}
+
 /// A job checked, resolved and priced, ready to be charged and inserted.
-struct Prepared {
+pub(crate) struct Prepared {
     submission: Submission,
     tasks: Vec<db::jobs::NewTask>,
     unit_price: i64,

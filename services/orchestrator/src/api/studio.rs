@@ -24,21 +24,49 @@
 //!   the pair's result names it (`object_refs`, e.g. a cache hit) or a pair not being cleared names
 //!   it; a removed upload source takes its upload row with it. URL sources are not ours and stay;
 //!   a result given as a URL is cleared from the pair. Refused (1003) for an archived workspace.
+//!
+//! Studio jobs (SubmitStudioJob, seed 003's batch / single / custom runs):
+//! - the pairs: `batch` takes the workspace's pairs without a result that are not archived, oldest
+//!   first, at most a job's worth ([`MAX_SOURCES`]; a later batch takes the rest); `single` takes
+//!   `pair_id`; `custom` takes `pair_id` when given, else the pairs a batch would. An archived
+//!   workspace, and a batch with no pair to run, are refused (1003) with a sentence saying why;
+//! - the prompt: the texts of the account's active prompt group's templates at its latest version,
+//!   each trimmed, empty ones left out, in their order, then (custom only) the prompt given now,
+//!   trimmed; the parts joined by a blank line ([`PROMPT_SEPARATOR`]). With no part at all the call
+//!   is refused (1003, field `prompt`). Model and output size come from the preferences (empty: the
+//!   provider's default); one image per source;
+//! - the job is an ordinary `edit` job over the pairs' sources (an upload by its id, a URL as is),
+//!   labelled `studio_workspace` and `studio_mode`, submitted through SubmitJob's own path
+//!   ([`Jobs::prepare_submission`], [`Jobs::charge_and_insert`]: offered models, quota, the
+//!   active-jobs limit, idempotency, events, cache and webhooks as for any job). The same
+//!   transaction records task → pair (`studio_job_tasks`), so a task cannot finish before its pair
+//!   is known;
+//! - results: as a task succeeds, inside `db::tasks::succeed` (the processor's results and
+//!   ReportTask both end there), its first output becomes its pair's result (key, job, task, not
+//!   approved) and the workspace settles ([`studio::task_succeeded`]); a pair that had a result keeps
+//!   it in its metadata's `history` array (key or URL, job, task, approved, when replaced). A failed
+//!   task leaves its pair as it was.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use atelier_proto::v1 as pb;
 use atelier_proto::v1::studio_service_server::StudioService;
+use atelier_telemetry::trace::TraceParent;
+use prost::Message;
 use sea_orm::TransactionTrait;
 use tonic::{metadata::MetadataMap, Request, Response, Status};
 
+use super::jobs::{trace_of, Inserted, Jobs};
 use super::page_size;
-use super::submit::check_url;
+use super::submit::{check_url, Submission, MAX_SOURCES};
+use crate::auth::TenantCaller;
 use crate::context::Context;
 use crate::db::{self, entities::account, studio};
 use crate::domain::timestamp;
 use crate::error::{ApiError, ApiResult};
 
+/// What joins the parts of a studio job's prompt.
+pub const PROMPT_SEPARATOR: &str = "\n\n";
 /// The most pairs one AddPairs or ReviewPairs call takes.
 pub const MAX_PAIRS_PER_CALL: usize = 500;
 const MAX_SKU_LEN: usize = 128;
@@ -63,6 +91,7 @@ pub struct Studio {
 struct Acting {
     account: account::Model,
     scoped: bool,
+    caller: TenantCaller,
 }
 
 impl Studio {
@@ -80,6 +109,7 @@ impl Studio {
         Ok(Acting {
             account,
             scoped: caller.scoped,
+            caller,
         })
     }
 
@@ -595,6 +625,196 @@ impl Studio {
         self.preferences(&acting).await
     }
 
+    /// SubmitStudioJob: the pairs chosen and the prompt assembled (see the module doc), then the
+    /// job goes through SubmitJob's own path ([`Jobs::prepare_submission`] and
+    /// [`Jobs::charge_and_insert`]), recording task → pair in the same transaction.
+    async fn submit_job(
+        &self,
+        acting: Acting,
+        req: pb::SubmitStudioJobRequest,
+        trace: Option<TraceParent>,
+    ) -> ApiResult<pb::SubmitStudioJobResponse> {
+        let mode = pb::StudioJobMode::try_from(req.mode).unwrap_or_default();
+        let pair_id = req.pair_id.trim();
+        let custom = req.prompt.trim();
+        let mut bad = Vec::new();
+        match mode {
+            pb::StudioJobMode::Unspecified => bad.push(atelier_codes::FieldViolation::new(
+                "mode",
+                "batch, single or custom",
+            )),
+            pb::StudioJobMode::Single if pair_id.is_empty() => bad.push(
+                atelier_codes::FieldViolation::new("pair_id", "a single job names its pair"),
+            ),
+            pb::StudioJobMode::Custom if custom.is_empty() => bad.push(
+                atelier_codes::FieldViolation::new("prompt", "a custom job gives its prompt"),
+            ),
+            _ => {}
+        }
+        if mode != pb::StudioJobMode::Custom && !custom.is_empty() {
+            bad.push(atelier_codes::FieldViolation::new(
+                "prompt",
+                "only custom jobs take a prompt",
+            ));
+        }
+        if mode == pb::StudioJobMode::Batch && !pair_id.is_empty() {
+            bad.push(atelier_codes::FieldViolation::new(
+                "pair_id",
+                "a batch job takes every pair without a result",
+            ));
+        }
+        if custom.len() > MAX_TEMPLATE_LEN {
+            bad.push(atelier_codes::FieldViolation::new(
+                "prompt",
+                format!("at most {MAX_TEMPLATE_LEN} bytes"),
+            ));
+        }
+        if !bad.is_empty() {
+            return Err(ApiError::BadRequest(bad));
+        }
+        let w = self.workspace(&acting, &req.workspace_id).await?;
+        if w.state == studio::ARCHIVED {
+            return Err(ApiError::Refused(format!(
+                "workspace {} is archived: activate it before running a job on it",
+                w.sku
+            )));
+        }
+        let pairs = if pair_id.is_empty() {
+            let filter = studio::PairFilter {
+                approved: None,
+                archived: Some(false),
+                has_result: Some(false),
+            };
+            let pairs =
+                studio::pairs(&self.ctx.db, &w.id, filter, None, MAX_SOURCES as u64).await?;
+            if pairs.is_empty() {
+                return Err(ApiError::Refused(format!(
+                    "workspace {} has no pair without a result: nothing to run",
+                    w.sku
+                )));
+            }
+            pairs
+        } else {
+            let found = studio::pairs_by_id(
+                &self.ctx.db,
+                &w.id,
+                std::slice::from_ref(&pair_id.to_string()),
+            )
+            .await?;
+            if found.is_empty() {
+                return Err(ApiError::NotFound("pair"));
+            }
+            found
+        };
+        let prompt = self.prompt(&acting, custom).await?;
+        let preferences = studio::preferences(&self.ctx.db, &acting.account.id).await?;
+        let (model, size) = preferences
+            .map(|p| (p.model, p.output_size))
+            .unwrap_or_default();
+        let sources = pairs
+            .iter()
+            .map(|p| pb::Source {
+                source: match (&p.source_upload_id, &p.source_url) {
+                    (Some(upload), _) => Some(pb::source::Source::UploadId(upload.clone())),
+                    (None, Some(url)) => Some(pb::source::Source::Url(url.clone())),
+                    (None, None) => None,
+                },
+            })
+            .collect();
+        let request = pb::SubmitJobRequest {
+            params: Some(pb::JobParams {
+                params: Some(pb::job_params::Params::Edit(pb::EditParams {
+                    prompt: prompt.clone(),
+                    model,
+                    size,
+                    num_images: 1,
+                    ..Default::default()
+                })),
+            }),
+            sources,
+            labels: [
+                ("studio_workspace".to_string(), w.id.clone()),
+                (
+                    "studio_mode".to_string(),
+                    mode.as_str_name()
+                        .trim_start_matches("STUDIO_JOB_MODE_")
+                        .to_ascii_lowercase(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            idempotency_key: req.idempotency_key,
+            ..Default::default()
+        };
+        let submission = Submission::try_from(request)?;
+        let jobs = Jobs::new(self.ctx.clone());
+        let caller = &acting.caller;
+        let external = caller.require_account()?.to_string();
+        let prepared = jobs.prepare_submission(caller, submission).await?;
+        let txn = self.ctx.db.begin().await?;
+        let inserted = jobs
+            .charge_and_insert(&txn, caller, &external, prepared, trace.as_ref())
+            .await?;
+        let job = match inserted {
+            Inserted::Replayed(job) => {
+                txn.commit().await?;
+                let pair_ids = studio::job_pairs(&self.ctx.db, &job.id).await?;
+                let prompt = match pb::JobParams::decode(job.params.as_slice()) {
+                    Ok(pb::JobParams {
+                        params: Some(pb::job_params::Params::Edit(e)),
+                    }) => e.prompt,
+                    _ => String::new(),
+                };
+                return Ok(pb::SubmitStudioJobResponse {
+                    job: Some(jobs.render(job).await?),
+                    pair_ids,
+                    prompt,
+                });
+            }
+            Inserted::New(job) => job,
+        };
+        let tasks = db::jobs::tasks_of(&txn, std::slice::from_ref(&job.id)).await?;
+        let mapping: Vec<(String, String)> = tasks
+            .iter()
+            .zip(&pairs)
+            .map(|(t, p)| (t.id.clone(), p.id.clone()))
+            .collect();
+        studio::record_job_tasks(&txn, &job.id, &mapping).await?;
+        txn.commit().await?;
+        jobs.submitted(&job);
+        Ok(pb::SubmitStudioJobResponse {
+            job: Some(jobs.render(job).await?),
+            pair_ids: pairs.into_iter().map(|p| p.id).collect(),
+            prompt,
+        })
+    }
+
+    /// The prompt of a studio job: the active group's latest templates, then the custom prompt.
+    async fn prompt(&self, acting: &Acting, custom: &str) -> ApiResult<String> {
+        let preferences = studio::preferences(&self.ctx.db, &acting.account.id).await?;
+        let mut parts = Vec::new();
+        if let Some(group_id) = preferences.and_then(|p| p.active_group_id) {
+            if let Some(group) = studio::group(&self.ctx.db, &acting.account.id, &group_id).await? {
+                for t in studio::templates(&self.ctx.db, &group.id, group.latest_version).await? {
+                    let text = t.text.trim();
+                    if !text.is_empty() {
+                        parts.push(text.to_string());
+                    }
+                }
+            }
+        }
+        if !custom.is_empty() {
+            parts.push(custom.to_string());
+        }
+        if parts.is_empty() {
+            return Err(ApiError::field(
+                "prompt",
+                "no prompt to run: make a prompt group with templates active, or run a custom job",
+            ));
+        }
+        Ok(parts.join(PROMPT_SEPARATOR))
+    }
+
     async fn preferences(&self, acting: &Acting) -> ApiResult<pb::Preferences> {
         let Some(p) = studio::preferences(&self.ctx.db, &acting.account.id).await? else {
             return Ok(pb::Preferences::default());
@@ -935,5 +1155,15 @@ impl StudioService for Studio {
         Ok(Response::new(
             Studio::set_preferences(self, acting, req).await?,
         ))
+    }
+
+    async fn submit_studio_job(
+        &self,
+        request: Request<pb::SubmitStudioJobRequest>,
+    ) -> Result<Response<pb::SubmitStudioJobResponse>, Status> {
+        let trace = trace_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        let acting = self.acting(&metadata).await?;
+        Ok(Response::new(self.submit_job(acting, req, trace).await?))
     }
 }

@@ -15,6 +15,10 @@
 //!   (one atomic upsert, so concurrent saves get distinct versions); every version's templates are kept.
 //! - Preferences are one row per account, holding the active prompt group too: one active group per
 //!   account by construction.
+//! - A studio job's tasks are mapped to their pairs in `studio_job_tasks` (migration
+//!   `m0007_studio_jobs`), written with the job ([`record_job_tasks`]); as a task succeeds, its first
+//!   output becomes its pair's result in the same transaction ([`task_succeeded`]), the earlier
+//!   result kept in the pair's metadata `history`.
 
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
 
@@ -716,4 +720,141 @@ pub async fn remove_pairs<C: ConnectionTrait>(
     ))
     .await?;
     Ok(())
+}
+
+/// Records which pair each task of a studio job works on (migration `m0007_studio_jobs`), in the
+/// transaction that inserts the job.
+pub async fn record_job_tasks<C: ConnectionTrait>(
+    db: &C,
+    job_id: &str,
+    tasks: &[(String, String)],
+) -> Result<(), DbErr> {
+    let now = now_ms();
+    for (task_id, pair_id) in tasks {
+        db.execute(statement(
+            db.get_database_backend(),
+            "INSERT INTO studio_job_tasks (task_id, job_id, pair_id, created_at) VALUES (?, ?, ?, ?)",
+            vec![
+                task_id.clone().into(),
+                job_id.into(),
+                pair_id.clone().into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// The pairs a studio job works on, in the order of its tasks (empty for any other job).
+pub async fn job_pairs<C: ConnectionTrait>(db: &C, job_id: &str) -> Result<Vec<String>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        pair_id: String,
+    }
+    Ok(Row::find_by_statement(statement(
+        db.get_database_backend(),
+        "SELECT s.pair_id FROM studio_job_tasks s JOIN tasks t ON t.id = s.task_id \
+         WHERE s.job_id = ? ORDER BY t.idx",
+        vec![job_id.into()],
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(|r| r.pair_id)
+    .collect())
+}
+
+/// Called in the transaction that records a task's success: when the task belongs to a studio job,
+/// its first output becomes its pair's result (with the job and task that made it, not approved),
+/// the pair's earlier result moving into its metadata's `history`, and the workspace settles. A
+/// pair removed in the meantime is left alone; a workspace archived in the meantime gets the result
+/// but stays archived. False when the task is not a studio job's or there is no output.
+pub async fn task_succeeded<C: ConnectionTrait>(
+    db: &C,
+    job_id: &str,
+    task_id: &str,
+    first_output_key: Option<&str>,
+) -> Result<bool, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        pair_id: String,
+        workspace_id: String,
+    }
+    let Some(key) = first_output_key.filter(|k| !k.is_empty()) else {
+        return Ok(false);
+    };
+    let Some(row) = Row::find_by_statement(statement(
+        db.get_database_backend(),
+        "SELECT s.pair_id, p.workspace_id FROM studio_job_tasks s \
+         JOIN studio_pairs p ON p.id = s.pair_id WHERE s.task_id = ?",
+        vec![task_id.into()],
+    ))
+    .one(db)
+    .await?
+    else {
+        return Ok(false);
+    };
+    lock(db, &row.workspace_id).await?;
+    let Some(pair) = pairs_by_id(db, &row.workspace_id, std::slice::from_ref(&row.pair_id))
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(false);
+    };
+    let metadata = with_history(&pair);
+    db.execute(statement(
+        db.get_database_backend(),
+        "UPDATE studio_pairs SET result_key = ?, result_url = NULL, job_id = ?, task_id = ?, \
+         approved = ?, metadata = ?, updated_at = ? WHERE id = ?",
+        vec![
+            key.into(),
+            job_id.into(),
+            task_id.into(),
+            false.into(),
+            metadata.into(),
+            now_ms().into(),
+            pair.id.clone().into(),
+        ],
+    ))
+    .await?;
+    settle(db, &row.workspace_id).await?;
+    Ok(true)
+}
+
+/// The pair's metadata with its current result (if any) appended to its `history` array: result key
+/// or URL, the job and task that made it, whether it was approved, and when it was replaced.
+/// Metadata that is not a JSON object (it always is, as AddPairs checks it) is kept under `metadata`.
+fn with_history(pair: &Pair) -> String {
+    let mut object = match serde_json::from_str::<serde_json::Value>(&pair.metadata) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(other) => {
+            let mut map = serde_json::Map::new();
+            map.insert("metadata".into(), other);
+            map
+        }
+        Err(_) => {
+            let mut map = serde_json::Map::new();
+            map.insert("metadata".into(), pair.metadata.clone().into());
+            map
+        }
+    };
+    if pair.has_result() {
+        let entry = serde_json::json!({
+            "result_key": pair.result_key,
+            "result_url": pair.result_url,
+            "job_id": pair.job_id,
+            "task_id": pair.task_id,
+            "approved": pair.approved,
+            "replaced_at": now_ms(),
+        });
+        match object.get_mut("history") {
+            Some(serde_json::Value::Array(list)) => list.push(entry),
+            _ => {
+                object.insert("history".into(), serde_json::Value::Array(vec![entry]));
+            }
+        }
+    }
+    serde_json::Value::Object(object).to_string()
 }

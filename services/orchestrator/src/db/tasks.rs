@@ -396,6 +396,14 @@ pub async fn succeed<C: ConnectionTrait>(
         return Ok(outcome);
     }
     super::retention::record_refs(db, &lease.job.id, &lease.job.tenant_id, &outputs).await?;
+    // A studio job's task: its first output becomes its pair's result in this same transaction.
+    super::studio::task_succeeded(
+        db,
+        &lease.job.id,
+        &lease.task.id,
+        outputs.first().map(|o| o.key.as_str()),
+    )
+    .await?;
     let outputs_count = outputs.len();
     for output in outputs {
         events::append(

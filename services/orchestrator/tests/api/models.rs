@@ -9,9 +9,10 @@ use atelier_testkit::provider::{self, ProviderServer};
 use crate::helpers::*;
 use crate::on_both_databases;
 
-const MODEL: &str = "test-image-1";
+pub(crate) const MODEL: &str = "test-image-1";
 
-async fn spawn_with_provider(backend: Backend, provider: &ProviderServer) -> TestApp {
+/// A stack whose processor has the fake provider, serving [`MODEL`] for edit, generate and pose sets.
+pub(crate) async fn spawn_with_provider(backend: Backend, provider: &ProviderServer) -> TestApp {
     let base_url = provider.base_url();
     spawn_app_with(
         backend,

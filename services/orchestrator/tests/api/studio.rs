@@ -1,6 +1,7 @@
 //! StudioService: workspaces with their pair counts, pairs, review, the workspace transitions and their
 //! refusals, versioned prompt groups with one active group, preferences, and isolation between
-//! accounts and tenants.
+//! accounts and tenants; studio jobs run on a real processor with the fake model provider, their
+//! results written into the pairs as the tasks finish.
 
 use std::collections::HashMap;
 
@@ -12,7 +13,9 @@ use crate::helpers::{
     as_account, code_of, exec, images, spawn_app, text, transform_job, upload_source, url_source,
     Backend, Tenant, TestApp,
 };
+use crate::models::{spawn_with_provider, MODEL};
 use crate::on_both_databases;
+use atelier_testkit::provider::ProviderServer;
 
 on_both_databases!(
     workspaces_list_with_their_pair_counts,
@@ -23,6 +26,9 @@ on_both_databases!(
     preferences_round_trip,
     other_accounts_and_tenants_see_nothing,
     deleting_files_removes_the_objects_nothing_else_names,
+    a_batch_job_fills_every_pair_as_its_tasks_finish,
+    a_re_run_keeps_the_earlier_result_in_the_history,
+    studio_jobs_are_refused_for_archived_workspaces_and_empty_batches,
 );
 
 /// A studio client acting as `account` of `tenant`.
@@ -1160,4 +1166,305 @@ async fn deleting_files_removes_the_objects_nothing_else_names(backend: Backend)
         .await
         .expect("pairs");
     assert_eq!(still[0].result_url, "https://cdn.example.com/2.png");
+}
+
+impl Desk {
+    async fn run(
+        &self,
+        workspace_id: &str,
+        mode: pb::StudioJobMode,
+        pair_id: &str,
+        prompt: &str,
+    ) -> Result<pb::SubmitStudioJobResponse, tonic::Status> {
+        self.client
+            .clone()
+            .submit_studio_job(self.req(pb::SubmitStudioJobRequest {
+                workspace_id: workspace_id.into(),
+                mode: mode as i32,
+                pair_id: pair_id.into(),
+                prompt: prompt.into(),
+                idempotency_key: String::new(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn all_pairs(&self, workspace_id: &str) -> Vec<pb::ImagePair> {
+        self.pairs(pb::ListPairsRequest {
+            workspace_id: workspace_id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("pairs")
+    }
+
+    /// An active group of two templates, and preferences naming the fake provider's model and a size.
+    async fn house_style(&self) {
+        let group = self
+            .save_group(
+                "house",
+                &[
+                    ("background", " white background "),
+                    ("light", "soft light"),
+                ],
+            )
+            .await
+            .expect("save group");
+        self.activate_group(&group.id).await.expect("activate");
+        self.client
+            .clone()
+            .set_preferences(self.req(pb::SetPreferencesRequest {
+                output_size: "128x128".into(),
+                model: MODEL.into(),
+                settings: HashMap::new(),
+            }))
+            .await
+            .expect("preferences");
+    }
+}
+
+const HOUSE_PROMPT: &str = "white background\n\nsoft light";
+
+/// A prompt as the processor sends it to the provider: its whitespace runs made single spaces.
+fn sent(prompt: &str) -> String {
+    prompt.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn source_pair(url: &str) -> pb::NewPair {
+    pair(url, "")
+}
+
+/// The edit calls the provider received, as (prompt, model, size).
+fn edit_calls(provider: &ProviderServer) -> Vec<(String, String, String)> {
+    provider
+        .seen()
+        .iter()
+        .filter(|c| c.path == "/v1/images/edits")
+        .map(|c| {
+            (
+                c.field("prompt").unwrap_or_default(),
+                c.field("model").unwrap_or_default(),
+                c.field("size").unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn a_batch_job_fills_every_pair_as_its_tasks_finish(backend: Backend) {
+    let provider = ProviderServer::start().await;
+    let app = spawn_with_provider(backend, &provider).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 20).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+    desk.house_style().await;
+
+    let w = desk.create("SKU-BATCH").await.expect("create");
+    let urls = ["/image.jpg", "/small-ok.png"].map(|p| app.sources.url(p));
+    let mut new: Vec<pb::NewPair> = urls.iter().map(|u| source_pair(u)).collect();
+    // A pair with a result already is not run.
+    new.push(pair(
+        &app.sources.url("/image.jpg"),
+        "https://cdn.example.com/done.png",
+    ));
+    let added = desk.add(&w.id, new).await.expect("add").pairs;
+    let todo: Vec<String> = added[..2].iter().map(|p| p.id.clone()).collect();
+
+    let submitted = desk
+        .run(&w.id, pb::StudioJobMode::Batch, "", "")
+        .await
+        .expect("batch");
+    assert_eq!(
+        submitted.pair_ids, todo,
+        "the pairs without a result, in order"
+    );
+    assert_eq!(submitted.prompt, HOUSE_PROMPT);
+    let job = submitted.job.expect("the job");
+    assert_eq!(job.cost, 2, "an ordinary edit job, one unit per source");
+
+    let done = app.finish(&t, "ivy", &job.id).await;
+    assert_eq!(done.state(), pb::JobState::Succeeded, "{done:?}");
+    assert_eq!(done.refunded, 0, "{done:?}");
+    assert_eq!(
+        app.account(&t, "ivy").await.balance,
+        20 - 2,
+        "charged as any job"
+    );
+    let pairs = desk.all_pairs(&w.id).await;
+    for (i, id) in todo.iter().enumerate() {
+        let p = pairs.iter().find(|p| &p.id == id).expect("the pair");
+        let task = &done.tasks[i];
+        assert_eq!(p.result_key, task.outputs[0].key, "{p:?}");
+        assert_eq!(
+            (p.job_id.as_str(), p.task_id.as_str()),
+            (done.id.as_str(), task.id.as_str())
+        );
+        assert!(!p.approved);
+    }
+    let after = desk.get(&w.id).await.expect("get");
+    assert_eq!(counts(&after), (3, 3, 0));
+    assert_eq!(state_of(&after), pb::WorkspaceState::Pending);
+
+    // The provider got the assembled prompt, the model and the size of the preferences.
+    let calls = edit_calls(&provider);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for call in &calls {
+        assert_eq!(
+            call,
+            &(sent(HOUSE_PROMPT), MODEL.to_string(), "128x128".to_string())
+        );
+    }
+
+    // Every result in: approving them all settles the workspace approved.
+    let every: Vec<&str> = ids(&pairs);
+    let reviewed = desk.review(&w.id, &every, true).await.expect("approve");
+    assert_eq!(
+        state_of(&reviewed.workspace.expect("workspace")),
+        pb::WorkspaceState::Approved
+    );
+}
+
+async fn a_re_run_keeps_the_earlier_result_in_the_history(backend: Backend) {
+    let provider = ProviderServer::start().await;
+    let app = spawn_with_provider(backend, &provider).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 20).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+    desk.house_style().await;
+    let w = desk.create("SKU-RERUN").await.expect("create");
+    let added = desk
+        .add(
+            &w.id,
+            vec![pb::NewPair {
+                source: Some(url_source(&app.sources.url("/image.jpg"))),
+                result_url: String::new(),
+                metadata: r#"{"angle":"front"}"#.into(),
+            }],
+        )
+        .await
+        .expect("add")
+        .pairs;
+    let id = added[0].id.clone();
+
+    let first = desk
+        .run(&w.id, pb::StudioJobMode::Single, &id, "")
+        .await
+        .expect("single");
+    assert_eq!(first.pair_ids, vec![id.clone()]);
+    let first = app.finish(&t, "ivy", &first.job.expect("job").id).await;
+    assert_eq!(first.state(), pb::JobState::Succeeded, "{first:?}");
+    let before = desk.all_pairs(&w.id).await.remove(0);
+    assert_eq!(before.result_key, first.tasks[0].outputs[0].key);
+    desk.review(&w.id, &[&id], true).await.expect("approve");
+
+    // A custom re-run of the same pair: the templates, then the prompt given now.
+    let second = desk
+        .run(
+            &w.id,
+            pb::StudioJobMode::Custom,
+            &id,
+            "  make the box blue ",
+        )
+        .await
+        .expect("custom");
+    assert_eq!(
+        second.prompt,
+        format!("{HOUSE_PROMPT}\n\nmake the box blue")
+    );
+    let second = app.finish(&t, "ivy", &second.job.expect("job").id).await;
+    assert_eq!(second.state(), pb::JobState::Succeeded, "{second:?}");
+    let prompts: Vec<String> = edit_calls(&provider).into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        prompts,
+        vec![
+            sent(HOUSE_PROMPT),
+            sent(&format!("{HOUSE_PROMPT}\n\nmake the box blue"))
+        ]
+    );
+
+    let after = desk.all_pairs(&w.id).await.remove(0);
+    assert_eq!(after.result_key, second.tasks[0].outputs[0].key);
+    assert_ne!(after.result_key, before.result_key, "a new result");
+    assert_eq!(
+        (after.job_id.as_str(), after.task_id.as_str()),
+        (second.id.as_str(), second.tasks[0].id.as_str())
+    );
+    assert!(!after.approved, "a new result waits for its review");
+    let metadata: serde_json::Value = serde_json::from_str(&after.metadata).expect("json");
+    assert_eq!(metadata["angle"], "front", "the pair's own metadata stays");
+    let history = metadata["history"].as_array().expect("a history");
+    assert_eq!(history.len(), 1, "{metadata}");
+    assert_eq!(history[0]["result_key"], before.result_key.as_str());
+    assert_eq!(history[0]["job_id"], first.id.as_str());
+    assert_eq!(history[0]["task_id"], first.tasks[0].id.as_str());
+    assert_eq!(history[0]["approved"], true);
+    let w = desk.get(&w.id).await.expect("get");
+    assert_eq!(
+        state_of(&w),
+        pb::WorkspaceState::Pending,
+        "the new result is not approved"
+    );
+}
+
+async fn studio_jobs_are_refused_for_archived_workspaces_and_empty_batches(backend: Backend) {
+    let provider = ProviderServer::start().await;
+    let app = spawn_with_provider(backend, &provider).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "ivy", 20).await;
+    let desk = Desk::new(&app.studio, &t, "ivy");
+    desk.house_style().await;
+    let w = desk.create("SKU-DONE").await.expect("create");
+
+    // No pairs at all, then only pairs with results: nothing to run.
+    let empty = desk
+        .run(&w.id, pb::StudioJobMode::Batch, "", "")
+        .await
+        .expect_err("an empty batch");
+    assert_eq!(code_of(&empty), 1003, "{empty:?}");
+    let added = desk
+        .add(
+            &w.id,
+            vec![pair(
+                &app.sources.url("/image.jpg"),
+                "https://cdn.example.com/a.png",
+            )],
+        )
+        .await
+        .expect("add")
+        .pairs;
+    let err = desk
+        .run(&w.id, pb::StudioJobMode::Batch, "", "")
+        .await
+        .expect_err("every pair has a result");
+    assert_eq!(code_of(&err), 1003, "{err:?}");
+    assert!(
+        message_of(&err).contains("no pair without a result"),
+        "{err:?}"
+    );
+
+    // Archived: refused in every mode, nothing charged, the provider never called.
+    desk.review(&w.id, &[&added[0].id], true)
+        .await
+        .expect("approve");
+    desk.archive(&w.id).await.expect("archive");
+    for (mode, pair_id, prompt) in [
+        (pb::StudioJobMode::Batch, "", ""),
+        (pb::StudioJobMode::Single, added[0].id.as_str(), ""),
+        (pb::StudioJobMode::Custom, "", "blue"),
+    ] {
+        let err = desk
+            .run(&w.id, mode, pair_id, prompt)
+            .await
+            .expect_err("archived");
+        assert_eq!(code_of(&err), 1003, "{mode:?}: {err:?}");
+        assert!(message_of(&err).contains("archived"), "{err:?}");
+    }
+    // Malformed requests are field errors.
+    let err = desk
+        .run(&w.id, pb::StudioJobMode::Single, "", "")
+        .await
+        .expect_err("single without a pair");
+    assert_eq!(code_of(&err), 1003);
+    assert!(message_of(&err).contains("pair_id") || format!("{err:?}").contains("pair_id"));
+    assert_eq!(app.account(&t, "ivy").await.balance, 20);
+    assert_eq!(provider.calls(), 0);
 }
