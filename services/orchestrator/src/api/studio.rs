@@ -752,6 +752,18 @@ impl Studio {
         let external = caller.require_account()?.to_string();
         let prepared = jobs.prepare_submission(caller, submission).await?;
         let txn = self.ctx.db.begin().await?;
+        // Archived in the meantime: look again under the workspace's lock, taken before the
+        // account's as a task's success takes them (workspace, then refunds).
+        studio::lock(&txn, &w.id).await?;
+        let current = studio::workspace(&txn, &acting.account.id, &w.id)
+            .await?
+            .ok_or(ApiError::NotFound("workspace"))?;
+        if current.state == studio::ARCHIVED {
+            return Err(ApiError::Refused(format!(
+                "workspace {} is archived: activate it before running a job on it",
+                current.sku
+            )));
+        }
         let inserted = jobs
             .charge_and_insert(&txn, caller, &external, prepared, trace.as_ref())
             .await?;
