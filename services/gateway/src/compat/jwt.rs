@@ -322,6 +322,7 @@ struct Jwks {
     url: Option<String>,
     /// When the URL was last fetched.
     fetched: Mutex<Option<Instant>>,
+    client: reqwest::Client,
 }
 
 impl Jwks {
@@ -333,6 +334,7 @@ impl Jwks {
             keys: RwLock::new(keys),
             url: None,
             fetched: Mutex::new(None),
+            client: reqwest::Client::new(),
         })
     }
 
@@ -347,6 +349,10 @@ impl Jwks {
             keys: RwLock::new(Vec::new()),
             url: Some(url.to_string()),
             fetched: Mutex::new(None),
+            client: reqwest::Client::builder()
+                .timeout(JWKS_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::limited(3))
+                .build()?,
         };
         if let Err(e) = jwks.refresh().await {
             tracing::warn!(url, error = %e, "the JWKS URL did not answer; RS256 tokens wait for it");
@@ -368,11 +374,7 @@ impl Jwks {
             }
             *fetched = Some(Instant::now());
         }
-        let client = reqwest::Client::builder()
-            .timeout(JWKS_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()?;
-        let response = client.get(url).send().await?.error_for_status()?;
+        let response = self.client.get(url).send().await?.error_for_status()?;
         let keys = parse_jwks(&response.text().await?)?;
         tracing::info!(url, keys = keys.len(), "JWKS fetched");
         *self

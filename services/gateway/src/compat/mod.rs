@@ -50,11 +50,6 @@ pub async fn list_all(
     }
 }
 
-/// The source of a job's first task as the old systems showed it: its URL, or `upload:<id>`.
-pub fn source_text(job: &pb::Job) -> String {
-    atelier_codes::family::image_editor::image_url_of(job)
-}
-
 /// Output URLs of every task, in task order.
 pub fn output_urls(job: &pb::Job) -> Vec<String> {
     job.tasks

@@ -56,7 +56,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{first_failure, is_active, list_all, output_urls, source_text};
+use atelier_codes::family::image_editor::image_url_of;
+
+use super::{first_failure, is_active, list_all, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
@@ -466,7 +468,7 @@ fn detail(job: &pb::Job, task_type: TaskType) -> TaskDetail {
         id: job.id.clone(),
         task_type,
         status,
-        input_image_url: source_text(job),
+        input_image_url: image_url_of(job),
         params: params_of(job),
         result_urls: output_urls(job),
         error_message: error_message(job, status),
