@@ -364,6 +364,9 @@
     show($('workspace-detail'), true);
     renderFolders();
     await Promise.all([refreshFolder(), loadJobs()]);
+    // A job still running on this workspace: follow it at once.
+    const running = state.jobs.find((j) => j.status === 'queued' || j.status === 'processing');
+    if (!state.watch && running && state.sku === sku) follow(running);
   }
 
   async function refreshFolder() {
@@ -1062,7 +1065,11 @@
     $('delete-selected').addEventListener('click', deleteSelected);
     $('run-form').addEventListener('submit', runJob);
     for (const radio of document.querySelectorAll('input[name="mode"]')) {
-      radio.addEventListener('change', () => { renderRunMode(); renderRunPairs(); });
+      radio.addEventListener('change', () => {
+        $('run-pair').value = '';
+        renderRunMode();
+        renderRunPairs();
+      });
     }
     $('group-select').addEventListener('change', renderTemplates);
     $('group-activate').addEventListener('click', activateGroup);

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/v1` (REST JSON), `/healthz`, `/openapi.json` and the compatibility families.
 
+pub mod console;
 pub mod events;
 pub mod files;
 pub mod jobs;
@@ -108,6 +109,7 @@ pub fn router(state: AppState, auth: &CompatAuth) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(openapi::serve))
         .merge(compat)
+        .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(json_limit)

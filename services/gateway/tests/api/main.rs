@@ -5,6 +5,7 @@ mod compat_image_edit;
 mod compat_image_editor;
 mod compat_jwt;
 mod compat_task_api;
+mod console;
 mod errors;
 mod events;
 mod files;
