@@ -5,6 +5,7 @@
 //! under it, in any spelling (`localhost.`, `LOCALHOST..`), are loopback without asking a resolver.
 
 mod address;
+pub mod download;
 mod embedded;
 mod name;
 mod resolver;

@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use atelier_netguard::download::{DownloadLimits, Downloader};
+
 use crate::compat::jwt::CompatAuth;
 use crate::config::Config;
 use crate::request_id;
@@ -56,6 +58,7 @@ impl Application {
                 keep_alive: config.sse_keep_alive,
                 generator_per_minute: config.generator_requests_per_minute,
             },
+            proxy_downloader(&config)?,
         );
         state.files = files;
         let auth = CompatAuth::load(
@@ -96,6 +99,19 @@ impl Application {
             }
         }
     }
+}
+
+/// The studio proxy's guarded downloader: SPEC §4's limits, the upload cap as its size cap.
+fn proxy_downloader(config: &Config) -> anyhow::Result<Downloader> {
+    Downloader::new(
+        config.proxy_allow_nets.clone(),
+        DownloadLimits {
+            connect_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(30),
+            max_bytes: config.max_upload_bytes,
+        },
+    )
+    .context("the studio proxy's HTTP client")
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {

@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "ATELIER_LINK_SECRET", hide_env_values = true)]
     pub link_secret: Option<String>,
 
+    /// Private networks the studio proxy (`/api/image-studio/proxy`) may fetch from, comma-separated
+    /// CIDRs (e.g. `10.0.0.0/8`); public addresses are always allowed, others never unless named here.
+    #[arg(long, env = "ATELIER_PROXY_ALLOW_NETS", value_delimiter = ',')]
+    pub proxy_allow_nets: Vec<atelier_netguard::IpNet>,
+
     /// Log output format.
     #[arg(long, env = "ATELIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -99,6 +104,7 @@ impl Config {
 
             storage: None,
             link_secret: None,
+            proxy_allow_nets: Vec::new(),
             log_format: LogFormat::Text,
         }
     }

@@ -6,6 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::compat::image_studio::{self, proxy};
 use crate::compat::{generator, image_edit, image_editor, task_api};
 use crate::model::params::{
     BasicCleanParams, EditParams, GenerateParams, PoseSetParams, TransformParams,
@@ -35,6 +36,7 @@ use crate::routes::{events, files, jobs, meta, uploads, webhooks};
         webhooks::endpoint_deliveries,
         webhooks::all_deliveries,
         meta::account,
+        meta::ledger,
         meta::models,
         meta::stats,
         meta::healthz,
@@ -62,6 +64,27 @@ use crate::routes::{events, files, jobs, meta, uploads, webhooks};
         generator::models,
         generator::info,
         generator::health,
+        image_studio::list_folders,
+        image_studio::create_folder,
+        image_studio::list_pairs,
+        image_studio::upload,
+        image_studio::submit_job,
+        image_studio::list_jobs,
+        image_studio::get_job,
+        image_studio::cancel_job,
+        image_studio::job_logs,
+        image_studio::get_settings,
+        image_studio::set_settings,
+        image_studio::list_prompt_groups,
+        image_studio::save_prompt_group,
+        image_studio::set_active_prompt_group,
+        image_studio::review_one,
+        image_studio::review_batch,
+        image_studio::archive,
+        image_studio::activate,
+        image_studio::delete_files,
+        proxy::proxy_post,
+        proxy::proxy_get,
     ),
     components(schemas(TransformParams, BasicCleanParams, EditParams, GenerateParams, PoseSetParams)),
     modifiers(&BearerAuth),
@@ -76,6 +99,7 @@ use crate::routes::{events, files, jobs, meta, uploads, webhooks};
         (name = "compat-task-api", description = "Drop-in routes of the replaced Express task API"),
         (name = "compat-generator", description = "Drop-in routes of the replaced FastAPI image generator"),
         (name = "compat-image-edit", description = "Drop-in routes of the replaced FastAPI image-edit service"),
+        (name = "compat-image-studio", description = "ImageStudio's front-end routes: SKU folders, image pairs, studio jobs, review, archive, prompt groups, settings"),
     )
 )]
 pub struct ApiDoc;
@@ -184,7 +208,7 @@ mod tests {
                 assert!(ids.insert(id.clone()), "duplicate operationId {id}");
             }
         }
-        assert_eq!(ids.len(), 42);
+        assert_eq!(ids.len(), 64);
         for id in ["deleteJob", "deleteUpload", "getFile", "taskUpdateStatus"] {
             assert!(ids.contains(id), "{id}");
         }

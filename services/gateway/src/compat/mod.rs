@@ -9,6 +9,7 @@
 pub mod generator;
 pub mod image_edit;
 pub mod image_editor;
+pub mod image_studio;
 pub mod jwt;
 pub mod task_api;
 

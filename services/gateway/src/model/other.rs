@@ -41,6 +41,50 @@ impl From<&pb::Account> for Account {
     }
 }
 
+/// One change of an account's balance.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    pub id: String,
+    /// `grant`, `charge` or `refund`.
+    pub kind: String,
+    /// The signed change of the balance.
+    pub amount: i64,
+    pub reason: String,
+    pub job_id: Option<String>,
+    pub task_id: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+}
+
+/// One page of an account's ledger, newest first.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Ledger {
+    pub entries: Vec<LedgerEntry>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
+
+impl From<&pb::ListLedgerResponse> for Ledger {
+    fn from(page: &pb::ListLedgerResponse) -> Self {
+        Self {
+            entries: page
+                .entries
+                .iter()
+                .map(|e| LedgerEntry {
+                    id: e.id.clone(),
+                    kind: e.kind.clone(),
+                    amount: e.amount,
+                    reason: e.reason.clone(),
+                    job_id: some_text(&e.job_id),
+                    task_id: some_text(&e.task_id),
+                    created_at: time::to_text(e.created_at.as_ref()),
+                })
+                .collect(),
+            next_page_token: page.next_page_token.clone(),
+        }
+    }
+}
+
 /// A stored source image, usable as `{"upload_id": id}` in a job's sources.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Upload {

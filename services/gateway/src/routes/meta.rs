@@ -15,7 +15,7 @@ use super::AppState;
 use crate::call::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::QueryParams;
-use crate::model::other::{Account, Health, ModelList, Stats};
+use crate::model::other::{Account, Health, Ledger, ModelList, Stats};
 use crate::model::time;
 
 /// The calling account: balance, membership, active jobs.
@@ -156,4 +156,46 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>
             orchestrator: orchestrator.to_string(),
         }),
     )
+}
+
+/// Query of the ledger.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerQuery {
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    pub page_size: Option<u32>,
+    /// From the previous page's `next_page_token`.
+    pub page_token: Option<String>,
+}
+
+/// The calling account's ledger, newest first: grants, charges and refunds.
+#[utoipa::path(
+    get,
+    path = "/v1/account/ledger",
+    operation_id = "listLedger",
+    tag = "account",
+    params(LedgerQuery, ("X-Atelier-Account" = Option<String>, Header, description = "The account a tenant-wide key acts as")),
+    responses(
+        (status = 200, description = "One page of the ledger", body = Ledger),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn ledger(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query, _): QueryParams<LedgerQuery>,
+) -> ApiResult<Json<Ledger>> {
+    let page = state
+        .accounts
+        .clone()
+        .list_ledger(caller.request(pb::ListLedgerRequest {
+            page_size: query.page_size.unwrap_or(0),
+            page_token: query.page_token.unwrap_or_default(),
+            ..Default::default()
+        }))
+        .await?
+        .into_inner();
+    Ok(Json(Ledger::from(&page)))
 }

@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atelier_codes::ErrorCode;
+use atelier_netguard::download::Downloader;
 use atelier_proto::v1::account_service_client::AccountServiceClient;
 use atelier_proto::v1::job_service_client::JobServiceClient;
+use atelier_proto::v1::studio_service_client::StudioServiceClient;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -44,21 +46,26 @@ pub struct Limits {
 pub struct AppState {
     pub jobs: JobServiceClient<Channel>,
     pub accounts: AccountServiceClient<Channel>,
+    pub studio: StudioServiceClient<Channel>,
     pub health: HealthClient<Channel>,
     pub limits: Limits,
     /// Serves `/v1/files/{token}` when a local storage folder and link secret are configured.
     pub files: Option<Arc<files::FileServer>>,
+    /// The guarded downloader of the studio proxy.
+    pub proxy: Arc<Downloader>,
 }
 
 impl AppState {
-    /// Clients over `channel`.
-    pub fn new(channel: Channel, limits: Limits) -> Self {
+    /// Clients over `channel`; `proxy` fetches what the studio proxy is asked for.
+    pub fn new(channel: Channel, limits: Limits, proxy: Downloader) -> Self {
         Self {
             jobs: JobServiceClient::new(channel.clone()),
             accounts: AccountServiceClient::new(channel.clone()),
+            studio: StudioServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
             limits,
             files: None,
+            proxy: Arc::new(proxy),
         }
     }
 }
@@ -82,7 +89,12 @@ pub fn router(state: AppState, auth: &CompatAuth) -> Router {
             "image_edit",
             compat::image_edit::router().layer(DefaultBodyLimit::disable()),
         ))
-        .merge(family("task_api", compat::task_api::router()));
+        .merge(family("task_api", compat::task_api::router()))
+        .merge(family(
+            "image_studio",
+            // The upload route streams and caps each file itself.
+            compat::image_studio::router().layer(DefaultBodyLimit::disable()),
+        ));
     Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
@@ -103,6 +115,7 @@ pub fn router(state: AppState, auth: &CompatAuth) -> Router {
             get(webhooks::endpoint_deliveries),
         )
         .route("/v1/account", get(meta::account))
+        .route("/v1/account/ledger", get(meta::ledger))
         .route("/v1/models", get(meta::models))
         .route("/v1/stats", get(meta::stats))
         .route("/v1/files/{token}", get(files::get_file))

@@ -3,6 +3,7 @@
 mod compat_generator;
 mod compat_image_edit;
 mod compat_image_editor;
+mod compat_image_studio;
 mod compat_jwt;
 mod compat_task_api;
 mod console;

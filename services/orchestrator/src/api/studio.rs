@@ -113,6 +113,54 @@ impl Studio {
         })
     }
 
+    /// The pairs as answered, with fresh links.
+    async fn linked(&self, pairs: &[studio::Pair]) -> Vec<pb::ImagePair> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            out.push(linked_pair(&self.ctx.links, p).await);
+        }
+        out
+    }
+
+    /// GetStudioJob: the job as GetJob answers it, its workspace (from the job's label), mode and
+    /// the pair of each task.
+    async fn studio_job(&self, acting: &Acting, job_id: &str) -> ApiResult<pb::StudioJob> {
+        let scope = acting
+            .caller
+            .scope(&self.ctx.db)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
+        let row = db::jobs::find(&self.ctx.db, &scope, job_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
+        let job = Jobs::new(self.ctx.clone()).render(row).await?;
+        let workspace_id = job
+            .labels
+            .get("studio_workspace")
+            .ok_or(ApiError::NotFound("job"))?;
+        let w = studio::workspace(&self.ctx.db, &acting.account.id, workspace_id)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
+        let mode = match job.labels.get("studio_mode").map(String::as_str) {
+            Some("batch") => pb::StudioJobMode::Batch,
+            Some("single") => pb::StudioJobMode::Single,
+            Some("custom") => pb::StudioJobMode::Custom,
+            _ => pb::StudioJobMode::Unspecified,
+        };
+        let pair_ids = studio::job_pairs(&self.ctx.db, &job.id).await?;
+        let prompt = match job.params.as_ref().and_then(|p| p.params.as_ref()) {
+            Some(pb::job_params::Params::Edit(edit)) => edit.prompt.clone(),
+            _ => String::new(),
+        };
+        Ok(pb::StudioJob {
+            job: Some(job),
+            workspace: Some(workspace(&w)),
+            mode: mode as i32,
+            pair_ids,
+            prompt,
+        })
+    }
+
     async fn workspace(&self, acting: &Acting, id: &str) -> ApiResult<studio::Workspace> {
         studio::workspace(&self.ctx.db, &acting.account.id, id)
             .await?
@@ -260,7 +308,7 @@ impl Studio {
         let added = studio::pairs_by_id(&self.ctx.db, &current.id, &ids).await?;
         let after = self.workspace(&acting, &current.id).await?;
         Ok(pb::AddPairsResponse {
-            pairs: added.iter().map(pair).collect(),
+            pairs: self.linked(&added).await,
             workspace: Some(workspace(&after)),
         })
     }
@@ -284,7 +332,7 @@ impl Studio {
             _ => String::new(),
         };
         Ok(pb::ListPairsResponse {
-            pairs: rows.iter().map(pair).collect(),
+            pairs: self.linked(&rows).await,
             next_page_token,
         })
     }
@@ -346,9 +394,9 @@ impl Studio {
             .pair_ids
             .iter()
             .filter(|id| seen.insert(id.as_str()))
-            .filter_map(|id| by_id.get(id))
-            .map(pair)
-            .collect();
+            .filter_map(|id| by_id.get(id).cloned())
+            .collect::<Vec<_>>();
+        let pairs = self.linked(&pairs).await;
         let after = self.workspace(&acting, &current.id).await?;
         Ok(pb::ReviewPairsResponse {
             pairs,
@@ -483,11 +531,8 @@ impl Studio {
         let pairs = if req.remove_pairs {
             Vec::new()
         } else {
-            studio::pairs_by_id(&self.ctx.db, &current.id, &ids)
-                .await?
-                .iter()
-                .map(pair)
-                .collect()
+            let kept = studio::pairs_by_id(&self.ctx.db, &current.id, &ids).await?;
+            self.linked(&kept).await
         };
         let after = self.workspace(&acting, &current.id).await?;
         Ok(pb::DeleteFilesResponse {
@@ -907,6 +952,33 @@ fn workspace(w: &studio::Workspace) -> pb::Workspace {
     }
 }
 
+/// The content type a stored object's key names by its extension (links carry it for S3's answer).
+fn content_type_of(key: &str) -> &'static str {
+    let extension = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("png") => "image/png",
+        Some("webp") => "image/webp",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A pair as answered, with fresh links to its source and result.
+async fn linked_pair(links: &atelier_storage::Links, p: &studio::Pair) -> pb::ImagePair {
+    let mut out = pair(p);
+    out.source_link = match (&p.source_url, &p.source_key) {
+        (Some(url), _) => url.clone(),
+        (None, Some(key)) => links.url(key, content_type_of(key)).await,
+        (None, None) => String::new(),
+    };
+    out.result_link = match (&p.result_key, &p.result_url) {
+        (Some(key), _) => links.url(key, content_type_of(key)).await,
+        (None, Some(url)) => url.clone(),
+        (None, None) => String::new(),
+    };
+    out
+}
+
 fn pair(p: &studio::Pair) -> pb::ImagePair {
     let source = match (&p.source_url, &p.source_upload_id) {
         (Some(url), _) => Some(pb::source::Source::Url(url.clone())),
@@ -926,6 +998,7 @@ fn pair(p: &studio::Pair) -> pb::ImagePair {
         task_id: p.task_id.clone().unwrap_or_default(),
         created_at: Some(timestamp(p.created_at)),
         updated_at: Some(timestamp(p.updated_at)),
+        ..Default::default()
     }
 }
 
@@ -954,6 +1027,16 @@ fn prompt_group(
 
 #[tonic::async_trait]
 impl StudioService for Studio {
+    async fn get_studio_job(
+        &self,
+        request: Request<pb::GetStudioJobRequest>,
+    ) -> Result<Response<pb::StudioJob>, Status> {
+        let acting = self.acting(request.metadata()).await?;
+        Ok(Response::new(
+            self.studio_job(&acting, &request.get_ref().job_id).await?,
+        ))
+    }
+
     async fn create_workspace(
         &self,
         request: Request<pb::CreateWorkspaceRequest>,

@@ -1299,7 +1299,41 @@ async fn a_batch_job_fills_every_pair_as_its_tasks_finish(backend: Backend) {
             (done.id.as_str(), task.id.as_str())
         );
         assert!(!p.approved);
+        // Links: the source as given, the result minted from its key as the job's output is.
+        assert_eq!(p.source_link, urls[i]);
+        assert!(!p.result_link.is_empty(), "{p:?}");
+        assert_eq!(p.result_link, task.outputs[0].url, "{p:?}");
     }
+    let given = pairs.iter().find(|p| p.id == added[2].id).expect("given");
+    assert_eq!(given.result_link, "https://cdn.example.com/done.png");
+
+    // The job reads back with its workspace, mode and the pair of each task.
+    let studio_job = desk
+        .client
+        .clone()
+        .get_studio_job(desk.req(pb::GetStudioJobRequest {
+            job_id: job.id.clone(),
+        }))
+        .await
+        .expect("studio job")
+        .into_inner();
+    assert_eq!(studio_job.pair_ids, todo);
+    assert_eq!(studio_job.mode(), pb::StudioJobMode::Batch);
+    assert_eq!(studio_job.prompt, HOUSE_PROMPT);
+    assert_eq!(studio_job.workspace.expect("workspace").sku, "SKU-BATCH");
+    assert_eq!(
+        studio_job.job.expect("job").state(),
+        pb::JobState::Succeeded
+    );
+    let plain = transformed(&app, &t, "ivy", &app.sources.url("/image.jpg")).await;
+    let err = desk
+        .client
+        .clone()
+        .get_studio_job(desk.req(pb::GetStudioJobRequest { job_id: plain.id }))
+        .await
+        .expect_err("not a studio job");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
     let after = desk.get(&w.id).await.expect("get");
     assert_eq!(counts(&after), (3, 3, 0));
     assert_eq!(state_of(&after), pb::WorkspaceState::Pending);
