@@ -1016,17 +1016,20 @@
     if (first) state.ledgerToken = null;
     const token = state.ledgerToken;
     try {
-      const answer = await get(`/v1/account/ledger?pageSize=20${token ? `&pageToken=${encodeURIComponent(token)}` : ''}`);
-      const rows = (answer.entries || []).map((e) => h('tr', { 'data-testid': 'ledger-row', 'data-kind': e.kind },
-        h('td', { text: when(e.createdAt) }),
-        h('td', { text: e.kind }),
-        h('td', { class: 'num', text: e.amount > 0 ? `+${e.amount}` : String(e.amount) }),
-        h('td', { text: e.reason || '' }),
-        h('td', { text: e.jobId ? shortId(e.jobId) : '' })));
+      const answer = await get(`/v1/account/ledger?page_size=20${token ? `&page_token=${encodeURIComponent(token)}` : ''}`);
+      const rows = (answer.entries || []).map((e) => {
+        const job = e.job_id ?? e.jobId;
+        return h('tr', { 'data-testid': 'ledger-row', 'data-kind': e.kind },
+          h('td', { text: when(e.created_at ?? e.createdAt) }),
+          h('td', { text: e.kind }),
+          h('td', { class: 'num', text: e.amount > 0 ? `+${e.amount}` : String(e.amount) }),
+          h('td', { text: e.reason || '' }),
+          h('td', { text: job ? shortId(job) : '', title: job || null }));
+      });
       if (first) $('ledger-rows').replaceChildren(...rows);
       else $('ledger-rows').append(...rows);
       if (first && !rows.length) $('ledger-rows').append(h('tr', {}, h('td', { colspan: '5', class: 'empty', text: 'No entry yet.' })));
-      state.ledgerToken = answer.nextPageToken || null;
+      state.ledgerToken = answer.next_page_token || answer.nextPageToken || null;
       show($('ledger-more'), Boolean(state.ledgerToken));
     } catch (err) {
       showError('Reading the ledger', err);
@@ -1077,6 +1080,22 @@
     $('group-form').addEventListener('submit', saveGroup);
     $('jobs-refresh').addEventListener('click', loadJobs);
     $('compare-range').addEventListener('input', moveDivider);
+    // Dragging over the pictures moves the divider too (the range below is the keyboard's way).
+    const stage = $('compare-stage');
+    const dragTo = (e) => {
+      const box = stage.getBoundingClientRect();
+      if (!box.width) return;
+      const at = Math.round(Math.min(100, Math.max(0, ((e.clientX - box.left) / box.width) * 100)));
+      $('compare-range').value = String(at);
+      moveDivider();
+    };
+    stage.addEventListener('pointerdown', (e) => {
+      stage.setPointerCapture(e.pointerId);
+      dragTo(e);
+    });
+    stage.addEventListener('pointermove', (e) => {
+      if (stage.hasPointerCapture(e.pointerId)) dragTo(e);
+    });
     $('compare-close').addEventListener('click', closeCompare);
     $('compare-approve').addEventListener('click', async (e) => {
       const p = state.comparePair;

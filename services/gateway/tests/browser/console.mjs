@@ -186,7 +186,7 @@ async function run(page) {
     expect(title.includes(sku), `the workspace title is ${title}`);
   });
 
-  const group = `Console group ${Date.now()}`;
+  const group = 'White background';
   await step('save a prompt group and make it active', async () => {
     await page.click(`${tid('group-new')} summary`);
     await page.fill(tid('group-name'), group);
@@ -271,6 +271,10 @@ async function run(page) {
     expect(clip.includes('35%'), `the result is clipped at ${clip}`);
     for (let i = 0; i < 5; i += 1) await page.keyboard.press('ArrowRight');
     expect(await range.inputValue() === '40', 'ArrowRight does not move the divider');
+    const box = await page.locator(tid('compare-stage')).boundingBox();
+    await page.mouse.click(box.x + box.width * 0.5, box.y + box.height / 2);
+    const clicked = Number(await range.inputValue());
+    expect(Math.abs(clicked - 50) <= 1, `a click at 50% put the divider at ${clicked}`);
     const download = await page.getAttribute(tid('compare-download'), 'download');
     expect(Boolean(download), 'the comparison has no download link');
     await shot(page, 'comparison');
@@ -309,6 +313,8 @@ async function run(page) {
     await page.locator(tid('model-row')).first().waitFor();
     const balance = await page.textContent(tid('fact-balance'));
     expect(/^-?\d+ units$/.test(balance), `balance ${balance}`);
+    const charge = await page.locator(`${tid('ledger-row')}[data-kind="charge"] td`).allTextContents();
+    expect(charge[0].trim() !== '' && /^-\d+$/.test(charge[2]) && charge[4].trim() !== '', `a charge reads ${charge}`);
     await shot(page, 'account');
     await page.click(tid('nav-studio'));
     await page.locator(tid('workspace-detail')).waitFor();
