@@ -287,7 +287,7 @@ STATUS="$(curl --silent --show-error --output var/log/demo-console-upload.json -
     die "the upload to ${GATEWAY_URL}/api/image-studio/upload failed"
 [[ "${STATUS}" == 201 ]] ||
     die "the upload answered HTTP ${STATUS}: $(cat var/log/demo-console-upload.json)"
-printf '  %s\n' "${IMAGES[@]}"
+printf '  %s\n' "${IMAGES[@]#"${PWD}"/}"
 
 MODELS="$("${ATELIER}" models 2>/dev/null || true)"
 cat <<INFO
