@@ -11,7 +11,7 @@ use crate::compat;
 use crate::compat::jwt::CompatAuth;
 use crate::error::ApiError;
 use crate::openapi;
-use crate::routes::{events, files, jobs, meta, uploads, webhooks};
+use crate::routes::{console, events, files, jobs, meta, uploads, webhooks};
 use crate::state::AppState;
 
 /// Every route, without the outer layers (request ids, CORS). Each compatibility family carries its
@@ -66,6 +66,7 @@ pub fn router(state: AppState, auth: &CompatAuth) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/openapi.json", get(openapi::serve))
         .merge(compat)
+        .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(json_limit)
