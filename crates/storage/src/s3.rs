@@ -14,20 +14,50 @@ use bytes::{Bytes, BytesMut};
 
 use crate::StorageError;
 
-/// How to reach an S3-compatible store; every field is optional.
+/// How to reach an S3-compatible store; every field is optional. With the `clap` feature it is the
+/// group of `--s3-*` flags (each also an `ATELIER_S3_*` variable) both services flatten into their
+/// configuration, so the flags exist once.
 #[derive(Clone, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct S3Options {
-    /// Custom endpoint such as `https://<account>.r2.cloudflarestorage.com` or `http://127.0.0.1:9000`.
+    /// S3 endpoint URL (R2, MinIO, Garage…); empty uses AWS. For example
+    /// `https://<account>.r2.cloudflarestorage.com` or `http://127.0.0.1:9000`.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "s3-endpoint", env = "ATELIER_S3_ENDPOINT")
+    )]
     pub endpoint: Option<String>,
-    /// Signing region; defaults to `AWS_REGION`, else "auto" for R2 endpoints, else "us-east-1".
+    /// S3 region (default: AWS_REGION, else `auto` for R2, else us-east-1).
+    #[cfg_attr(feature = "clap", arg(long = "s3-region", env = "ATELIER_S3_REGION"))]
     pub region: Option<String>,
-    /// Addresses buckets as `endpoint/bucket` instead of `bucket.endpoint` (MinIO, Garage).
+    /// Use path-style S3 addresses (`endpoint/bucket/key`): MinIO, Garage, `http://localhost:PORT`.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "s3-path-style", env = "ATELIER_S3_PATH_STYLE")
+    )]
     pub path_style: bool,
-    /// Access key id; taken from `AWS_ACCESS_KEY_ID` when absent.
+    /// S3 access key id (default: AWS_ACCESS_KEY_ID).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "s3-access-key-id", env = "ATELIER_S3_ACCESS_KEY_ID")
+    )]
     pub access_key_id: Option<String>,
-    /// Secret access key; taken from `AWS_SECRET_ACCESS_KEY` when absent.
+    /// S3 secret access key (default: AWS_SECRET_ACCESS_KEY).
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "s3-secret-access-key",
+            env = "ATELIER_S3_SECRET_ACCESS_KEY",
+            hide_env_values = true
+        )
+    )]
     pub secret_access_key: Option<String>,
-    /// Public URL prefix for objects (CDN or public bucket); `url()` returns `public_base_url/key`.
+    /// Public base URL of the bucket (CDN or public bucket), used to build output URLs:
+    /// `public_base_url/key`.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "s3-public-base-url", env = "ATELIER_S3_PUBLIC_BASE_URL")
+    )]
     pub public_base_url: Option<String>,
 }
 

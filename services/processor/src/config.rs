@@ -34,29 +34,9 @@ pub struct Config {
     #[arg(long, env = "ATELIER_STORAGE", default_value = "var/objects")]
     pub storage: String,
 
-    /// S3 endpoint URL (R2, MinIO, Garage…); empty uses AWS.
-    #[arg(long, env = "ATELIER_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-
-    /// S3 region (default: AWS_REGION, else `auto` for R2, else us-east-1).
-    #[arg(long, env = "ATELIER_S3_REGION")]
-    pub s3_region: Option<String>,
-
-    /// Use path-style S3 addresses (`endpoint/bucket/key`): MinIO, Garage, `http://localhost:PORT`.
-    #[arg(long, env = "ATELIER_S3_PATH_STYLE")]
-    pub s3_path_style: bool,
-
-    /// S3 access key id (default: AWS_ACCESS_KEY_ID).
-    #[arg(long, env = "ATELIER_S3_ACCESS_KEY_ID")]
-    pub s3_access_key_id: Option<String>,
-
-    /// S3 secret access key (default: AWS_SECRET_ACCESS_KEY).
-    #[arg(long, env = "ATELIER_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
-
-    /// Public base URL of the bucket, used to build output URLs.
-    #[arg(long, env = "ATELIER_S3_PUBLIC_BASE_URL")]
-    pub s3_public_base_url: Option<String>,
+    /// How to reach an S3-compatible store (`--s3-*`), when storage is `s3://…`.
+    #[command(flatten)]
+    pub s3: S3Options,
 
     /// Tasks run at once before answering RESOURCE_EXHAUSTED.
     #[arg(long, env = "ATELIER_MAX_CONCURRENCY", default_value_t = default_concurrency(),
@@ -182,12 +162,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             service_token: service_token.into(),
             storage: storage.into(),
-            s3_endpoint: None,
-            s3_region: None,
-            s3_path_style: false,
-            s3_access_key_id: None,
-            s3_secret_access_key: None,
-            s3_public_base_url: None,
+            s3: S3Options::default(),
             max_concurrency: default_concurrency(),
             processor_id: None,
             allow_private_sources: Vec::new(),
@@ -257,14 +232,7 @@ impl Config {
 
     /// The S3 options these flags describe.
     pub fn s3_options(&self) -> S3Options {
-        S3Options {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            path_style: self.s3_path_style,
-            access_key_id: self.s3_access_key_id.clone(),
-            secret_access_key: self.s3_secret_access_key.clone(),
-            public_base_url: self.s3_public_base_url.clone(),
-        }
+        self.s3.clone()
     }
 
     /// The processor id: the configured one, else `hostname-pid`, else a random uuid.

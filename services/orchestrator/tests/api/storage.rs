@@ -25,19 +25,11 @@ async fn uploads_and_outputs_live_in_the_bucket() {
         Backend::Sqlite,
         move |c| {
             c.storage = o_location;
-            c.s3_endpoint = o_options.endpoint;
-            c.s3_region = o_options.region;
-            c.s3_path_style = o_options.path_style;
-            c.s3_access_key_id = o_options.access_key_id;
-            c.s3_secret_access_key = o_options.secret_access_key;
+            c.s3 = o_options;
         },
         move |p| {
             p.storage = p_location;
-            p.s3_endpoint = p_options.endpoint;
-            p.s3_region = p_options.region;
-            p.s3_path_style = p_options.path_style;
-            p.s3_access_key_id = p_options.access_key_id;
-            p.s3_secret_access_key = p_options.secret_access_key;
+            p.s3 = p_options;
         },
     )
     .await;

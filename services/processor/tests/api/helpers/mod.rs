@@ -101,11 +101,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 /// The processor on an S3-compatible store.
 pub async fn spawn_app_on_s3(location: String, options: S3Options) -> TestApp {
     let mut config = test_config(&location);
-    config.s3_endpoint = options.endpoint;
-    config.s3_region = options.region;
-    config.s3_path_style = options.path_style;
-    config.s3_access_key_id = options.access_key_id;
-    config.s3_secret_access_key = options.secret_access_key;
+    config.s3 = options;
     start(config, None).await
 }
 
