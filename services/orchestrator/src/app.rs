@@ -22,6 +22,7 @@ use crate::db;
 use crate::dispatch::{DispatchHandle, DispatchSettings, Dispatcher, Processors};
 use crate::events::EventBus;
 use crate::health::DatabaseState;
+use crate::layers::Limits;
 use crate::metrics::Metrics;
 use crate::webhooks::{self, Webhooks};
 
@@ -44,6 +45,8 @@ pub struct Application {
     local_addr: SocketAddr,
     metrics_listener: Option<TcpListener>,
     ctx: Context,
+    auth: Auth,
+    limits: Limits,
     dispatcher: Dispatcher,
     database: DatabaseState,
     webhooks: Webhooks,
@@ -61,6 +64,18 @@ impl Application {
         anyhow::ensure!(
             !config.service_token.is_empty(),
             "the service token must not be empty"
+        );
+        anyhow::ensure!(
+            config.max_concurrent_requests > 0,
+            "--max-concurrent-requests must be at least 1"
+        );
+        let limits = Limits {
+            concurrent: config.max_concurrent_requests,
+            timeout: seconds(config.request_timeout_seconds),
+        };
+        anyhow::ensure!(
+            !limits.timeout.is_zero(),
+            "--request-timeout-seconds must be a positive number of seconds"
         );
         let prices = config.price_table()?;
         let family_prices = config.family_price_table()?;
@@ -108,12 +123,12 @@ impl Application {
         let bus = EventBus::new();
         let handle = DispatchHandle::default();
         let metrics = Metrics::new();
+        let auth = Auth::new(
+            db.clone(),
+            config.admin_token.clone(),
+            config.service_token.clone(),
+        );
         let ctx = Context {
-            auth: Auth::new(
-                db.clone(),
-                config.admin_token.clone(),
-                config.service_token.clone(),
-            ),
             db: db.clone(),
             bus: bus.clone(),
             storage,
@@ -166,6 +181,8 @@ impl Application {
             local_addr,
             metrics_listener,
             ctx,
+            auth,
+            limits,
             dispatcher,
             database,
             webhooks,
@@ -245,7 +262,7 @@ impl Application {
         let webhooks = tokio::spawn(self.webhooks.run(shutdown.clone()));
         let dispatch = tokio::spawn(self.dispatcher.run(shutdown.clone()));
         let serve_shutdown = shutdown.clone();
-        let served = tonic::transport::Server::builder()
+        let served = crate::layers::server(self.auth, self.limits)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -1,9 +1,13 @@
 //! Who is calling: the admin (token given at start) or a tenant (API key), and which account it acts as.
+//!
+//! [`Auth`] resolves a caller from the request's headers; the authentication layer
+//! ([`crate::layers::auth`]) calls it once per request and leaves the caller in the request's
+//! extensions, where handlers read it with [`crate::layers::CallContext::caller`].
 
+use http::HeaderMap;
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tonic::metadata::MetadataMap;
 
 use crate::db::{self, jobs::Scope};
 use crate::error::{ApiError, ApiResult};
@@ -19,6 +23,38 @@ pub const MAX_ACCOUNT_LEN: usize = 128;
 pub enum Caller {
     Admin,
     Tenant(TenantCaller),
+}
+
+/// The admin token's caller, as handlers of admin-only calls read it.
+#[derive(Clone, Copy, Debug)]
+pub struct Admin;
+
+/// A view of the caller that a handler asks for; the authentication layer has already refused
+/// callers that the method does not admit.
+pub trait FromCaller: Sized {
+    /// This view of `caller`, if it is one.
+    fn from_caller(caller: &Caller) -> Option<Self>;
+}
+
+impl FromCaller for Caller {
+    fn from_caller(caller: &Caller) -> Option<Self> {
+        Some(caller.clone())
+    }
+}
+
+impl FromCaller for TenantCaller {
+    fn from_caller(caller: &Caller) -> Option<Self> {
+        match caller {
+            Caller::Tenant(t) => Some(t.clone()),
+            Caller::Admin => None,
+        }
+    }
+}
+
+impl FromCaller for Admin {
+    fn from_caller(caller: &Caller) -> Option<Self> {
+        matches!(caller, Caller::Admin).then_some(Admin)
+    }
 }
 
 /// A tenant's key and the account it acts as, if any.
@@ -62,7 +98,7 @@ impl TenantCaller {
 /// Metadata holding the service token, for calls that workers of the operator make.
 pub const SERVICE_TOKEN_HEADER: &str = "x-api-key";
 
-/// Resolves callers from `authorization: Bearer …` metadata.
+/// Resolves callers from `authorization: Bearer …` headers (gRPC metadata).
 #[derive(Clone)]
 pub struct Auth {
     db: DatabaseConnection,
@@ -83,8 +119,8 @@ impl Auth {
 
     /// Whether the call carries the service token in `x-api-key` (compared in constant time); 1002
     /// without it.
-    pub fn service(&self, metadata: &MetadataMap) -> ApiResult<()> {
-        let presented = metadata
+    pub fn service(&self, headers: &HeaderMap) -> ApiResult<()> {
+        let presented = headers
             .get(SERVICE_TOKEN_HEADER)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
@@ -105,8 +141,8 @@ impl Auth {
     }
 
     /// Who is calling; 1001 without valid credentials.
-    pub async fn caller(&self, metadata: &MetadataMap) -> ApiResult<Caller> {
-        let header = metadata
+    pub async fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
+        let header = headers
             .get("authorization")
             .ok_or(ApiError::Unauthenticated(
                 "missing credentials: send authorization: Bearer <api key>",
@@ -131,7 +167,7 @@ impl Auth {
         let key = db::tenants::find_key(&self.db, token)
             .await?
             .ok_or(ApiError::Unauthenticated("invalid or revoked API key"))?;
-        let named = named_account(metadata)?;
+        let named = named_account(headers)?;
         let (account, scoped) = match (key.account, named) {
             (Some(bound), Some(named)) if bound != named => {
                 return Err(ApiError::PermissionDenied(
@@ -147,30 +183,34 @@ impl Auth {
             scoped,
         }))
     }
+}
 
-    /// The calling tenant; the admin token is not a tenant (1002).
-    pub async fn tenant(&self, metadata: &MetadataMap) -> ApiResult<TenantCaller> {
-        match self.caller(metadata).await? {
+/// What the admin token is told where a method needs a tenant's key.
+pub const ADMIN_IS_NO_TENANT: &str = "the admin token cannot act as a tenant; use an API key";
+
+/// What a tenant's key is told where a method needs the admin token.
+pub const NEEDS_ADMIN: &str = "this call needs the admin token";
+
+impl Caller {
+    /// The tenant calling; the admin token is refused with `admin_refused` (1002).
+    pub fn tenant(self, admin_refused: &'static str) -> ApiResult<TenantCaller> {
+        match self {
             Caller::Tenant(t) => Ok(t),
-            Caller::Admin => Err(ApiError::PermissionDenied(
-                "the admin token cannot act as a tenant; use an API key".into(),
-            )),
+            Caller::Admin => Err(ApiError::PermissionDenied(admin_refused.into())),
         }
     }
 
-    /// Admin calls only (1002 for tenants).
-    pub async fn admin(&self, metadata: &MetadataMap) -> ApiResult<()> {
-        match self.caller(metadata).await? {
-            Caller::Admin => Ok(()),
-            Caller::Tenant(_) => Err(ApiError::PermissionDenied(
-                "this call needs the admin token".into(),
-            )),
+    /// The admin; tenants are refused (1002).
+    pub fn admin(self) -> ApiResult<Admin> {
+        match self {
+            Caller::Admin => Ok(Admin),
+            Caller::Tenant(_) => Err(ApiError::PermissionDenied(NEEDS_ADMIN.into())),
         }
     }
 }
 
-fn named_account(metadata: &MetadataMap) -> ApiResult<Option<String>> {
-    let Some(value) = metadata.get(ACCOUNT_HEADER) else {
+fn named_account(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(ACCOUNT_HEADER) else {
         return Ok(None);
     };
     let text = value

@@ -168,6 +168,13 @@ pub struct Config {
     /// Shutdown waits this long for running attempts, then hands them back (seconds).
     #[arg(long, env = "ATELIER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0)]
     pub shutdown_grace_seconds: f64,
+    /// Calls served at once; further calls wait for one to finish.
+    #[arg(long, env = "ATELIER_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// How long a unary call may take before it is cut with 1007 (seconds); streams (WatchJob,
+    /// WatchEvents, UploadSource) are not cut.
+    #[arg(long, env = "ATELIER_REQUEST_TIMEOUT_SECONDS", default_value_t = 60.0)]
+    pub request_timeout_seconds: f64,
     /// Most active (queued or running) jobs per account.
     #[arg(long, env = "ATELIER_MAX_ACTIVE_JOBS", default_value_t = 10)]
     pub max_active_jobs: u32,
@@ -234,6 +241,8 @@ impl Config {
             database_check_seconds: 2.0,
             queue_event_seconds: 5.0,
             shutdown_grace_seconds: 20.0,
+            max_concurrent_requests: 1024,
+            request_timeout_seconds: 60.0,
             max_active_jobs: 10,
             max_upload_bytes: 10 * 1024 * 1024,
             prices: Vec::new(),

@@ -7,7 +7,6 @@ use std::time::Duration;
 use atelier_storage::{Links, Storage};
 use sea_orm::DatabaseConnection;
 
-use crate::auth::Auth;
 use crate::dispatch::{DispatchHandle, Processors};
 use atelier_codes::family::Family;
 use atelier_proto::v1 as pb;
@@ -64,7 +63,6 @@ impl Policy {
 #[derive(Clone)]
 pub struct Context {
     pub db: DatabaseConnection,
-    pub auth: Auth,
     pub bus: EventBus,
     pub storage: Storage,
     /// Mints the result links of outputs when jobs and events are read.

@@ -4,14 +4,15 @@
 use atelier_proto::v1 as pb;
 use atelier_proto::v1::account_service_server::AccountService;
 use sea_orm::TransactionTrait;
-use tonic::{metadata::MetadataMap, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::{convert, page_size, webhooks};
-use crate::auth::{validate_account, Caller};
+use crate::auth::{validate_account, Admin, Caller, TenantCaller};
 use crate::context::Context;
 use crate::db::{self, entities::account};
 use crate::domain::{from_timestamp, timestamp};
 use crate::error::{ApiError, ApiResult};
+use crate::layers::CallContext;
 
 /// The AccountService implementation.
 pub struct Accounts {
@@ -28,11 +29,11 @@ impl Accounts {
     /// one named by tenant id and account.
     async fn target(
         &self,
-        metadata: &MetadataMap,
+        caller: Caller,
         tenant_id: &str,
         account: &str,
     ) -> ApiResult<account::Model> {
-        let (tenant_id, external) = match self.ctx.auth.caller(metadata).await? {
+        let (tenant_id, external) = match caller {
             Caller::Admin => (tenant_id.to_string(), account.to_string()),
             Caller::Tenant(t) => {
                 let own = match (&t.account, account) {
@@ -52,41 +53,27 @@ impl Accounts {
             .ok_or(ApiError::NotFound("account"))
     }
 
-    /// Webhook calls belong to a tenant: the admin token names none.
-    async fn tenant_only(&self, metadata: &MetadataMap) -> ApiResult<crate::auth::TenantCaller> {
-        match self.ctx.auth.caller(metadata).await? {
-            Caller::Tenant(t) => Ok(t),
-            Caller::Admin => Err(ApiError::PermissionDenied(
-                "webhook endpoints belong to a tenant: call with the tenant's API key".into(),
-            )),
-        }
-    }
-
     async fn render(&self, account: &account::Model) -> ApiResult<pb::Account> {
         let active = db::accounts::active_jobs(&self.ctx.db, &account.id).await?;
         Ok(convert::account(account, active))
     }
 
+    /// The account the admin names by tenant id and external id.
     async fn admin_account(
         &self,
-        metadata: &MetadataMap,
+        _admin: Admin,
         tenant_id: &str,
         external: &str,
     ) -> ApiResult<account::Model> {
-        self.ctx.auth.admin(metadata).await?;
         validate_account("account", external)?;
         db::accounts::find(&self.ctx.db, tenant_id, external)
             .await?
             .ok_or(ApiError::NotFound("account"))
     }
 
-    async fn grant(
-        &self,
-        metadata: &MetadataMap,
-        req: pb::GrantQuotaRequest,
-    ) -> ApiResult<pb::Account> {
+    async fn grant(&self, admin: Admin, req: pb::GrantQuotaRequest) -> ApiResult<pb::Account> {
         let account = self
-            .admin_account(metadata, &req.tenant_id, &req.account)
+            .admin_account(admin, &req.tenant_id, &req.account)
             .await?;
         if req.amount <= 0 {
             return Err(ApiError::field("amount", "must be positive"));
@@ -131,7 +118,7 @@ impl AccountService for Accounts {
     ) -> Result<Response<pb::Account>, Status> {
         let req = request.get_ref();
         let account = self
-            .target(request.metadata(), &req.tenant_id, &req.account)
+            .target(request.caller()?, &req.tenant_id, &req.account)
             .await?;
         Ok(Response::new(self.render(&account).await?))
     }
@@ -143,7 +130,7 @@ impl AccountService for Accounts {
         let req = request.get_ref();
         let limit = page_size(req.page_size, 50, 500)?;
         let account = self
-            .target(request.metadata(), &req.tenant_id, &req.account)
+            .target(request.caller()?, &req.tenant_id, &req.account)
             .await?;
         let before = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
         let rows = db::accounts::ledger_page(&self.ctx.db, &account.id, before, limit)
@@ -163,7 +150,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        self.ctx.auth.admin(request.metadata()).await?;
+        request.caller::<Admin>()?;
         let name = request.get_ref().name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(ApiError::field("name", "1..=200 bytes").into());
@@ -182,7 +169,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
-        self.ctx.auth.admin(request.metadata()).await?;
+        request.caller::<Admin>()?;
         let req = request.get_ref();
         db::tenants::find(&self.ctx.db, &req.tenant_id)
             .await
@@ -205,7 +192,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::ApiKey>, Status> {
-        self.ctx.auth.admin(request.metadata()).await?;
+        request.caller::<Admin>()?;
         let key = db::tenants::revoke_key(&self.ctx.db, &request.get_ref().key_id)
             .await
             .map_err(ApiError::from)?
@@ -217,7 +204,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::UpsertAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        self.ctx.auth.admin(request.metadata()).await?;
+        request.caller::<Admin>()?;
         let req = request.get_ref();
         validate_account("external_id", &req.external_id)?;
         db::tenants::find(&self.ctx.db, &req.tenant_id)
@@ -234,8 +221,10 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::GrantQuotaRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        Ok(Response::new(self.grant(&metadata, req).await?))
+        let admin = request.caller::<Admin>()?;
+        Ok(Response::new(
+            self.grant(admin, request.into_inner()).await?,
+        ))
     }
 
     async fn set_membership(
@@ -244,7 +233,7 @@ impl AccountService for Accounts {
     ) -> Result<Response<pb::Account>, Status> {
         let req = request.get_ref();
         let account = self
-            .admin_account(request.metadata(), &req.tenant_id, &req.account)
+            .admin_account(request.caller()?, &req.tenant_id, &req.account)
             .await?;
         let expires = req.expires_at.as_ref().map(from_timestamp);
         let account = db::accounts::set_membership(&self.ctx.db, account, req.active, expires)
@@ -257,7 +246,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::SetRetentionRequest>,
     ) -> Result<Response<pb::Retention>, Status> {
-        self.ctx.auth.admin(request.metadata()).await?;
+        request.caller::<Admin>()?;
         let wanted = request.into_inner().retention.unwrap_or_default();
         const MAX_DAYS: u32 = 36_500;
         for (field, days) in [
@@ -288,7 +277,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::CreateWebhookEndpointRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        let caller = self.tenant_only(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             webhooks::create(&self.ctx, caller, request.into_inner()).await?,
         ))
@@ -298,7 +287,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::ListWebhookEndpointsRequest>,
     ) -> Result<Response<pb::ListWebhookEndpointsResponse>, Status> {
-        let caller = self.tenant_only(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(webhooks::list(&self.ctx, caller).await?))
     }
 
@@ -306,7 +295,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::DeleteWebhookEndpointRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
-        let caller = self.tenant_only(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             webhooks::delete(&self.ctx, caller, request.into_inner()).await?,
         ))
@@ -316,7 +305,7 @@ impl AccountService for Accounts {
         &self,
         request: Request<pb::ListWebhookDeliveriesRequest>,
     ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
-        let caller = self.tenant_only(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             webhooks::deliveries(&self.ctx, caller, request.into_inner()).await?,
         ))

@@ -18,9 +18,10 @@ use crate::context::Context;
 use crate::db::{self, entities::job, jobs::Scope};
 use crate::domain::{from_timestamp, model_of, now_ms, JobState, Kind};
 use crate::error::{ApiError, ApiResult};
+use crate::layers::CallContext;
 use atelier_codes::family::Family;
 use atelier_codes::FieldViolation;
-use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
+use atelier_telemetry::trace::TraceParent;
 
 /// The JobService implementation.
 pub struct Jobs {
@@ -710,19 +711,6 @@ fn decode_token(token: &str) -> ApiResult<(i64, String)> {
     Ok((created.parse().map_err(|_| bad())?, id.to_string()))
 }
 
-/// The caller's trace context, if it sent one.
-pub(crate) fn trace_of<T>(request: &Request<T>) -> Option<TraceParent> {
-    let trace = request
-        .metadata()
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse);
-    if let Some(trace) = &trace {
-        tracing::info!(trace_id = %trace.trace_id(), "submit with trace context");
-    }
-    trace
-}
-
 /// What [`Jobs::charge_and_insert`] did.
 pub(crate) enum Inserted {
     /// A new job, charged and inserted.
@@ -748,8 +736,8 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        let trace = trace_of(&request);
+        let caller = request.caller::<TenantCaller>()?;
+        let trace = request.trace();
         Ok(Response::new(
             self.submit(caller, request.into_inner(), trace).await?,
         ))
@@ -759,7 +747,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         let scope = self.scope(&caller).await?;
         Ok(Response::new(
             self.load(&scope, &request.get_ref().job_id).await?,
@@ -770,7 +758,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             self.list(caller, request.into_inner()).await?,
         ))
@@ -780,7 +768,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             self.cancel(caller, &request.get_ref().job_id).await?,
         ))
@@ -792,7 +780,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         let scope = self.scope(&caller).await?;
         let req = request.into_inner();
         db::jobs::find(&self.ctx.db, &scope, &req.job_id)
@@ -814,7 +802,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         let scope = self.scope(&caller).await?;
         let cursor = db::events::Cursor::parse(&request.get_ref().after_cursor)
             .ok_or_else(|| ApiError::field("after_cursor", "not a cursor from an earlier event"))?;
@@ -836,7 +824,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::ListJobLogsRequest>,
     ) -> Result<Response<pb::ListJobLogsResponse>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             self.logs(caller, request.into_inner()).await?,
         ))
@@ -846,7 +834,7 @@ impl JobService for Jobs {
         &self,
         request: Request<Streaming<pb::UploadSourceRequest>>,
     ) -> Result<Response<pb::Upload>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             upload::receive(&self.ctx, caller, request.into_inner()).await?,
         ))
@@ -856,7 +844,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        self.ctx.auth.tenant(request.metadata()).await?;
+        request.caller::<TenantCaller>()?;
         Ok(Response::new(pb::ListModelsResponse {
             models: self.ctx.processors.models().await,
         }))
@@ -866,7 +854,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::Stats>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         let scope = self.scope(&caller).await?;
         let range = request.into_inner().range.unwrap_or_default();
         let stats = db::stats::compute(
@@ -884,7 +872,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             self.delete(caller, &request.get_ref().job_id).await?,
         ))
@@ -894,7 +882,7 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::DeleteUploadRequest>,
     ) -> Result<Response<pb::DeleteUploadResponse>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
             self.remove_upload(caller, &request.get_ref().upload_id)
                 .await?,
@@ -905,8 +893,8 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
-        let caller = self.ctx.auth.tenant(request.metadata()).await?;
-        let trace = trace_of(&request);
+        let caller = request.caller::<TenantCaller>()?;
+        let trace = request.trace();
         Ok(Response::new(
             self.batch(caller, request.into_inner(), trace).await?,
         ))
@@ -916,9 +904,9 @@ impl JobService for Jobs {
         &self,
         request: Request<pb::ReportTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let (metadata, _, message) = request.into_parts();
+        let caller = request.caller::<TenantCaller>()?;
         Ok(Response::new(
-            super::report::report(&self.ctx, &metadata, message).await?,
+            super::report::report(&self.ctx, caller, request.into_inner()).await?,
         ))
     }
 }

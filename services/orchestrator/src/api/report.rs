@@ -22,9 +22,9 @@ use std::time::Duration;
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use sea_orm::{EntityTrait, TransactionTrait};
-use tonic::metadata::MetadataMap;
 
 use super::convert;
+use crate::auth::TenantCaller;
 use crate::context::Context;
 use crate::db::{self, entities::task, tasks::Lease};
 use crate::domain::TaskState;
@@ -164,14 +164,13 @@ fn plan(reported: pb::ReportedState, task: &task::Model) -> ApiResult<Plan> {
     }
 }
 
-/// Serves `ReportTask` for a tenant caller that also presented the service token.
+/// Serves `ReportTask` for a tenant caller that also presented the service token (both checked by
+/// the authentication layer).
 pub async fn report(
     ctx: &Context,
-    metadata: &MetadataMap,
+    caller: TenantCaller,
     req: pb::ReportTaskRequest,
 ) -> ApiResult<pb::Task> {
-    let caller = ctx.auth.tenant(metadata).await?;
-    ctx.auth.service(metadata)?;
     let report = check(req)?;
     let scope = caller
         .scope(&ctx.db)

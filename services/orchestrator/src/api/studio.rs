@@ -54,9 +54,9 @@ use atelier_proto::v1::studio_service_server::StudioService;
 use atelier_telemetry::trace::TraceParent;
 use prost::Message;
 use sea_orm::TransactionTrait;
-use tonic::{metadata::MetadataMap, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
-use super::jobs::{trace_of, Inserted, Jobs};
+use super::jobs::{Inserted, Jobs};
 use super::page_size;
 use super::submit::{check_url, Submission, MAX_SOURCES};
 use crate::auth::TenantCaller;
@@ -64,6 +64,7 @@ use crate::context::Context;
 use crate::db::{self, entities::account, studio};
 use crate::domain::timestamp;
 use crate::error::{ApiError, ApiResult};
+use crate::layers::CallContext;
 
 /// What joins the parts of a studio job's prompt.
 pub const PROMPT_SEPARATOR: &str = "\n\n";
@@ -100,8 +101,10 @@ impl Studio {
         Self { ctx }
     }
 
-    async fn acting(&self, metadata: &MetadataMap) -> ApiResult<Acting> {
-        let caller = self.ctx.auth.tenant(metadata).await?;
+    /// The account the caller names, read with the caller the authentication layer left in the
+    /// request.
+    async fn acting<T>(&self, request: &Request<T>) -> ApiResult<Acting> {
+        let caller = request.caller::<TenantCaller>()?;
         let external = caller.require_account()?;
         let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, external)
             .await?
@@ -1031,7 +1034,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::GetStudioJobRequest>,
     ) -> Result<Response<pb::StudioJob>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         Ok(Response::new(
             self.studio_job(&acting, &request.get_ref().job_id).await?,
         ))
@@ -1041,8 +1044,8 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::CreateWorkspaceRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(
             Studio::create_workspace(self, acting, req).await?,
         ))
@@ -1052,7 +1055,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::GetWorkspaceRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         let found = match &request.get_ref().workspace {
             Some(pb::get_workspace_request::Workspace::WorkspaceId(id)) => {
                 studio::workspace(&self.ctx.db, &acting.account.id, id)
@@ -1074,7 +1077,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::ListWorkspacesRequest>,
     ) -> Result<Response<pb::ListWorkspacesResponse>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         let req = request.get_ref();
         let limit = page_size(req.page_size, 50, 500)?;
         let state = match pb::WorkspaceState::try_from(req.state) {
@@ -1102,8 +1105,8 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::AddPairsRequest>,
     ) -> Result<Response<pb::AddPairsResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(Studio::add_pairs(self, acting, req).await?))
     }
 
@@ -1111,8 +1114,8 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::ListPairsRequest>,
     ) -> Result<Response<pb::ListPairsResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(Studio::list_pairs(self, acting, req).await?))
     }
 
@@ -1120,8 +1123,8 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::ReviewPairsRequest>,
     ) -> Result<Response<pb::ReviewPairsResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(self.review(acting, req).await?))
     }
 
@@ -1129,7 +1132,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::ArchiveWorkspaceRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         let id = &request.get_ref().workspace_id;
         Ok(Response::new(self.move_workspace(acting, id, true).await?))
     }
@@ -1138,7 +1141,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::ActivateWorkspaceRequest>,
     ) -> Result<Response<pb::Workspace>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         let id = &request.get_ref().workspace_id;
         Ok(Response::new(self.move_workspace(acting, id, false).await?))
     }
@@ -1147,8 +1150,8 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::DeleteFilesRequest>,
     ) -> Result<Response<pb::DeleteFilesResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(
             Studio::delete_files(self, acting, req).await?,
         ))
@@ -1158,7 +1161,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::ListPromptGroupsRequest>,
     ) -> Result<Response<pb::ListPromptGroupsResponse>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         let db = &self.ctx.db;
         let account_id = &acting.account.id;
         let groups = studio::groups(db, account_id)
@@ -1193,7 +1196,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::GetPromptGroupRequest>,
     ) -> Result<Response<pb::PromptGroup>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         let req = request.get_ref();
         let group = studio::group(&self.ctx.db, &acting.account.id, &req.group_id)
             .await
@@ -1211,8 +1214,8 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::SavePromptGroupRequest>,
     ) -> Result<Response<pb::PromptGroup>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(self.save_group(acting, req).await?))
     }
 
@@ -1220,7 +1223,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::SetActivePromptGroupRequest>,
     ) -> Result<Response<pb::PromptGroup>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         let a = &acting.account;
         let group = studio::group(&self.ctx.db, &a.id, &request.get_ref().group_id)
             .await
@@ -1237,7 +1240,7 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::GetPreferencesRequest>,
     ) -> Result<Response<pb::Preferences>, Status> {
-        let acting = self.acting(request.metadata()).await?;
+        let acting = self.acting(&request).await?;
         Ok(Response::new(self.preferences(&acting).await?))
     }
 
@@ -1245,8 +1248,8 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::SetPreferencesRequest>,
     ) -> Result<Response<pb::Preferences>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(
             Studio::set_preferences(self, acting, req).await?,
         ))
@@ -1256,9 +1259,9 @@ impl StudioService for Studio {
         &self,
         request: Request<pb::SubmitStudioJobRequest>,
     ) -> Result<Response<pb::SubmitStudioJobResponse>, Status> {
-        let trace = trace_of(&request);
-        let (metadata, _, req) = request.into_parts();
-        let acting = self.acting(&metadata).await?;
+        let trace = request.trace();
+        let acting = self.acting(&request).await?;
+        let req = request.into_inner();
         Ok(Response::new(self.submit_job(acting, req, trace).await?))
     }
 }

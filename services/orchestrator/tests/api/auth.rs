@@ -3,13 +3,491 @@
 use atelier_proto::v1 as pb;
 use tonic::Request;
 
-use crate::helpers::{admin, as_account, bearer, code_of, spawn_app, transform_job, Backend};
+use std::collections::BTreeSet;
+
+use atelier_proto::v1::account_service_client::AccountServiceClient;
+use atelier_proto::v1::job_service_client::JobServiceClient;
+use atelier_proto::v1::studio_service_client::StudioServiceClient;
+use prost::Message as _;
+use tonic::transport::Channel;
+
+use crate::helpers::{
+    admin, as_account, bearer, code_of, spawn_app, transform_job, Backend, TestApp,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
     callers_without_valid_keys_are_refused,
-    tenants_and_accounts_never_see_each_others_jobs
+    tenants_and_accounts_never_see_each_others_jobs,
+    every_method_refuses_a_call_without_credentials,
+    admin_methods_refuse_tenant_keys
 );
+
+/// One call of every method of the three services, each request made by `$request` (a function or
+/// closure, expanded at every call) from the message's default: what is refused is the caller, before
+/// any field is read.
+macro_rules! every_method {
+    ($jobs:expr, $accounts:expr, $studio:expr, $request:expr) => {{
+        let (jobs, accounts, studio): (
+            &mut JobServiceClient<Channel>,
+            &mut AccountServiceClient<Channel>,
+            &mut StudioServiceClient<Channel>,
+        ) = ($jobs, $accounts, $studio);
+        let mut answers: Vec<(&str, &str, Result<(), tonic::Status>)> = Vec::new();
+        macro_rules! call {
+            ($service:literal, $client:ident, $method:ident, $name:literal, $message:ty) => {
+                answers.push((
+                    $service,
+                    $name,
+                    $client
+                        .$method(($request)(<$message>::default()))
+                        .await
+                        .map(|_| ()),
+                ));
+            };
+        }
+        call!(
+            "JobService",
+            jobs,
+            submit_job,
+            "SubmitJob",
+            pb::SubmitJobRequest
+        );
+        call!("JobService", jobs, get_job, "GetJob", pb::GetJobRequest);
+        call!(
+            "JobService",
+            jobs,
+            list_jobs,
+            "ListJobs",
+            pb::ListJobsRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            cancel_job,
+            "CancelJob",
+            pb::CancelJobRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            watch_job,
+            "WatchJob",
+            pb::WatchJobRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            watch_events,
+            "WatchEvents",
+            pb::WatchEventsRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            list_job_logs,
+            "ListJobLogs",
+            pb::ListJobLogsRequest
+        );
+        answers.push((
+            "JobService",
+            "UploadSource",
+            jobs.upload_source(($request)(tokio_stream::iter(vec![
+                pb::UploadSourceRequest::default(),
+            ])))
+            .await
+            .map(|_| ()),
+        ));
+        call!(
+            "JobService",
+            jobs,
+            list_models,
+            "ListModels",
+            pb::ListModelsRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            get_stats,
+            "GetStats",
+            pb::GetStatsRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            delete_job,
+            "DeleteJob",
+            pb::DeleteJobRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            delete_upload,
+            "DeleteUpload",
+            pb::DeleteUploadRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            submit_batch,
+            "SubmitBatch",
+            pb::SubmitBatchRequest
+        );
+        call!(
+            "JobService",
+            jobs,
+            report_task,
+            "ReportTask",
+            pb::ReportTaskRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            get_account,
+            "GetAccount",
+            pb::GetAccountRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            list_ledger,
+            "ListLedger",
+            pb::ListLedgerRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            create_tenant,
+            "CreateTenant",
+            pb::CreateTenantRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            create_api_key,
+            "CreateApiKey",
+            pb::CreateApiKeyRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            revoke_api_key,
+            "RevokeApiKey",
+            pb::RevokeApiKeyRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            upsert_account,
+            "UpsertAccount",
+            pb::UpsertAccountRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            grant_quota,
+            "GrantQuota",
+            pb::GrantQuotaRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            set_membership,
+            "SetMembership",
+            pb::SetMembershipRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            set_retention,
+            "SetRetention",
+            pb::SetRetentionRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            create_webhook_endpoint,
+            "CreateWebhookEndpoint",
+            pb::CreateWebhookEndpointRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            list_webhook_endpoints,
+            "ListWebhookEndpoints",
+            pb::ListWebhookEndpointsRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            delete_webhook_endpoint,
+            "DeleteWebhookEndpoint",
+            pb::DeleteWebhookEndpointRequest
+        );
+        call!(
+            "AccountService",
+            accounts,
+            list_webhook_deliveries,
+            "ListWebhookDeliveries",
+            pb::ListWebhookDeliveriesRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            create_workspace,
+            "CreateWorkspace",
+            pb::CreateWorkspaceRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            get_workspace,
+            "GetWorkspace",
+            pb::GetWorkspaceRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            list_workspaces,
+            "ListWorkspaces",
+            pb::ListWorkspacesRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            add_pairs,
+            "AddPairs",
+            pb::AddPairsRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            list_pairs,
+            "ListPairs",
+            pb::ListPairsRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            review_pairs,
+            "ReviewPairs",
+            pb::ReviewPairsRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            archive_workspace,
+            "ArchiveWorkspace",
+            pb::ArchiveWorkspaceRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            activate_workspace,
+            "ActivateWorkspace",
+            pb::ActivateWorkspaceRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            delete_files,
+            "DeleteFiles",
+            pb::DeleteFilesRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            list_prompt_groups,
+            "ListPromptGroups",
+            pb::ListPromptGroupsRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            get_prompt_group,
+            "GetPromptGroup",
+            pb::GetPromptGroupRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            save_prompt_group,
+            "SavePromptGroup",
+            pb::SavePromptGroupRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            set_active_prompt_group,
+            "SetActivePromptGroup",
+            pb::SetActivePromptGroupRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            get_preferences,
+            "GetPreferences",
+            pb::GetPreferencesRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            set_preferences,
+            "SetPreferences",
+            pb::SetPreferencesRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            submit_studio_job,
+            "SubmitStudioJob",
+            pb::SubmitStudioJobRequest
+        );
+        call!(
+            "StudioService",
+            studio,
+            get_studio_job,
+            "GetStudioJob",
+            pb::GetStudioJobRequest
+        );
+        answers
+    }};
+}
+
+/// `service/method` of every method the API's descriptors name in the three services.
+fn described_methods() -> BTreeSet<String> {
+    let set = prost_types::FileDescriptorSet::decode(atelier_proto::API_FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    set.file
+        .iter()
+        .filter(|f| f.package() == "atelier.v1")
+        .flat_map(|f| f.service.iter())
+        .filter(|s| ["JobService", "AccountService", "StudioService"].contains(&s.name()))
+        .flat_map(|s| {
+            s.method
+                .iter()
+                .map(move |m| format!("{}/{}", s.name(), m.name()))
+        })
+        .collect()
+}
+
+fn clients(
+    app: &TestApp,
+) -> (
+    JobServiceClient<Channel>,
+    AccountServiceClient<Channel>,
+    StudioServiceClient<Channel>,
+) {
+    (app.jobs.clone(), app.accounts.clone(), app.studio.clone())
+}
+
+async fn every_method_refuses_a_call_without_credentials(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (mut jobs, mut accounts, mut studio) = clients(&app);
+    let answers = every_method!(&mut jobs, &mut accounts, &mut studio, Request::new);
+    let called: BTreeSet<String> = answers
+        .iter()
+        .map(|(service, method, _)| format!("{service}/{method}"))
+        .collect();
+    assert_eq!(called, described_methods(), "every method is called once");
+    assert_eq!(called.len(), answers.len());
+    for (service, method, answer) in answers {
+        let err = answer.expect_err(&format!("{service}/{method} without credentials"));
+        assert_eq!(
+            (err.code(), code_of(&err), err.message()),
+            (
+                tonic::Code::Unauthenticated,
+                1001,
+                "missing credentials: send authorization: Bearer <api key>"
+            ),
+            "{service}/{method}"
+        );
+    }
+
+    // A malformed header and an unknown key are refused alike, by every method.
+    let answers = every_method!(&mut jobs, &mut accounts, &mut studio, |m| bearer(
+        m,
+        "atl_unknown"
+    ));
+    for (service, method, answer) in answers {
+        let err = answer.expect_err(&format!("{service}/{method} with an unknown key"));
+        assert_eq!(
+            (code_of(&err), err.message()),
+            (1001, "invalid or revoked API key"),
+            "{service}/{method}"
+        );
+    }
+}
+
+async fn admin_methods_refuse_tenant_keys(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.tenant("shop").await;
+    let (mut jobs, mut accounts, mut studio) = clients(&app);
+    let admin_only = [
+        "CreateTenant",
+        "CreateApiKey",
+        "RevokeApiKey",
+        "UpsertAccount",
+        "GrantQuota",
+        "SetMembership",
+        "SetRetention",
+    ];
+    let answers = every_method!(&mut jobs, &mut accounts, &mut studio, |m| as_account(
+        m, &t.key, "alice"
+    ));
+    let mut refused = Vec::new();
+    for (service, method, answer) in answers {
+        if !admin_only.contains(&method) {
+            // The tenant's calls get past authentication: whatever they answer, it is not 1001/1002
+            // (ReportTask, which also needs the service token, aside).
+            if let Err(err) = &answer {
+                if method != "ReportTask" {
+                    assert!(
+                        ![1001, 1002].contains(&code_of(err)),
+                        "{service}/{method}: {err:?}"
+                    );
+                }
+            }
+            continue;
+        }
+        let err = answer.expect_err(&format!("{service}/{method} with a tenant key"));
+        assert_eq!(
+            (err.code(), code_of(&err), err.message()),
+            (
+                tonic::Code::PermissionDenied,
+                1002,
+                "this call needs the admin token"
+            ),
+            "{service}/{method}"
+        );
+        refused.push(method);
+    }
+    assert_eq!(refused, admin_only);
+
+    // The admin token, for its part, is no tenant.
+    let err = jobs
+        .list_jobs(admin(pb::ListJobsRequest::default()))
+        .await
+        .expect_err("admin lists no jobs");
+    assert_eq!(
+        (code_of(&err), err.message()),
+        (
+            1002,
+            "the admin token cannot act as a tenant; use an API key"
+        )
+    );
+    let err = accounts
+        .list_webhook_endpoints(admin(pb::ListWebhookEndpointsRequest::default()))
+        .await
+        .expect_err("admin has no webhooks");
+    assert_eq!(
+        (code_of(&err), err.message()),
+        (
+            1002,
+            "webhook endpoints belong to a tenant: call with the tenant's API key"
+        )
+    );
+}
 
 async fn callers_without_valid_keys_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;

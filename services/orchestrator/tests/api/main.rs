@@ -13,6 +13,7 @@ mod foreign_providers;
 mod insight;
 mod jobs;
 mod ledger;
+mod limits;
 mod models;
 mod ops;
 mod quota;
