@@ -140,7 +140,7 @@ const SETTLED: &str = "txid < pg_snapshot_xmin(pg_current_snapshot())::text::big
 /// Events of the scope's jobs after `cursor`, in commit-safe order, at most `limit`.
 pub async fn since<C: ConnectionTrait>(
     db: &C,
-    scope: &super::jobs::Scope,
+    scope: &super::Scope,
     cursor: Cursor,
     limit: u64,
 ) -> Result<Vec<pb::JobEvent>, DbErr> {
@@ -154,7 +154,7 @@ pub async fn since<C: ConnectionTrait>(
 /// Stored events after `cursor` (of one scope, or of every tenant), in commit-safe order.
 pub async fn rows_since<C: ConnectionTrait>(
     db: &C,
-    scope: Option<&super::jobs::Scope>,
+    scope: Option<&super::Scope>,
     cursor: Cursor,
     limit: u64,
 ) -> Result<Vec<job_event::Model>, DbErr> {

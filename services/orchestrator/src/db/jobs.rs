@@ -65,12 +65,7 @@ pub async fn insert<C: ConnectionTrait>(
     Ok(job)
 }
 
-/// Who may see a job: the tenant, and with an account named, only that account's jobs.
-#[derive(Clone, Debug)]
-pub struct Scope {
-    pub tenant_id: String,
-    pub account_id: Option<String>,
-}
+pub use super::Scope;
 
 /// The job with this id if the scope may see it. Other tenants' jobs look exactly like missing ones.
 pub async fn find<C: ConnectionTrait>(

@@ -22,6 +22,13 @@ use sea_orm::{
     Statement, Value,
 };
 
+/// Who may see a job: the tenant, and with an account named, only that account's jobs.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub tenant_id: String,
+    pub account_id: Option<String>,
+}
+
 /// How long a call waits for a connection of the pool by default: a server that restarts within it
 /// is waited for; one that stays away longer fails the call with 1009 UNAVAILABLE.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
