@@ -598,16 +598,32 @@ pub async fn recover<C: ConnectionTrait>(
     };
     let backend = db.get_database_backend();
     let exhausted = task.attempts >= max_attempts;
-    let set = if exhausted {
-        "state = 'failed', failure_code = 1009, failure_message = 'the task lost its processor or orchestrator too many times', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+    let (set, mut values): (&str, Vec<sea_orm::Value>) = if exhausted {
+        (
+            "state = ?, failure_code = ?, failure_message = 'the task lost its processor or orchestrator too many times', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL",
+            vec![
+                TaskState::Failed.as_str().into(),
+                code_number(atelier_codes::ErrorCode::Unavailable).into(),
+                now_ms().into(),
+            ],
+        )
     } else {
-        "state = 'queued', run_after = ?, lease_owner = NULL, lease_expires_at = NULL"
+        (
+            "state = ?, run_after = ?, lease_owner = NULL, lease_expires_at = NULL",
+            vec![TaskState::Queued.as_str().into(), now_ms().into()],
+        )
     };
+    values.extend([
+        task.id.clone().into(),
+        TaskState::Running.as_str().into(),
+        task.attempts.into(),
+        now_ms().into(),
+    ]);
     let r = db
         .execute(statement(
             backend,
-            &format!("UPDATE tasks SET {set} WHERE id = ? AND state = 'running' AND attempts = ? AND lease_expires_at < ?"),
-            vec![now_ms().into(), task.id.clone().into(), task.attempts.into(), now_ms().into()],
+            &format!("UPDATE tasks SET {set} WHERE id = ? AND state = ? AND attempts = ? AND lease_expires_at < ?"),
+            values,
         ))
         .await?;
     if r.rows_affected() == 0 {
@@ -680,10 +696,19 @@ pub async fn time_out<C: ConnectionTrait>(
     let r = db
         .execute(statement(
             db.get_database_backend(),
-            "UPDATE tasks SET state = 'failed', failure_code = 1007, failure_message = ?, finished_at = ?, \
+            "UPDATE tasks SET state = ?, failure_code = ?, failure_message = ?, finished_at = ?, \
              lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND state IN ('queued', 'running', 'retry_wait')",
-            vec![message.into(), now_ms().into(), task.id.clone().into()],
+             WHERE id = ? AND state IN (?, ?, ?)",
+            vec![
+                TaskState::Failed.as_str().into(),
+                code_number(atelier_codes::ErrorCode::TimedOut).into(),
+                message.into(),
+                now_ms().into(),
+                task.id.clone().into(),
+                TaskState::Queued.as_str().into(),
+                TaskState::Running.as_str().into(),
+                TaskState::RetryWait.as_str().into(),
+            ],
         ))
         .await?;
     if r.rows_affected() == 0 {
@@ -707,6 +732,11 @@ pub async fn time_out<C: ConnectionTrait>(
 }
 
 /// A stored failure in the shape of the wire.
+/// A code's number as the `failure_code` column holds it.
+fn code_number(code: atelier_codes::ErrorCode) -> i32 {
+    i32::try_from(code.number()).unwrap_or_default()
+}
+
 pub fn failure(code: atelier_codes::ErrorCode, message: &str) -> pb::Failure {
     pb::Failure {
         code: code.number(),
