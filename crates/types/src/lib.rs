@@ -353,7 +353,10 @@ mod tests {
         assert_eq!(CleanTemplate::WhiteBg.as_str(), "white_bg");
         assert_eq!(Kind::parse("basic-clean"), None);
         assert_eq!(
-            "bogus".parse::<Scene>().expect_err("not a scene").to_string(),
+            "bogus"
+                .parse::<Scene>()
+                .expect_err("not a scene")
+                .to_string(),
             "`bogus` is not a Scene"
         );
     }

@@ -28,11 +28,11 @@ use crate::api::convert;
 use crate::callbacks;
 use crate::db::{self, entities::job, entities::job_event, events::Cursor, webhooks as store};
 use crate::domain::{now_ms, JobState, Kind, TaskState};
-use atelier_types::Word;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use atelier_codes::family::Family;
 use atelier_storage::Links;
+use atelier_types::Word;
 
 /// A delivery is given up only after this many attempts, whatever the window.
 pub const MIN_ATTEMPTS: i32 = 8;
