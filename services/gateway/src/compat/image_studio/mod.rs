@@ -56,7 +56,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, upload_part};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Most pairs one upload request adds.
 const MAX_UPLOAD_FILES: usize = 100;
