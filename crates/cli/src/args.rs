@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use atelier_types::{CleanTemplate, Fit, ImageFormat, JobState, Kind, MattingMethod, Scene};
+
 /// `atelier`: the command-line client of Atelier.
 #[derive(Debug, Parser)]
 #[command(
@@ -93,39 +95,9 @@ pub enum Command {
     Stats(StatsArgs),
 }
 
-/// Job kinds the CLI can submit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum KindArg {
-    /// Resize, crop, rotate, flip, convert.
-    Transform,
-    /// Background removal: matting.png, white-bg.jpg, enhanced.jpg.
-    #[value(alias = "basic_clean")]
-    BasicClean,
-    /// Model edit of each source image by a prompt.
-    Edit,
-    /// Model images from a prompt alone; takes no sources.
-    Generate,
-    /// Twelve model shots of each product image in a scene.
-    #[value(alias = "pose_set")]
-    PoseSet,
-}
-
-impl KindArg {
-    /// The name written on the command line: `basic-clean`, `pose-set`, ….
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Transform => "transform",
-            Self::BasicClean => "basic-clean",
-            Self::Edit => "edit",
-            Self::Generate => "generate",
-            Self::PoseSet => "pose-set",
-        }
-    }
-
-    /// Whether jobs of this kind read source images (every kind but generate).
-    pub fn takes_sources(self) -> bool {
-        !matches!(self, Self::Generate)
-    }
+/// The name of a kind written on the command line: `basic-clean`, `pose-set`, ….
+pub fn kind_name(kind: Kind) -> String {
+    kind.as_str().replace('_', "-")
 }
 
 /// `submit KIND SOURCES...`.
@@ -133,7 +105,7 @@ impl KindArg {
 pub struct SubmitArgs {
     /// What to make.
     #[arg(value_enum)]
-    pub kind: KindArg,
+    pub kind: Kind,
     /// http(s) URLs, `upload:<id>`, or local files (uploaded first); one task each. Required for
     /// every kind but generate, which takes none.
     pub sources: Vec<String>,
@@ -164,10 +136,10 @@ pub struct SubmitArgs {
 pub struct CleanArgs {
     /// Which outputs to make (default all).
     #[arg(long, value_enum)]
-    pub template: Option<TemplateArg>,
+    pub template: Option<CleanTemplate>,
     /// How the subject is found (default auto: the processor's model when it has one).
     #[arg(long, value_enum)]
-    pub method: Option<MethodArg>,
+    pub method: Option<MattingMethod>,
     /// A cut-out rated below this (0..1) fails with 3010 and is refunded (default 0.5).
     #[arg(long, value_parser = parse_confidence)]
     pub min_confidence: Option<f32>,
@@ -187,13 +159,13 @@ pub struct TransformArgs {
     pub height: Option<u32>,
     /// How the image fits the width × height box.
     #[arg(long, value_enum)]
-    pub fit: Option<FitArg>,
+    pub fit: Option<Fit>,
     /// Crop before resizing: `X,Y,WIDTH,HEIGHT` in source pixels.
     #[arg(long, value_name = "X,Y,W,H", value_parser = parse_crop)]
     pub crop: Option<[u32; 4]>,
     /// Output format (default: the source's).
     #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
+    pub format: Option<ImageFormat>,
     /// JPEG/WebP quality 1..=100 (default 85). WebP is lossy at this quality; 100 means lossless.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub quality: Option<u32>,
@@ -259,7 +231,7 @@ pub struct ModelArgs {
     pub guidance_scale: Option<f32>,
     /// pose-set: where the shots are set (default studio).
     #[arg(long, value_enum)]
-    pub scene: Option<SceneArg>,
+    pub scene: Option<Scene>,
     /// pose-set: the product category, e.g. shoes, dress, hoodie (required).
     #[arg(long)]
     pub category: Option<String>,
@@ -268,79 +240,12 @@ pub struct ModelArgs {
     pub description: Option<String>,
 }
 
-/// `--scene`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SceneArg {
-    Street,
-    Studio,
-    Indoor,
-}
-
-/// `--fit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FitArg {
-    /// Inside the box, keeping the aspect ratio; may upscale.
-    Contain,
-    /// Cover the box, cropping the overflow.
-    Cover,
-    /// Stretch to exactly the box.
-    Fill,
-    /// Like contain, but never upscales.
-    Inside,
-}
-
-/// `--format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
-    #[value(alias = "jpg")]
-    Jpeg,
-    Png,
-    Webp,
-}
-
-/// `--template`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TemplateArg {
-    /// matting + white-bg + enhanced.
-    All,
-    /// matting.png: the product on a transparent background.
-    Matting,
-    /// white-bg.jpg: the product centred on white.
-    #[value(alias = "white_bg")]
-    WhiteBg,
-    /// enhanced.jpg: levels, contrast, sharpening.
-    Enhanced,
-}
-
-/// `--method`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
-    /// The processor's segmentation model (or the one --model names), else classical.
-    Auto,
-    /// A segmentation model or remote matting service; 3006 when the processor has none.
-    Model,
-    /// The border-colour estimate: plain backgrounds only.
-    Classical,
-}
-
 /// `--min-confidence`: a number in 0..=1.
 fn parse_confidence(s: &str) -> Result<f32, String> {
     match s.trim().parse::<f32>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("{s:?} is not a number between 0 and 1")),
     }
-}
-
-/// Job states, for `list --state`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StateArg {
-    Queued,
-    Running,
-    Succeeded,
-    #[value(alias = "partially_succeeded")]
-    PartiallySucceeded,
-    Failed,
-    Cancelled,
 }
 
 /// `watch JOB_ID`.
@@ -356,9 +261,9 @@ pub struct WatchArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[arg(long, value_enum)]
-    pub state: Option<StateArg>,
+    pub state: Option<JobState>,
     #[arg(long, value_enum)]
-    pub kind: Option<KindArg>,
+    pub kind: Option<Kind>,
     /// Only jobs with this label, `key=value`.
     #[arg(long, value_name = "KEY=VALUE")]
     pub label: Option<String>,
@@ -676,7 +581,7 @@ mod tests {
         let Command::Submit(submit) = cli.command else {
             panic!("not submit")
         };
-        assert_eq!(submit.kind, KindArg::Transform);
+        assert_eq!(submit.kind, Kind::Transform);
         assert_eq!(submit.transform.width, Some(800));
         assert_eq!(submit.labels, vec![("a".to_string(), "b".to_string())]);
     }
@@ -778,17 +683,17 @@ mod tests {
             }
         };
         let generate = parse(&["generate", "--prompt", "a red sneaker", "--seed", "-3"]);
-        assert_eq!(generate.kind, KindArg::Generate);
+        assert_eq!(generate.kind, Kind::Generate);
         assert!(generate.sources.is_empty());
         assert_eq!(generate.model.seed, Some(-3));
         let edit = parse(&["edit", "a.jpg", "--size", "1024x1024", "--num-images", "4"]);
-        assert_eq!(edit.kind, KindArg::Edit);
+        assert_eq!(edit.kind, Kind::Edit);
         assert_eq!(edit.model.size, Some((1024, 1024)));
         assert_eq!(edit.model.num_images, Some(4));
         for alias in ["pose-set", "pose_set"] {
             let pose = parse(&[alias, "a.jpg", "--scene", "street", "--category", "shoes"]);
-            assert_eq!(pose.kind, KindArg::PoseSet);
-            assert_eq!(pose.model.scene, Some(SceneArg::Street));
+            assert_eq!(pose.kind, Kind::PoseSet);
+            assert_eq!(pose.model.scene, Some(Scene::Street));
         }
         let list = Cli::try_parse_from(["atelier", "list", "--kind", "pose_set"]);
         assert!(
@@ -796,7 +701,7 @@ mod tests {
                 list,
                 Ok(Cli {
                     command: Command::List(ListArgs {
-                        kind: Some(KindArg::PoseSet),
+                        kind: Some(Kind::PoseSet),
                         ..
                     }),
                     ..

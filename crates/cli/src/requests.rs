@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use atelier_proto::v1 as pb;
 
-use crate::args::{
-    CleanArgs, FitArg, FormatArg, KindArg, MethodArg, ModelArgs, SceneArg, StateArg, SubmitArgs,
-    TemplateArg, TransformArgs,
-};
+use atelier_types::{CleanTemplate, Kind};
+
+use crate::args::{kind_name, CleanArgs, ModelArgs, SubmitArgs, TransformArgs};
 use crate::error::UsageError;
 
 /// Where one source of `submit` comes from.
@@ -73,27 +72,18 @@ pub fn upload_source(id: &str) -> pb::Source {
     }
 }
 
-/// Every kind, in the order the help lists them.
-const KINDS: [KindArg; 5] = [
-    KindArg::Transform,
-    KindArg::BasicClean,
-    KindArg::Edit,
-    KindArg::Generate,
-    KindArg::PoseSet,
-];
-
 /// The kind-specific options given on the command line, each with the kinds it belongs to.
 fn given_options(
     transform: &TransformArgs,
     clean: &CleanArgs,
     model: &ModelArgs,
-) -> Vec<(&'static str, &'static [KindArg])> {
-    use KindArg::{BasicClean, Edit, Generate, PoseSet, Transform};
-    const TRANSFORM: &[KindArg] = &[Transform];
-    const SIZED: &[KindArg] = &[Transform, Generate];
-    const PROMPTED: &[KindArg] = &[Edit, Generate];
-    const MODELLED: &[KindArg] = &[BasicClean, Edit, Generate, PoseSet];
-    let options: [(&'static str, &'static [KindArg], bool); 24] = [
+) -> Vec<(&'static str, &'static [Kind])> {
+    use Kind::{BasicClean, Edit, Generate, PoseSet, Transform};
+    const TRANSFORM: &[Kind] = &[Transform];
+    const SIZED: &[Kind] = &[Transform, Generate];
+    const PROMPTED: &[Kind] = &[Edit, Generate];
+    const MODELLED: &[Kind] = &[BasicClean, Edit, Generate, PoseSet];
+    let options: [(&'static str, &'static [Kind], bool); 24] = [
         ("--width", SIZED, transform.width.is_some()),
         ("--height", SIZED, transform.height.is_some()),
         ("--fit", TRANSFORM, transform.fit.is_some()),
@@ -141,7 +131,7 @@ fn given_options(
 /// Refuses options that belong to other kinds: `--template is an option of basic-clean, not
 /// transform`.
 fn refuse_foreign_options(
-    kind: KindArg,
+    kind: Kind,
     transform: &TransformArgs,
     clean: &CleanArgs,
     model: &ModelArgs,
@@ -150,10 +140,10 @@ fn refuse_foreign_options(
         .into_iter()
         .filter(|(_, kinds)| !kinds.contains(&kind))
         .map(|(flag, kinds)| {
-            let owners: Vec<&str> = KINDS
+            let owners: Vec<String> = Kind::ALL
                 .iter()
                 .filter(|k| kinds.contains(k))
-                .map(|k| k.name())
+                .map(|k| kind_name(*k))
                 .collect();
             let owners = match owners.split_last() {
                 Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
@@ -168,24 +158,24 @@ fn refuse_foreign_options(
     Err(UsageError(format!(
         "{}, not {}",
         foreign.join("; "),
-        kind.name()
+        kind_name(kind)
     )))
 }
 
 /// A prompt the kind needs: given and not blank.
-fn required_prompt(kind: KindArg, prompt: Option<&String>) -> Result<String, UsageError> {
+fn required_prompt(kind: Kind, prompt: Option<&String>) -> Result<String, UsageError> {
     match prompt {
         Some(p) if !p.trim().is_empty() => Ok(p.clone()),
         _ => Err(UsageError(format!(
             "{} needs --prompt: describe the image to make",
-            kind.name()
+            kind_name(kind)
         ))),
     }
 }
 
 /// The job parameters of `submit`, refusing options that belong to another kind.
 pub fn job_params(
-    kind: KindArg,
+    kind: Kind,
     transform: &TransformArgs,
     clean: &CleanArgs,
     model: &ModelArgs,
@@ -193,16 +183,14 @@ pub fn job_params(
     refuse_foreign_options(kind, transform, clean, model)?;
     let text = |t: &Option<String>| t.clone().unwrap_or_default();
     let params = match kind {
-        KindArg::Transform => pb::job_params::Params::Transform(transform_params(transform)?),
-        KindArg::BasicClean => pb::job_params::Params::BasicClean(pb::BasicCleanParams {
-            template: clean_template(clean.template.unwrap_or(TemplateArg::All)) as i32,
+        Kind::Transform => pb::job_params::Params::Transform(transform_params(transform)?),
+        Kind::BasicClean => pb::job_params::Params::BasicClean(pb::BasicCleanParams {
+            template: clean.template.unwrap_or(CleanTemplate::All).number(),
             model: text(&model.model),
-            method: clean
-                .method
-                .map_or(pb::MattingMethod::Unspecified, matting_method) as i32,
+            method: clean.method.map_or(0, |m| m.number()),
             min_confidence: clean.min_confidence,
         }),
-        KindArg::Edit => pb::job_params::Params::Edit(pb::EditParams {
+        Kind::Edit => pb::job_params::Params::Edit(pb::EditParams {
             prompt: required_prompt(kind, model.prompt.as_ref())?,
             negative_prompt: text(&model.negative_prompt),
             model: text(&model.model),
@@ -213,7 +201,7 @@ pub fn job_params(
                 .unwrap_or_default(),
             num_images: model.num_images.unwrap_or(1),
         }),
-        KindArg::Generate => {
+        Kind::Generate => {
             let prompt = required_prompt(kind, model.prompt.as_ref())?;
             let (width, height) = match (transform.width, transform.height) {
                 (Some(w), Some(h)) => (w, h),
@@ -237,7 +225,7 @@ pub fn job_params(
                 seed: model.seed,
             })
         }
-        KindArg::PoseSet => {
+        Kind::PoseSet => {
             let category = match &model.category {
                 Some(c) if !c.trim().is_empty() => c.clone(),
                 _ => return Err(UsageError(
@@ -246,7 +234,7 @@ pub fn job_params(
                 )),
             };
             pb::job_params::Params::PoseSet(pb::PoseSetParams {
-                scene: model.scene.map_or(pb::Scene::Unspecified, scene_of) as i32,
+                scene: model.scene.map_or(0, |s| s.number()),
                 category,
                 description: text(&model.description),
                 model: text(&model.model),
@@ -259,15 +247,15 @@ pub fn job_params(
 }
 
 /// Every kind but generate needs sources; generate takes none.
-pub fn check_sources(kind: KindArg, sources: &[String]) -> Result<(), UsageError> {
+pub fn check_sources(kind: Kind, sources: &[String]) -> Result<(), UsageError> {
     match (kind.takes_sources(), sources.is_empty()) {
         (true, true) => Err(UsageError(format!(
             "{} needs at least one source: an http(s) URL, upload:<id> or a local file",
-            kind.name()
+            kind_name(kind)
         ))),
         (false, false) => Err(UsageError(format!(
             "{} takes no sources; describe the image with --prompt",
-            kind.name()
+            kind_name(kind)
         ))),
         _ => Ok(()),
     }
@@ -283,7 +271,7 @@ pub fn transform_params(args: &TransformArgs) -> Result<pb::TransformParams, Usa
         (width, height, fit) => Some(pb::Resize {
             width: width.unwrap_or(0),
             height: height.unwrap_or(0),
-            fit: fit.map_or(pb::Fit::Unspecified, fit_of) as i32,
+            fit: fit.map_or(0, |f| f.number()),
         }),
     };
     Ok(pb::TransformParams {
@@ -298,7 +286,7 @@ pub fn transform_params(args: &TransformArgs) -> Result<pb::TransformParams, Usa
         flip_horizontal: args.flip_h,
         flip_vertical: args.flip_v,
         auto_orient: None,
-        format: args.format.map_or(pb::ImageFormat::Unspecified, format_of) as i32,
+        format: args.format.map_or(0, |f| f.number()),
         quality: args.quality.unwrap_or(0),
         strip_metadata: false,
         lossless: args.lossless,
@@ -336,71 +324,6 @@ pub fn labels(pairs: &[(String, String)]) -> Result<HashMap<String, String>, Usa
         }
     }
     Ok(map)
-}
-
-/// The wire kind.
-pub fn kind_of(kind: KindArg) -> pb::JobKind {
-    match kind {
-        KindArg::Transform => pb::JobKind::Transform,
-        KindArg::BasicClean => pb::JobKind::BasicClean,
-        KindArg::Edit => pb::JobKind::Edit,
-        KindArg::Generate => pb::JobKind::Generate,
-        KindArg::PoseSet => pb::JobKind::PoseSet,
-    }
-}
-
-/// The wire state.
-pub fn state_of(state: StateArg) -> pb::JobState {
-    match state {
-        StateArg::Queued => pb::JobState::Queued,
-        StateArg::Running => pb::JobState::Running,
-        StateArg::Succeeded => pb::JobState::Succeeded,
-        StateArg::PartiallySucceeded => pb::JobState::PartiallySucceeded,
-        StateArg::Failed => pb::JobState::Failed,
-        StateArg::Cancelled => pb::JobState::Cancelled,
-    }
-}
-
-fn fit_of(fit: FitArg) -> pb::Fit {
-    match fit {
-        FitArg::Contain => pb::Fit::Contain,
-        FitArg::Cover => pb::Fit::Cover,
-        FitArg::Fill => pb::Fit::Fill,
-        FitArg::Inside => pb::Fit::Inside,
-    }
-}
-
-fn format_of(format: FormatArg) -> pb::ImageFormat {
-    match format {
-        FormatArg::Jpeg => pb::ImageFormat::Jpeg,
-        FormatArg::Png => pb::ImageFormat::Png,
-        FormatArg::Webp => pb::ImageFormat::Webp,
-    }
-}
-
-fn scene_of(scene: SceneArg) -> pb::Scene {
-    match scene {
-        SceneArg::Street => pb::Scene::Street,
-        SceneArg::Studio => pb::Scene::Studio,
-        SceneArg::Indoor => pb::Scene::Indoor,
-    }
-}
-
-fn clean_template(template: TemplateArg) -> pb::CleanTemplate {
-    match template {
-        TemplateArg::All => pb::CleanTemplate::All,
-        TemplateArg::Matting => pb::CleanTemplate::Matting,
-        TemplateArg::WhiteBg => pb::CleanTemplate::WhiteBg,
-        TemplateArg::Enhanced => pb::CleanTemplate::Enhanced,
-    }
-}
-
-fn matting_method(method: MethodArg) -> pb::MattingMethod {
-    match method {
-        MethodArg::Auto => pb::MattingMethod::Auto,
-        MethodArg::Model => pb::MattingMethod::Model,
-        MethodArg::Classical => pb::MattingMethod::Classical,
-    }
 }
 
 /// The content type of an upload, from the file name; empty lets the server sniff it.
@@ -693,7 +616,7 @@ mod tests {
         let req = submit_request(&args, Vec::new()).expect("valid");
         assert!(req.sources.is_empty());
         assert_eq!(req.labels.get("run").map(String::as_str), Some("1"));
-        assert_eq!(kind_of(KindArg::Generate), pb::JobKind::Generate);
+        assert_eq!(Kind::Generate.to_proto(), pb::JobKind::Generate);
     }
 
     #[test]
@@ -726,8 +649,8 @@ mod tests {
                 ..Default::default()
             })
         );
-        assert_eq!(kind_of(KindArg::PoseSet), pb::JobKind::PoseSet);
-        assert_eq!(kind_of(KindArg::Edit), pb::JobKind::Edit);
+        assert_eq!(Kind::PoseSet.to_proto(), pb::JobKind::PoseSet);
+        assert_eq!(Kind::Edit.to_proto(), pb::JobKind::Edit);
     }
 
     #[test]

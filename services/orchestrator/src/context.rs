@@ -34,10 +34,10 @@ pub struct Policy {
 
 impl Policy {
     /// The deadline of one attempt of `kind`: longer for kinds that call a model provider.
-    pub fn attempt_timeout(&self, kind: &str) -> Duration {
-        match Kind::parse(kind) {
-            Some(Kind::Transform | Kind::BasicClean) | None => self.attempt_timeout,
-            Some(_) => self.model_attempt_timeout,
+    pub fn attempt_timeout(&self, kind: Kind) -> Duration {
+        match kind {
+            Kind::Transform | Kind::BasicClean => self.attempt_timeout,
+            _ => self.model_attempt_timeout,
         }
     }
 }

@@ -12,7 +12,7 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, entities::job, statement};
-use crate::domain::{JobState, TaskState};
+use crate::domain::{JobState, Kind, TaskState};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 
@@ -153,7 +153,7 @@ async fn announce_positions(
         .filter(job::Column::Id.is_in(changed.iter().map(|(id, _)| id.clone())))
         .all(&txn)
         .await?;
-    let mut means: HashMap<String, f64> = HashMap::new();
+    let mut means: HashMap<Kind, f64> = HashMap::new();
     let mut notified = Vec::new();
     for (id, position) in changed {
         let Some(job) = jobs.iter().find(|j| j.id == id) else {
@@ -162,8 +162,8 @@ async fn announce_positions(
         let mean = match means.get(&job.kind) {
             Some(m) => *m,
             None => {
-                let m = db::jobs::mean_task_ms(&txn, &job.kind).await?;
-                means.insert(job.kind.clone(), m);
+                let m = db::jobs::mean_task_ms(&txn, job.kind).await?;
+                means.insert(job.kind, m);
                 m
             }
         };

@@ -27,11 +27,12 @@ use tracing::Instrument;
 use crate::api::convert;
 use crate::callbacks;
 use crate::db::{self, entities::job, entities::job_event, events::Cursor, webhooks as store};
-use crate::domain::{now_ms, JobState};
+use crate::domain::{now_ms, JobState, Kind, TaskState};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use atelier_codes::family::Family;
 use atelier_storage::Links;
+use atelier_types::Word;
 
 /// A delivery is given up only after this many attempts, whatever the window.
 pub const MIN_ATTEMPTS: i32 = 8;
@@ -472,12 +473,16 @@ fn network_error(e: &reqwest::Error) -> String {
 
 fn terminal_state(event: &pb::JobEvent) -> Option<JobState> {
     match &event.event {
-        Some(pb::job_event::Event::JobState(s)) => pb::JobState::try_from(s.state)
-            .ok()
-            .and_then(JobState::from_proto)
-            .filter(|s| s.is_terminal()),
+        Some(pb::job_event::Event::JobState(s)) => {
+            JobState::from_number(s.state).filter(|s| s.is_terminal())
+        }
         _ => None,
     }
+}
+
+/// The word of a protobuf number, `unspecified` for one it does not name.
+fn word<W: Word>(value: i32) -> &'static str {
+    W::from_number(value).map_or("unspecified", W::as_str)
 }
 
 /// The JSON body of an event: `id`, `type`, `created_at`, `job_id`, `sequence`, and `data` (the whole
@@ -494,13 +499,13 @@ fn body(event_id: &str, event: &pb::JobEvent, account: &str, job: Option<&pb::Jo
         ),
         (Some(Event::JobState(s)), None) => (
             "job.state".to_string(),
-            json!({ "state": job_state_name(s.state) }),
+            json!({ "state": word::<JobState>(s.state) }),
         ),
         (Some(Event::TaskState(s)), _) => (
             "task.state".to_string(),
             json!({
                 "task_id": s.task_id,
-                "state": task_state_name(s.state),
+                "state": word::<TaskState>(s.state),
                 "attempts": s.attempts,
                 "failure": s.failure.as_ref().map(failure_json),
             }),
@@ -550,20 +555,6 @@ fn body(event_id: &str, event: &pb::JobEvent, account: &str, job: Option<&pb::Jo
     })
 }
 
-fn job_state_name(state: i32) -> &'static str {
-    pb::JobState::try_from(state)
-        .ok()
-        .and_then(JobState::from_proto)
-        .map_or("unspecified", JobState::as_str)
-}
-
-fn task_state_name(state: i32) -> &'static str {
-    pb::TaskState::try_from(state)
-        .ok()
-        .and_then(crate::domain::TaskState::from_proto)
-        .map_or("unspecified", crate::domain::TaskState::as_str)
-}
-
 fn failure_json(f: &pb::Failure) -> Value {
     json!({ "code": f.code, "reason": f.reason, "message": f.message })
 }
@@ -590,18 +581,15 @@ fn job_json(job: &pb::Job) -> Value {
     json!({
         "id": job.id,
         "account": job.account,
-        "kind": pb::JobKind::try_from(job.kind)
-            .ok()
-            .and_then(crate::domain::Kind::from_proto)
-            .map_or("unspecified", crate::domain::Kind::as_str),
-        "state": job_state_name(job.state),
+        "kind": word::<Kind>(job.kind),
+        "state": word::<JobState>(job.state),
         "labels": job.labels,
         "cost": job.cost,
         "refunded": job.refunded,
         "tasks": job.tasks.iter().map(|t| json!({
             "id": t.id,
             "index": t.index,
-            "state": task_state_name(t.state),
+            "state": word::<TaskState>(t.state),
             "attempts": t.attempts,
             "from_cache": t.from_cache,
             "failure": t.failure.as_ref().map(failure_json),

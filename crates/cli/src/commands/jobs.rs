@@ -198,12 +198,8 @@ pub async fn list(api: &Api, as_json: bool, args: &ListArgs) -> anyhow::Result<(
     let request = pb::ListJobsRequest {
         page_size: args.page_size.unwrap_or(0),
         page_token: args.page_token.clone().unwrap_or_default(),
-        state: args
-            .state
-            .map_or(pb::JobState::Unspecified, requests::state_of) as i32,
-        kind: args
-            .kind
-            .map_or(pb::JobKind::Unspecified, requests::kind_of) as i32,
+        state: args.state.map_or(0, |s| s.number()),
+        kind: args.kind.map_or(0, |k| k.number()),
         account: String::new(),
         label: args.label.clone().unwrap_or_default(),
         created: None,

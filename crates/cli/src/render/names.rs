@@ -1,119 +1,77 @@
 //! Short names of the wire enums, for people and for JSON; unknown numbers stay visible.
 
-use atelier_proto::v1 as pb;
+use atelier_types::{
+    CleanTemplate, Fit, ImageFormat, JobState, Kind, MattingMethod, Scene, TaskState, Word,
+};
 
-fn short(name: Option<&'static str>, prefix: &str, value: i32) -> String {
-    match name {
-        Some(name) => name.strip_prefix(prefix).unwrap_or(name).to_string(),
+/// The word of a number, `unspecified` for 0 and `unknown(n)` for a number the CLI does not know.
+fn name<W: Word>(value: i32) -> String {
+    upper::<W>(value).to_ascii_lowercase()
+}
+
+/// A state as the proto names it, without the prefix: `SUCCEEDED`, `RETRY_WAIT`, `UNSPECIFIED`.
+fn upper<W: Word>(value: i32) -> String {
+    match W::from_number(value) {
+        Some(word) => word.as_str().to_ascii_uppercase(),
+        None if value == 0 => "UNSPECIFIED".to_string(),
         None => format!("UNKNOWN({value})"),
     }
 }
 
 /// `SUCCEEDED`, `RUNNING`, ….
 pub fn job_state(value: i32) -> String {
-    short(
-        pb::JobState::try_from(value).ok().map(|s| s.as_str_name()),
-        "JOB_STATE_",
-        value,
-    )
+    upper::<JobState>(value)
 }
 
 /// `SUCCEEDED`, `RETRY_WAIT`, ….
 pub fn task_state(value: i32) -> String {
-    short(
-        pb::TaskState::try_from(value).ok().map(|s| s.as_str_name()),
-        "TASK_STATE_",
-        value,
-    )
+    upper::<TaskState>(value)
 }
 
 /// `transform`, `basic_clean`, `edit`, `generate`, `pose_set`.
 pub fn kind(value: i32) -> String {
-    short(
-        pb::JobKind::try_from(value).ok().map(|s| s.as_str_name()),
-        "JOB_KIND_",
-        value,
-    )
-    .to_ascii_lowercase()
+    name::<Kind>(value)
 }
 
 /// `jpeg`, `png`, `webp`, `unspecified`.
 pub fn format(value: i32) -> String {
-    short(
-        pb::ImageFormat::try_from(value)
-            .ok()
-            .map(|s| s.as_str_name()),
-        "IMAGE_FORMAT_",
-        value,
-    )
-    .to_ascii_lowercase()
+    name::<ImageFormat>(value)
 }
 
 /// `contain`, `cover`, `fill`, `inside`, `unspecified`.
 pub fn fit(value: i32) -> String {
-    short(
-        pb::Fit::try_from(value).ok().map(|s| s.as_str_name()),
-        "FIT_",
-        value,
-    )
-    .to_ascii_lowercase()
+    name::<Fit>(value)
 }
 
 /// `all`, `matting`, `white_bg`, `enhanced`, `unspecified`.
 pub fn template(value: i32) -> String {
-    short(
-        pb::CleanTemplate::try_from(value)
-            .ok()
-            .map(|s| s.as_str_name()),
-        "CLEAN_TEMPLATE_",
-        value,
-    )
-    .to_ascii_lowercase()
+    name::<CleanTemplate>(value)
 }
 
 /// `auto`, `model`, `classical`, `unspecified`.
 pub fn matting_method(value: i32) -> String {
-    short(
-        pb::MattingMethod::try_from(value)
-            .ok()
-            .map(|s| s.as_str_name()),
-        "MATTING_METHOD_",
-        value,
-    )
-    .to_ascii_lowercase()
+    name::<MattingMethod>(value)
 }
 
 /// `street`, `studio`, `indoor`, `unspecified`.
 pub fn scene(value: i32) -> String {
-    short(
-        pb::Scene::try_from(value).ok().map(|s| s.as_str_name()),
-        "SCENE_",
-        value,
-    )
-    .to_ascii_lowercase()
+    name::<Scene>(value)
 }
 
 /// Whether a job in this state will not change again.
 pub fn job_is_terminal(value: i32) -> bool {
-    matches!(
-        pb::JobState::try_from(value),
-        Ok(pb::JobState::Succeeded
-            | pb::JobState::PartiallySucceeded
-            | pb::JobState::Failed
-            | pb::JobState::Cancelled)
-    )
+    JobState::from_number(value).is_some_and(JobState::is_terminal)
 }
 
 /// Whether a task in this state will not change again.
 pub fn task_is_terminal(value: i32) -> bool {
-    matches!(
-        pb::TaskState::try_from(value),
-        Ok(pb::TaskState::Succeeded | pb::TaskState::Failed | pb::TaskState::Cancelled)
-    )
+    TaskState::from_number(value).is_some_and(TaskState::is_terminal)
 }
 
 #[cfg(test)]
 mod tests {
+    use atelier_proto::v1 as pb;
+
     use super::*;
 
     #[test]

@@ -113,13 +113,13 @@ impl From<&pb::JobEvent> for JobEvent {
         match &e.event {
             Some(Kind::JobState(s)) => {
                 out.kind = EventType::JobState;
-                out.job_state = JobState::from_pb(s.state);
+                out.job_state = JobState::from_number(s.state);
                 out.failure = s.failure.as_ref().map(Failure::from_pb);
             }
             Some(Kind::TaskState(s)) => {
                 out.kind = EventType::TaskState;
                 out.task_id = Some(s.task_id.clone());
-                out.task_state = TaskState::from_pb(s.state);
+                out.task_state = TaskState::from_number(s.state);
                 out.attempts = Some(s.attempts);
                 out.failure = s.failure.as_ref().map(Failure::from_pb);
                 out.retry_at = time::to_text(s.retry_at.as_ref());

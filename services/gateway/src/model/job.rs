@@ -300,7 +300,7 @@ impl SourceInfo {
     pub fn from_pb(s: &pb::SourceInfo) -> Self {
         Self {
             sha256: s.sha256.clone(),
-            format: ImageFormat::from_pb(s.format),
+            format: ImageFormat::from_number(s.format),
             width: s.width,
             height: s.height,
             bytes: s.bytes,

@@ -179,7 +179,7 @@ impl From<&pb::ListModelsResponse> for ModelList {
                     kinds: m
                         .kinds
                         .iter()
-                        .filter_map(|k| JobKind::from_pb(*k))
+                        .filter_map(|k| JobKind::from_number(*k))
                         .collect(),
                 })
                 .collect(),
@@ -251,7 +251,7 @@ impl From<&pb::Stats> for Stats {
                 .iter()
                 .filter_map(|c| {
                     Some(StateCount {
-                        state: JobState::from_pb(c.state)?,
+                        state: JobState::from_number(c.state)?,
                         jobs: c.jobs,
                     })
                 })
@@ -261,7 +261,7 @@ impl From<&pb::Stats> for Stats {
                 .iter()
                 .filter_map(|k| {
                     Some(KindStats {
-                        kind: JobKind::from_pb(k.kind)?,
+                        kind: JobKind::from_number(k.kind)?,
                         jobs: k.jobs,
                         succeeded: k.succeeded,
                         failed: k.failed,

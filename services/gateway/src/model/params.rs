@@ -169,7 +169,7 @@ pub fn to_pb(kind: JobKind, params: Option<serde_json::Value>) -> Result<pb::Job
                 resize: p.resize.map(|r| pb::Resize {
                     width: r.width,
                     height: r.height,
-                    fit: r.fit.map_or(0, Fit::to_pb),
+                    fit: r.fit.map_or(0, Fit::number),
                 }),
                 crop: p.crop.map(|c| pb::Crop {
                     x: c.x,
@@ -181,7 +181,7 @@ pub fn to_pb(kind: JobKind, params: Option<serde_json::Value>) -> Result<pb::Job
                 flip_horizontal: p.flip_horizontal,
                 flip_vertical: p.flip_vertical,
                 auto_orient: p.auto_orient,
-                format: p.format.map_or(0, ImageFormat::to_pb),
+                format: p.format.map_or(0, ImageFormat::number),
                 quality: p.quality.unwrap_or(0),
                 strip_metadata: p.strip_metadata,
                 lossless: p.lossless,
@@ -190,9 +190,9 @@ pub fn to_pb(kind: JobKind, params: Option<serde_json::Value>) -> Result<pb::Job
         JobKind::BasicClean => {
             let p: BasicCleanParams = read(value)?;
             Params::BasicClean(pb::BasicCleanParams {
-                template: p.template.map_or(0, CleanTemplate::to_pb),
+                template: p.template.map_or(0, CleanTemplate::number),
                 model: text(p.model),
-                method: p.method.map_or(0, MattingMethod::to_pb),
+                method: p.method.map_or(0, MattingMethod::number),
                 min_confidence: p.min_confidence,
             })
         }
@@ -224,7 +224,7 @@ pub fn to_pb(kind: JobKind, params: Option<serde_json::Value>) -> Result<pb::Job
         JobKind::PoseSet => {
             let p: PoseSetParams = read(value)?;
             Params::PoseSet(pb::PoseSetParams {
-                scene: p.scene.map_or(0, Scene::to_pb),
+                scene: p.scene.map_or(0, Scene::number),
                 category: text(p.category),
                 description: text(p.description),
                 model: text(p.model),
@@ -244,7 +244,7 @@ pub fn from_pb(params: Option<&pb::JobParams>) -> serde_json::Value {
             resize: p.resize.as_ref().map(|r| Resize {
                 width: r.width,
                 height: r.height,
-                fit: Fit::from_pb(r.fit),
+                fit: Fit::from_number(r.fit),
             }),
             crop: p.crop.as_ref().map(|c| Crop {
                 x: c.x,
@@ -256,15 +256,15 @@ pub fn from_pb(params: Option<&pb::JobParams>) -> serde_json::Value {
             flip_horizontal: p.flip_horizontal,
             flip_vertical: p.flip_vertical,
             auto_orient: p.auto_orient,
-            format: ImageFormat::from_pb(p.format),
+            format: ImageFormat::from_number(p.format),
             quality: some_number(p.quality),
             strip_metadata: p.strip_metadata,
             lossless: p.lossless,
         }),
         Some(Params::BasicClean(p)) => serde_json::to_value(BasicCleanParams {
-            template: CleanTemplate::from_pb(p.template),
+            template: CleanTemplate::from_number(p.template),
             model: some_text(&p.model),
-            method: MattingMethod::from_pb(p.method),
+            method: MattingMethod::from_number(p.method),
             min_confidence: p.min_confidence,
         }),
         Some(Params::Edit(p)) => serde_json::to_value(EditParams {
@@ -288,7 +288,7 @@ pub fn from_pb(params: Option<&pb::JobParams>) -> serde_json::Value {
             seed: p.seed,
         }),
         Some(Params::PoseSet(p)) => serde_json::to_value(PoseSetParams {
-            scene: Scene::from_pb(p.scene),
+            scene: Scene::from_number(p.scene),
             category: some_text(&p.category),
             description: some_text(&p.description),
             model: some_text(&p.model),

@@ -120,8 +120,8 @@ impl ListQuery {
         Ok(pb::ListJobsRequest {
             page_size: self.page_size.unwrap_or(0),
             page_token: self.page_token.unwrap_or_default(),
-            state: self.state.map_or(0, JobState::to_pb),
-            kind: self.kind.map_or(0, JobKind::to_pb),
+            state: self.state.map_or(0, JobState::number),
+            kind: self.kind.map_or(0, JobKind::number),
             account: self.account.unwrap_or_default(),
             label: self.label.unwrap_or_default(),
             created: (start.is_some() || end.is_some()).then_some(pb::TimeRange { start, end }),

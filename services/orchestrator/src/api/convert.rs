@@ -7,7 +7,7 @@ use atelier_proto::v1 as pb;
 use prost::Message;
 
 use crate::db::entities::{account, job, ledger, task, upload};
-use crate::domain::{timestamp, JobState, Kind, TaskState};
+use crate::domain::timestamp;
 
 /// A job with its tasks as the API shows it.
 pub fn job(model: &job::Model, tasks: &[task::Model]) -> pb::Job {
@@ -16,9 +16,8 @@ pub fn job(model: &job::Model, tasks: &[task::Model]) -> pb::Job {
     pb::Job {
         id: model.id.clone(),
         account: model.account.clone(),
-        kind: Kind::parse(&model.kind).map_or(pb::JobKind::Unspecified, Kind::to_proto) as i32,
-        state: JobState::parse(&model.state).map_or(pb::JobState::Unspecified, JobState::to_proto)
-            as i32,
+        kind: model.kind.number(),
+        state: model.state.number(),
         params,
         tasks: tasks
             .iter()
@@ -59,8 +58,7 @@ pub fn task(model: &task::Model) -> pb::Task {
             .source
             .as_deref()
             .and_then(|b| pb::Source::decode(b).ok()),
-        state: TaskState::parse(&model.state)
-            .map_or(pb::TaskState::Unspecified, TaskState::to_proto) as i32,
+        state: model.state.number(),
         attempts: u32::try_from(model.attempts).unwrap_or_default(),
         stage: model.stage.clone(),
         percent: u32::try_from(model.percent).unwrap_or_default(),

@@ -52,7 +52,7 @@ impl Jobs {
         let tasks = db::jobs::tasks_of(&self.ctx.db, std::slice::from_ref(&job.id)).await?;
         let mut out = convert::job(&job, &tasks);
         crate::links::job(&self.ctx.links, &mut out).await;
-        if job.state == JobState::Queued.as_str() {
+        if job.state == JobState::Queued {
             let (position, seconds) = db::jobs::queue_position(&self.ctx.db, &job).await?;
             out.queue_position = position;
             out.estimated_seconds = seconds;
@@ -399,8 +399,8 @@ impl Jobs {
             tenant_id: Set(caller.tenant_id.clone()),
             account_id: Set(account.id.clone()),
             account: Set(account.external_id.clone()),
-            kind: Set(submission.kind.as_str().to_string()),
-            state: Set(JobState::Queued.as_str().to_string()),
+            kind: Set(submission.kind),
+            state: Set(JobState::Queued),
             params: Set(submission.params.encode_to_vec()),
             labels: Set(labels),
             idempotency_key: Set(submission.idempotency_key.clone()),
@@ -424,7 +424,7 @@ impl Jobs {
     /// After the commit: count the job and wake watchers and the dispatcher.
     pub(crate) fn submitted(&self, job: &job::Model) {
         tracing::info!(job_id = %job.id, kind = %job.kind, cost = job.cost, "job submitted");
-        self.ctx.metrics.job_submitted(&job.kind);
+        self.ctx.metrics.job_submitted(job.kind.as_str());
         self.ctx.bus.notify(&job.id);
         self.ctx.dispatch.wake();
     }
@@ -491,22 +491,14 @@ impl Jobs {
             let state = pb::JobState::try_from(req.state)
                 .ok()
                 .and_then(JobState::from_proto);
-            filter.state = Some(
-                state
-                    .ok_or_else(|| ApiError::field("state", "unknown job state"))?
-                    .as_str()
-                    .to_string(),
-            );
+            filter.state =
+                Some(state.ok_or_else(|| ApiError::field("state", "unknown job state"))?);
         }
         if req.kind != 0 {
             let kind = pb::JobKind::try_from(req.kind)
                 .ok()
                 .and_then(Kind::from_proto);
-            filter.kind = Some(
-                kind.ok_or_else(|| ApiError::field("kind", "unknown job kind"))?
-                    .as_str()
-                    .to_string(),
-            );
+            filter.kind = Some(kind.ok_or_else(|| ApiError::field("kind", "unknown job kind"))?);
         }
         if !req.label.is_empty() {
             let (k, v) = req
@@ -574,7 +566,7 @@ impl Jobs {
         let job = db::jobs::lock(&txn, job_id)
             .await?
             .ok_or(ApiError::NotFound("job"))?;
-        let terminal = JobState::parse(&job.state).is_some_and(JobState::is_terminal);
+        let terminal = job.state.is_terminal();
         if !terminal {
             return Err(ApiError::field(
                 "job_id",

@@ -127,8 +127,7 @@ fn check(req: pb::ReportTaskRequest) -> ApiResult<Report> {
 /// What the report does to `task`, or why it is refused (1003).
 fn plan(reported: pb::ReportedState, task: &task::Model) -> ApiResult<Plan> {
     use pb::ReportedState as R;
-    let state = TaskState::parse(&task.state)
-        .ok_or_else(|| ApiError::Internal(format!("task in unknown state {}", task.state)))?;
+    let state = task.state;
     let refuse = |why: String| Err(ApiError::field("state", why));
     match state {
         TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled => {
@@ -233,7 +232,7 @@ async fn apply(
         .await?
         .ok_or(ApiError::NotFound("task"))?;
     let deadline_ms =
-        i64::try_from(ctx.policy.attempt_timeout(&job.kind).as_millis()).unwrap_or(i64::MAX);
+        i64::try_from(ctx.policy.attempt_timeout(job.kind).as_millis()).unwrap_or(i64::MAX);
     let taken_meanwhile = || {
         ApiError::field(
             "state",
@@ -360,7 +359,7 @@ mod tests {
             idx: 0,
             source: None,
             source_ref: None,
-            state: state.into(),
+            state: TaskState::parse(state).expect("a task state"),
             attempts: 1,
             stage: String::new(),
             percent: 0,

@@ -240,8 +240,8 @@ pub async fn active_units<C: ConnectionTrait>(db: &C, account_id: &str) -> Resul
              WHERE account_id = ? AND state IN (?, ?)",
             vec![
                 account_id.into(),
-                JobState::Queued.as_str().into(),
-                JobState::Running.as_str().into(),
+                JobState::Queued.into(),
+                JobState::Running.into(),
             ],
         ))
         .await?

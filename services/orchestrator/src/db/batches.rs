@@ -50,8 +50,8 @@ pub async fn unfinished<C: ConnectionTrait>(
         vec![
             account_id.into(),
             id.into(),
-            JobState::Queued.as_str().into(),
-            JobState::Running.as_str().into(),
+            JobState::Queued.into(),
+            JobState::Running.into(),
         ],
     ))
     .await?

@@ -119,6 +119,8 @@ pub mod upload {
 pub mod job {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{JobState, Kind};
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "jobs")]
     pub struct Model {
@@ -127,8 +129,8 @@ pub mod job {
         pub tenant_id: String,
         pub account_id: String,
         pub account: String,
-        pub kind: String,
-        pub state: String,
+        pub kind: Kind,
+        pub state: JobState,
         pub params: Vec<u8>,
         pub labels: String,
         pub idempotency_key: Option<String>,
@@ -186,6 +188,8 @@ pub mod batch {
 pub mod task {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::TaskState;
+
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasks")]
     pub struct Model {
@@ -195,7 +199,7 @@ pub mod task {
         pub idx: i32,
         pub source: Option<Vec<u8>>,
         pub source_ref: Option<Vec<u8>>,
-        pub state: String,
+        pub state: TaskState,
         pub attempts: i32,
         pub stage: String,
         pub percent: i32,

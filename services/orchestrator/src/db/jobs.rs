@@ -8,7 +8,7 @@ use sea_orm::{
 
 use super::entities::{job, task};
 use super::{accounts, events};
-use crate::domain::{final_job_state, now_ms, JobState, TaskState};
+use crate::domain::{final_job_state, now_ms, JobState, Kind, TaskState};
 
 /// A task to create with its job.
 pub struct NewTask {
@@ -34,7 +34,7 @@ pub async fn insert<C: ConnectionTrait>(
             idx: Set(i32::try_from(idx).unwrap_or(i32::MAX)),
             source: Set(t.source),
             source_ref: Set(t.source_ref),
-            state: Set(TaskState::Queued.as_str().to_string()),
+            state: Set(TaskState::Queued),
             attempts: Set(0),
             stage: Set(String::new()),
             percent: Set(0),
@@ -124,8 +124,8 @@ pub async fn tasks_of<C: ConnectionTrait>(
 /// Filters of ListJobs, already validated.
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
-    pub state: Option<String>,
-    pub kind: Option<String>,
+    pub state: Option<JobState>,
+    pub kind: Option<Kind>,
     pub account_id: Option<String>,
     /// `"key":"value"` as it appears in the stored JSON labels.
     pub label: Option<(String, String)>,
@@ -143,10 +143,10 @@ pub async fn list<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<job::Model>, DbErr> {
     let mut query = job::Entity::find().filter(job::Column::TenantId.eq(tenant_id));
-    if let Some(state) = &filter.state {
+    if let Some(state) = filter.state {
         query = query.filter(job::Column::State.eq(state));
     }
-    if let Some(kind) = &filter.kind {
+    if let Some(kind) = filter.kind {
         query = query.filter(job::Column::Kind.eq(kind));
     }
     if let Some(account_id) = &filter.account_id {
@@ -191,15 +191,12 @@ pub async fn finish_if_done<C: ConnectionTrait>(
     db: &C,
     job: &job::Model,
 ) -> Result<Option<JobState>, DbErr> {
-    if JobState::parse(&job.state).is_some_and(JobState::is_terminal) {
+    if job.state.is_terminal() {
         return Ok(None);
     }
     let tasks = tasks_of(db, std::slice::from_ref(&job.id)).await?;
-    let states: Vec<TaskState> = tasks
-        .iter()
-        .filter_map(|t| TaskState::parse(&t.state))
-        .collect();
-    if states.len() != tasks.len() || !states.iter().all(|s| s.is_terminal()) {
+    let states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
+    if !states.iter().all(|s| s.is_terminal()) {
         return Ok(None);
     }
     let mut state = final_job_state(&states, false);
@@ -219,7 +216,7 @@ async fn set_terminal<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     let now = now_ms();
     let mut model: job::ActiveModel = job.clone().into();
-    model.state = Set(state.as_str().to_string());
+    model.state = Set(state);
     model.finished_at = Set(Some(now));
     model.updated_at = Set(now);
     model.update(db).await?;
@@ -237,11 +234,11 @@ async fn set_terminal<C: ConnectionTrait>(
 
 /// Moves a queued job to RUNNING when its first task starts. Call with the job locked.
 pub async fn mark_running<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<(), DbErr> {
-    if job.state != JobState::Queued.as_str() {
+    if job.state != JobState::Queued {
         return Ok(());
     }
     let mut model: job::ActiveModel = job.clone().into();
-    model.state = Set(JobState::Running.as_str().to_string());
+    model.state = Set(JobState::Running);
     model.updated_at = Set(now_ms());
     model.update(db).await?;
     events::append(
@@ -259,16 +256,14 @@ pub async fn mark_running<C: ConnectionTrait>(db: &C, job: &job::Model) -> Resul
 /// Cancels every task not yet terminal, refunding each once, and ends the job CANCELLED. Returns the
 /// ids of tasks that were running, whose work must be stopped. A terminal job is left as it is.
 pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<String>, DbErr> {
-    if JobState::parse(&job.state).is_some_and(JobState::is_terminal) {
+    if job.state.is_terminal() {
         return Ok(Vec::new());
     }
     let tasks = tasks_of(db, std::slice::from_ref(&job.id)).await?;
     let mut running = Vec::new();
     let now = now_ms();
     for t in tasks {
-        let Some(state) = TaskState::parse(&t.state) else {
-            continue;
-        };
+        let state = t.state;
         if state.is_terminal() {
             continue;
         }
@@ -278,7 +273,7 @@ pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<
         let task_id = t.id.clone();
         let attempts = t.attempts;
         let mut model: task::ActiveModel = t.into();
-        model.state = Set(TaskState::Cancelled.as_str().to_string());
+        model.state = Set(TaskState::Cancelled);
         model.lease_owner = Set(None);
         model.lease_expires_at = Set(None);
         model.finished_at = Set(Some(now));
@@ -320,21 +315,21 @@ pub async fn queue_position<C: ConnectionTrait>(
         .map(|r| r.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or_default();
-    let mean_ms = mean_task_ms(db, &job.kind).await?;
+    let mean_ms = mean_task_ms(db, job.kind).await?;
     let position = u32::try_from(ahead).unwrap_or(u32::MAX);
     Ok((position, estimate_seconds(mean_ms, position)))
 }
 
 /// Mean run time of the last 50 succeeded tasks of a kind (0 when none ran yet).
-pub async fn mean_task_ms<C: ConnectionTrait>(db: &C, kind: &str) -> Result<f64, DbErr> {
+pub async fn mean_task_ms<C: ConnectionTrait>(db: &C, kind: Kind) -> Result<f64, DbErr> {
     Ok(db
         .query_one(super::statement(
             db.get_database_backend(),
             "SELECT AVG(CAST(t.finished_at - t.started_at AS DOUBLE PRECISION)) FROM \
              (SELECT t.finished_at, t.started_at FROM tasks t JOIN jobs j ON j.id = t.job_id \
-              WHERE j.kind = ? AND t.state = 'succeeded' AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL \
+              WHERE j.kind = ? AND t.state = ? AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL \
               ORDER BY t.finished_at DESC LIMIT 50) t",
-            vec![kind.into()],
+            vec![kind.into(), TaskState::Succeeded.into()],
         ))
         .await?
         .and_then(|r| r.try_get_by_index::<Option<f64>>(0).ok().flatten())
@@ -357,5 +352,5 @@ pub async fn state_and_sequence<C: ConnectionTrait>(
     id: &str,
 ) -> Result<Option<(JobState, i64)>, DbErr> {
     let job = job::Entity::find_by_id(id.to_string()).one(db).await?;
-    Ok(job.and_then(|j| JobState::parse(&j.state).map(|s| (s, j.last_sequence))))
+    Ok(job.map(|j| (j.state, j.last_sequence)))
 }

@@ -134,7 +134,7 @@ pub const EXTERNAL_OWNER: &str = "external";
 
 /// Whether the task is running under the claim of a worker outside Atelier.
 pub fn is_external(task: &task::Model) -> bool {
-    task.state == TaskState::Running.as_str() && task.lease_owner.as_deref() == Some(EXTERNAL_OWNER)
+    task.state == TaskState::Running && task.lease_owner.as_deref() == Some(EXTERNAL_OWNER)
 }
 
 /// The lease of a task an outside worker holds, for the guarded changes that end it.
@@ -565,7 +565,7 @@ async fn finish_job<C: ConnectionTrait>(db: &C, job_id: &str) -> Result<(), DbEr
 /// Running tasks whose lease has expired (their orchestrator or processor died).
 pub async fn expired<C: ConnectionTrait>(db: &C, limit: u64) -> Result<Vec<task::Model>, DbErr> {
     task::Entity::find()
-        .filter(task::Column::State.eq(TaskState::Running.as_str()))
+        .filter(task::Column::State.eq(TaskState::Running))
         .filter(task::Column::LeaseExpiresAt.lt(now_ms()))
         .order_by_asc(task::Column::LeaseExpiresAt)
         .limit(limit)
@@ -580,7 +580,7 @@ pub async fn stale_queued<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<task::Model>, DbErr> {
     task::Entity::find()
-        .filter(task::Column::State.eq(TaskState::Queued.as_str()))
+        .filter(task::Column::State.eq(TaskState::Queued))
         .filter(task::Column::CreatedAt.lt(cutoff))
         .limit(limit)
         .all(db)
@@ -598,16 +598,32 @@ pub async fn recover<C: ConnectionTrait>(
     };
     let backend = db.get_database_backend();
     let exhausted = task.attempts >= max_attempts;
-    let set = if exhausted {
-        "state = 'failed', failure_code = 1009, failure_message = 'the task lost its processor or orchestrator too many times', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+    let (set, mut values): (&str, Vec<sea_orm::Value>) = if exhausted {
+        (
+            "state = ?, failure_code = ?, failure_message = 'the task lost its processor or orchestrator too many times', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL",
+            vec![
+                TaskState::Failed.into(),
+                code_number(atelier_codes::ErrorCode::Unavailable).into(),
+                now_ms().into(),
+            ],
+        )
     } else {
-        "state = 'queued', run_after = ?, lease_owner = NULL, lease_expires_at = NULL"
+        (
+            "state = ?, run_after = ?, lease_owner = NULL, lease_expires_at = NULL",
+            vec![TaskState::Queued.into(), now_ms().into()],
+        )
     };
+    values.extend([
+        task.id.clone().into(),
+        TaskState::Running.into(),
+        task.attempts.into(),
+        now_ms().into(),
+    ]);
     let r = db
         .execute(statement(
             backend,
-            &format!("UPDATE tasks SET {set} WHERE id = ? AND state = 'running' AND attempts = ? AND lease_expires_at < ?"),
-            vec![now_ms().into(), task.id.clone().into(), task.attempts.into(), now_ms().into()],
+            &format!("UPDATE tasks SET {set} WHERE id = ? AND state = ? AND attempts = ? AND lease_expires_at < ?"),
+            values,
         ))
         .await?;
     if r.rows_affected() == 0 {
@@ -680,10 +696,19 @@ pub async fn time_out<C: ConnectionTrait>(
     let r = db
         .execute(statement(
             db.get_database_backend(),
-            "UPDATE tasks SET state = 'failed', failure_code = 1007, failure_message = ?, finished_at = ?, \
+            "UPDATE tasks SET state = ?, failure_code = ?, failure_message = ?, finished_at = ?, \
              lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND state IN ('queued', 'running', 'retry_wait')",
-            vec![message.into(), now_ms().into(), task.id.clone().into()],
+             WHERE id = ? AND state IN (?, ?, ?)",
+            vec![
+                TaskState::Failed.into(),
+                code_number(atelier_codes::ErrorCode::TimedOut).into(),
+                message.into(),
+                now_ms().into(),
+                task.id.clone().into(),
+                TaskState::Queued.into(),
+                TaskState::Running.into(),
+                TaskState::RetryWait.into(),
+            ],
         ))
         .await?;
     if r.rows_affected() == 0 {
@@ -699,7 +724,7 @@ pub async fn time_out<C: ConnectionTrait>(
     );
     events::append(db, &job, event).await?;
     accounts::refund_task(db, &job, &task.id, "task timed out").await?;
-    if task.state == TaskState::Running.as_str() {
+    if task.state == TaskState::Running {
         events::announce_cancel(db, std::slice::from_ref(&task.id)).await?;
     }
     jobs::finish_if_done(db, &job).await?;
@@ -707,6 +732,11 @@ pub async fn time_out<C: ConnectionTrait>(
 }
 
 /// A stored failure in the shape of the wire.
+/// A code's number as the `failure_code` column holds it.
+fn code_number(code: atelier_codes::ErrorCode) -> i32 {
+    i32::try_from(code.number()).unwrap_or_default()
+}
+
 pub fn failure(code: atelier_codes::ErrorCode, message: &str) -> pb::Failure {
     pb::Failure {
         code: code.number(),

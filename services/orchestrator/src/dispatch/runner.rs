@@ -80,7 +80,7 @@ impl Dispatcher {
             .child();
         let span = tracing::info_span!("task", job_id = %lease.job.id, task_id = %lease.task.id, attempt = lease.attempt, trace_id = %trace.trace_id());
         async move {
-            let limit = self.attempt_timeout(&lease.job.kind);
+            let limit = self.attempt_timeout(lease.job.kind);
             let started = std::time::Instant::now();
             // What the attempt's provider calls used, as the processor reports it before the end.
             let mut reported = Attempt {
@@ -180,14 +180,14 @@ impl Dispatcher {
             Ended::Lost => ("lost", false),
         };
         self.metrics
-            .attempt(&lease.job.kind, result, seconds, from_cache);
+            .attempt(lease.job.kind.as_str(), result, seconds, from_cache);
     }
 
     /// The deadline of one attempt: longer for kinds that call a model provider.
-    fn attempt_timeout(&self, kind: &str) -> Duration {
-        match Kind::parse(kind) {
-            Some(Kind::Transform | Kind::BasicClean) | None => self.settings.attempt_timeout,
-            Some(_) => self.settings.model_attempt_timeout,
+    fn attempt_timeout(&self, kind: Kind) -> Duration {
+        match kind {
+            Kind::Transform | Kind::BasicClean => self.settings.attempt_timeout,
+            _ => self.settings.model_attempt_timeout,
         }
     }
 
@@ -214,7 +214,7 @@ impl Dispatcher {
             .map_or(pb::JobKind::Unspecified, |p| Kind::of(p).to_proto());
         let model = request.params.as_ref().map_or("", model_of).to_string();
         let mut client = self.processors.pick_for(kind, &model);
-        let timeout = self.attempt_timeout(&lease.job.kind);
+        let timeout = self.attempt_timeout(lease.job.kind);
         let mut call = self.processors.request(request, timeout);
         if let Ok(value) = trace.to_string().parse() {
             call.metadata_mut().insert(TRACEPARENT, value);

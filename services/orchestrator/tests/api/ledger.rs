@@ -3,7 +3,7 @@
 //! every task is refunded at most once.
 
 use atelier_orchestrator::db::{self, entities::job};
-use atelier_orchestrator::domain::{now_ms, JobState};
+use atelier_orchestrator::domain::{now_ms, JobState, Kind, TaskState};
 use proptest::prelude::*;
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
 
@@ -49,8 +49,8 @@ async fn submit(db: &DatabaseConnection, account_id: &str, tasks: usize) -> Opti
         tenant_id: Set("t".into()),
         account_id: Set(account_id.into()),
         account: Set("a".into()),
-        kind: Set("transform".into()),
-        state: Set(JobState::Queued.as_str().into()),
+        kind: Set(Kind::Transform),
+        state: Set(JobState::Queued),
         params: Set(Vec::new()),
         labels: Set("{}".into()),
         idempotency_key: Set(None),
@@ -133,7 +133,7 @@ async fn run(ops: Vec<Op>) {
                 // already ended badly.
                 if let Some(task) = tasks
                     .get(t)
-                    .filter(|t| t.state == "failed" || t.state == "cancelled")
+                    .filter(|t| t.state == TaskState::Failed || t.state == TaskState::Cancelled)
                 {
                     let job = job::Entity::find_by_id(jobs[j].clone())
                         .one(&db)
@@ -172,7 +172,7 @@ async fn run(ops: Vec<Op>) {
             .expect("tasks");
         let ended_badly = tasks
             .iter()
-            .filter(|t| t.state == "failed" || t.state == "cancelled")
+            .filter(|t| t.state == TaskState::Failed || t.state == TaskState::Cancelled)
             .count() as i64;
         assert_eq!(
             job.refunded, ended_badly,
