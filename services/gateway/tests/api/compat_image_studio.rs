@@ -147,6 +147,16 @@ async fn a_folder_is_filled_run_reviewed_and_archived(backend: Backend) {
         active["group"]["templates"][1]["content"],
         "soft even light"
     );
+    let (status, groups) = app.get_json(&shop, "/api/image-studio/prompt-groups").await;
+    assert_eq!(status, 200, "{groups}");
+    assert_eq!(
+        groups["groups"].as_array().map(Vec::len),
+        Some(1),
+        "{groups}"
+    );
+    assert_eq!(groups["groups"][0]["id"], group_id.as_str());
+    assert_eq!(groups["groups"][0]["isActive"], true);
+    assert_eq!(groups["groups"][0]["latestVersion"], 1);
     let (status, settings) = app
         .post_json(
             &shop,
