@@ -180,7 +180,8 @@ pub struct Config {
     /// How often queued jobs get a fresh queue position event (seconds).
     #[arg(long, env = "ATELIER_QUEUE_EVENT_SECONDS", default_value_t = 5.0)]
     pub queue_event_seconds: f64,
-    /// Shutdown waits this long for running attempts, then hands them back (seconds).
+    /// Shutdown waits this long for running attempts, then hands them back; every background task
+    /// gets the same bound, plus 5 s for handing back (seconds).
     #[arg(long, env = "ATELIER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0)]
     pub shutdown_grace_seconds: f64,
     /// Most active (queued or running) jobs per account.
