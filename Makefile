@@ -3,7 +3,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: demo demo-cutout test setup lint fmt build clean-var
+.PHONY: demo demo-cutout demo-console test setup lint fmt build clean-var
 
 ## Build, start both services on the embedded defaults (SQLite + var/objects), run the sample jobs, stop.
 demo:
@@ -13,6 +13,11 @@ demo:
 ## (downloads ONNX Runtime, the model and the photo into var/ on the first run).
 demo-cutout:
 	bash scripts/demo.sh --cutout
+
+## The demo, then the web console (http://127.0.0.1:8080/console) on a studio workspace made from the
+## demo's images, running until Ctrl-C; prints a key and account to sign in with.
+demo-console:
+	bash scripts/demo.sh --console
 
 ## Install what the tests need (s3s-fs, a running PostgreSQL), then run every test.
 test: setup

@@ -6,7 +6,9 @@
 #     feature is tested linked; scripts/test.sh also tests it with the library hidden;
 #   - curl and jq, which the README's own commands use (crates/cli/tests/readme.rs runs them);
 #   - ONNX Runtime's shared library and real test photos, both from PyPI wheels;
-#   - kubernetes-validate (PyPI), which checks the Kubernetes manifests of deploy/ offline.
+#   - kubernetes-validate (PyPI), which checks the Kubernetes manifests of deploy/ offline;
+#   - Debian's Chromium (/usr/bin/chromium) and playwright-core (npm, pinned by its lock file) for the
+#     console's browser test (services/gateway/tests/browser).
 # Idempotent: safe to run again.
 set -euo pipefail
 
@@ -60,6 +62,33 @@ if command -v pg_isready >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_isre
 else
     echo "PostgreSQL is not installed (pg_isready not found)" >&2
     exit 1
+fi
+
+# The console's browser test: Debian's headless Chromium, driven by playwright-core from npm (which
+# downloads no browser of its own).
+if [ -x /usr/bin/chromium ]; then
+    echo "chromium already installed"
+else
+    echo "installing chromium (Debian package)"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ${SUDO} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    [ -x /usr/bin/chromium ]
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "installing Node.js and npm (Debian packages)"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ${SUDO} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO} apt-get install -y -qq nodejs npm >/dev/null
+fi
+BROWSER_TEST="$(cd "$(dirname "$0")/../services/gateway/tests/browser" && pwd)"
+# npm writes node_modules/.package-lock.json on every install: older than the lock means stale.
+if [ -f "${BROWSER_TEST}/node_modules/.package-lock.json" ] &&
+    [ ! "${BROWSER_TEST}/package-lock.json" -nt "${BROWSER_TEST}/node_modules/.package-lock.json" ]; then
+    echo "console browser test dependencies already installed"
+else
+    echo "installing the console browser test's npm packages (npm ci)"
+    (cd "${BROWSER_TEST}" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 
 # ONNX Runtime's shared library (from PyPI's wheel) for the processor's matting models.

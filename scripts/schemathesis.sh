@@ -37,8 +37,12 @@ if [[ "${1:-}" == "--install-only" ]]; then
     exit 0
 fi
 
-echo "==> building the orchestrator, the processor, the gateway and the CLI"
-cargo build --locked -p atelier-orchestrator -p atelier-processor -p atelier-gateway -p atelier-cli
+echo "==> the orchestrator, the processor, the gateway and the CLI, as the test build made them"
+# The same build as `make test`'s (every feature, test profile, dev-dependencies unified), so after
+# the test run this compiles nothing: the binaries are the ones the integration tests started.
+# shellcheck source=scripts/turbojpeg-mode.sh
+source scripts/turbojpeg-mode.sh
+cargo test --no-run --locked --workspace --all-features --quiet
 
 WORK="$(mktemp -d)"
 PIDS=()

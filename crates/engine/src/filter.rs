@@ -107,6 +107,31 @@ pub(crate) fn erode(mask: &[u8], w: usize, h: usize, r: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Grows regions over the 4-neighbours of a `w`×`h` grid: each index popped from `stack` offers its
+/// neighbours to `admit(from, to)`, which decides (and records) whether `to` joins; joined indices
+/// are grown from in turn. The one flood fill of the engine (connected components, shadow growth).
+pub(crate) fn flood(
+    w: usize,
+    h: usize,
+    stack: &mut Vec<usize>,
+    mut admit: impl FnMut(usize, usize) -> bool,
+) {
+    while let Some(i) = stack.pop() {
+        let (x, y) = (i % w, i / w);
+        let neighbours = [
+            (x > 0).then(|| i - 1),
+            (x + 1 < w).then(|| i + 1),
+            (y > 0).then(|| i - w),
+            (y + 1 < h).then(|| i + w),
+        ];
+        for j in neighbours.into_iter().flatten() {
+            if admit(i, j) {
+                stack.push(j);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

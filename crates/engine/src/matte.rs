@@ -10,7 +10,7 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, GrayImage, RgbImage};
 
 use crate::encode::fit_within;
-use crate::filter::{box_blur, dilate, erode};
+use crate::filter::{box_blur, dilate, erode, flood};
 use crate::EngineError;
 
 /// Longest side the mask is computed at.
@@ -24,14 +24,6 @@ pub(crate) struct Background {
 }
 
 impl Background {
-    /// A uniform background of one colour.
-    #[cfg(test)]
-    pub fn flat(c: [f32; 3]) -> Background {
-        Background {
-            coef: c.map(|v| [v, 0.0, 0.0, 0.0, 0.0, 0.0]),
-        }
-    }
-
     /// The background colour at pixel (x, y) of a `w`×`h` image.
     pub fn at(&self, x: u32, y: u32, w: u32, h: u32) -> [f32; 3] {
         let (u, v) = (
@@ -86,7 +78,8 @@ pub(crate) fn estimate(image: &RgbImage) -> Result<Matte, EngineError> {
             (t * t * (3.0 - 2.0 * t) * 255.0).round() as u8
         })
         .collect();
-    crate::shadow::clear_shadows(work, &background, &mut soft);
+    let (bw, bh) = work.dimensions();
+    crate::shadow::clear_shadows(work, |x, y| background.at(x, y, bw, bh), &mut soft);
     let alpha = clean(&soft, &dist, w, h, lo);
     let confidence = confidence(&alpha, w, h, noise, border_fit);
     let alpha = GrayImage::from_raw(ww, wh, alpha)
@@ -259,31 +252,17 @@ fn components(mask: &[u8], w: usize, h: usize, want: u8) -> (Vec<u32>, Vec<usize
             continue;
         }
         let label = areas.len() as u32;
-        let mut area = 0;
+        let mut area = 1;
         labels[start] = label;
         stack.push(start);
-        while let Some(i) = stack.pop() {
-            area += 1;
-            let (x, y) = (i % w, i / w);
-            let mut visit = |j: usize| {
-                if mask[j] == want && labels[j] == 0 {
-                    labels[j] = label;
-                    stack.push(j);
-                }
-            };
-            if x > 0 {
-                visit(i - 1);
+        flood(w, h, &mut stack, |_, j| {
+            let joins = mask[j] == want && labels[j] == 0;
+            if joins {
+                labels[j] = label;
+                area += 1;
             }
-            if x + 1 < w {
-                visit(i + 1);
-            }
-            if y > 0 {
-                visit(i - w);
-            }
-            if y + 1 < h {
-                visit(i + w);
-            }
-        }
+            joins
+        });
         areas.push(area);
     }
     (labels, areas)

@@ -7,8 +7,7 @@
 
 use image::RgbImage;
 
-use crate::filter::box_blur;
-use crate::matte::Background;
+use crate::filter::{box_blur, flood};
 
 /// Darkest shadow (as a fraction of the background's luminance) still treated as background.
 const DARKEST: f32 = 0.4;
@@ -17,8 +16,13 @@ const NEUTRAL: f32 = 0.05;
 /// Largest luminance step between neighbours (after a 3×3 blur) that a shadow can contain.
 const MAX_STEP: i16 = 4;
 
-/// Clears `soft` (alpha, 0..=255) wherever a soft shadow reaches out from the clear background.
-pub(crate) fn clear_shadows(img: &RgbImage, bg: &Background, soft: &mut [u8]) {
+/// Clears `soft` (alpha, 0..=255) wherever a soft shadow reaches out from the clear background;
+/// `background(x, y)` is the background model's colour there.
+pub(crate) fn clear_shadows(
+    img: &RgbImage,
+    background: impl Fn(u32, u32) -> [f32; 3],
+    soft: &mut [u8],
+) {
     let (w, h) = img.dimensions();
     let (wu, hu) = (w as usize, h as usize);
     let smooth = box_blur(img.as_raw(), wu, hu, 3, 1);
@@ -29,7 +33,7 @@ pub(crate) fn clear_shadows(img: &RgbImage, bg: &Background, soft: &mut [u8]) {
         for x in 0..w {
             let i = y as usize * wu + x as usize;
             let p = [0, 1, 2].map(|c| f32::from(smooth[i * 3 + c]));
-            let b = bg.at(x, y, w, h).map(|v| v.max(1.0));
+            let b = background(x, y).map(|v| v.max(1.0));
             let ratio = luma(&p) / luma(&b);
             let raw = img.get_pixel(x, y).0.map(f32::from);
             lum[i] = luma(&raw).round().clamp(0.0, 255.0) as u8;
@@ -50,28 +54,14 @@ pub(crate) fn clear_shadows(img: &RgbImage, bg: &Background, soft: &mut [u8]) {
         })
         .collect();
     let mut stack: Vec<usize> = (0..soft.len()).filter(|&i| soft[i] == 0).collect();
-    while let Some(i) = stack.pop() {
-        let (x, y) = (i % wu, i / wu);
-        let mut grow = |j: usize| {
-            let step = (i16::from(lum[i]) - i16::from(lum[j])).abs();
-            if soft[j] != 0 && shadow_like[j] && gentle[j] && step <= MAX_STEP {
-                soft[j] = 0;
-                stack.push(j);
-            }
-        };
-        if x > 0 {
-            grow(i - 1);
+    flood(wu, hu, &mut stack, |i, j| {
+        let step = (i16::from(lum[i]) - i16::from(lum[j])).abs();
+        let grows = soft[j] != 0 && shadow_like[j] && gentle[j] && step <= MAX_STEP;
+        if grows {
+            soft[j] = 0;
         }
-        if x + 1 < wu {
-            grow(i + 1);
-        }
-        if y > 0 {
-            grow(i - wu);
-        }
-        if y + 1 < hu {
-            grow(i + wu);
-        }
-    }
+        grows
+    });
 }
 
 #[cfg(test)]
@@ -79,8 +69,8 @@ mod tests {
     use super::*;
     use image::Rgb;
 
-    fn flat_bg() -> Background {
-        Background::flat([220.0, 220.0, 224.0])
+    fn flat_bg(_: u32, _: u32) -> [f32; 3] {
+        [220.0, 220.0, 224.0]
     }
 
     #[test]
@@ -100,7 +90,7 @@ mod tests {
             .pixels()
             .map(|p| if p.0[0] < 215 { 255 } else { 0 })
             .collect();
-        clear_shadows(&img, &flat_bg(), &mut soft);
+        clear_shadows(&img, flat_bg, &mut soft);
         assert_eq!(soft[30 * 120 + 35], 255, "grey product");
         assert_eq!(soft[30 * 120 + 80], 0, "shadow");
         assert_eq!(soft[30 * 120 + 52], 0, "shadow next to the product");
@@ -119,7 +109,7 @@ mod tests {
             .pixels()
             .map(|p| if p.0[1] < 200 { 255 } else { 0 })
             .collect();
-        clear_shadows(&img, &flat_bg(), &mut soft);
+        clear_shadows(&img, flat_bg, &mut soft);
         assert_eq!(soft[30 * 60 + 30], 255);
     }
 }

@@ -17,7 +17,9 @@ use atelier_netguard::download::{DownloadLimits, Downloader};
 use crate::compat::jwt::CompatAuth;
 use crate::config::Config;
 use crate::request_id;
-use crate::routes::{self, AppState, Limits};
+use crate::router;
+use crate::routes;
+use crate::state::{AppState, Limits};
 
 /// How long open streams (SSE) may keep a stopping gateway alive.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -67,7 +69,7 @@ impl Application {
             config.compat_auth.as_deref(),
         )
         .await?;
-        let mut router = routes::router(state, &auth);
+        let mut router = router::router(state, &auth);
         if let Some(cors) = cors(&config.cors_origins)? {
             router = router.layer(cors);
         }

@@ -10,7 +10,9 @@ pub mod extract;
 pub mod model;
 pub mod openapi;
 pub mod request_id;
+pub mod router;
 pub mod routes;
+pub mod state;
 
 pub use app::{spawn, spawn_on, Application, RunningGateway};
 pub use config::Config;

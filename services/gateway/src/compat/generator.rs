@@ -52,7 +52,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::routes::meta::orchestrator_health;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Label marking jobs made through this family.
 const FAMILY_LABEL: (&str, &str) = ("compat", "generator");

@@ -40,7 +40,7 @@ use crate::error::ApiError;
 use crate::extract::PathParam;
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, upload_part};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Label marking jobs made through this family.
 const FAMILY_LABEL: (&str, &str) = ("compat", "image_edit");

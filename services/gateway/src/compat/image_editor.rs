@@ -58,13 +58,14 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::form_or_json;
 use super::{list_all, output_bytes, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{form_or_json, JsonBody};
+use crate::extract::JsonBody;
 use crate::model::time;
 use crate::routes::meta::orchestrator_health;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Label marking jobs made through this family.
 const FAMILY_LABEL: (&str, &str) = ("compat", "image_editor");

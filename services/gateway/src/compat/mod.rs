@@ -14,10 +14,13 @@ pub mod jwt;
 pub mod task_api;
 
 use atelier_proto::v1 as pb;
+use axum::extract::{FromRequest, Request};
+use serde::de::DeserializeOwned;
 
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::routes::uploads::{multipart_error, upload_part};
+use crate::state::AppState;
 
 /// At most this many jobs are scanned to answer a listing that needs a total or an offset.
 pub const MAX_SCAN: usize = 5_000;
@@ -116,4 +119,76 @@ pub async fn output_bytes(state: &AppState, output: &pb::Output) -> Result<bytes
 /// Whether the job is queued or running.
 pub fn is_active(job: &pb::Job) -> bool {
     job.state == pb::JobState::Queued as i32 || job.state == pb::JobState::Running as i32
+}
+
+/// A body in any encoding an old web form or client sends: JSON, an urlencoded form, or a
+/// multipart form whose text fields are read as strings and whose file parts are streamed into
+/// uploads (the field then reads `upload:<id>`). JSON and urlencoded bodies keep the JSON limit;
+/// a multipart body is capped per file, as uploads are.
+pub async fn form_or_json<T: DeserializeOwned>(
+    state: &AppState,
+    caller: &Caller,
+    request: Request,
+) -> Result<T, ApiError> {
+    use axum::http::header::CONTENT_TYPE;
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        return multipart_fields(state, caller, request).await;
+    }
+    let limit = state.limits.max_json_bytes;
+    let bytes = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "the request body could not be read: it is larger than {limit} bytes or broke off"
+            ))
+        })?;
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return serde_urlencoded::from_bytes(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("the form does not fit this call: {e}")));
+    }
+    if !content_type.starts_with("application/json") {
+        return Err(ApiError::bad_request(
+            "send JSON (`Content-Type: application/json`), an urlencoded form or a multipart form",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!("the body is not valid JSON for this call: {e}"))
+    })
+}
+
+async fn multipart_fields<T: DeserializeOwned>(
+    state: &AppState,
+    caller: &Caller,
+    request: Request,
+) -> Result<T, ApiError> {
+    let mut form = axum::extract::Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("bad multipart body: {}", e.body_text())))?;
+    let mut fields = serde_json::Map::new();
+    let mut text_bytes = 0usize;
+    while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let value = if field.file_name().is_some() {
+            format!("upload:{}", upload_part(state, caller, field).await?.id)
+        } else {
+            let text = field.text().await.map_err(multipart_error)?;
+            text_bytes = text_bytes.saturating_add(text.len());
+            if text_bytes > state.limits.max_json_bytes {
+                return Err(ApiError::bad_request(format!(
+                    "the form's text fields are larger than {} bytes",
+                    state.limits.max_json_bytes
+                )));
+            }
+            text
+        };
+        fields.insert(name, serde_json::Value::String(value));
+    }
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| ApiError::bad_request(format!("the form does not fit this call: {e}")))
 }

@@ -63,7 +63,7 @@ use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// The routes.
 pub fn router() -> Router<AppState> {

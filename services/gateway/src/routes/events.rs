@@ -12,11 +12,11 @@ use futures::Stream;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::AppState;
 use crate::call::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PathParam, QueryParams};
 use crate::model::event::JobEvent;
+use crate::state::AppState;
 
 /// Query of the event stream.
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -15,12 +15,16 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::PathParam;
 
 /// Largest object served (a guard: outputs are far smaller).
 const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The file server as handlers take it from the gateway's state: none without local storage and a
+/// link secret.
+#[derive(Clone)]
+pub struct LocalFiles(pub Option<Arc<FileServer>>);
 
 /// The storage folder and the secret the links are checked with.
 #[derive(Clone, Debug)]
@@ -54,12 +58,12 @@ pub struct FileServer {
     )
 )]
 pub async fn get_file(
-    State(state): State<AppState>,
+    State(LocalFiles(files)): State<LocalFiles>,
     PathParam(token, _): PathParam<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(files) = state.files.as_deref() else {
+    let Some(files) = files.as_deref() else {
         return Err(ApiError::new(
             ErrorCode::NotFound,
             "this gateway serves no file links (no local storage and link secret configured)",

@@ -6,7 +6,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use crate::call::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
@@ -14,6 +13,7 @@ use crate::model::enums::{JobKind, JobState};
 use crate::model::job::{Job, JobList, SubmitJob};
 use crate::model::other::LogPage;
 use crate::model::time;
+use crate::state::AppState;
 
 /// Submit a job: validated, charged and queued in one step.
 #[utoipa::path(

@@ -11,12 +11,12 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use utoipa::IntoParams;
 
-use super::AppState;
 use crate::call::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::QueryParams;
 use crate::model::other::{Account, Health, Ledger, ModelList, Stats};
 use crate::model::time;
+use crate::state::AppState;
 
 /// The calling account: balance, membership, active jobs.
 #[utoipa::path(

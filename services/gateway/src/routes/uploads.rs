@@ -22,11 +22,11 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use crate::call::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
 use crate::model::other::Upload;
+use crate::state::AppState;
 
 /// Bytes per `chunk` message.
 const CHUNK: usize = 64 * 1024;

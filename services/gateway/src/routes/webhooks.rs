@@ -7,13 +7,13 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::AppState;
 use crate::call::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::webhook::{
     CreateWebhookEndpoint, WebhookDeliveryList, WebhookEndpoint, WebhookEndpointList,
 };
+use crate::state::AppState;
 
 /// Register an endpoint; the answer carries its signing secret, shown only this once.
 #[utoipa::path(

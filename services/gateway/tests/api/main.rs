@@ -6,6 +6,7 @@ mod compat_image_editor;
 mod compat_image_studio;
 mod compat_jwt;
 mod compat_task_api;
+mod console;
 mod errors;
 mod events;
 mod files;

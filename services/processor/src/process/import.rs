@@ -10,8 +10,8 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use super::attempt::Shared;
 use super::output::{imported_image, upload};
-use super::worker::Shared;
 use super::ProcessError;
 use crate::download::DownloadError;
 

@@ -1,5 +1,6 @@
 //! `atelier.v1.ProcessorService`: runs task attempts for the orchestrator, a bounded number at a time.
 
+mod attempt;
 mod error;
 mod import;
 mod model;
@@ -19,12 +20,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
+pub use attempt::{Shared, WAITING_STAGE};
 pub use error::ProcessError;
 pub use request::{
     CleanWork, MattingMethod, SourceLocation, TaskRequest, Work, DEFAULT_MIN_CONFIDENCE,
 };
 pub use usage::Usage;
-pub use worker::{Shared, WAITING_STAGE};
 
 /// Events buffered per stream before the worker waits for the caller.
 const EVENT_BUFFER: usize = 32;

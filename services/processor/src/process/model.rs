@@ -13,9 +13,9 @@ use atelier_proto::v1::{self, process_event::Event};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::attempt::{log, send, EventSender, Finished, Shared, Source};
 use super::output::{provider_image, upload};
 use super::params::PoseSetWork;
-use super::worker::{log, send, EventSender, Finished, Shared, Source};
 use super::{ProcessError, TaskRequest, Work};
 use crate::metrics::UsageLabels;
 use crate::providers::pose::{self, Shot};

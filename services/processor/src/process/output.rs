@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::worker::{log, EventSender, Shared};
+use super::attempt::{log, EventSender, Shared};
 use super::ProcessError;
 use crate::providers::ProviderError;
 

@@ -9,98 +9,19 @@ use atelier_engine::{
     basic_clean_with, CleanTemplate, EngineError, Format, Limits, Matting, Rendered,
 };
 use atelier_proto::v1::{self, process_event::Event};
-use atelier_storage::Storage;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
 
+use super::attempt::{log, send, EventSender, Finished, Shared, Source, WAITING_STAGE};
 use super::output::upload;
 use super::request::{SourceLocation, TaskRequest, Work};
 use super::{model, ProcessError};
-use crate::cache::{cache_key, ContentCache, Inflight, Slot, Turn};
-use crate::download::Downloader;
+use crate::cache::{cache_key, Slot, Turn};
 use crate::matting::MattingRoute;
-use crate::metrics::{KindLabels, KindResultLabels, Metrics};
-use crate::providers::{answer_mask, ProviderError, Providers};
-
-/// The sending half of a `Process` stream.
-pub type EventSender = mpsc::Sender<Result<v1::ProcessEvent, Status>>;
-
-/// Shown to a task waiting for an identical one to finish.
-pub const WAITING_STAGE: &str = "waiting for an identical task";
-
-/// What every attempt on this processor shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// Where sources are read from and outputs go.
-    pub storage: Storage,
-    /// The guarded http client.
-    pub downloader: Downloader,
-    /// Reported in `Accepted`.
-    pub processor_id: String,
-    /// Largest source accepted.
-    pub max_source_bytes: u64,
-    /// How long an output write is tried again while the store fails.
-    pub storage_retry: std::time::Duration,
-    /// Validation limits handed to the engine.
-    pub limits: Limits,
-    /// Configured model providers.
-    pub providers: Providers,
-    /// Loaded matting models.
-    pub matting: Arc<crate::matting::MattingModels>,
-    /// The content cache in the object storage; `None` when turned off.
-    pub cache: Option<ContentCache>,
-    /// Identical tasks running now.
-    pub inflight: Arc<Inflight>,
-    /// Counters and gauges.
-    pub metrics: Arc<Metrics>,
-}
-
-/// A fetched and checked source.
-#[derive(Debug)]
-pub struct Source {
-    /// The bytes as downloaded.
-    pub bytes: Bytes,
-    /// Lower-case hex SHA-256 of the bytes.
-    pub sha256: String,
-    /// Found by magic bytes.
-    pub format: Format,
-}
-
-/// How an attempt ended well.
-#[derive(Debug, Default)]
-pub struct Finished {
-    /// Outputs reported, in order.
-    pub outputs: Vec<v1::Output>,
-    /// Every output came from the cache.
-    pub from_cache: bool,
-    /// Units (shots, images) that failed while others succeeded.
-    pub failed_units: u32,
-    /// The first unit failure.
-    pub first_failure: Option<ProcessError>,
-}
-
-impl Finished {
-    /// Counts a failed unit, keeping the first failure.
-    pub fn unit_failed(&mut self, err: ProcessError) {
-        self.failed_units += 1;
-        if self.first_failure.is_none() {
-            self.first_failure = Some(err);
-        }
-    }
-
-    /// The task fails with the first failure when no unit succeeded.
-    pub fn into_result(mut self) -> Result<Self, ProcessError> {
-        if self.outputs.is_empty() {
-            return Err(self
-                .first_failure
-                .take()
-                .unwrap_or_else(|| ProcessError::Internal("the task produced no outputs".into())));
-        }
-        Ok(self)
-    }
-}
+use crate::metrics::{KindLabels, KindResultLabels};
+use crate::providers::{answer_mask, ProviderError};
 
 /// Runs the attempt and ends the stream with its error, if any. Holds `permit` until the engine is done.
 pub async fn run(
@@ -251,18 +172,6 @@ async fn execute(
             }
         }
     }
-}
-
-/// A log line for the job's log (ListJobLogs), from the processor.
-pub async fn log(tx: &EventSender, level: &str, message: &str) -> Result<(), ProcessError> {
-    send(
-        tx,
-        Event::Log(v1::Log {
-            level: level.to_string(),
-            message: message.to_string(),
-        }),
-    )
-    .await
 }
 
 /// One `usage` event per provider and model the attempt called, if it called any.
@@ -460,13 +369,6 @@ async fn inspect(
             "source check stopped: {join}"
         ))),
     }
-}
-
-/// Sends one event; a closed stream means the caller left.
-pub async fn send(tx: &EventSender, event: Event) -> Result<(), ProcessError> {
-    tx.send(Ok(v1::ProcessEvent { event: Some(event) }))
-        .await
-        .map_err(|_| ProcessError::Cancelled)
 }
 
 async fn read_source(shared: &Shared, source: &SourceLocation) -> Result<Bytes, ProcessError> {

@@ -56,7 +56,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, upload_part};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// Most pairs one upload request adds.
 const MAX_UPLOAD_FILES: usize = 100;
@@ -1713,17 +1713,46 @@ pub async fn archive(
     caller: Result<Caller, ApiError>,
     JsonBody(body, _): Body<FolderRef>,
 ) -> StudioResult<Json<FolderAnswer>> {
-    let caller = caller?;
-    let w = workspace_by_sku(&state, &caller, &body.sku).await?;
-    let after = state
-        .studio
-        .clone()
-        .archive_workspace(caller.request(pb::ArchiveWorkspaceRequest { workspace_id: w.id }))
-        .await?
-        .into_inner();
-    Ok(Json(FolderAnswer {
-        folder: folder(&state, &caller, &after).await?,
-    }))
+    Ok(Json(
+        move_folder(&state, caller?, &body.sku, Move::Archive).await?,
+    ))
+}
+
+/// Where a folder moves.
+#[derive(Clone, Copy)]
+enum Move {
+    Archive,
+    Activate,
+}
+
+async fn move_folder(
+    state: &AppState,
+    caller: Caller,
+    sku: &str,
+    to: Move,
+) -> Result<FolderAnswer, ApiError> {
+    let w = workspace_by_sku(state, &caller, sku).await?;
+    let mut studio = state.studio.clone();
+    let after = match to {
+        Move::Archive => {
+            studio
+                .archive_workspace(
+                    caller.request(pb::ArchiveWorkspaceRequest { workspace_id: w.id }),
+                )
+                .await?
+        }
+        Move::Activate => {
+            studio
+                .activate_workspace(
+                    caller.request(pb::ActivateWorkspaceRequest { workspace_id: w.id }),
+                )
+                .await?
+        }
+    }
+    .into_inner();
+    Ok(FolderAnswer {
+        folder: folder(state, &caller, &after).await?,
+    })
 }
 
 /// Work on an archived folder again (it becomes pending).
@@ -1745,17 +1774,9 @@ pub async fn activate(
     caller: Result<Caller, ApiError>,
     JsonBody(body, _): Body<FolderRef>,
 ) -> StudioResult<Json<FolderAnswer>> {
-    let caller = caller?;
-    let w = workspace_by_sku(&state, &caller, &body.sku).await?;
-    let after = state
-        .studio
-        .clone()
-        .activate_workspace(caller.request(pb::ActivateWorkspaceRequest { workspace_id: w.id }))
-        .await?
-        .into_inner();
-    Ok(Json(FolderAnswer {
-        folder: folder(&state, &caller, &after).await?,
-    }))
+    Ok(Json(
+        move_folder(&state, caller?, &body.sku, Move::Activate).await?,
+    ))
 }
 
 /// Files of chosen pairs to remove from storage.

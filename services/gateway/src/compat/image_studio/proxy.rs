@@ -21,7 +21,7 @@ use super::{Body, StudioError, StudioResult};
 use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// The address of the image to fetch.
 #[derive(Debug, Deserialize, ToSchema, IntoParams)]
