@@ -509,7 +509,8 @@ mod tests {
         assert_eq!(settings.lease, Duration::from_secs(30));
         assert_eq!(settings.max_attempts, 3);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(20));
-        let refused: [(&str, fn(&mut Config)); 9] = [
+        type Spoil = fn(&mut Config);
+        let refused: [(&str, Spoil); 9] = [
             (
                 "--lease-seconds (ATELIER_LEASE_SECONDS) must be at least 0.3",
                 |c| c.lease_seconds = 0.1,
