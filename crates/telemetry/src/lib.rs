@@ -1,6 +1,7 @@
-//! Logging and signals, the same for every Atelier binary.
+//! Logging, signals and the running of a service, the same for every Atelier binary.
 
 pub mod metrics;
+pub mod service;
 pub mod trace;
 
 use tokio_util::sync::CancellationToken;

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use atelier_telemetry::service::ServiceHandle;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -152,39 +152,9 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
-/// A gateway serving in the background (tests and embedding); stops when dropped.
-pub struct RunningGateway {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl RunningGateway {
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://addr`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops serving and waits for the server to end.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        match self.task.take() {
-            Some(task) => task.await.context("gateway task")?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for RunningGateway {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+/// A gateway serving in the background (tests and embedding); stops when dropped. It has no
+/// metrics endpoint of its own (`metrics_addr()` is `None`).
+pub type RunningGateway = ServiceHandle<anyhow::Error>;
 
 /// Builds and starts a gateway in the background.
 pub async fn spawn(config: Config) -> anyhow::Result<RunningGateway> {
@@ -197,12 +167,11 @@ pub async fn spawn_on(config: Config, listener: TcpListener) -> anyhow::Result<R
 }
 
 fn start(app: Application) -> anyhow::Result<RunningGateway> {
-    let addr = app.local_addr();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Ok(RunningGateway {
-        addr,
-        shutdown,
-        task: Some(task),
-    })
+    Ok(ServiceHandle::spawn(
+        app.local_addr(),
+        None,
+        shutdown.clone(),
+        app.run_until_stopped(shutdown),
+    ))
 }

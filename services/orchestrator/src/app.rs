@@ -1,22 +1,23 @@
-//! Start-up: database and migrations, storage, the gRPC server (API, health, reflection) and the
-//! dispatcher, all stopped together by one cancellation token.
+//! Start-up: configuration checked into settings, database and migrations, storage, the gRPC server
+//! (API, health, reflection) and the background tasks (dispatcher, webhooks, observer, retention,
+//! listener, metrics, watch streams), all owned by one [`Tasks`] and stopped together by its token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context as _;
 use atelier_proto::v1::account_service_server::{self, AccountServiceServer};
 use atelier_proto::v1::job_service_server::{self, JobServiceServer};
 use atelier_proto::v1::studio_service_server::{self, StudioServiceServer};
-use atelier_storage::{Links, Storage};
+use atelier_storage::{Links, Storage, StorageError};
+use atelier_telemetry::service::{ServiceHandle, Tasks};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{accounts::Accounts, jobs::Jobs, studio::Studio};
 use crate::auth::Auth;
-use crate::config::{seconds, Config};
+use crate::config::Config;
 use crate::context::{Context, Policy};
 use crate::db;
 use crate::dispatch::{DispatchHandle, DispatchSettings, Dispatcher, Processors};
@@ -39,6 +40,44 @@ const SERVED: [&str; 6] = [
     tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
 ];
 
+/// Why a replica could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database could not be reached.
+    #[error("cannot connect to the database: {0}")]
+    Database(#[source] sea_orm::DbErr),
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[source] sea_orm::DbErr),
+    /// The object storage could not be opened.
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] StorageError),
+    /// An address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A gRPC component could not be built.
+    #[error("cannot build the gRPC server: {0}")]
+    Server(String),
+    /// The server failed while running.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    /// The task serving the replica panicked or was aborted.
+    #[error("the replica's task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What shutdown allows, beyond the grace period, for handing back the attempts that did not finish
+/// in it.
+const HAND_BACK: Duration = Duration::from_secs(5);
+
 /// A replica that is bound, migrated and ready to serve.
 pub struct Application {
     listener: TcpListener,
@@ -50,51 +89,48 @@ pub struct Application {
     dispatcher: Dispatcher,
     database: DatabaseState,
     webhooks: Webhooks,
-    queue_event_every: std::time::Duration,
-    database_check_every: std::time::Duration,
+    queue_event_every: Duration,
+    database_check_every: Duration,
+    shutdown_grace: Duration,
 }
 
 impl Application {
-    /// Connects and migrates the database, opens storage and binds the listener.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !config.admin_token.is_empty(),
-            "the admin token must not be empty"
-        );
-        anyhow::ensure!(
-            !config.service_token.is_empty(),
-            "the service token must not be empty"
-        );
-        anyhow::ensure!(
-            config.max_concurrent_requests > 0,
-            "--max-concurrent-requests must be at least 1"
-        );
+    /// Checks the configuration, connects and migrates the database, opens storage and binds the
+    /// listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let settings = config.settings().map_err(StartError::Config)?;
+        if config.max_concurrent_requests == 0 {
+            return Err(StartError::Config(
+                "--max-concurrent-requests (ATELIER_MAX_CONCURRENT_REQUESTS) must be at least 1"
+                    .into(),
+            ));
+        }
+        let timeout = Duration::try_from_secs_f64(config.request_timeout_seconds)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| {
+                StartError::Config(
+                    "--request-timeout-seconds (ATELIER_REQUEST_TIMEOUT_SECONDS) must be a \
+                     positive number of seconds"
+                        .into(),
+                )
+            })?;
         let limits = Limits {
             concurrent: config.max_concurrent_requests,
-            timeout: seconds(config.request_timeout_seconds),
+            timeout,
         };
-        anyhow::ensure!(
-            !limits.timeout.is_zero(),
-            "--request-timeout-seconds must be a positive number of seconds"
-        );
-        let prices = config.price_table()?;
-        let family_prices = config.family_price_table()?;
-        let acquire_timeout = seconds(config.database_acquire_timeout_seconds)
-            .max(std::time::Duration::from_millis(100));
-        let db = db::connect_with(&config.database_url, acquire_timeout)
+        let db = db::connect_with(&config.database_url, settings.database_acquire_timeout)
             .await
-            .context("connecting to the database")?;
-        db::migrate(&db).await.context("migrating the database")?;
-        let storage = Storage::open(&config.storage, &config.s3_options())
-            .await
-            .context("opening storage")?;
+            .map_err(StartError::Database)?;
+        db::migrate(&db).await.map_err(StartError::Migrate)?;
+        let storage = Storage::open(&config.storage, &config.s3_options()).await?;
         let links = Links::new(
             storage.clone(),
             config.link_secret.as_deref(),
             config.files_base_url.as_deref(),
-            std::time::Duration::from_secs(config.link_ttl_seconds),
+            Duration::from_secs(config.link_ttl_seconds),
         )
-        .context("result links")?;
+        .map_err(|e| StartError::Config(format!("result links: {e}")))?;
         if matches!(storage, Storage::LocalFs(_))
             && (config.link_secret.is_none() || config.files_base_url.is_none())
         {
@@ -103,21 +139,19 @@ impl Application {
                  file:// URLs that only this machine can open"
             );
         }
-        let processors = Processors::new(&config.processors, &config.service_token)?;
+        let processors = Processors::new(&config.processors, &config.service_token)
+            .map_err(|e| StartError::Config(format!("{e:#}")))?;
+        let bind_error = |addr| move |source| StartError::Bind { addr, source };
         let listener = TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("listening on {}", config.listen))?;
-        let local_addr = listener.local_addr()?;
+            .map_err(bind_error(config.listen))?;
+        let local_addr = listener.local_addr().map_err(bind_error(config.listen))?;
         let owner = config
             .instance_id
             .clone()
             .unwrap_or_else(|| format!("orchestrator-{}", uuid::Uuid::new_v4()));
         let metrics_listener = match config.metrics_listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("metrics listening on {addr}"))?,
-            ),
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_error(addr))?),
             None => None,
         };
         let bus = EventBus::new();
@@ -134,47 +168,48 @@ impl Application {
             storage,
             links: links.clone(),
             policy: Arc::new(Policy {
-                prices,
-                family_prices,
+                prices: settings.prices,
+                family_prices: settings.family_prices,
                 max_active_jobs: config.max_active_jobs,
                 max_upload_bytes: config.max_upload_bytes,
-                attempt_timeout: seconds(config.attempt_timeout_seconds),
-                model_attempt_timeout: seconds(config.model_attempt_timeout_seconds),
+                attempt_timeout: settings.attempt_timeout,
+                model_attempt_timeout: settings.model_attempt_timeout,
             }),
             dispatch: handle.clone(),
             processors: processors.clone(),
             metrics: metrics.clone(),
-            retention: config.retention(),
+            retention: settings.retention,
+            tasks: Tasks::new(),
         };
-        let settings = DispatchSettings {
+        let dispatch = DispatchSettings {
             owner,
             concurrency: config.dispatch_concurrency,
-            lease: seconds(config.lease_seconds).max(std::time::Duration::from_millis(300)),
-            poll: seconds(config.poll_seconds).max(std::time::Duration::from_millis(10)),
-            max_attempts: i32::try_from(config.max_attempts.max(1)).unwrap_or(3),
-            retry_base: seconds(config.retry_base_seconds),
-            queue_timeout: seconds(config.queue_timeout_seconds),
-            attempt_timeout: seconds(config.attempt_timeout_seconds),
-            model_attempt_timeout: seconds(config.model_attempt_timeout_seconds),
-            shutdown_grace: seconds(config.shutdown_grace_seconds),
+            lease: settings.lease,
+            poll: settings.poll,
+            max_attempts: settings.max_attempts,
+            retry_base: settings.retry_base,
+            queue_timeout: settings.queue_timeout,
+            attempt_timeout: settings.attempt_timeout,
+            model_attempt_timeout: settings.model_attempt_timeout,
+            shutdown_grace: settings.shutdown_grace,
         };
         let webhooks = Webhooks::new(
             db.clone(),
             bus.clone(),
             webhooks::Settings {
-                owner: settings.owner.clone(),
-                retry_base: seconds(config.webhook_retry_base_seconds),
-                retry_window: seconds(config.webhook_retry_window_seconds),
-                timeout: seconds(config.webhook_timeout_seconds)
-                    .max(std::time::Duration::from_millis(100)),
+                owner: dispatch.owner.clone(),
+                retry_base: settings.webhook_retry_base,
+                retry_window: settings.webhook_retry_window,
+                timeout: settings.webhook_timeout,
                 allow_private: config.webhook_allow_private.clone(),
-                poll: settings.poll.max(std::time::Duration::from_millis(50)),
+                poll: settings.poll,
             },
             metrics.clone(),
             links,
-        )?;
+        )
+        .map_err(|e| StartError::Config(format!("webhooks: {e:#}")))?;
         let database = DatabaseState::default();
-        let dispatcher = Dispatcher::new(db, bus, handle, processors, settings, metrics)
+        let dispatcher = Dispatcher::new(db, bus, handle, processors, dispatch, metrics)
             .with_database_state(database.clone());
         Ok(Self {
             listener,
@@ -186,10 +221,9 @@ impl Application {
             dispatcher,
             database,
             webhooks,
-            queue_event_every: seconds(config.queue_event_seconds)
-                .max(std::time::Duration::from_millis(50)),
-            database_check_every: seconds(config.database_check_seconds)
-                .max(std::time::Duration::from_millis(50)),
+            queue_event_every: settings.queue_event_every,
+            database_check_every: settings.database_check_every,
+            shutdown_grace: settings.shutdown_grace,
         })
     }
 
@@ -205,64 +239,71 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
     }
 
-    /// Serves and dispatches until `shutdown`; then stops accepting calls, lets running attempts finish
-    /// or hands them back, and returns.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serves and dispatches until `shutdown`. Then it stops accepting calls, ends the open watch
+    /// streams (UNAVAILABLE), lets running attempts finish within the grace period or hands them
+    /// back, waits for every background task (at most the grace period and a little for handing
+    /// back) and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        let tasks = self.ctx.tasks.clone();
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| StartError::Server(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| StartError::Server(e.to_string()))?;
         let jobs = JobServiceServer::new(Jobs::new(self.ctx.clone()))
             .max_decoding_message_size(MAX_MESSAGE);
         let accounts = AccountServiceServer::new(Accounts::new(self.ctx.clone()));
         let studio = StudioServiceServer::new(Studio::new(self.ctx.clone()));
         // Migrations ran and storage opened in build(): the replica is ready, for as long as its
         // database answers.
-        let health = tokio::spawn(crate::health::watch_database(
+        let health = tasks.spawn(crate::health::watch_database(
             self.ctx.db.clone(),
             self.database.clone(),
             health,
             self.database_check_every,
-            shutdown.clone(),
+            tasks.token().clone(),
         ));
         if sea_orm::ConnectionTrait::get_database_backend(&self.ctx.db)
             == sea_orm::DatabaseBackend::Postgres
         {
             let pool = self.ctx.db.get_postgres_connection_pool().clone();
-            crate::events::listen_postgres(
+            tasks.spawn(crate::events::listen_postgres(
                 pool,
                 self.ctx.bus.clone(),
                 self.ctx.dispatch.clone(),
-                shutdown.clone(),
-            );
+                tasks.token().clone(),
+            ));
         }
         if let Some(listener) = self.metrics_listener {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "metrics listening");
             }
-            tokio::spawn(atelier_telemetry::metrics::serve(
+            tasks.spawn(atelier_telemetry::metrics::serve(
                 listener,
                 self.ctx.metrics.registry(),
-                shutdown.clone(),
+                tasks.token().clone(),
             ));
         }
-        tokio::spawn(crate::observer::run(
+        tasks.spawn(crate::observer::run(
             self.ctx.db.clone(),
             self.ctx.bus.clone(),
             self.ctx.metrics.clone(),
             self.queue_event_every,
-            shutdown.clone(),
+            tasks.token().clone(),
         ));
-        tokio::spawn(crate::retention::run(
+        tasks.spawn(crate::retention::run(
             self.ctx.db.clone(),
             self.ctx.storage.clone(),
             self.ctx.metrics.clone(),
             self.ctx.retention,
-            shutdown.clone(),
+            tasks.token().clone(),
         ));
-        let webhooks = tokio::spawn(self.webhooks.run(shutdown.clone()));
-        let dispatch = tokio::spawn(self.dispatcher.run(shutdown.clone()));
-        let serve_shutdown = shutdown.clone();
-        let served = crate::layers::server(self.auth, self.limits)
+        tasks.spawn(self.webhooks.run(tasks.token().clone()));
+        tasks.spawn(self.dispatcher.run(tasks.token().clone()));
+        let stopping = tasks.clone();
+        let serve = crate::layers::server(self.auth, self.limits)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -270,87 +311,60 @@ impl Application {
             .add_service(accounts)
             .add_service(studio)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
-                serve_shutdown.cancelled().await;
+                stopping.stopping().await;
                 // The watcher reports NOT_SERVING as it stops.
                 if let Err(e) = health.await {
                     tracing::error!(error = %e, "health watcher ended abnormally");
                 }
-            })
-            .await;
-        shutdown.cancel();
-        if let Err(e) = dispatch.await {
-            tracing::error!(error = %e, "dispatcher ended abnormally");
-        }
-        if let Err(e) = webhooks.await {
-            tracing::error!(error = %e, "webhook sender ended abnormally");
-        }
+            });
+        let mut server = tasks.spawn(serve);
+        let ended_early = tokio::select! {
+            () = shutdown.cancelled() => None,
+            () = tasks.stopping() => None,
+            ended = &mut server => Some(ended),
+        };
+        tracing::info!(
+            grace_seconds = self.shutdown_grace.as_secs_f64(),
+            "shutting down: no new calls; ending watch streams and background tasks"
+        );
+        let in_time = tasks.wait(self.shutdown_grace + HAND_BACK).await;
+        let served = match ended_early {
+            Some(ended) => ended,
+            None if in_time || server.is_finished() => server.await,
+            None => {
+                server.abort();
+                Ok(Ok(()))
+            }
+        };
         self.ctx.db.clone().close().await.ok();
-        served.context("serving gRPC")
+        served??;
+        tracing::info!("orchestrator stopped");
+        Ok(())
     }
 }
 
 /// Runs the migrations only (`atelier-orchestrator migrate`).
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+pub async fn migrate(config: &Config) -> Result<(), StartError> {
     let db = db::connect(&config.database_url)
         .await
-        .context("connecting to the database")?;
-    db::migrate(&db).await.context("migrating the database")?;
+        .map_err(StartError::Database)?;
+    db::migrate(&db).await.map_err(StartError::Migrate)?;
     Ok(())
 }
 
-/// A replica running on a background task, for tests and tools.
-pub struct RunningOrchestrator {
-    addr: SocketAddr,
-    metrics_addr: Option<SocketAddr>,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl RunningOrchestrator {
-    /// Where it listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Where `/metrics` is served, when it is.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_addr
-    }
-
-    /// `http://ip:port`, for gRPC clients.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops it gracefully and waits until it has stopped.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        match self.task.take() {
-            Some(task) => task.await.context("orchestrator task")?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for RunningOrchestrator {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+/// A replica running on a background task, for tests and tools; dropping it stops the replica.
+pub type RunningOrchestrator = ServiceHandle<StartError, Option<SocketAddr>>;
 
 /// Builds and starts a replica on a background task.
-pub async fn spawn(config: Config) -> anyhow::Result<RunningOrchestrator> {
+pub async fn spawn(config: Config) -> Result<RunningOrchestrator, StartError> {
     let app = Application::build(config).await?;
-    let addr = app.local_addr();
-    let metrics_addr = app.metrics_addr();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Ok(RunningOrchestrator {
-        addr,
-        metrics_addr,
-        shutdown,
-        task: Some(task),
-    })
+    Ok(ServiceHandle::spawn(
+        app.local_addr(),
+        app.metrics_addr(),
+        shutdown.clone(),
+        app.run_until_stopped(shutdown),
+    ))
 }
 
 /// Reflection over the API's own descriptors, listing exactly [`SERVED`] (the processor's

@@ -165,7 +165,8 @@ pub struct Config {
     /// How often queued jobs get a fresh queue position event (seconds).
     #[arg(long, env = "ATELIER_QUEUE_EVENT_SECONDS", default_value_t = 5.0)]
     pub queue_event_seconds: f64,
-    /// Shutdown waits this long for running attempts, then hands them back (seconds).
+    /// Shutdown waits this long for running attempts, then hands them back; every background task
+    /// gets the same bound, plus 5 s for handing back (seconds).
     #[arg(long, env = "ATELIER_SHUTDOWN_GRACE_SECONDS", default_value_t = 20.0)]
     pub shutdown_grace_seconds: f64,
     /// Calls served at once; further calls wait for one to finish.
@@ -257,17 +258,102 @@ impl Config {
         self.s3.clone()
     }
 
-    /// The retention sweeper's settings; a retention of 0 days is read as 1.
-    pub fn retention(&self) -> crate::retention::Settings {
-        crate::retention::Settings {
-            defaults: crate::db::retention::Defaults {
-                output_days: self.retention_output_days.max(1),
-                upload_days: self.retention_upload_days.max(1),
-                event_days: self.retention_event_days.max(1),
-            },
-            every: seconds(self.retention_sweep_seconds),
-            batch: self.retention_batch.max(1),
+    /// The configuration checked once into the settings the replica runs with; a value out of range is
+    /// an error naming its flag, never quietly raised or lowered.
+    pub fn settings(&self) -> Result<Settings, String> {
+        if self.admin_token.is_empty() {
+            return Err(
+                "the admin token (--admin-token, ATELIER_ADMIN_TOKEN) must not be empty".into(),
+            );
         }
+        if self.service_token.is_empty() {
+            return Err(
+                "the service token (--service-token, ATELIER_SERVICE_TOKEN) must not be empty"
+                    .into(),
+            );
+        }
+        let ms = Duration::from_millis;
+        let poll = duration("poll-seconds", self.poll_seconds, ms(50))?;
+        Ok(Settings {
+            prices: self.price_table().map_err(|e| format!("{e:#}"))?,
+            family_prices: self.family_price_table().map_err(|e| format!("{e:#}"))?,
+            database_acquire_timeout: duration(
+                "database-acquire-timeout-seconds",
+                self.database_acquire_timeout_seconds,
+                ms(100),
+            )?,
+            lease: duration("lease-seconds", self.lease_seconds, ms(300))?,
+            poll,
+            max_attempts: match i32::try_from(self.max_attempts) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(format!(
+                        "--max-attempts (ATELIER_MAX_ATTEMPTS) must be between 1 and {}, not {}",
+                        i32::MAX,
+                        self.max_attempts
+                    ))
+                }
+            },
+            retry_base: duration(
+                "retry-base-seconds",
+                self.retry_base_seconds,
+                Duration::ZERO,
+            )?,
+            queue_timeout: duration(
+                "queue-timeout-seconds",
+                self.queue_timeout_seconds,
+                Duration::ZERO,
+            )?,
+            attempt_timeout: duration(
+                "attempt-timeout-seconds",
+                self.attempt_timeout_seconds,
+                Duration::ZERO,
+            )?,
+            model_attempt_timeout: duration(
+                "model-attempt-timeout-seconds",
+                self.model_attempt_timeout_seconds,
+                Duration::ZERO,
+            )?,
+            shutdown_grace: duration(
+                "shutdown-grace-seconds",
+                self.shutdown_grace_seconds,
+                Duration::ZERO,
+            )?,
+            webhook_retry_base: duration(
+                "webhook-retry-base-seconds",
+                self.webhook_retry_base_seconds,
+                Duration::ZERO,
+            )?,
+            webhook_retry_window: duration(
+                "webhook-retry-window-seconds",
+                self.webhook_retry_window_seconds,
+                Duration::ZERO,
+            )?,
+            webhook_timeout: duration(
+                "webhook-timeout-seconds",
+                self.webhook_timeout_seconds,
+                ms(100),
+            )?,
+            queue_event_every: duration("queue-event-seconds", self.queue_event_seconds, ms(50))?,
+            database_check_every: duration(
+                "database-check-seconds",
+                self.database_check_seconds,
+                ms(50),
+            )?,
+            retention: crate::retention::Settings {
+                defaults: crate::db::retention::Defaults {
+                    output_days: at_least_one("retention-output-days", self.retention_output_days)?,
+                    upload_days: at_least_one("retention-upload-days", self.retention_upload_days)?,
+                    event_days: at_least_one("retention-event-days", self.retention_event_days)?,
+                },
+                every: duration(
+                    "retention-sweep-seconds",
+                    self.retention_sweep_seconds,
+                    Duration::ZERO,
+                )?,
+                batch: at_least_one("retention-batch", self.retention_batch)?,
+            },
+        })
     }
 
     /// Prices by kind, defaults overridden by `--prices`.
@@ -327,14 +413,115 @@ impl Config {
     }
 }
 
-/// Seconds from the command line as a duration; negative or invalid values become zero.
-pub fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+/// What a replica runs with: [`Config`] checked once by [`Config::settings`].
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Quota units per task by kind.
+    pub prices: HashMap<Kind, i64>,
+    /// Prices of one family's jobs, overriding `prices` for that kind.
+    pub family_prices: HashMap<(Family, Kind), i64>,
+    /// How long a call waits for a database connection (at least 100 ms).
+    pub database_acquire_timeout: Duration,
+    /// Lease of a running task (at least 300 ms).
+    pub lease: Duration,
+    /// How often the queue (and the webhook outbox) is read without a wake-up (at least 50 ms).
+    pub poll: Duration,
+    /// Attempts per task in all (at least 1).
+    pub max_attempts: i32,
+    /// First retry delay.
+    pub retry_base: Duration,
+    /// A task still queued after this fails.
+    pub queue_timeout: Duration,
+    /// Deadline of one attempt of a local kind.
+    pub attempt_timeout: Duration,
+    /// Deadline of one attempt of a model kind.
+    pub model_attempt_timeout: Duration,
+    /// How long shutdown waits for running attempts and background tasks.
+    pub shutdown_grace: Duration,
+    /// First webhook retry delay.
+    pub webhook_retry_base: Duration,
+    /// How long a webhook delivery is retried.
+    pub webhook_retry_window: Duration,
+    /// Timeout of one webhook call (at least 100 ms).
+    pub webhook_timeout: Duration,
+    /// How often queued jobs get a fresh queue position event (at least 50 ms).
+    pub queue_event_every: Duration,
+    /// How often the database is pinged for the health service (at least 50 ms).
+    pub database_check_every: Duration,
+    /// Retention defaults (each at least a day) and the sweeper's pace.
+    pub retention: crate::retention::Settings,
+}
+
+/// `--{flag}` in seconds as a duration of at least `min`.
+fn duration(flag: &str, value: f64, min: Duration) -> Result<Duration, String> {
+    let env = format!("ATELIER_{}", flag.replace('-', "_").to_uppercase());
+    match Duration::try_from_secs_f64(value) {
+        Ok(d) if d >= min => Ok(d),
+        _ if min.is_zero() => Err(format!(
+            "--{flag} ({env}) must be a number of seconds, zero or more, not {value}"
+        )),
+        _ => Err(format!(
+            "--{flag} ({env}) must be at least {} seconds, not {value}",
+            min.as_secs_f64()
+        )),
+    }
+}
+
+/// `--{flag}`, which must be at least 1.
+fn at_least_one<N: PartialOrd + From<u8> + std::fmt::Display>(
+    flag: &str,
+    value: N,
+) -> Result<N, String> {
+    if value >= N::from(1) {
+        Ok(value)
+    } else {
+        let env = format!("ATELIER_{}", flag.replace('-', "_").to_uppercase());
+        Err(format!("--{flag} ({env}) must be at least 1, not {value}"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_out_of_range_values_are_refused() {
+        let config = Config::new("sqlite::memory:", "var/objects", Vec::new());
+        let settings = config.settings().expect("the defaults are valid");
+        assert_eq!(settings.lease, Duration::from_secs(30));
+        assert_eq!(settings.max_attempts, 3);
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(20));
+        type Spoil = fn(&mut Config);
+        let refused: [(&str, Spoil); 9] = [
+            (
+                "--lease-seconds (ATELIER_LEASE_SECONDS) must be at least 0.3",
+                |c| c.lease_seconds = 0.1,
+            ),
+            ("--poll-seconds", |c| c.poll_seconds = 0.0),
+            ("--max-attempts", |c| c.max_attempts = 0),
+            ("--shutdown-grace-seconds", |c| {
+                c.shutdown_grace_seconds = -1.0
+            }),
+            ("--queue-timeout-seconds", |c| {
+                c.queue_timeout_seconds = f64::NAN
+            }),
+            ("--retention-output-days", |c| c.retention_output_days = 0),
+            ("--retention-batch", |c| c.retention_batch = 0),
+            ("--webhook-timeout-seconds", |c| {
+                c.webhook_timeout_seconds = 0.01
+            }),
+            ("admin token", |c| c.admin_token.clear()),
+        ];
+        for (message, spoil) in refused {
+            let mut config = Config::new("sqlite::memory:", "var/objects", Vec::new());
+            spoil(&mut config);
+            let error = config.settings().expect_err(message);
+            assert!(
+                error.contains(message),
+                "{error:?} should mention {message:?}"
+            );
+        }
+    }
 
     #[test]
     fn family_prices_default_and_override() {

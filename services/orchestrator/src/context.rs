@@ -74,4 +74,6 @@ pub struct Context {
     pub metrics: crate::metrics::Metrics,
     /// Retention defaults and the sweeper's pace.
     pub retention: crate::retention::Settings,
+    /// The replica's background tasks (watch streams among them) and its shutdown token.
+    pub tasks: atelier_telemetry::service::Tasks,
 }

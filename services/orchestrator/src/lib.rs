@@ -20,5 +20,5 @@ pub mod observer;
 pub mod retention;
 pub mod webhooks;
 
-pub use app::{spawn, Application, RunningOrchestrator};
+pub use app::{spawn, Application, RunningOrchestrator, StartError};
 pub use config::{Cli, Command, Config};

@@ -11,7 +11,9 @@ async fn main() -> anyhow::Result<()> {
     atelier_telemetry::init(cli.config.log_format)
         .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate => app::migrate(&cli.config).await,
+        Command::Migrate => app::migrate(&cli.config)
+            .await
+            .context("migrating the database"),
         Command::Serve => {
             let shutdown = CancellationToken::new();
             tokio::spawn(atelier_telemetry::cancel_on_signal(shutdown.clone()));
@@ -19,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("starting the orchestrator")?;
             tracing::info!(addr = %app.local_addr(), "orchestrator listening");
-            app.run_until_stopped(shutdown).await
+            app.run_until_stopped(shutdown).await.context("serving")
         }
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use atelier_engine::Limits;
 use atelier_proto::v1::processor_service_server::{ProcessorServiceServer, SERVICE_NAME};
 use atelier_storage::{Storage, StorageError};
+use atelier_telemetry::service::{ServiceHandle, Tasks};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -50,7 +50,13 @@ pub enum StartError {
     /// The server failed while running.
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The task serving the processor panicked or was aborted.
+    #[error("server task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
+
+/// How long the background tasks (metrics, readiness) may take to end once serving has stopped.
+const TASKS_GRACE: Duration = Duration::from_secs(10);
 
 /// A processor that is bound and ready to serve.
 pub struct Application {
@@ -229,14 +235,16 @@ impl Application {
             registry,
             ..
         } = self;
-        let metrics_stop = CancellationToken::new();
-        let metrics = tokio::spawn(atelier_telemetry::metrics::serve(
+        // The background loops, stopped once the last stream has finished (metrics stay readable
+        // until then).
+        let tasks = Tasks::new();
+        tasks.spawn(atelier_telemetry::metrics::serve(
             metrics_listener,
             registry,
-            metrics_stop.clone(),
+            tasks.token().clone(),
         ));
         if !ready {
-            tokio::spawn(wait_until_ready(storage, health.clone(), shutdown.clone()));
+            tasks.spawn(wait_until_ready(storage, health.clone(), shutdown.clone()));
         }
         let stopping = {
             let health = health.clone();
@@ -255,9 +263,9 @@ impl Application {
         let served = router
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
             .await;
-        // Metrics stay readable until the last stream has finished.
-        metrics_stop.cancel();
-        let _ = metrics.await;
+        // Also when serving failed on its own: the readiness loop follows `shutdown`.
+        shutdown.cancel();
+        tasks.wait(TASKS_GRACE).await;
         served?;
         tracing::info!("processor stopped");
         Ok(())
@@ -336,61 +344,16 @@ fn reflection_v1alpha() -> Result<
 }
 
 /// A processor serving on a background task, for tests and embedding; dropping it shuts it down.
-#[derive(Debug)]
-pub struct RunningProcessor {
-    addr: SocketAddr,
-    metrics_addr: SocketAddr,
-    shutdown: CancellationToken,
-    guard: DropGuard,
-    task: JoinHandle<Result<(), StartError>>,
-}
-
-impl RunningProcessor {
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The bound address of the Prometheus endpoint (`GET /metrics`).
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics_addr
-    }
-
-    /// `http://ip:port`, for a tonic channel.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A token that stops the processor when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Stops accepting, waits for in-flight streams to finish and returns how serving ended.
-    pub async fn stop(self) -> Result<(), StartError> {
-        let Self { guard, task, .. } = self;
-        drop(guard);
-        match task.await {
-            Ok(result) => result,
-            Err(join) => Err(StartError::Server(format!(
-                "server task ended abnormally: {join}"
-            ))),
-        }
-    }
-}
+pub type RunningProcessor = ServiceHandle<StartError, SocketAddr>;
 
 /// Builds the processor and serves it on a background task.
 pub async fn spawn(config: Config) -> Result<RunningProcessor, StartError> {
     let app = Application::build(config).await?;
-    let addr = app.local_addr();
-    let metrics_addr = app.metrics_addr();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    Ok(RunningProcessor {
-        addr,
-        metrics_addr,
-        guard: shutdown.clone().drop_guard(),
-        shutdown,
-        task,
-    })
+    Ok(ServiceHandle::spawn(
+        app.local_addr(),
+        app.metrics_addr(),
+        shutdown.clone(),
+        app.run_until_stopped(shutdown),
+    ))
 }

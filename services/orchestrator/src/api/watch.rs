@@ -1,8 +1,11 @@
 //! WatchJob: replay the stored log after a sequence, then follow it live until the job is terminal.
+//! Both watches are background tasks of the replica: when it shuts down they end with UNAVAILABLE, so
+//! an open watch never holds shutdown open.
 
 use std::time::Duration;
 
 use atelier_proto::v1 as pb;
+use atelier_telemetry::service::Tasks;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -23,7 +26,7 @@ pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStrea
     let (tx, rx) = mpsc::channel(64);
     // Subscribe before the first read so no event falls between the replay and the live part.
     let mut wake = ctx.bus.subscribe();
-    tokio::spawn(async move {
+    follow(&ctx.tasks.clone(), tx.clone(), async move {
         loop {
             let batch = match db::events::after(&ctx.db, &job_id, after, BATCH).await {
                 Ok(b) => b,
@@ -72,6 +75,27 @@ pub fn job_events(ctx: Context, job_id: String, mut after: i64) -> JobEventStrea
     Box::pin(ReceiverStream::new(rx))
 }
 
+/// Runs a watch on the replica's background tasks until it ends by itself or the replica stops; then
+/// the caller is told UNAVAILABLE (watch again, from the last event seen, on another replica).
+fn follow(
+    tasks: &Tasks,
+    closing: mpsc::Sender<Result<pb::JobEvent, Status>>,
+    watch: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let stopping = tasks.token().clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = stopping.cancelled() => {
+                // A full buffer means a caller that does not read: it sees the stream end instead.
+                let _ = closing.try_send(Err(Status::unavailable(
+                    "the orchestrator is shutting down; watch again from the last event received",
+                )));
+            }
+            () = watch => {}
+        }
+    });
+}
+
 fn is_terminal(event: &pb::JobEvent) -> bool {
     match &event.event {
         Some(pb::job_event::Event::JobState(s)) => pb::JobState::try_from(s.state)
@@ -95,7 +119,7 @@ pub fn all_events(
 ) -> JobEventStream {
     let (tx, rx) = mpsc::channel(64);
     let mut wake = ctx.bus.subscribe();
-    tokio::spawn(async move {
+    follow(&ctx.tasks.clone(), tx.clone(), async move {
         loop {
             let batch = match db::events::since(&ctx.db, &scope, cursor, BATCH).await {
                 Ok(b) => b,

@@ -21,6 +21,7 @@ mod replicas;
 mod report;
 mod retention;
 mod retries;
+mod shutdown;
 mod storage;
 mod studio;
 mod timeouts;
