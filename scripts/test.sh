@@ -11,6 +11,9 @@ if command -v psql >/dev/null 2>&1; then
     psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'atelier_test_%'" 2>/dev/null |
         while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"${db}\"" >/dev/null 2>&1 || true; done
 fi
+# No crate's modules depend on each other in a circle (layers stay layers).
+python3 scripts/module-cycles.py
+
 # shellcheck source=scripts/turbojpeg-mode.sh
 source scripts/turbojpeg-mode.sh
 echo "libjpeg-turbo: ATELIER_TURBOJPEG=${ATELIER_TURBOJPEG}"

@@ -251,7 +251,25 @@ fn user_ids(user: &str) -> Option<(u32, u32)> {
 }
 
 /// A port that was free a moment ago: bind port 0, read the port, release it.
+/// A free port below Linux's ephemeral range (32768..61000). A port from that range would be free
+/// only until the next `bind(…:0)` or outgoing connection of a concurrent test took it, which can
+/// happen while the server is down between a stop and a restart; below it, nothing picks ports at
+/// random, so the port stays the server's across restarts.
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind a free port");
-    listener.local_addr().expect("read the bound port").port()
+    const LOW: u16 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Spread concurrent servers (one per test process) over the range.
+    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos()),
+    );
+    for step in 0..SPAN {
+        let offset = (seed.wrapping_add(step.wrapping_mul(7_919))) % SPAN;
+        let port = LOW + offset as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", u32::from(LOW) + SPAN)
 }

@@ -269,7 +269,7 @@ impl Application {
             == sea_orm::DatabaseBackend::Postgres
         {
             let pool = self.ctx.db.get_postgres_connection_pool().clone();
-            tasks.spawn(crate::events::listen_postgres(
+            tasks.spawn(crate::listener::listen_postgres(
                 pool,
                 self.ctx.bus.clone(),
                 self.ctx.dispatch.clone(),

@@ -4,10 +4,6 @@
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-
-use crate::db::events::{CANCEL_CHANNEL, EVENTS_CHANNEL};
-use crate::dispatch::DispatchHandle;
 
 /// Fan-out of "job X has new events" to every watcher of this replica.
 #[derive(Clone)]
@@ -37,48 +33,5 @@ impl EventBus {
     /// A receiver of wake-ups; subscribe before reading the log so nothing falls between.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.tx.subscribe()
-    }
-}
-
-/// Follows PostgreSQL notifications so that this replica's watchers see events recorded by other
-/// replicas, and attempts running here stop when another replica cancels their task. Runs until
-/// `shutdown`.
-pub async fn listen_postgres(
-    pool: sqlx::PgPool,
-    bus: EventBus,
-    dispatch: DispatchHandle,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let listener = async {
-            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-            listener
-                .listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL])
-                .await?;
-            loop {
-                // recv() reconnects by itself; watchers re-read the log on their own timer, so
-                // a notification lost in a reconnect only delays them.
-                let n = listener.recv().await?;
-                match n.channel() {
-                    EVENTS_CHANNEL => bus.notify(n.payload()),
-                    CANCEL_CHANNEL => dispatch.cancel(&[n.payload().to_string()]),
-                    _ => {}
-                }
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            result = listener => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "PostgreSQL listener failed; reconnecting");
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
     }
 }

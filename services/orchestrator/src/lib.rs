@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod layers;
 pub mod links;
+pub mod listener;
 pub mod metrics;
 pub mod observer;
 pub mod retention;

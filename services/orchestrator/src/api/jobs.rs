@@ -1,12 +1,9 @@
 //! JobService: submit (one job, or a batch of jobs holding one active-jobs unit), read, list, cancel
 //! and watch jobs.
 
-use std::pin::Pin;
-
 use atelier_proto::v1 as pb;
 use atelier_proto::v1::job_service_server::JobService;
 use base64::Engine as _;
-use futures::Stream;
 use prost::Message;
 use sea_orm::{ActiveValue::Set, TransactionTrait};
 use tonic::{Request, Response, Status, Streaming};
@@ -720,8 +717,6 @@ pub(crate) struct Prepared {
     fingerprint: String,
 }
 
-pub type JobEventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl JobService for Jobs {
     async fn submit_job(
@@ -766,7 +761,7 @@ impl JobService for Jobs {
         ))
     }
 
-    type WatchJobStream = JobEventStream;
+    type WatchJobStream = watch::JobEventStream;
 
     async fn watch_job(
         &self,
@@ -788,7 +783,7 @@ impl JobService for Jobs {
         )))
     }
 
-    type WatchEventsStream = JobEventStream;
+    type WatchEventsStream = watch::JobEventStream;
 
     async fn watch_events(
         &self,

@@ -2,19 +2,23 @@
 //! Both watches are background tasks of the replica: when it shuts down they end with UNAVAILABLE, so
 //! an open watch never holds shutdown open.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use atelier_proto::v1 as pb;
 use atelier_telemetry::service::Tasks;
+use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::jobs::JobEventStream;
 use crate::context::Context;
 use crate::db;
 use crate::domain::JobState;
 use crate::error::ApiError;
+
+/// The stream of a watch: events, then an end (or an error status).
+pub type JobEventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
 
 /// Events read from the database per round.
 const BATCH: u64 = 256;
