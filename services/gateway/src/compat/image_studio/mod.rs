@@ -562,10 +562,22 @@ async fn thumbnail(
         }))
         .await?
         .into_inner();
-    Ok(page
-        .pairs
-        .first()
-        .and_then(|p| non_empty(&p.result_link).or_else(|| non_empty(&p.source_link))))
+    Ok(page.pairs.first().and_then(thumbnail_of))
+}
+
+/// A folder's thumbnail from its first pair: the result's link, else the source's.
+fn thumbnail_of(first: &pb::ImagePair) -> Option<String> {
+    non_empty(&first.result_link).or_else(|| non_empty(&first.source_link))
+}
+
+/// The caller's preferences (the settings).
+async fn preferences(state: &AppState, caller: &Caller) -> Result<pb::Preferences, ApiError> {
+    Ok(state
+        .studio
+        .clone()
+        .get_preferences(caller.request(pb::GetPreferencesRequest {}))
+        .await?
+        .into_inner())
 }
 
 async fn folder(state: &AppState, caller: &Caller, w: &pb::Workspace) -> Result<Folder, ApiError> {
@@ -754,6 +766,7 @@ pub async fn list_pairs(
     let caller = caller?;
     let w = workspace_by_sku(&state, &caller, &sku).await?;
     let mut pairs = Vec::new();
+    let mut thumbnail = None;
     let mut token = String::new();
     loop {
         let page = state
@@ -769,15 +782,15 @@ pub async fn list_pairs(
             }))
             .await?
             .into_inner();
+        if pairs.is_empty() {
+            thumbnail = page.pairs.first().and_then(thumbnail_of);
+        }
         pairs.extend(ImagePair::all(&page.pairs, &w.sku));
         if page.next_page_token.is_empty() {
             break;
         }
         token = page.next_page_token;
     }
-    let thumbnail = pairs
-        .first()
-        .map(|p| p.output_url.clone().unwrap_or_else(|| p.input_url.clone()));
     Ok(Json(FolderPairs {
         folder: Folder::of(&w, thumbnail),
         pairs,
@@ -1321,13 +1334,7 @@ pub async fn get_settings(
     caller: Result<Caller, ApiError>,
 ) -> StudioResult<Json<Settings>> {
     let caller = caller?;
-    let p = state
-        .studio
-        .clone()
-        .get_preferences(caller.request(pb::GetPreferencesRequest {}))
-        .await?
-        .into_inner();
-    Ok(Json(Settings::of(p)))
+    Ok(Json(Settings::of(preferences(&state, &caller).await?)))
 }
 
 /// Change the user's settings (only the fields sent).
@@ -1350,12 +1357,7 @@ pub async fn set_settings(
     JsonBody(body, _): Body<SettingsChange>,
 ) -> StudioResult<Json<Settings>> {
     let caller = caller?;
-    let current = state
-        .studio
-        .clone()
-        .get_preferences(caller.request(pb::GetPreferencesRequest {}))
-        .await?
-        .into_inner();
+    let current = preferences(&state, &caller).await?;
     let p = state
         .studio
         .clone()

@@ -139,12 +139,7 @@ pub async fn proxy_get(
 
 /// Only a signed-in caller may make the gateway fetch: the orchestrator checks the credential.
 async fn check_caller(state: &AppState, caller: Result<Caller, ApiError>) -> StudioResult<()> {
-    let caller = caller?;
-    state
-        .studio
-        .clone()
-        .get_preferences(caller.request(atelier_proto::v1::GetPreferencesRequest {}))
-        .await?;
+    super::preferences(state, &caller?).await?;
     Ok(())
 }
 
