@@ -157,10 +157,12 @@ impl Application {
         let bus = EventBus::new();
         let handle = DispatchHandle::default();
         let metrics = Metrics::new();
+        let keys = crate::auth::KeyCache::default();
         let auth = Auth::new(
             db.clone(),
             config.admin_token.clone(),
             config.service_token.clone(),
+            keys.clone(),
         );
         let ctx = Context {
             db: db.clone(),
@@ -180,6 +182,7 @@ impl Application {
             metrics: metrics.clone(),
             retention: settings.retention,
             tasks: Tasks::new(),
+            keys,
         };
         let dispatch = DispatchSettings {
             owner,
@@ -273,6 +276,7 @@ impl Application {
                 pool,
                 self.ctx.bus.clone(),
                 self.ctx.dispatch.clone(),
+                self.ctx.keys.clone(),
                 tasks.token().clone(),
             ));
         }

@@ -4,12 +4,16 @@
 //! ([`crate::layers::auth`]) calls it once per request and leaves the caller in the request's
 //! extensions, where handlers read it with [`crate::layers::CallContext::caller`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use http::HeaderMap;
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::db::{self, jobs::Scope};
+use crate::db::{self, entities::api_key, jobs::Scope};
 use crate::error::{ApiError, ApiResult};
 
 /// Metadata naming the account a tenant-wide key acts as.
@@ -98,23 +102,81 @@ impl TenantCaller {
 /// Metadata holding the service token, for calls that workers of the operator make.
 pub const SERVICE_TOKEN_HEADER: &str = "x-api-key";
 
+/// How long a key read from the database is trusted before it is read again.
+const KEY_TTL: Duration = Duration::from_secs(5);
+/// Most keys remembered at once; past it the cache starts over.
+const MAX_CACHED_KEYS: usize = 10_000;
+
+/// API keys recently found in the database, by hash, so a busy client's calls do not each read
+/// `api_keys`. A revoke empties it: on this replica at once, on the others when the PostgreSQL
+/// listener hears of it, and at the latest after [`KEY_TTL`].
+#[derive(Clone, Default)]
+pub struct KeyCache {
+    keys: Arc<Mutex<HashMap<String, (Instant, api_key::Model)>>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<api_key::Model> {
+        let keys = self.keys.lock().ok()?;
+        keys.get(hash)
+            .filter(|(at, _)| at.elapsed() < KEY_TTL)
+            .map(|(_, key)| key.clone())
+    }
+
+    fn put(&self, hash: String, key: api_key::Model) {
+        if let Ok(mut keys) = self.keys.lock() {
+            if keys.len() >= MAX_CACHED_KEYS {
+                keys.clear();
+            }
+            keys.insert(hash, (Instant::now(), key));
+        }
+    }
+
+    /// Forgets every key: one was revoked.
+    pub fn forget_all(&self) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.clear();
+        }
+    }
+}
+
 /// Resolves callers from `authorization: Bearer …` headers (gRPC metadata).
 #[derive(Clone)]
 pub struct Auth {
     db: DatabaseConnection,
     admin_token: String,
     service_token: String,
+    keys: KeyCache,
 }
 
 impl Auth {
-    /// Checks keys against the database, the admin token and the service token (the one the
-    /// processors accept).
-    pub fn new(db: DatabaseConnection, admin_token: String, service_token: String) -> Self {
+    /// Checks keys against the database (remembered in `keys` for a few seconds), the admin token
+    /// and the service token (the one the processors accept).
+    pub fn new(
+        db: DatabaseConnection,
+        admin_token: String,
+        service_token: String,
+        keys: KeyCache,
+    ) -> Self {
         Self {
             db,
             admin_token,
             service_token,
+            keys,
         }
+    }
+
+    /// The active key with this secret, from the cache or the database.
+    async fn key(&self, secret: &str) -> ApiResult<Option<api_key::Model>> {
+        let hash = db::tenants::hash_key(secret);
+        if let Some(key) = self.keys.get(&hash) {
+            return Ok(Some(key));
+        }
+        let found = db::tenants::find_key_by_hash(&self.db, &hash).await?;
+        if let Some(key) = &found {
+            self.keys.put(hash, key.clone());
+        }
+        Ok(found)
     }
 
     /// Whether the call carries the service token in `x-api-key` (compared in constant time); 1002
@@ -164,7 +226,8 @@ impl Auth {
         {
             return Ok(Caller::Admin);
         }
-        let key = db::tenants::find_key(&self.db, token)
+        let key = self
+            .key(token)
             .await?
             .ok_or(ApiError::Unauthenticated("invalid or revoked API key"))?;
         let named = named_account(headers)?;

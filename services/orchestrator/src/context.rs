@@ -35,10 +35,16 @@ pub struct Policy {
 impl Policy {
     /// The deadline of one attempt of `kind`: longer for kinds that call a model provider.
     pub fn attempt_timeout(&self, kind: Kind) -> Duration {
-        match kind {
-            Kind::Transform | Kind::BasicClean => self.attempt_timeout,
-            _ => self.model_attempt_timeout,
-        }
+        attempt_timeout(kind, self.attempt_timeout, self.model_attempt_timeout)
+    }
+}
+
+/// The deadline of one attempt of `kind`: `local` for the engine's kinds, `model` for kinds that call
+/// a model provider.
+pub fn attempt_timeout(kind: Kind, local: Duration, model: Duration) -> Duration {
+    match kind {
+        Kind::Transform | Kind::BasicClean => local,
+        _ => model,
     }
 }
 
@@ -76,4 +82,6 @@ pub struct Context {
     pub retention: crate::retention::Settings,
     /// The replica's background tasks (watch streams among them) and its shutdown token.
     pub tasks: atelier_telemetry::service::Tasks,
+    /// API keys the authentication layer remembers; emptied when a key is revoked.
+    pub keys: crate::auth::KeyCache,
 }

@@ -30,6 +30,11 @@ impl EventBus {
         let _ = self.tx.send(Arc::from(job_id));
     }
 
+    /// A live-only event of a job (progress): its watchers on this replica are woken.
+    pub fn publish(&self, job_id: &str, _event: atelier_proto::v1::JobEvent) {
+        self.notify(job_id);
+    }
+
     /// A receiver of wake-ups; subscribe before reading the log so nothing falls between.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.tx.subscribe()

@@ -3,25 +3,29 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::db::events::{CANCEL_CHANNEL, EVENTS_CHANNEL};
+use crate::auth::KeyCache;
+use crate::db::events::{CANCEL_CHANNEL, EVENTS_CHANNEL, KEYS_CHANNEL};
 use crate::dispatch::DispatchHandle;
 use crate::events::EventBus;
 
 /// Follows PostgreSQL notifications so that this replica's watchers see events recorded by other
-/// replicas, and attempts running here stop when another replica cancels their task. Runs until
-/// `shutdown`.
+/// replicas, attempts running here stop when another replica cancels their task, and a key revoked
+/// on another replica is no longer remembered here. Runs until `shutdown`.
 pub async fn listen_postgres(
     pool: sqlx::PgPool,
     bus: EventBus,
     dispatch: DispatchHandle,
+    keys: KeyCache,
     shutdown: CancellationToken,
 ) {
     loop {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
             listener
-                .listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL])
+                .listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL, KEYS_CHANNEL])
                 .await?;
+            // A revoke announced while this replica was not listening must not be missed.
+            keys.forget_all();
             loop {
                 // recv() reconnects by itself; watchers re-read the log on their own timer, so
                 // a notification lost in a reconnect only delays them.
@@ -29,6 +33,7 @@ pub async fn listen_postgres(
                 match n.channel() {
                     EVENTS_CHANNEL => bus.notify(n.payload()),
                     CANCEL_CHANNEL => dispatch.cancel(&[n.payload().to_string()]),
+                    KEYS_CHANNEL => keys.forget_all(),
                     _ => {}
                 }
             }

@@ -168,10 +168,25 @@ impl Webhooks {
         }
         let tenant_id = row.tenant_id.clone();
         let account_id = row.account_id.clone();
-        let event = db::events::decode(row)?;
+        for event in db::events::decode(row)? {
+            self.fan_out_one(db, &tenant_id, &account_id, event, endpoints)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Turns one event into the deliveries its tenant's endpoints (and its job's callback) ask for.
+    async fn fan_out_one<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        tenant_id: &str,
+        account_id: &str,
+        event: pb::JobEvent,
+        endpoints: &HashMap<String, Vec<store::Endpoint>>,
+    ) -> Result<(), DbErr> {
         let terminal = terminal_state(&event).is_some();
         let wanted: Vec<&store::Endpoint> = endpoints
-            .get(&tenant_id)
+            .get(tenant_id)
             .into_iter()
             .flatten()
             .filter(|e| e.account_id.as_ref().is_none_or(|a| *a == account_id))
@@ -185,7 +200,7 @@ impl Webhooks {
         let job = db::jobs::find(
             db,
             &db::jobs::Scope {
-                tenant_id: tenant_id.clone(),
+                tenant_id: tenant_id.to_string(),
                 account_id: None,
             },
             &event.job_id,
@@ -222,7 +237,7 @@ impl Webhooks {
             store::enqueue(
                 db,
                 store::NewDelivery {
-                    tenant_id: &tenant_id,
+                    tenant_id,
                     endpoint_id: &endpoint.id,
                     url: &endpoint.url,
                     event_id: &event_id,
@@ -233,11 +248,11 @@ impl Webhooks {
             .await?;
         }
         if let Some(url) = callback {
-            let endpoint = store::callback_endpoint(db, &tenant_id).await?;
+            let endpoint = store::callback_endpoint(db, tenant_id).await?;
             store::enqueue(
                 db,
                 store::NewDelivery {
-                    tenant_id: &tenant_id,
+                    tenant_id,
                     endpoint_id: &endpoint.id,
                     url: &url,
                     event_id: &event_id,

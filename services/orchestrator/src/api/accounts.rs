@@ -193,10 +193,17 @@ impl AccountService for Accounts {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::ApiKey>, Status> {
         request.caller::<Admin>()?;
-        let key = db::tenants::revoke_key(&self.ctx.db, &request.get_ref().key_id)
+        let txn = self.ctx.db.begin().await.map_err(ApiError::from)?;
+        let key = db::tenants::revoke_key(&txn, &request.get_ref().key_id)
             .await
             .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound("api key"))?;
+        // Other replicas forget their remembered keys when this commits.
+        db::events::announce_keys_changed(&txn)
+            .await
+            .map_err(ApiError::from)?;
+        txn.commit().await.map_err(ApiError::from)?;
+        self.ctx.keys.forget_all();
         Ok(Response::new(api_key(key)))
     }
 

@@ -62,7 +62,11 @@ pub fn task(model: &task::Model) -> pb::Task {
         attempts: u32::try_from(model.attempts).unwrap_or_default(),
         stage: model.stage.clone(),
         percent: u32::try_from(model.percent).unwrap_or_default(),
-        outputs: model.outputs.as_deref().map(outputs).unwrap_or_default(),
+        outputs: model
+            .outputs
+            .as_deref()
+            .map(crate::db::tasks::stored_outputs)
+            .unwrap_or_default(),
         failure,
         from_cache: model.from_cache,
         started_at: model.started_at.map(timestamp),
@@ -72,18 +76,6 @@ pub fn task(model: &task::Model) -> pb::Task {
             .as_deref()
             .and_then(|b| pb::SourceInfo::decode(b).ok()),
     }
-}
-
-/// Outputs stored as length-delimited messages.
-fn outputs(mut blob: &[u8]) -> Vec<pb::Output> {
-    let mut out = Vec::new();
-    while !blob.is_empty() {
-        match pb::Output::decode_length_delimited(&mut blob) {
-            Ok(o) => out.push(o),
-            Err(_) => break,
-        }
-    }
-    out
 }
 
 /// An account with its count of active jobs.

@@ -57,8 +57,8 @@ impl Jobs {
         Ok(out)
     }
 
-    /// SubmitJob: validated and priced, then charged and inserted in one transaction under the
-    /// account's lock.
+    /// SubmitJob: validated, priced, charged and inserted in one transaction; the account's row is
+    /// locked only from the charge to the commit.
     async fn submit(
         &self,
         caller: TenantCaller,
@@ -67,11 +67,24 @@ impl Jobs {
     ) -> ApiResult<pb::Job> {
         let external = caller.require_account()?.to_string();
         let submission = Submission::try_from(request)?;
-        let prepared = self.prepare_submission(&caller, submission).await?;
+        let key = submission.idempotency_key.clone();
         let txn = self.ctx.db.begin().await?;
-        let inserted = self
+        let prepared = self.prepare_submission(&txn, &caller, submission).await?;
+        let fingerprint = prepared.fingerprint.clone();
+        let inserted = match self
             .charge_and_insert(&txn, &caller, &external, prepared, trace.as_ref())
-            .await?;
+            .await
+        {
+            Ok(inserted) => inserted,
+            // The same key submitted at the same moment: the other call's job is committed now.
+            Err(ApiError::Db(e)) if key.is_some() && db::is_unique_violation(&e) => {
+                drop(txn);
+                return self
+                    .replay(&caller, &external, key.as_deref(), &fingerprint)
+                    .await;
+            }
+            Err(e) => return Err(e),
+        };
         txn.commit().await?;
         match inserted {
             Inserted::New(job) => {
@@ -82,25 +95,52 @@ impl Jobs {
         }
     }
 
-    /// The part of SubmitJob before its transaction: the kind (and model) offered, the account
-    /// found, the sources resolved and the job priced. Studio jobs go through it too.
-    pub(crate) async fn prepare_submission(
+    /// The job an earlier SubmitJob with this idempotency key made, if it was the same request.
+    async fn replay(
         &self,
+        caller: &TenantCaller,
+        external: &str,
+        key: Option<&str>,
+        fingerprint: &str,
+    ) -> ApiResult<pb::Job> {
+        let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, external)
+            .await?
+            .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
+        let existing = match key {
+            Some(key) => db::jobs::find_by_idempotency(&self.ctx.db, &account.id, key).await?,
+            None => None,
+        };
+        match existing {
+            Some(job) if job.request_hash.as_deref() == Some(fingerprint) => self.render(job).await,
+            Some(_) => Err(ApiError::IdempotencyConflict),
+            None => Err(ApiError::Internal(
+                "a concurrent submit with the same idempotency key left no job".into(),
+            )),
+        }
+    }
+
+    /// The part of SubmitJob before its charge: the kind (and model) offered, the account found, the
+    /// sources resolved and the job priced. Studio jobs go through it too.
+    pub(crate) async fn prepare_submission<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
         caller: &TenantCaller,
         submission: Submission,
     ) -> ApiResult<Prepared> {
         let external = caller.require_account()?;
         self.check_offered(&submission).await?;
-        let account = db::accounts::find(&self.ctx.db, &caller.tenant_id, external)
+        let account = db::accounts::find(db, &caller.tenant_id, external)
             .await?
             .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
-        self.prepare(caller, &account.id, submission).await
+        self.prepare(db, caller, &account.id, submission).await
     }
 
-    /// The transaction part of SubmitJob, in the caller's transaction (which commits it, then calls
-    /// [`Self::submitted`] for a new job): under the account's lock, an idempotent replay answers the
-    /// job it made; else membership, balance and the active-jobs limit are checked and the job is
-    /// charged and inserted with its tasks.
+    /// The charge of SubmitJob, in the caller's transaction (which commits it, then calls
+    /// [`Self::submitted`] for a new job): an idempotent replay answers the job it made; else
+    /// membership and balance are checked, the job is inserted with its tasks, and the account is
+    /// charged last, so its row is locked only from the charge to the commit. Under that lock the
+    /// active-jobs limit is counted again, seeing every submit committed before. A concurrent call
+    /// with the same idempotency key that won shows as the unique index's violation.
     pub(crate) async fn charge_and_insert<C: sea_orm::ConnectionTrait>(
         &self,
         txn: &C,
@@ -110,15 +150,11 @@ impl Jobs {
         trace: Option<&TraceParent>,
     ) -> ApiResult<Inserted> {
         let max_active = self.ctx.policy.max_active_jobs;
-        let Some(account_id) = db::accounts::find(txn, &caller.tenant_id, external)
+        let account = db::accounts::find(txn, &caller.tenant_id, external)
             .await?
-            .map(|a| a.id)
-        else {
-            return Err(ApiError::MembershipRequired(external.to_string()));
-        };
-        db::accounts::lock(txn, &account_id).await?;
+            .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
         if let Some(key) = &prepared.submission.idempotency_key {
-            if let Some(existing) = db::jobs::find_by_idempotency(txn, &account_id, key).await? {
+            if let Some(existing) = db::jobs::find_by_idempotency(txn, &account.id, key).await? {
                 return if existing.request_hash.as_deref() == Some(prepared.fingerprint.as_str()) {
                     Ok(Inserted::Replayed(existing))
                 } else {
@@ -126,27 +162,37 @@ impl Jobs {
                 };
             }
         }
-        let account = self.locked_member(txn, caller, external).await?;
+        if !db::accounts::is_member(&account, now_ms()) {
+            return Err(ApiError::MembershipRequired(external.to_string()));
+        }
         // The balance before the active-job limit: when both refuse, the caller can act on the balance
         // (buy more), while waiting for a job to finish would only bring the same answer again. The
-        // debit below checks the balance again, in the statement that moves it.
+        // charge checks the balance again, in the statement that moves it.
         if account.balance < prepared.cost {
             return Err(ApiError::QuotaExhausted {
                 needed: prepared.cost,
                 balance: account.balance,
             });
         }
-        if db::accounts::active_units(txn, &account.id).await? >= u64::from(max_active) {
-            return Err(ApiError::TooManyActiveJobs { limit: max_active });
-        }
         let needed = prepared.cost;
         let job = self
             .insert(txn, caller, &account, prepared, None, trace)
-            .await?
-            .ok_or(ApiError::QuotaExhausted {
-                needed,
-                balance: account.balance,
-            })?;
+            .await?;
+        let Some(job) = job else {
+            // Membership or balance changed since the read above.
+            let now = db::accounts::find(txn, &caller.tenant_id, external).await?;
+            return Err(match now {
+                Some(a) if db::accounts::is_member(&a, now_ms()) => ApiError::QuotaExhausted {
+                    needed,
+                    balance: a.balance,
+                },
+                _ => ApiError::MembershipRequired(external.to_string()),
+            });
+        };
+        // This job counts itself.
+        if db::accounts::active_units(txn, &account.id).await? > u64::from(max_active) {
+            return Err(ApiError::TooManyActiveJobs { limit: max_active });
+        }
         Ok(Inserted::New(job))
     }
 
@@ -200,7 +246,7 @@ impl Jobs {
         let mut prepared = Vec::with_capacity(submissions.len());
         for (i, s) in submissions.into_iter().enumerate() {
             prepared.push(
-                self.prepare(&caller, &account.id, s)
+                self.prepare(&self.ctx.db, &caller, &account.id, s)
                     .await
                     .map_err(|e| e.under(&format!("jobs[{i}]")))?,
             );
@@ -313,14 +359,17 @@ impl Jobs {
         }))
     }
 
-    /// Resolves the sources and prices the job, outside any transaction.
-    async fn prepare(
+    /// Resolves the sources and prices the job.
+    async fn prepare<C: sea_orm::ConnectionTrait>(
         &self,
+        db: &C,
         caller: &TenantCaller,
         account_id: &str,
         submission: Submission,
     ) -> ApiResult<Prepared> {
-        let tasks = self.task_sources(caller, account_id, &submission).await?;
+        let tasks = self
+            .task_sources(db, caller, account_id, &submission)
+            .await?;
         let unit_price =
             self.ctx
                 .policy
@@ -372,20 +421,20 @@ impl Jobs {
             fingerprint,
         } = prepared;
         let job_id = uuid::Uuid::now_v7().to_string();
-        let charged = db::accounts::book(
-            txn,
-            db::accounts::Entry {
-                account_id: &account.id,
-                kind: "charge",
-                amount: -cost,
-                reason: "job submitted",
-                unique_key: format!("charge:{job_id}"),
-                job_id: Some(&job_id),
-                task_id: None,
-            },
-        )
-        .await?;
-        if !charged {
+        let charge = db::accounts::Entry {
+            account_id: &account.id,
+            kind: db::accounts::CHARGE_KIND,
+            amount: -cost,
+            reason: db::accounts::CHARGE_REASON,
+            unique_key: format!("charge:{job_id}"),
+            job_id: Some(&job_id),
+            task_id: None,
+        };
+        // A batch holds the account's lock already and refuses an entry alone when the balance
+        // cannot pay it, so it books each charge before inserting. A single job charges after
+        // inserting, so the account's row is locked from the charge to the commit only.
+        let charge_first = batch_id.is_some();
+        if charge_first && !db::accounts::book(txn, charge).await? {
             return Ok(None);
         }
         let labels = serde_json::to_string(&submission.labels)
@@ -415,7 +464,12 @@ impl Jobs {
             family: Set(submission.family.map_or("", Family::as_str).to_string()),
             batch_id: Set(batch_id.map(str::to_string)),
         };
-        Ok(Some(db::jobs::insert(txn, model, tasks).await?))
+        let job = db::jobs::insert(txn, model, tasks).await?;
+        // The job's row is its charge's ledger entry (see db::accounts).
+        if !charge_first && !db::accounts::charge_job(txn, &account.id, cost).await? {
+            return Ok(None);
+        }
+        Ok(Some(job))
     }
 
     /// After the commit: count the job and wake watchers and the dispatcher.
@@ -427,8 +481,9 @@ impl Jobs {
     }
 
     /// Resolves every source to what the processor reads; uploads must belong to the caller.
-    async fn task_sources(
+    async fn task_sources<C: sea_orm::ConnectionTrait>(
         &self,
+        db: &C,
         caller: &TenantCaller,
         account_id: &str,
         s: &Submission,
@@ -447,7 +502,7 @@ impl Jobs {
                     pb::source_ref::Source::Url(url.clone()),
                 ),
                 SourceSpec::Upload(id) => {
-                    let found = db::uploads::find(&self.ctx.db, &caller.tenant_id, id)
+                    let found = db::uploads::find(db, &caller.tenant_id, id)
                         .await?
                         .filter(|u| !caller.scoped || u.account_id == account_id)
                         .ok_or_else(|| {

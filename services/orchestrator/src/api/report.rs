@@ -252,7 +252,15 @@ async fn apply(
             let lease = take(&txn, job, task, deadline_ms)
                 .await?
                 .ok_or_else(taken_meanwhile)?;
-            let outcome = db::tasks::succeed(&txn, &lease, outputs, false, None).await?;
+            let outcome = db::tasks::succeed(
+                &txn,
+                &lease,
+                &db::tasks::Reported::default(),
+                outputs,
+                false,
+                None,
+            )
+            .await?;
             if outcome != db::tasks::Outcome::Applied {
                 return Err(taken_meanwhile());
             }
@@ -268,7 +276,9 @@ async fn apply(
             let lease = take(&txn, job, task, deadline_ms)
                 .await?
                 .ok_or_else(taken_meanwhile)?;
-            let outcome = db::tasks::fail(&txn, &lease, failure, None).await?;
+            let outcome =
+                db::tasks::fail(&txn, &lease, &db::tasks::Reported::default(), failure, None)
+                    .await?;
             if outcome != db::tasks::Outcome::Applied {
                 return Err(taken_meanwhile());
             }

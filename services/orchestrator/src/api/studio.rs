@@ -798,7 +798,9 @@ impl Studio {
         let jobs = Jobs::new(self.ctx.clone());
         let caller = &acting.caller;
         let external = caller.require_account()?.to_string();
-        let prepared = jobs.prepare_submission(caller, submission).await?;
+        let prepared = jobs
+            .prepare_submission(&self.ctx.db, caller, submission)
+            .await?;
         let txn = self.ctx.db.begin().await?;
         // Archived in the meantime: look again under the workspace's lock, taken before the
         // account's as a task's success takes them (workspace, then refunds).

@@ -1,10 +1,15 @@
-//! Accounts and the quota ledger. The balance is only ever changed together with a ledger row in the
-//! same transaction, so it always equals the ledger's sum; every row has a unique key so the same
-//! charge, refund or grant can never be booked twice.
+//! Accounts and the quota ledger. The balance is only ever changed together with a ledger entry in
+//! the same transaction, so it always equals the ledger's sum; every entry has a unique key so the
+//! same charge, refund or grant can never be booked twice.
+//!
+//! A job submitted alone is its own charge's entry: its row holds the cost, so submitting writes no
+//! ledger row ([`charge_job`]), and the ledger as it is read ([`ledger_page`], [`ledger_sum`]) is the
+//! `ledger` table together with those jobs' charges. When such a job is deleted, its charge is
+//! written into the `ledger` table first ([`keep_charge`]), so the ledger never loses it.
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, Set,
 };
 
 use super::entities::{account, job, ledger};
@@ -147,6 +152,49 @@ pub async fn book<C: ConnectionTrait>(db: &C, entry: Entry<'_>) -> Result<bool, 
     Ok(true)
 }
 
+/// Charges a job submitted alone: the balance moves in one guarded statement and the job's own row is
+/// the ledger entry (see the module's documentation). False when the balance cannot pay it (nothing
+/// changes). The account's row stays locked until the transaction ends, so call it last.
+pub async fn charge_job<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    cost: i64,
+) -> Result<bool, DbErr> {
+    let moved = db
+        .execute(statement(
+            db.get_database_backend(),
+            "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance - ? >= 0",
+            vec![cost.into(), account_id.into(), cost.into()],
+        ))
+        .await?;
+    Ok(moved.rows_affected() > 0)
+}
+
+/// The kind, reason and key prefix of a job's charge as the ledger shows it.
+pub const CHARGE_KIND: &str = "charge";
+pub const CHARGE_REASON: &str = "job submitted";
+
+/// The charges of jobs whose row is their ledger entry (no `charge:<job>` row in `ledger`), as
+/// ledger rows, for one account.
+const JOB_CHARGES: &str = "SELECT j.id, j.account_id, 'charge' AS kind, -j.cost AS amount, \
+     'job submitted' AS reason, 'charge:' || j.id AS unique_key, j.id AS job_id, \
+     CAST(NULL AS TEXT) AS task_id, j.created_at FROM jobs j WHERE j.account_id = ? \
+     AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.unique_key = 'charge:' || j.id)";
+
+/// Writes the charge of a job whose row is its ledger entry into the `ledger` table, before the job's
+/// row is deleted. Nothing changes for a job whose charge is there already.
+pub async fn keep_charge<C: ConnectionTrait>(db: &C, job_id: &str) -> Result<(), DbErr> {
+    db.execute(statement(
+        db.get_database_backend(),
+        "INSERT INTO ledger (id, account_id, kind, amount, reason, unique_key, job_id, task_id, created_at) \
+         SELECT id, account_id, ?, -cost, ?, 'charge:' || id, id, NULL, created_at FROM jobs WHERE id = ? \
+         ON CONFLICT (unique_key) DO NOTHING",
+        vec![CHARGE_KIND.into(), CHARGE_REASON.into(), job_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Refunds one task of a job, at most once, and counts it on the job.
 pub async fn refund_task<C: ConnectionTrait>(
     db: &C,
@@ -258,23 +306,43 @@ pub async fn ledger_page<C: ConnectionTrait>(
     before: Option<&str>,
     limit: u64,
 ) -> Result<Vec<ledger::Model>, DbErr> {
-    let mut query = ledger::Entity::find().filter(ledger::Column::AccountId.eq(account_id));
-    if let Some(before) = before {
-        // Ids are UUIDv7, so their order is their creation order.
-        query = query.filter(ledger::Column::Id.lt(before));
-    }
-    query
-        .order_by_desc(ledger::Column::Id)
-        .limit(limit)
+    // Ids are UUIDv7, jobs' and entries' alike, so their order is their creation order.
+    let (booked_before, charged_before) = if before.is_some() {
+        (" AND id < ?", " AND j.id < ?")
+    } else {
+        ("", "")
+    };
+    let sql = format!(
+        "SELECT * FROM (SELECT id, account_id, kind, amount, reason, unique_key, job_id, task_id, created_at \
+         FROM ledger WHERE account_id = ?{booked_before} \
+         UNION ALL {JOB_CHARGES}{charged_before}) entries ORDER BY id DESC LIMIT ?"
+    );
+    let mut values: Vec<sea_orm::Value> = vec![account_id.into()];
+    values.extend(before.map(|b| b.into()));
+    values.push(account_id.into());
+    values.extend(before.map(|b| b.into()));
+    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    ledger::Entity::find()
+        .from_raw_sql(statement(db.get_database_backend(), &sql, values))
         .all(db)
         .await
 }
 
 /// The sum of the account's ledger, which must always equal its balance.
 pub async fn ledger_sum<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<i64, DbErr> {
-    let rows = ledger::Entity::find()
-        .filter(ledger::Column::AccountId.eq(account_id))
-        .all(db)
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM (SELECT amount FROM ledger WHERE account_id = ? \
+         UNION ALL SELECT amount FROM ({JOB_CHARGES}) charges) entries"
+    );
+    let row = db
+        .query_one(statement(
+            db.get_database_backend(),
+            &sql,
+            vec![account_id.into(), account_id.into()],
+        ))
         .await?;
-    Ok(rows.iter().map(|r| r.amount).sum())
+    Ok(row
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or_default())
 }

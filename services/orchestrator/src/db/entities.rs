@@ -239,6 +239,8 @@ pub mod job_event {
         pub created_at: i64,
         /// The writing transaction's id on PostgreSQL (set by the database), 0 on SQLite.
         pub txid: i64,
+        /// How many events the row holds; `sequence` is the last one's.
+        pub events: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -22,13 +22,17 @@ pub struct NewTask {
 /// transaction.
 pub async fn insert<C: ConnectionTrait>(
     db: &C,
-    model: job::ActiveModel,
+    mut model: job::ActiveModel,
     tasks: Vec<NewTask>,
 ) -> Result<job::Model, DbErr> {
+    // The job starts with its first event (QUEUED) already counted.
+    model.last_sequence = Set(1);
     let job = model.insert(db).await?;
     let now = job.created_at;
-    for (idx, t) in tasks.into_iter().enumerate() {
-        task::ActiveModel {
+    let rows: Vec<task::ActiveModel> = tasks
+        .into_iter()
+        .enumerate()
+        .map(|(idx, t)| task::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),
             job_id: Set(job.id.clone()),
             idx: Set(i32::try_from(idx).unwrap_or(i32::MAX)),
@@ -49,20 +53,32 @@ pub async fn insert<C: ConnectionTrait>(
             created_at: Set(now),
             started_at: Set(None),
             finished_at: Set(None),
-        }
-        .insert(db)
-        .await?;
+        })
+        .collect();
+    if !rows.is_empty() {
+        // One statement for every task of the job.
+        task::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
     }
-    events::append(
-        db,
-        &job,
-        pb::job_event::Event::JobState(pb::JobStateChanged {
-            state: pb::JobState::Queued as i32,
-            failure: None,
-        }),
-    )
-    .await?;
+    events::record_first(db, &job, vec![state_event(JobState::Queued)]).await?;
     Ok(job)
+}
+
+/// The event of the job moving to `state`.
+pub fn state_event(state: JobState) -> pb::job_event::Event {
+    pb::job_event::Event::JobState(pb::JobStateChanged {
+        state: state.to_proto() as i32,
+        failure: None,
+    })
+}
+
+/// The job-row change that ends a job in `state`.
+pub fn ending(state: JobState) -> events::JobUpdate {
+    events::JobUpdate {
+        state: Some(state),
+        finished_at: Some(now_ms()),
+    }
 }
 
 pub use super::Scope;
@@ -90,6 +106,21 @@ pub async fn lock<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<job::Mo
         query = query.lock_exclusive();
     }
     query.one(db).await
+}
+
+/// Locks these jobs' rows (PostgreSQL), in the order given, until the transaction ends.
+pub async fn lock_all<C: ConnectionTrait>(db: &C, ids: &[String]) -> Result<(), DbErr> {
+    if ids.is_empty() || db.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    db.query_all(super::statement(
+        DatabaseBackend::Postgres,
+        &format!("SELECT id FROM jobs WHERE id IN ({marks}) ORDER BY id FOR UPDATE"),
+        ids.iter().map(|id| id.clone().into()).collect(),
+    ))
+    .await?;
+    Ok(())
 }
 
 /// The job an account already submitted with this idempotency key.
@@ -186,8 +217,9 @@ pub async fn list<C: ConnectionTrait>(
         .await
 }
 
-/// Moves the job to its terminal state once all its tasks are terminal. Call with the job locked.
-pub async fn finish_if_done<C: ConnectionTrait>(
+/// The state the job ends in now that all its tasks are terminal; `None` while one is not, or when
+/// the job has ended already. Call with the job locked.
+pub async fn final_state<C: ConnectionTrait>(
     db: &C,
     job: &job::Model,
 ) -> Result<Option<JobState>, DbErr> {
@@ -205,8 +237,19 @@ pub async fn finish_if_done<C: ConnectionTrait>(
     if state == JobState::Succeeded && tasks.iter().any(|t| t.failure_code.is_some()) {
         state = JobState::PartiallySucceeded;
     }
-    set_terminal(db, job, state).await?;
     Ok(Some(state))
+}
+
+/// Moves the job to its terminal state once all its tasks are terminal. Call with the job locked.
+pub async fn finish_if_done<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+) -> Result<Option<JobState>, DbErr> {
+    let state = final_state(db, job).await?;
+    if let Some(state) = state {
+        set_terminal(db, job, state).await?;
+    }
+    Ok(state)
 }
 
 async fn set_terminal<C: ConnectionTrait>(
@@ -214,42 +257,7 @@ async fn set_terminal<C: ConnectionTrait>(
     job: &job::Model,
     state: JobState,
 ) -> Result<(), DbErr> {
-    let now = now_ms();
-    let mut model: job::ActiveModel = job.clone().into();
-    model.state = Set(state);
-    model.finished_at = Set(Some(now));
-    model.updated_at = Set(now);
-    model.update(db).await?;
-    events::append(
-        db,
-        job,
-        pb::job_event::Event::JobState(pb::JobStateChanged {
-            state: state.to_proto() as i32,
-            failure: None,
-        }),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Moves a queued job to RUNNING when its first task starts. Call with the job locked.
-pub async fn mark_running<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<(), DbErr> {
-    if job.state != JobState::Queued {
-        return Ok(());
-    }
-    let mut model: job::ActiveModel = job.clone().into();
-    model.state = Set(JobState::Running);
-    model.updated_at = Set(now_ms());
-    model.update(db).await?;
-    events::append(
-        db,
-        job,
-        pb::job_event::Event::JobState(pb::JobStateChanged {
-            state: pb::JobState::Running as i32,
-            failure: None,
-        }),
-    )
-    .await?;
+    events::record(db, job, vec![state_event(state)], ending(state)).await?;
     Ok(())
 }
 
@@ -308,8 +316,14 @@ pub async fn queue_position<C: ConnectionTrait>(
         .query_one(super::statement(
             backend,
             "SELECT COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
-             WHERE t.state IN ('queued', 'retry_wait') AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?))",
-            vec![job.created_at.into(), job.created_at.into(), job.id.clone().into()],
+             WHERE t.state IN (?, ?) AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?))",
+            vec![
+                TaskState::Queued.into(),
+                TaskState::RetryWait.into(),
+                job.created_at.into(),
+                job.created_at.into(),
+                job.id.clone().into(),
+            ],
         ))
         .await?
         .map(|r| r.try_get_by_index::<i64>(0))

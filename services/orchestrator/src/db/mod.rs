@@ -135,6 +135,19 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// Whether the database gave up a transaction because of others running at the same time (a
+/// deadlock, a serialization failure): trying it again is the remedy.
+pub fn is_conflict(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))) => {
+            e.code().is_some_and(|c| c == "40P01" || c == "40001")
+        }
+        _ => false,
+    }
+}
+
 /// Whether an error is a unique-constraint violation (a raced insert of the same key).
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(

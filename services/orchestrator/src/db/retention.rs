@@ -5,19 +5,35 @@ use atelier_proto::v1 as pb;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::statement;
-use crate::domain::now_ms;
+use crate::domain::{now_ms, JobState};
 
-/// Job states after which nothing changes any more.
-pub const TERMINAL: &str = "('succeeded', 'partially_succeeded', 'failed', 'cancelled')";
+/// Job states after which nothing changes any more, as an SQL list of their stored words.
+fn terminal_states() -> String {
+    let words: Vec<String> = [
+        JobState::Succeeded,
+        JobState::PartiallySucceeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ]
+    .iter()
+    .map(|s| format!("'{}'", s.as_str()))
+    .collect();
+    format!("({})", words.join(", "))
+}
 const DAY_MS: i64 = 86_400_000;
 
-/// Records the objects (outputs and thumbnails) the job names.
-pub async fn record_refs<C: ConnectionTrait>(
-    db: &C,
-    job_id: &str,
-    tenant_id: &str,
-    outputs: &[pb::Output],
-) -> Result<(), DbErr> {
+/// The job whose attempt wrote an object: its key is `t/<tenant>/jobs/<job>/…` (outputs, thumbnails
+/// and imported results alike); `None` for any other key (uploads, cache manifests).
+pub fn owner_job(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("t/")?;
+    let (_tenant, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("jobs/")?;
+    let (job, _) = rest.split_once('/')?;
+    (!job.is_empty()).then_some(job)
+}
+
+/// The objects (outputs and thumbnails) of `outputs`.
+fn object_keys(outputs: &[pb::Output]) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for o in outputs {
         keys.push(o.key.clone());
@@ -26,7 +42,21 @@ pub async fn record_refs<C: ConnectionTrait>(
         }
     }
     keys.retain(|k| !k.is_empty());
-    for key in keys {
+    keys
+}
+
+/// Records the objects (outputs and thumbnails) the job names that another job wrote (a cache hit's).
+/// The job's own objects need no row: their keys name the job, and the job's tasks list them.
+pub async fn record_refs<C: ConnectionTrait>(
+    db: &C,
+    job_id: &str,
+    tenant_id: &str,
+    outputs: &[pb::Output],
+) -> Result<(), DbErr> {
+    for key in object_keys(outputs) {
+        if owner_job(&key) == Some(job_id) {
+            continue;
+        }
         db.execute(statement(
             db.get_database_backend(),
             "INSERT INTO object_refs (object_key, job_id, tenant_id) VALUES (?, ?, ?) \
@@ -36,6 +66,38 @@ pub async fn record_refs<C: ConnectionTrait>(
         .await?;
     }
     Ok(())
+}
+
+/// Whether a job other than `except_job` names the object: through a reference (a cache hit), or as
+/// its writer, while that job exists.
+pub async fn named_by_other_job<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    except_job: &str,
+) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let referenced = db
+        .query_one(statement(
+            backend,
+            "SELECT 1 FROM object_refs WHERE object_key = ? AND job_id <> ? LIMIT 1",
+            vec![key.into(), except_job.into()],
+        ))
+        .await?
+        .is_some();
+    if referenced {
+        return Ok(true);
+    }
+    let Some(owner) = owner_job(key).filter(|owner| *owner != except_job) else {
+        return Ok(false);
+    };
+    Ok(db
+        .query_one(statement(
+            backend,
+            "SELECT 1 FROM jobs WHERE id = ?",
+            vec![owner.into()],
+        ))
+        .await?
+        .is_some())
 }
 
 /// What removing a job's rows left to do in storage.
@@ -55,19 +117,32 @@ pub async fn purge_job<C: ConnectionTrait>(
     job_id: &str,
 ) -> Result<Purged, DbErr> {
     let backend = db.get_database_backend();
-    let rows = db
+    // The job's objects: what its tasks wrote or reused, and the references of older rows.
+    let mut keys: Vec<String> = Vec::new();
+    for task in super::jobs::tasks_of(db, &[job_id.to_string()]).await? {
+        keys.extend(object_keys(
+            &task
+                .outputs
+                .as_deref()
+                .map(super::tasks::stored_outputs)
+                .unwrap_or_default(),
+        ));
+    }
+    for row in db
         .query_all(statement(
             backend,
-            "SELECT r.object_key, EXISTS (SELECT 1 FROM object_refs o WHERE o.object_key = r.object_key AND o.job_id <> r.job_id) \
-             FROM object_refs r WHERE r.job_id = ?",
+            "SELECT object_key FROM object_refs WHERE job_id = ?",
             vec![job_id.into()],
         ))
-        .await?;
+        .await?
+    {
+        keys.push(row.try_get_by_index(0)?);
+    }
+    keys.sort();
+    keys.dedup();
     let mut purged = Purged::default();
-    for row in rows {
-        let key: String = row.try_get_by_index(0)?;
-        let shared: bool = row.try_get_by_index(1)?;
-        if shared {
+    for key in keys {
+        if named_by_other_job(db, &key, job_id).await? {
             purged.kept += 1;
             continue;
         }
@@ -80,6 +155,8 @@ pub async fn purge_job<C: ConnectionTrait>(
         .await?;
         purged.queued.push(key);
     }
+    // The job's row may be its charge's ledger entry: the ledger keeps the charge.
+    super::accounts::keep_charge(db, job_id).await?;
     for sql in [
         "DELETE FROM object_refs WHERE job_id = ?",
         "DELETE FROM job_events WHERE job_id = ?",
@@ -182,12 +259,13 @@ pub async fn due_jobs<C: ConnectionTrait>(
     now: i64,
     limit: u64,
 ) -> Result<Vec<(String, String)>, DbErr> {
+    let terminal = terminal_states();
     let rows = db
         .query_all(statement(
             db.get_database_backend(),
             &format!(
                 "SELECT j.tenant_id, j.id FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
-                 WHERE j.state IN {TERMINAL} AND j.finished_at IS NOT NULL \
+                 WHERE j.state IN {terminal} AND j.finished_at IS NOT NULL \
                  AND j.finished_at < ? - COALESCE(t.retention_output_days, ?) * {DAY_MS} \
                  ORDER BY j.finished_at, j.id LIMIT ?"
             ),
@@ -244,13 +322,14 @@ pub async fn expire_events<C: ConnectionTrait>(
     now: i64,
     limit: u64,
 ) -> Result<u64, DbErr> {
+    let terminal = terminal_states();
     let done = db
         .execute(statement(
             db.get_database_backend(),
             &format!(
                 "DELETE FROM job_events WHERE id IN (SELECT e.id FROM job_events e \
                  JOIN jobs j ON j.id = e.job_id JOIN tenants t ON t.id = j.tenant_id \
-                 WHERE j.state IN {TERMINAL} \
+                 WHERE j.state IN {terminal} \
                  AND e.created_at < ? - COALESCE(t.retention_event_days, ?) * {DAY_MS} \
                  ORDER BY e.id LIMIT ?)"
             ),

@@ -13,7 +13,7 @@ use sea_orm::{ConnectionTrait, DbErr, Value};
 
 use super::jobs::Scope;
 use super::statement;
-use crate::domain::{JobState, Kind};
+use crate::domain::{JobState, Kind, TaskState};
 
 /// The filter on `jobs` (aliased `j`) for a scope and a creation range, with its values.
 fn filter(scope: &Scope, start: Option<i64>, end: Option<i64>) -> (String, Vec<Value>) {
@@ -89,9 +89,13 @@ pub async fn compute<C: ConnectionTrait>(
             backend,
             &format!(
                 "SELECT COUNT(*), SUM(CASE WHEN t.from_cache THEN 1 ELSE 0 END) FROM tasks t \
-                 JOIN jobs j ON j.id = t.job_id WHERE {condition} AND t.state = 'succeeded'"
+                 JOIN jobs j ON j.id = t.job_id WHERE {condition} AND t.state = ?"
             ),
-            values.clone(),
+            values
+                .iter()
+                .cloned()
+                .chain([TaskState::Succeeded.into()])
+                .collect(),
         ))
         .await?;
     let (succeeded_tasks, cached_tasks) = match cache {
@@ -107,10 +111,18 @@ pub async fn compute<C: ConnectionTrait>(
             backend,
             &format!(
                 "SELECT j.finished_at - j.created_at FROM jobs j WHERE {condition} \
-                 AND j.finished_at IS NOT NULL AND j.state IN ('succeeded', 'partially_succeeded', 'failed') \
+                 AND j.finished_at IS NOT NULL AND j.state IN (?, ?, ?) \
                  ORDER BY 1"
             ),
-            values.clone(),
+            values
+                .iter()
+                .cloned()
+                .chain([
+                    JobState::Succeeded.into(),
+                    JobState::PartiallySucceeded.into(),
+                    JobState::Failed.into(),
+                ])
+                .collect(),
         ))
         .await?;
     let mut seconds = Vec::with_capacity(durations.len());

@@ -610,7 +610,7 @@ pub async fn set_active_group<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Whether a stored object is still named by a job other than `except_job` (through `object_refs`)
+/// Whether a stored object is still named by a job other than `except_job` (its writer or a cache hit)
 /// or by a pair of the account's studio outside `except_pairs` (as its uploaded source or its result).
 pub async fn object_named_elsewhere<C: ConnectionTrait>(
     db: &C,
@@ -619,15 +619,7 @@ pub async fn object_named_elsewhere<C: ConnectionTrait>(
     except_pairs: &[String],
 ) -> Result<bool, DbErr> {
     let backend = db.get_database_backend();
-    let by_job = db
-        .query_one(statement(
-            backend,
-            "SELECT 1 FROM object_refs WHERE object_key = ? AND job_id <> ? LIMIT 1",
-            vec![key.into(), except_job.unwrap_or("").into()],
-        ))
-        .await?
-        .is_some();
-    if by_job {
+    if super::retention::named_by_other_job(db, key, except_job.unwrap_or("")).await? {
         return Ok(true);
     }
     let mut sql =

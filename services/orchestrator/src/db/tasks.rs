@@ -10,7 +10,7 @@ use sea_orm::{
 
 use super::entities::{job, task};
 use super::{accounts, events, jobs, statement};
-use crate::domain::{now_ms, TaskState};
+use crate::domain::{now_ms, JobState, TaskState};
 
 /// A task attempt this replica holds the lease of.
 #[derive(Clone, Debug)]
@@ -46,10 +46,12 @@ fn task_event(
     })
 }
 
-/// Claims up to `limit` runnable tasks for `owner`: each becomes RUNNING with a lease, its attempt
-/// counted. On PostgreSQL candidates are picked `FOR UPDATE SKIP LOCKED`, so replicas never claim the
-/// same task and never wait on each other; a task whose job row is busy is left for the next round
-/// rather than waited for, which keeps the lock order (job, then task) of every other change.
+/// Claims up to `limit` runnable tasks for `owner` in one statement: each becomes RUNNING with a lease,
+/// its attempt counted. On PostgreSQL the candidates and their jobs are locked `FOR UPDATE SKIP
+/// LOCKED`, so replicas never claim the same task and never wait on each other; a task whose job row
+/// is busy is left for the next round rather than waited for, which keeps the lock order (job, then
+/// task) of every other change. Each job then records its tasks' start (and its own) as one event row
+/// in the same write that moves it to RUNNING.
 pub async fn claim<C: ConnectionTrait>(
     db: &C,
     owner: &str,
@@ -58,72 +60,76 @@ pub async fn claim<C: ConnectionTrait>(
 ) -> Result<Vec<Lease>, DbErr> {
     let backend = db.get_database_backend();
     let now = now_ms();
-    let skip_locked = if backend == DatabaseBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
+    let lock = if backend == DatabaseBackend::Postgres {
+        " FOR UPDATE OF t, j SKIP LOCKED"
     } else {
         ""
     };
-    let rows = db
-        .query_all(statement(
+    let sql = format!(
+        "WITH picked AS (SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
+         WHERE t.state IN (?, ?) AND t.run_after <= ? ORDER BY t.run_after, t.created_at, t.idx LIMIT ?{lock}) \
+         UPDATE tasks SET state = ?, attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
+         started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
+         WHERE id IN (SELECT id FROM picked) RETURNING *"
+    );
+    let mut claimed = task::Entity::find()
+        .from_raw_sql(statement(
             backend,
-            &format!(
-                "SELECT id, job_id FROM tasks WHERE state IN ('queued', 'retry_wait') AND run_after <= ? \
-                 ORDER BY run_after, created_at, idx LIMIT ?{skip_locked}"
-            ),
-            vec![now.into(), i64::try_from(limit).unwrap_or(1).into()],
+            &sql,
+            vec![
+                TaskState::Queued.into(),
+                TaskState::RetryWait.into(),
+                now.into(),
+                i64::try_from(limit).unwrap_or(1).into(),
+                TaskState::Running.into(),
+                owner.into(),
+                (now + lease_ms).into(),
+                now.into(),
+            ],
         ))
+        .all(db)
         .await?;
-    let mut leases = Vec::new();
-    for row in rows {
-        let task_id: String = row.try_get_by_index(0)?;
-        let job_id: String = row.try_get_by_index(1)?;
-        let job = if backend == DatabaseBackend::Postgres {
-            let locked = db
-                .query_one(statement(
-                    backend,
-                    "SELECT id FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED",
-                    vec![job_id.clone().into()],
-                ))
-                .await?;
-            if locked.is_none() {
-                continue;
-            }
-            job::Entity::find_by_id(job_id).one(db).await?
-        } else {
-            job::Entity::find_by_id(job_id).one(db).await?
-        };
-        let Some(job) = job else { continue };
-        let updated = db
-            .execute(statement(
-                backend,
-                "UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
-                 started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
-                 WHERE id = ? AND state IN ('queued', 'retry_wait')",
-                vec![owner.into(), (now + lease_ms).into(), now.into(), task_id.clone().into()],
-            ))
-            .await?;
-        if updated.rows_affected() == 0 {
-            continue;
-        }
-        let Some(task) = task::Entity::find_by_id(task_id).one(db).await? else {
-            continue;
-        };
-        jobs::mark_running(db, &job).await?;
-        events::append(
-            db,
-            &job,
-            task_event(&task.id, TaskState::Running, task.attempts, None, None),
-        )
-        .await?;
-        let attempt = task.attempts;
-        leases.push(Lease {
-            task,
-            job,
-            owner: owner.to_string(),
-            attempt,
-        });
+    if claimed.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(leases)
+    claimed.sort_by(|a, b| {
+        (a.run_after, a.created_at, a.idx).cmp(&(b.run_after, b.created_at, b.idx))
+    });
+    let mut job_ids: Vec<String> = claimed.iter().map(|t| t.job_id.clone()).collect();
+    job_ids.sort();
+    job_ids.dedup();
+    let mut jobs = job::Entity::find()
+        .filter(job::Column::Id.is_in(job_ids))
+        .all(db)
+        .await?;
+    for job in &mut jobs {
+        let mine: Vec<&task::Model> = claimed.iter().filter(|t| t.job_id == job.id).collect();
+        let mut events = Vec::with_capacity(mine.len() + 1);
+        let mut update = events::JobUpdate::default();
+        if job.state == JobState::Queued {
+            events.push(jobs::state_event(JobState::Running));
+            update.state = Some(JobState::Running);
+            job.state = JobState::Running;
+        }
+        events.extend(
+            mine.iter()
+                .map(|t| task_event(&t.id, TaskState::Running, t.attempts, None, None)),
+        );
+        job.last_sequence = events::record(db, job, events, update).await?;
+    }
+    Ok(claimed
+        .into_iter()
+        .filter_map(|task| {
+            let job = jobs.iter().find(|j| j.id == task.job_id)?.clone();
+            let attempt = task.attempts;
+            Some(Lease {
+                task,
+                job,
+                owner: owner.to_string(),
+                attempt,
+            })
+        })
+        .collect())
 }
 
 /// The lease owner of a task a worker outside Atelier took (JobService.ReportTask). No replica has
@@ -161,14 +167,17 @@ pub async fn claim_external<C: ConnectionTrait>(
     let updated = db
         .execute(statement(
             db.get_database_backend(),
-            "UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
+            "UPDATE tasks SET state = ?, attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
              started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
-             WHERE id = ? AND state IN ('queued', 'retry_wait')",
+             WHERE id = ? AND state IN (?, ?)",
             vec![
+                TaskState::Running.into(),
                 EXTERNAL_OWNER.into(),
                 (now + deadline_ms).into(),
                 now.into(),
                 task_id.into(),
+                TaskState::Queued.into(),
+                TaskState::RetryWait.into(),
             ],
         ))
         .await?;
@@ -181,29 +190,37 @@ pub async fn claim_external<C: ConnectionTrait>(
     else {
         return Ok(None);
     };
-    jobs::mark_running(db, job).await?;
-    events::append(
-        db,
-        job,
-        task_event(&task.id, TaskState::Running, task.attempts, None, None),
-    )
-    .await?;
     let lease = external_lease(task, job.clone());
     let line = format!(
         "attempt {} taken by a worker outside Atelier; it has {:.0} s to report the result",
         lease.attempt,
         deadline_ms as f64 / 1000.0
     );
-    note(db, &lease, "info", line).await?;
+    let mut events = Vec::with_capacity(3);
+    let mut update = events::JobUpdate::default();
+    if job.state == JobState::Queued {
+        events.push(jobs::state_event(JobState::Running));
+        update.state = Some(JobState::Running);
+    }
+    events.push(task_event(
+        &lease.task.id,
+        TaskState::Running,
+        lease.attempt,
+        None,
+        None,
+    ));
+    events.push(orchestrator_line(&lease, "info", line));
+    events::record(db, job, events, update).await?;
     Ok(Some(lease))
 }
 
 /// The guard every change of a running attempt carries.
-const GUARD: &str = "id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?";
+const GUARD: &str = "id = ? AND state = ? AND lease_owner = ? AND attempts = ?";
 
-fn guard_values(lease: &Lease) -> [sea_orm::Value; 3] {
+fn guard_values(lease: &Lease) -> [sea_orm::Value; 4] {
     [
         lease.task.id.clone().into(),
+        TaskState::Running.into(),
         lease.owner.clone().into(),
         lease.attempt.into(),
     ]
@@ -231,14 +248,18 @@ pub async fn renew<C: ConnectionTrait>(
     })
 }
 
+/// The task's guarded change, after the job's lock; returns the locked job as it is now, or `None`
+/// when the attempt is no longer this lease's.
 async fn guarded_update<C: ConnectionTrait>(
     db: &C,
     lease: &Lease,
     set: &str,
     mut values: Vec<sea_orm::Value>,
-) -> Result<Outcome, DbErr> {
+) -> Result<Option<job::Model>, DbErr> {
     // Lock order: job first, like every other change of this job.
-    jobs::lock(db, &lease.job.id).await?;
+    let Some(job) = jobs::lock(db, &lease.job.id).await? else {
+        return Ok(None);
+    };
     values.extend(guard_values(lease));
     let r = db
         .execute(statement(
@@ -247,28 +268,29 @@ async fn guarded_update<C: ConnectionTrait>(
             values,
         ))
         .await?;
-    Ok(if r.rows_affected() == 0 {
-        Outcome::Lost
-    } else {
-        Outcome::Applied
-    })
+    Ok((r.rows_affected() > 0).then_some(job))
 }
 
-/// Records the source the processor read.
-pub async fn source_fetched<C: ConnectionTrait>(
-    db: &C,
-    lease: &Lease,
-    info: pb::SourceInfo,
-    processor_id: &str,
-) -> Result<Outcome, DbErr> {
-    let outcome = guarded_update(
-        db,
-        lease,
-        "source_info = ?",
-        vec![info.encode_to_vec().into()],
-    )
-    .await?;
-    if outcome == Outcome::Applied {
+/// Most events an attempt keeps in memory between two writes; past it, log lines are counted and one
+/// line says how many were dropped.
+const MAX_REPORTED: usize = 500;
+
+/// What a running attempt reported that is not written yet: the processor's source, log lines and
+/// the orchestrator's own notes, in order, and its latest progress. It is written with the attempt's
+/// next change (its end, usually) or by [`flush`] while the attempt runs long, so a short attempt
+/// costs no write for its reports. Progress is streamed live to watchers as it comes; of it only the
+/// latest is stored, as the task's stage and percent and one event.
+#[derive(Clone, Debug, Default)]
+pub struct Reported {
+    events: Vec<pb::job_event::Event>,
+    source: Option<pb::SourceInfo>,
+    progress: Option<(String, u32)>,
+    dropped: u64,
+}
+
+impl Reported {
+    /// The source the processor read, with the orchestrator's line about it.
+    pub fn source_fetched(&mut self, lease: &Lease, info: pb::SourceInfo, processor_id: &str) {
         let line = format!(
             "attempt {} on processor {processor_id}: source {} {}x{}, {} bytes",
             lease.attempt,
@@ -280,79 +302,142 @@ pub async fn source_fetched<C: ConnectionTrait>(
             info.height,
             info.bytes
         );
-        let event = pb::job_event::Event::SourceFetched(pb::SourceFetchedEvent {
-            task_id: lease.task.id.clone(),
-            source: Some(info),
-        });
-        events::append(db, &lease.job, event).await?;
-        note(db, lease, "info", line).await?;
+        self.push(pb::job_event::Event::SourceFetched(
+            pb::SourceFetchedEvent {
+                task_id: lease.task.id.clone(),
+                source: Some(info.clone()),
+            },
+        ));
+        self.push(orchestrator_line(lease, "info", line));
+        self.source = Some(info);
     }
-    Ok(outcome)
+
+    /// The latest progress of the attempt.
+    pub fn progress(&mut self, stage: &str, percent: u32) {
+        self.progress = Some((stage.to_string(), percent.min(100)));
+    }
+
+    /// A log line of the attempt.
+    pub fn log(&mut self, lease: &Lease, level: &str, message: &str, origin: &str) {
+        self.push(pb::job_event::Event::Log(pb::LogLine {
+            task_id: lease.task.id.clone(),
+            level: level.to_string(),
+            message: message.to_string(),
+            origin: origin.to_string(),
+        }));
+    }
+
+    /// Whether anything waits to be written.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.source.is_none() && self.progress.is_none()
+    }
+
+    fn push(&mut self, event: pb::job_event::Event) {
+        if self.events.len() < MAX_REPORTED {
+            self.events.push(event);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// The task columns and events to write, leaving nothing pending.
+    fn take(
+        &mut self,
+        lease: &Lease,
+    ) -> (
+        Vec<(&'static str, sea_orm::Value)>,
+        Vec<pb::job_event::Event>,
+    ) {
+        let mut columns: Vec<(&'static str, sea_orm::Value)> = Vec::new();
+        if let Some(info) = self.source.take() {
+            columns.push(("source_info", info.encode_to_vec().into()));
+        }
+        let mut events = std::mem::take(&mut self.events);
+        if let Some((stage, percent)) = self.progress.take() {
+            // The latest progress is stored too, once, so a replay shows how far the attempt got.
+            events.push(pb::job_event::Event::Progress(pb::TaskProgress {
+                task_id: lease.task.id.clone(),
+                stage: stage.clone(),
+                percent,
+            }));
+            columns.push(("stage", stage.into()));
+            columns.push(("percent", i32::try_from(percent).unwrap_or(100).into()));
+        }
+        if self.dropped > 0 {
+            let line = format!(
+                "{} reports of the attempt were not kept (more than {MAX_REPORTED} between two writes)",
+                self.dropped
+            );
+            events.push(orchestrator_line(lease, "warn", line));
+            self.dropped = 0;
+        }
+        (columns, events)
+    }
 }
 
-/// Appends an orchestrator log line about the attempt, in the caller's transaction.
-async fn note<C: ConnectionTrait>(
+/// `column = ?, …` of `columns`, after `set` (which wins where both name a column), and their values
+/// after `values`.
+fn with_columns(
+    set: &str,
+    mut values: Vec<sea_orm::Value>,
+    columns: Vec<(&'static str, sea_orm::Value)>,
+) -> (String, Vec<sea_orm::Value>) {
+    let named: Vec<&str> = set
+        .split(',')
+        .filter_map(|part| part.split('=').next())
+        .map(str::trim)
+        .collect();
+    let mut parts: Vec<String> = if set.is_empty() {
+        Vec::new()
+    } else {
+        vec![set.to_string()]
+    };
+    for (column, value) in columns {
+        if !named.contains(&column) {
+            parts.push(format!("{column} = ?"));
+            values.push(value);
+        }
+    }
+    (parts.join(", "), values)
+}
+
+/// Writes what the attempt reported so far (a long attempt, every few seconds); `Lost` when the
+/// attempt is no longer this replica's.
+pub async fn flush<C: ConnectionTrait>(
     db: &C,
     lease: &Lease,
-    level: &str,
-    message: String,
-) -> Result<(), DbErr> {
-    let line = pb::LogLine {
+    reported: &mut Reported,
+) -> Result<Outcome, DbErr> {
+    if reported.is_empty() {
+        return Ok(Outcome::Applied);
+    }
+    let (columns, events) = reported.take(lease);
+    let (set, values) = with_columns("", Vec::new(), columns);
+    // Log lines alone still go through the guard, so a lost attempt writes nothing.
+    let set = if set.is_empty() {
+        "lease_owner = lease_owner".to_string()
+    } else {
+        set
+    };
+    let Some(job) = guarded_update(db, lease, &set, values).await? else {
+        return Ok(Outcome::Lost);
+    };
+    if !events.is_empty() {
+        events::record(db, &job, events, events::JobUpdate::default()).await?;
+    }
+    Ok(Outcome::Applied)
+}
+
+/// A log line of the orchestrator about the attempt.
+fn orchestrator_line(lease: &Lease, level: &str, message: String) -> pb::job_event::Event {
+    pb::job_event::Event::Log(pb::LogLine {
         task_id: lease.task.id.clone(),
         level: level.to_string(),
         message,
         origin: "orchestrator".to_string(),
-    };
-    events::append(db, &lease.job, pb::job_event::Event::Log(line)).await?;
-    Ok(())
+    })
 }
 
-/// Records progress of the attempt.
-pub async fn progress<C: ConnectionTrait>(
-    db: &C,
-    lease: &Lease,
-    stage: &str,
-    percent: u32,
-) -> Result<Outcome, DbErr> {
-    let percent = percent.min(100);
-    let outcome = guarded_update(
-        db,
-        lease,
-        "stage = ?, percent = ?",
-        vec![stage.into(), i32::try_from(percent).unwrap_or(100).into()],
-    )
-    .await?;
-    if outcome == Outcome::Applied {
-        let event = pb::job_event::Event::Progress(pb::TaskProgress {
-            task_id: lease.task.id.clone(),
-            stage: stage.to_string(),
-            percent,
-        });
-        events::append(db, &lease.job, event).await?;
-    }
-    Ok(outcome)
-}
-
-/// Appends a log line of the attempt to the job's events.
-pub async fn log<C: ConnectionTrait>(
-    db: &C,
-    lease: &Lease,
-    level: &str,
-    message: &str,
-    origin: &str,
-) -> Result<(), DbErr> {
-    jobs::lock(db, &lease.job.id).await?;
-    let line = pb::LogLine {
-        task_id: lease.task.id.clone(),
-        level: level.to_string(),
-        message: message.to_string(),
-        origin: origin.to_string(),
-    };
-    events::append(db, &lease.job, pb::job_event::Event::Log(line)).await?;
-    Ok(())
-}
-
-/// Ends the attempt successfully with its outputs, written once; refunds a task served from cache.
 /// Units of a succeeded task that failed (pose set shots, images), with what to refund for them.
 #[derive(Clone, Debug)]
 pub struct Shortfall {
@@ -361,10 +446,29 @@ pub struct Shortfall {
     pub refund: i64,
 }
 
+/// The end of an attempt as one change: the task's row (with what was reported and not yet written),
+/// then the job's events, and its end when this was its last task, in one job-row write and one
+/// event row.
+async fn end_attempt<C: ConnectionTrait>(
+    db: &C,
+    lease: &Lease,
+    reported: &Reported,
+    set: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<Option<(job::Model, Vec<pb::job_event::Event>)>, DbErr> {
+    let mut reported = reported.clone();
+    let (columns, events) = reported.take(lease);
+    let (set, values) = with_columns(set, values, columns);
+    Ok(guarded_update(db, lease, &set, values)
+        .await?
+        .map(|job| (job, events)))
+}
+
 /// Ends the attempt with success: outputs recorded once, cache hits and failed units refunded.
 pub async fn succeed<C: ConnectionTrait>(
     db: &C,
     lease: &Lease,
+    reported: &Reported,
     outputs: Vec<pb::Output>,
     from_cache: bool,
     shortfall: Option<Shortfall>,
@@ -376,11 +480,13 @@ pub async fn succeed<C: ConnectionTrait>(
             .map_err(|e| DbErr::Custom(e.to_string()))?;
     }
     let now = now_ms();
-    let outcome = guarded_update(
+    let ended = end_attempt(
         db,
         lease,
-        "state = 'succeeded', outputs = ?, from_cache = ?, stage = 'done', percent = 100, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL, failure_code = ?, failure_message = ?",
+        reported,
+        "state = ?, outputs = ?, from_cache = ?, stage = 'done', percent = 100, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL, failure_code = ?, failure_message = ?",
         vec![
+            TaskState::Succeeded.into(),
             blob.into(),
             from_cache.into(),
             now.into(),
@@ -392,30 +498,25 @@ pub async fn succeed<C: ConnectionTrait>(
         ],
     )
     .await?;
-    if outcome == Outcome::Lost {
-        return Ok(outcome);
-    }
-    super::retention::record_refs(db, &lease.job.id, &lease.job.tenant_id, &outputs).await?;
+    let Some((job, mut events)) = ended else {
+        return Ok(Outcome::Lost);
+    };
+    super::retention::record_refs(db, &job.id, &job.tenant_id, &outputs).await?;
     // A studio job's task: its first output becomes its pair's result in this same transaction.
     super::studio::task_succeeded(
         db,
-        &lease.job.id,
+        &job.id,
         &lease.task.id,
         outputs.first().map(|o| o.key.as_str()),
     )
     .await?;
     let outputs_count = outputs.len();
-    for output in outputs {
-        events::append(
-            db,
-            &lease.job,
-            pb::job_event::Event::Output(pb::OutputReady {
-                task_id: lease.task.id.clone(),
-                output: Some(output),
-            }),
-        )
-        .await?;
-    }
+    events.extend(outputs.into_iter().map(|output| {
+        pb::job_event::Event::Output(pb::OutputReady {
+            task_id: lease.task.id.clone(),
+            output: Some(output),
+        })
+    }));
     let mut line = format!(
         "attempt {} succeeded with {} outputs",
         lease.attempt, outputs_count
@@ -429,60 +530,74 @@ pub async fn succeed<C: ConnectionTrait>(
             s.failed_units, s.failure.message
         ));
     }
-    note(db, lease, "info", line).await?;
+    events.push(orchestrator_line(lease, "info", line));
     if from_cache {
-        accounts::refund_task(db, &lease.job, &lease.task.id, "served from cache").await?;
+        accounts::refund_task(db, &job, &lease.task.id, "served from cache").await?;
     } else if let Some(s) = &shortfall {
         let reason = format!("{} units failed", s.failed_units);
-        accounts::refund_units(db, &lease.job, &lease.task.id, s.refund, &reason).await?;
+        accounts::refund_units(db, &job, &lease.task.id, s.refund, &reason).await?;
     }
-    events::append(
-        db,
-        &lease.job,
-        task_event(
-            &lease.task.id,
-            TaskState::Succeeded,
-            lease.attempt,
-            shortfall.map(|s| s.failure),
-            None,
-        ),
-    )
-    .await?;
-    finish_job(db, &lease.job.id).await?;
-    Ok(outcome)
+    events.push(task_event(
+        &lease.task.id,
+        TaskState::Succeeded,
+        lease.attempt,
+        shortfall.map(|s| s.failure),
+        None,
+    ));
+    record_with_end(db, &job, events).await?;
+    Ok(Outcome::Applied)
+}
+
+/// Records `events` of the job, with its end when all its tasks are terminal now: one job-row write,
+/// one event row.
+async fn record_with_end<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    mut events: Vec<pb::job_event::Event>,
+) -> Result<(), DbErr> {
+    let mut update = events::JobUpdate::default();
+    if let Some(state) = jobs::final_state(db, job).await? {
+        events.push(jobs::state_event(state));
+        update = jobs::ending(state);
+    }
+    events::record(db, job, events, update).await?;
+    Ok(())
 }
 
 /// Ends the attempt with a failure: RETRY_WAIT until `retry_at` when given, else FAILED and refunded.
 pub async fn fail<C: ConnectionTrait>(
     db: &C,
     lease: &Lease,
+    reported: &Reported,
     failure: pb::Failure,
     retry_at: Option<i64>,
 ) -> Result<Outcome, DbErr> {
     let code = i32::try_from(failure.code).unwrap_or_default();
-    let outcome = match retry_at {
+    let ended = match retry_at {
         Some(at) => {
-            guarded_update(
+            end_attempt(
                 db,
                 lease,
-                "state = 'retry_wait', run_after = ?, failure_code = ?, failure_message = ?, lease_owner = NULL, lease_expires_at = NULL",
-                vec![at.into(), code.into(), failure.message.clone().into()],
+                reported,
+                "state = ?, run_after = ?, failure_code = ?, failure_message = ?, lease_owner = NULL, lease_expires_at = NULL",
+                vec![TaskState::RetryWait.into(), at.into(), code.into(), failure.message.clone().into()],
             )
             .await?
         }
         None => {
-            guarded_update(
+            end_attempt(
                 db,
                 lease,
-                "state = 'failed', failure_code = ?, failure_message = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL",
-                vec![code.into(), failure.message.clone().into(), now_ms().into()],
+                reported,
+                "state = ?, failure_code = ?, failure_message = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL",
+                vec![TaskState::Failed.into(), code.into(), failure.message.clone().into(), now_ms().into()],
             )
             .await?
         }
     };
-    if outcome == Outcome::Lost {
-        return Ok(outcome);
-    }
+    let Some((job, mut events)) = ended else {
+        return Ok(Outcome::Lost);
+    };
     let state = if retry_at.is_some() {
         TaskState::RetryWait
     } else {
@@ -495,71 +610,57 @@ pub async fn fail<C: ConnectionTrait>(
         ),
         None => "not retried".to_string(),
     };
-    note(
-        db,
+    events.push(orchestrator_line(
         lease,
         if retry_at.is_some() { "warn" } else { "error" },
         format!(
             "attempt {} failed with {} {}: {}; {next}",
             lease.attempt, failure.code, failure.reason, failure.message
         ),
-    )
-    .await?;
-    events::append(
-        db,
-        &lease.job,
-        task_event(
-            &lease.task.id,
-            state,
-            lease.attempt,
-            Some(failure),
-            retry_at,
-        ),
-    )
-    .await?;
+    ));
+    events.push(task_event(
+        &lease.task.id,
+        state,
+        lease.attempt,
+        Some(failure),
+        retry_at,
+    ));
     if retry_at.is_none() {
-        accounts::refund_task(db, &lease.job, &lease.task.id, "task failed").await?;
-        finish_job(db, &lease.job.id).await?;
+        accounts::refund_task(db, &job, &lease.task.id, "task failed").await?;
+        record_with_end(db, &job, events).await?;
+    } else {
+        events::record(db, &job, events, events::JobUpdate::default()).await?;
     }
-    Ok(outcome)
+    Ok(Outcome::Applied)
 }
 
 /// Hands the task back to the queue without spending the attempt (the processor was at capacity).
 pub async fn hand_back<C: ConnectionTrait>(
     db: &C,
     lease: &Lease,
+    reported: &Reported,
     run_after: i64,
 ) -> Result<Outcome, DbErr> {
-    let outcome = guarded_update(
+    let ended = end_attempt(
         db,
         lease,
-        "state = 'queued', attempts = attempts - 1, run_after = ?, lease_owner = NULL, lease_expires_at = NULL",
-        vec![run_after.into()],
+        reported,
+        "state = ?, attempts = attempts - 1, run_after = ?, lease_owner = NULL, lease_expires_at = NULL",
+        vec![TaskState::Queued.into(), run_after.into()],
     )
     .await?;
-    if outcome == Outcome::Applied {
-        events::append(
-            db,
-            &lease.job,
-            task_event(
-                &lease.task.id,
-                TaskState::Queued,
-                lease.attempt - 1,
-                None,
-                None,
-            ),
-        )
-        .await?;
-    }
-    Ok(outcome)
-}
-
-async fn finish_job<C: ConnectionTrait>(db: &C, job_id: &str) -> Result<(), DbErr> {
-    // Re-read under the lock: other tasks may have changed the job since the lease was taken.
-    if let Some(job) = job::Entity::find_by_id(job_id.to_string()).one(db).await? {
-        jobs::finish_if_done(db, &job).await?;
-    }
-    Ok(())
+    let Some((job, mut events)) = ended else {
+        return Ok(Outcome::Lost);
+    };
+    events.push(task_event(
+        &lease.task.id,
+        TaskState::Queued,
+        lease.attempt - 1,
+        None,
+        None,
+    ));
+    events::record(db, &job, events, events::JobUpdate::default()).await?;
+    Ok(Outcome::Applied)
 }
 
 /// Running tasks whose lease has expired (their orchestrator or processor died).
@@ -669,8 +770,14 @@ pub async fn past_deadline<C: ConnectionTrait>(
             db.get_database_backend(),
             "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE j.deadline_at IS NOT NULL AND j.deadline_at < ? \
-             AND t.state IN ('queued', 'running', 'retry_wait') LIMIT ?",
-            vec![now_ms().into(), i64::try_from(limit).unwrap_or(100).into()],
+             AND t.state IN (?, ?, ?) LIMIT ?",
+            vec![
+                now_ms().into(),
+                TaskState::Queued.into(),
+                TaskState::Running.into(),
+                TaskState::RetryWait.into(),
+                i64::try_from(limit).unwrap_or(100).into(),
+            ],
         ))
         .await?;
     let ids: Vec<String> = rows
@@ -729,6 +836,18 @@ pub async fn time_out<C: ConnectionTrait>(
     }
     jobs::finish_if_done(db, &job).await?;
     Ok(true)
+}
+
+/// A task's outputs as stored: length-delimited messages (an unreadable tail is left out).
+pub fn stored_outputs(mut blob: &[u8]) -> Vec<pb::Output> {
+    let mut out = Vec::new();
+    while !blob.is_empty() {
+        match pb::Output::decode_length_delimited(&mut blob) {
+            Ok(o) => out.push(o),
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 /// A stored failure in the shape of the wire.

@@ -59,8 +59,16 @@ pub async fn find_key<C: ConnectionTrait>(
     db: &C,
     secret: &str,
 ) -> Result<Option<api_key::Model>, DbErr> {
+    find_key_by_hash(db, &hash_key(secret)).await
+}
+
+/// The active key whose secret hashes to `hash`.
+pub async fn find_key_by_hash<C: ConnectionTrait>(
+    db: &C,
+    hash: &str,
+) -> Result<Option<api_key::Model>, DbErr> {
     api_key::Entity::find()
-        .filter(api_key::Column::Hash.eq(hash_key(secret)))
+        .filter(api_key::Column::Hash.eq(hash))
         .filter(api_key::Column::RevokedAt.is_null())
         .one(db)
         .await

@@ -232,6 +232,7 @@ pub async fn lock_cursor<C: ConnectionTrait>(db: &C) -> Result<Option<Cursor>, D
         Ok(Cursor {
             txid: r.try_get_by_index(0)?,
             id: r.try_get_by_index(1)?,
+            seen: Cursor::WHOLE_ROW,
         })
     })
     .transpose()

@@ -2,6 +2,7 @@
 //! tasks whose lease expired or that waited in the queue too long.
 
 mod processors;
+mod record;
 mod runner;
 
 use std::collections::HashMap;
@@ -99,6 +100,8 @@ pub struct Dispatcher {
     metrics: crate::metrics::Metrics,
     /// Whether the database answers, as the health watcher last saw it.
     database: DatabaseState,
+    /// Writes the ends of attempts, several in one transaction when they come together.
+    recorder: record::Recorder,
 }
 
 impl Dispatcher {
@@ -112,6 +115,7 @@ impl Dispatcher {
         metrics: crate::metrics::Metrics,
     ) -> Self {
         Self {
+            recorder: record::Recorder::start(db.clone()),
             db,
             bus,
             handle,

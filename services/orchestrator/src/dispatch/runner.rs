@@ -13,6 +13,7 @@ use sea_orm::{DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::record::{End, Settlement};
 use super::{lease_ms, Dispatcher};
 
 /// Runs one change in its own transaction.
@@ -28,18 +29,22 @@ macro_rules! in_txn {
     }};
 }
 use crate::db::tasks::{self, Lease, Outcome};
-use crate::db::usage;
 use crate::domain::{model_of, now_ms, units_per_task, Kind};
 
 /// First and largest pause between two tries of recording the end of an attempt.
 const SETTLE_PAUSE: Duration = Duration::from_millis(200);
 const SETTLE_PAUSE_MAX: Duration = Duration::from_secs(2);
 
-/// One run of an attempt and the provider usage it reported.
+/// How long an attempt's reports (source, log lines, progress) may wait in memory before they are
+/// written while it runs; a shorter attempt writes them with its end.
+const REPORTS_EVERY: Duration = Duration::from_secs(1);
+
+/// One run of an attempt: the provider usage and the reports it sent that are not written yet.
 struct Attempt {
     /// Chosen once per run: recording its usage again changes nothing.
     run: String,
     usage: Vec<pb::ProviderUsage>,
+    reports: tasks::Reported,
 }
 
 /// How an attempt ended before it is settled in the database.
@@ -86,9 +91,10 @@ impl Dispatcher {
             let mut reported = Attempt {
                 run: uuid::Uuid::new_v4().to_string(),
                 usage: Vec::new(),
+                reports: tasks::Reported::default(),
             };
             let ended = tokio::select! {
-                ended = tokio::time::timeout(limit, self.call_processor(&lease, trace, &mut reported.usage)) => {
+                ended = tokio::time::timeout(limit, self.call_processor(&lease, trace, &mut reported)) => {
                     ended.unwrap_or_else(|_| Ended::Failed {
                         code: ErrorCode::TimedOut,
                         transient: false,
@@ -105,7 +111,14 @@ impl Dispatcher {
                 // itself off): the catalogue learns it now, so the next submit answers 3006 at once.
                 self.processors.refresh().await;
             }
-            self.settle_until_recorded(&lease, ended, &reported, &hard_stop).await;
+            // The lease is kept while the end waits to be written (it may share a transaction with
+            // other ends, behind their jobs' locks), so no sweeper takes back a task that is done.
+            let settle = self.settle_until_recorded(&lease, ended, &reported, &hard_stop);
+            tokio::pin!(settle);
+            tokio::select! {
+                () = &mut settle => {}
+                _ = self.keep_lease(&lease) => settle.await,
+            }
         }
         .instrument(span)
         .await
@@ -126,8 +139,9 @@ impl Dispatcher {
     ) {
         let mut pause = SETTLE_PAUSE;
         let mut waited = false;
+        let settlement = Arc::new(self.settlement(lease, ended, reported));
         loop {
-            match self.settle(lease, ended.clone(), reported).await {
+            match self.settle(&settlement).await {
                 Ok(()) => {
                     if waited {
                         tracing::info!(
@@ -135,6 +149,10 @@ impl Dispatcher {
                         );
                     }
                     return;
+                }
+                Err(e) if crate::db::is_conflict(&e) => {
+                    // A deadlock with another transaction (the other one went through): again.
+                    tracing::debug!(error = %e, "recording the end of the attempt met another transaction; trying again");
                 }
                 Err(e) if crate::db::is_unavailable(&e) => {
                     if !waited {
@@ -185,17 +203,18 @@ impl Dispatcher {
 
     /// The deadline of one attempt: longer for kinds that call a model provider.
     fn attempt_timeout(&self, kind: Kind) -> Duration {
-        match kind {
-            Kind::Transform | Kind::BasicClean => self.settings.attempt_timeout,
-            _ => self.settings.model_attempt_timeout,
-        }
+        crate::context::attempt_timeout(
+            kind,
+            self.settings.attempt_timeout,
+            self.settings.model_attempt_timeout,
+        )
     }
 
     async fn call_processor(
         &self,
         lease: &Lease,
         trace: TraceParent,
-        usage: &mut Vec<pb::ProviderUsage>,
+        attempt: &mut Attempt,
     ) -> Ended {
         let request = match self.process_request(lease) {
             Ok(r) => r,
@@ -226,9 +245,22 @@ impl Dispatcher {
         };
         let mut outputs = Vec::new();
         let mut processor_id = String::new();
-        let mut skipping = false;
+        let mut written = tokio::time::Instant::now();
         loop {
-            let message = match stream.message().await {
+            // Reports wait at most REPORTS_EVERY, whether or not the processor says more meanwhile.
+            let due = written + REPORTS_EVERY;
+            let next = tokio::select! {
+                next = stream.message() => Some(next),
+                () = tokio::time::sleep_until(due), if !attempt.reports.is_empty() => None,
+            };
+            let Some(next) = next else {
+                written = tokio::time::Instant::now();
+                if let Some(lost) = self.write_reports(lease, &mut attempt.reports).await {
+                    return lost;
+                }
+                continue;
+            };
+            let message = match next {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     return Ended::Failed {
@@ -239,64 +271,38 @@ impl Dispatcher {
                 }
                 Err(status) => return ended_by(&status),
             };
-            let database_up = self.database.is_up();
-            let report = matches!(
-                message.event,
-                Some(
-                    pb::process_event::Event::SourceFetched(_)
-                        | pb::process_event::Event::Progress(_)
-                        | pb::process_event::Event::Log(_)
-                )
-            );
-            let recorded = match message.event {
+            match message.event {
                 Some(pb::process_event::Event::Accepted(a)) => {
                     tracing::debug!(processor = %a.processor_id, "accepted");
                     processor_id = a.processor_id;
-                    Ok(Outcome::Applied)
                 }
-                Some(pb::process_event::Event::SourceFetched(info)) if database_up => {
-                    in_txn!(self.db, |txn| tasks::source_fetched(
-                        &txn,
-                        lease,
-                        info,
-                        &processor_id
-                    ))
+                Some(pb::process_event::Event::SourceFetched(info)) => {
+                    attempt.reports.source_fetched(lease, info, &processor_id);
                 }
-                Some(pb::process_event::Event::Progress(p)) if database_up => {
-                    in_txn!(self.db, |txn| tasks::progress(
-                        &txn, lease, &p.stage, p.percent
-                    ))
+                Some(pb::process_event::Event::Progress(p)) => {
+                    attempt.reports.progress(&p.stage, p.percent);
+                    // Live to this replica's watchers at once; stored only as the task's latest.
+                    self.bus.publish(
+                        &lease.job.id,
+                        pb::JobEvent {
+                            job_id: lease.job.id.clone(),
+                            event: Some(pb::job_event::Event::Progress(pb::TaskProgress {
+                                task_id: lease.task.id.clone(),
+                                stage: p.stage,
+                                percent: p.percent.min(100),
+                            })),
+                            ..Default::default()
+                        },
+                    );
                 }
-                Some(pb::process_event::Event::Log(l)) if database_up => {
-                    in_txn!(self.db, |txn| async {
-                        tasks::log(&txn, lease, &l.level, &l.message, "processor")
-                            .await
-                            .map(|()| Outcome::Applied)
-                    })
+                Some(pb::process_event::Event::Log(l)) => {
+                    attempt
+                        .reports
+                        .log(lease, &l.level, &l.message, "processor");
                 }
-                // While the database is away a report would wait for it, and the attempt with it,
-                // into its deadline: the report is skipped, the work goes on, and its end is
-                // recorded once the database is back.
-                Some(
-                    pb::process_event::Event::SourceFetched(_)
-                    | pb::process_event::Event::Progress(_)
-                    | pb::process_event::Event::Log(_),
-                ) => {
-                    if !skipping {
-                        tracing::warn!("the database is unavailable; progress reports are skipped");
-                    }
-                    skipping = true;
-                    Ok(Outcome::Applied)
-                }
-                Some(pb::process_event::Event::Output(o)) => {
-                    outputs.push(o);
-                    Ok(Outcome::Applied)
-                }
+                Some(pb::process_event::Event::Output(o)) => outputs.push(o),
                 // Stored with the end of the attempt, whatever the end is.
-                Some(pb::process_event::Event::Usage(u)) => {
-                    usage.push(u);
-                    Ok(Outcome::Applied)
-                }
+                Some(pb::process_event::Event::Usage(u)) => attempt.usage.push(u),
                 Some(pb::process_event::Event::Completed(c)) => {
                     return Ended::Succeeded {
                         outputs,
@@ -305,16 +311,30 @@ impl Dispatcher {
                         unit_failure: c.unit_failure,
                     }
                 }
-                None => Ok(Outcome::Applied),
-            };
-            match recorded {
-                // Watchers of this replica learn of it at once (PostgreSQL also tells the others).
-                Ok(Outcome::Applied) if report && database_up => self.bus.notify(&lease.job.id),
-                Ok(Outcome::Applied) => {}
-                Ok(Outcome::Lost) => return Ended::Lost,
-                Err(e) => tracing::warn!(error = %e, "recording processor progress failed"),
+                None => {}
+            }
+            if tokio::time::Instant::now() >= due && !attempt.reports.is_empty() {
+                written = tokio::time::Instant::now();
+                if let Some(lost) = self.write_reports(lease, &mut attempt.reports).await {
+                    return lost;
+                }
             }
         }
+    }
+
+    /// Writes what a long attempt reported so far; `Some(Ended::Lost)` when the attempt is no longer
+    /// this replica's. While the database is away the reports wait in memory (bounded) and the work
+    /// goes on; the attempt's end records them.
+    async fn write_reports(&self, lease: &Lease, reports: &mut tasks::Reported) -> Option<Ended> {
+        if !self.database.is_up() {
+            return None;
+        }
+        match in_txn!(self.db, |txn| tasks::flush(&txn, lease, reports)) {
+            Ok(Outcome::Applied) => self.bus.notify(&lease.job.id),
+            Ok(Outcome::Lost) => return Some(Ended::Lost),
+            Err(e) => tracing::warn!(error = %e, "recording processor reports failed"),
+        }
+        None
     }
 
     fn process_request(&self, lease: &Lease) -> Result<pb::ProcessRequest, String> {
@@ -344,12 +364,9 @@ impl Dispatcher {
         })
     }
 
-    /// Records the end of the attempt and, in the same transaction, what its provider calls used
-    /// (the calls were made, whether the attempt is still ours or not).
-    async fn settle(&self, lease: &Lease, ended: Ended, attempt: &Attempt) -> Result<(), DbErr> {
-        let (run, used) = (attempt.run.as_str(), attempt.usage.as_slice());
-        let job_id = lease.job.id.clone();
-        let outcome = match ended {
+    /// How the attempt's end is written: decided once, so every try writes the same.
+    fn settlement(&self, lease: &Lease, ended: Ended, attempt: &Attempt) -> Settlement {
+        let end = match ended {
             Ended::Succeeded {
                 outputs,
                 from_cache,
@@ -364,13 +381,11 @@ impl Dispatcher {
                 );
                 let shortfall =
                     (failed_units > 0).then(|| self.shortfall(lease, failed_units, unit_failure));
-                in_txn!(self.db, |txn| async {
-                    // After the task's change, which takes the job's lock first.
-                    let outcome =
-                        tasks::succeed(&txn, lease, outputs, from_cache, shortfall).await?;
-                    usage::record(&txn, lease, run, used).await?;
-                    Ok::<_, DbErr>(outcome)
-                })?
+                End::Succeeded {
+                    outputs,
+                    from_cache,
+                    shortfall,
+                }
             }
             Ended::Failed {
                 code,
@@ -383,36 +398,45 @@ impl Dispatcher {
                 let retry_at = (retryable && lease.attempt < self.settings.max_attempts)
                     .then(|| now_ms() + self.backoff_ms(lease.attempt));
                 tracing::warn!(code = code.number(), %message, retry = retry_at.is_some(), "attempt failed");
-                let failure = tasks::failure(code, &message);
-                in_txn!(self.db, |txn| async {
-                    // After the task's change, which takes the job's lock first.
-                    let outcome = tasks::fail(&txn, lease, failure, retry_at).await?;
-                    usage::record(&txn, lease, run, used).await?;
-                    Ok::<_, DbErr>(outcome)
-                })?
+                End::Failed {
+                    failure: tasks::failure(code, &message),
+                    retry_at,
+                }
             }
             Ended::Busy => {
                 tracing::info!("processor at capacity; task handed back");
-                in_txn!(self.db, |txn| tasks::hand_back(&txn, lease, now_ms() + 200))?
+                End::HandBack {
+                    run_after: now_ms() + 200,
+                    with_usage: false,
+                }
             }
             Ended::Stopped => {
                 tracing::info!("shutting down; task handed back");
-                in_txn!(self.db, |txn| async {
-                    // After the task's change, which takes the job's lock first.
-                    let outcome = tasks::hand_back(&txn, lease, now_ms()).await?;
-                    usage::record(&txn, lease, run, used).await?;
-                    Ok::<_, DbErr>(outcome)
-                })?
-            }
-            Ended::Lost => {
-                if !used.is_empty() {
-                    in_txn!(self.db, |txn| usage::record(&txn, lease, run, used))?;
+                End::HandBack {
+                    run_after: now_ms(),
+                    with_usage: true,
                 }
-                Outcome::Lost
             }
+            Ended::Lost => End::Lost,
         };
+        Settlement {
+            lease: lease.clone(),
+            end,
+            run: attempt.run.clone(),
+            usage: attempt.usage.clone(),
+            reports: attempt.reports.clone(),
+        }
+    }
+
+    /// Writes the attempt's end (with what its provider calls used) through the recorder, which may
+    /// share the transaction with other attempts' ends.
+    async fn settle(&self, settlement: &Arc<Settlement>) -> Result<(), DbErr> {
+        if matches!(settlement.end, End::Lost) && settlement.usage.is_empty() {
+            return Ok(());
+        }
+        let outcome = self.recorder.record(Arc::clone(settlement)).await?;
         if outcome == Outcome::Applied {
-            self.bus.notify(&job_id);
+            self.bus.notify(&settlement.lease.job.id);
             self.handle.wake();
         }
         Ok(())
