@@ -1,10 +1,11 @@
 //! The PostgreSQL `LISTEN` of a replica: wakes this replica's watchers for events other replicas
-//! recorded, and stops attempts running here that another replica cancelled.
+//! recorded, hands them live-only events announced anywhere, and stops attempts running here that
+//! another replica cancelled.
 
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyCache;
-use crate::db::events::{CANCEL_CHANNEL, EVENTS_CHANNEL, KEYS_CHANNEL};
+use crate::db::events::{self, CANCEL_CHANNEL, EVENTS_CHANNEL, KEYS_CHANNEL, LIVE_CHANNEL};
 use crate::dispatch::DispatchHandle;
 use crate::events::EventBus;
 
@@ -22,16 +23,26 @@ pub async fn listen_postgres(
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
             listener
-                .listen_all([EVENTS_CHANNEL, CANCEL_CHANNEL, KEYS_CHANNEL])
+                .listen_all([EVENTS_CHANNEL, LIVE_CHANNEL, CANCEL_CHANNEL, KEYS_CHANNEL])
                 .await?;
-            // A revoke announced while this replica was not listening must not be missed.
+            // Watchers wait for wake-ups only: whatever was announced while this replica was not
+            // listening, they read now; and a key revoked meanwhile is forgotten.
+            bus.notify_all();
             keys.forget_all();
             loop {
-                // recv() reconnects by itself; watchers re-read the log on their own timer, so
-                // a notification lost in a reconnect only delays them.
-                let n = listener.recv().await?;
+                // `None`: the connection was lost and is made again; notifications sent meanwhile
+                // are lost, so every watcher reads the log once more.
+                let Some(n) = listener.try_recv().await? else {
+                    bus.notify_all();
+                    keys.forget_all();
+                    continue;
+                };
                 match n.channel() {
                     EVENTS_CHANNEL => bus.notify(n.payload()),
+                    LIVE_CHANNEL => match events::decode_live(n.payload()) {
+                        Some(event) => bus.publish(&event.job_id.clone(), event),
+                        None => tracing::warn!("unreadable live event notification"),
+                    },
                     CANCEL_CHANNEL => dispatch.cancel(&[n.payload().to_string()]),
                     KEYS_CHANNEL => keys.forget_all(),
                     _ => {}

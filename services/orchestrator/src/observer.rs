@@ -1,5 +1,7 @@
-//! Every few seconds: the state gauges from the database, and a `QueuePosition` event for each queued
-//! job whose place in the queue changed since the last one (the first 200 waiting jobs).
+//! Every few seconds: the state gauges from the database, and a live `QueuePosition` event for each
+//! queued job whose place in the queue changed since the last one (the first 200 waiting jobs). Queue
+//! positions are never stored: they go to the watchers of every replica through one transaction of
+//! notifications (PostgreSQL) or this replica's bus (SQLite), and `GetJob` computes them on read.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, entities::job, statement};
-use crate::domain::{JobState, Kind, TaskState};
+use crate::domain::{now_ms, timestamp, JobState, Kind, TaskState};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 
@@ -35,9 +37,9 @@ pub async fn run(
             tracing::warn!(error = %e, "counting jobs for metrics failed");
         }
         match announce_positions(&db, &mut announced).await {
-            Ok(jobs) => {
-                for id in jobs {
-                    bus.notify(&id);
+            Ok(unannounced) => {
+                for event in unannounced {
+                    bus.publish(&event.job_id.clone(), event);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "announcing queue positions failed"),
@@ -94,11 +96,12 @@ async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> 
     Ok(())
 }
 
-/// Appends a queue event for every waiting job whose position changed; returns their ids.
+/// Announces a live queue event for every waiting job whose position changed, all in one
+/// transaction; returns the events that could not be announced (SQLite), for this replica's bus.
 async fn announce_positions(
     db: &DatabaseConnection,
     announced: &mut HashMap<String, u32>,
-) -> Result<Vec<String>, DbErr> {
+) -> Result<Vec<pb::JobEvent>, DbErr> {
     let txn = db.begin().await?;
     let backend = txn.get_database_backend();
     if backend == sea_orm::DatabaseBackend::Postgres {
@@ -154,7 +157,8 @@ async fn announce_positions(
         .all(&txn)
         .await?;
     let mut means: HashMap<Kind, f64> = HashMap::new();
-    let mut notified = Vec::new();
+    let mut unannounced = Vec::new();
+    let now = now_ms();
     for (id, position) in changed {
         let Some(job) = jobs.iter().find(|j| j.id == id) else {
             continue;
@@ -167,18 +171,20 @@ async fn announce_positions(
                 m
             }
         };
-        db::events::append(
-            &txn,
-            job,
-            pb::job_event::Event::Queue(pb::QueuePosition {
+        let event = pb::JobEvent {
+            job_id: id.clone(),
+            time: Some(timestamp(now)),
+            event: Some(pb::job_event::Event::Queue(pb::QueuePosition {
                 position,
                 estimated_seconds: db::jobs::estimate_seconds(mean, position),
-            }),
-        )
-        .await?;
-        announced.insert(id.clone(), position);
-        notified.push(id);
+            })),
+            ..Default::default()
+        };
+        if !db::events::announce_live(&txn, &event).await? {
+            unannounced.push(event);
+        }
+        announced.insert(id, position);
     }
     txn.commit().await?;
-    Ok(notified)
+    Ok(unannounced)
 }

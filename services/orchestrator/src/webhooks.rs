@@ -40,6 +40,8 @@ pub const MIN_ATTEMPTS: i32 = 8;
 const FAN_OUT_BATCH: u64 = 256;
 /// Deliveries leased per round.
 const CLAIM_BATCH: u64 = 16;
+/// How long the fan-out lets a burst of wake-ups gather before it reads (at most the poll interval).
+const GATHER: Duration = Duration::from_millis(50);
 /// The longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -117,7 +119,14 @@ impl Webhooks {
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = wake.recv() => {}
+                () = wake.wait() => {
+                    // A burst of events (a batch finishing, many jobs moving at once) costs one
+                    // fan-out transaction: let it gather first.
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(this.settings.poll.min(GATHER)) => {}
+                    }
+                }
                 Some(_) = sending.join_next(), if !sending.is_empty() => {}
                 () = tokio::time::sleep(this.settings.poll) => {}
             }
@@ -148,7 +157,9 @@ impl Webhooks {
             for row in rows {
                 self.fan_out_event(&txn, row, &mut endpoints).await?;
             }
-            store::save_cursor(&txn, last).await?;
+            if last != cursor {
+                store::save_cursor(&txn, last).await?;
+            }
             txn.commit().await?;
             if !full {
                 return Ok(());

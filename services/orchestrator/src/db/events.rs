@@ -403,3 +403,45 @@ pub fn decode(row: job_event::Model) -> Result<Vec<pb::JobEvent>, DbErr> {
     }
     Ok(events)
 }
+
+/// PostgreSQL channel carrying live-only events (payload: the event, protobuf in base64).
+pub const LIVE_CHANNEL: &str = "atelier_job_live";
+/// The largest encoded event [`announce_live`] sends: its base64 stays under PostgreSQL's 8000-byte
+/// limit for a notification payload.
+pub const LIVE_MAX_BYTES: usize = 5_900;
+
+/// Announces a live-only event (never stored; `job_id` set) to the watchers of every replica,
+/// delivered at commit; this replica's listener hands it to its own watchers too. Returns whether it
+/// was announced; when not (SQLite, which has one process, or an event too large for a notification)
+/// the caller publishes it on its own bus, so that this replica's watchers still get it.
+pub async fn announce_live<C: ConnectionTrait>(
+    db: &C,
+    event: &pb::JobEvent,
+) -> Result<bool, DbErr> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(false);
+    }
+    let bytes = event.encode_to_vec();
+    if bytes.len() > LIVE_MAX_BYTES {
+        tracing::warn!(job_id = %event.job_id, bytes = bytes.len(), "live event too large to announce");
+        return Ok(false);
+    }
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.encode(bytes);
+    db.execute(statement(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT pg_notify(?, ?)",
+        vec![LIVE_CHANNEL.into(), payload.into()],
+    ))
+    .await?;
+    Ok(true)
+}
+
+/// A live event as [`announce_live`] sent it.
+pub fn decode_live(payload: &str) -> Option<pb::JobEvent> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    pb::JobEvent::decode(bytes.as_slice()).ok()
+}

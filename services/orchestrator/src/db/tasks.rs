@@ -317,6 +317,20 @@ impl Reported {
         self.progress = Some((stage.to_string(), percent.min(100)));
     }
 
+    /// The latest progress as a live event of the job, if any came.
+    pub fn live_progress(&self, lease: &Lease) -> Option<pb::JobEvent> {
+        let (stage, percent) = self.progress.clone()?;
+        Some(pb::JobEvent {
+            job_id: lease.job.id.clone(),
+            event: Some(pb::job_event::Event::Progress(pb::TaskProgress {
+                task_id: lease.task.id.clone(),
+                stage,
+                percent,
+            })),
+            ..Default::default()
+        })
+    }
+
     /// A log line of the attempt.
     pub fn log(&mut self, lease: &Lease, level: &str, message: &str, origin: &str) {
         self.push(pb::job_event::Event::Log(pb::LogLine {

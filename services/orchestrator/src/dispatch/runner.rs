@@ -281,19 +281,13 @@ impl Dispatcher {
                 }
                 Some(pb::process_event::Event::Progress(p)) => {
                     attempt.reports.progress(&p.stage, p.percent);
-                    // Live to this replica's watchers at once; stored only as the task's latest.
-                    self.bus.publish(
-                        &lease.job.id,
-                        pb::JobEvent {
-                            job_id: lease.job.id.clone(),
-                            event: Some(pb::job_event::Event::Progress(pb::TaskProgress {
-                                task_id: lease.task.id.clone(),
-                                stage: p.stage,
-                                percent: p.percent.min(100),
-                            })),
-                            ..Default::default()
-                        },
-                    );
+                    // With one process (SQLite) every step goes live at once; on PostgreSQL the
+                    // latest goes to every replica's watchers with each write of the reports.
+                    if self.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+                        if let Some(event) = attempt.reports.live_progress(lease) {
+                            self.bus.publish(&lease.job.id, event);
+                        }
+                    }
                 }
                 Some(pb::process_event::Event::Log(l)) => {
                     attempt
@@ -329,7 +323,15 @@ impl Dispatcher {
         if !self.database.is_up() {
             return None;
         }
-        match in_txn!(self.db, |txn| tasks::flush(&txn, lease, reports)) {
+        let live = reports.live_progress(lease);
+        let written = in_txn!(self.db, |txn| async {
+            let outcome = tasks::flush(&txn, lease, reports).await?;
+            if let (Outcome::Applied, Some(event)) = (&outcome, &live) {
+                crate::db::events::announce_live(&txn, event).await?;
+            }
+            Ok::<_, DbErr>(outcome)
+        });
+        match written {
             Ok(Outcome::Applied) => self.bus.notify(&lease.job.id),
             Ok(Outcome::Lost) => return Some(Ended::Lost),
             Err(e) => tracing::warn!(error = %e, "recording processor reports failed"),

@@ -71,6 +71,10 @@ async fn a_watcher_on_one_replica_follows_a_job_another_runs_and_cancels_reach_i
         .expect("in time")
         .expect("stream")
     {
+        // Live events (queue positions) are not in the stored log.
+        if event.cursor.is_empty() {
+            continue;
+        }
         sequences.push(event.sequence);
         last = Some(event);
     }
@@ -190,4 +194,175 @@ async fn three_replicas_and_two_processors_complete_five_hundred_tasks_exactly_o
     // The same image 500 times: tasks served from the content cache are refunded, the rest paid.
     assert_eq!(app.account(&t, "bulk").await.balance, cached);
     assert_eq!(app.ledger_sum(&t, "bulk").await, cached);
+}
+
+/// The next event of a watch, skipping live queue positions (the observer may send one any time).
+async fn next_not_queue(stream: &mut tonic::Streaming<pb::JobEvent>) -> pb::JobEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("an event in time")
+            .expect("stream")
+            .expect("the stream is open");
+        if !matches!(event.event, Some(pb::job_event::Event::Queue(_))) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_event_announced_anywhere_reaches_the_watchers_of_its_job_and_is_never_stored() {
+    // Nothing runs: the job stays queued until it is cancelled.
+    let app = spawn_app_with(Backend::Postgres, |c| c.dispatch_concurrency = 0, |_| {}).await;
+    let t = app.tenant("shop").await;
+    app.member(&t, "alice", 5).await;
+    let (_replica, mut jobs_b) =
+        api_only_replica(&app.database_url, &app.objects, app.processor.url()).await;
+    let job = app
+        .submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg")]))
+        .await
+        .expect("submit");
+    let other = app
+        .submit(&t, "alice", transform_job(&[app.sources.url("/image.jpg")]))
+        .await
+        .expect("submit");
+    let watch = |job_id: String| {
+        as_account(
+            pb::WatchJobRequest {
+                job_id,
+                after_sequence: 0,
+            },
+            &t.key,
+            "alice",
+        )
+    };
+    let mut stream = jobs_b
+        .watch_job(watch(job.id.clone()))
+        .await
+        .expect("watch on B")
+        .into_inner();
+    let mut other_stream = jobs_b
+        .watch_job(watch(other.id.clone()))
+        .await
+        .expect("watch on B")
+        .into_inner();
+    // The replay, then the live position of a queued job: the stream follows the job live.
+    let mut last_stored = 0;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("in time")
+            .expect("stream")
+            .expect("open");
+        if matches!(event.event, Some(pb::job_event::Event::Queue(_))) {
+            assert_eq!(
+                event.sequence, last_stored,
+                "a live event carries the last sequence sent"
+            );
+            break;
+        }
+        last_stored = event.sequence;
+    }
+    assert!(last_stored >= 1, "the stored log was replayed first");
+
+    // Announced through PostgreSQL from outside any replica: the listener of B hands it to B's
+    // watchers of that job.
+    let db = atelier_orchestrator::db::connect(&app.database_url)
+        .await
+        .expect("database");
+    let progress = pb::JobEvent {
+        job_id: job.id.clone(),
+        event: Some(pb::job_event::Event::Progress(pb::TaskProgress {
+            task_id: "task-live".into(),
+            stage: "resizing".into(),
+            percent: 42,
+        })),
+        ..Default::default()
+    };
+    let announced = atelier_orchestrator::db::events::announce_live(&db, &progress)
+        .await
+        .expect("announce");
+    assert!(announced, "PostgreSQL announces live events");
+    let event = next_not_queue(&mut stream).await;
+    assert_eq!(event.job_id, job.id);
+    assert_eq!(event.sequence, last_stored);
+    assert!(
+        event.cursor.is_empty(),
+        "a live event has no place in the stored log"
+    );
+    match event.event {
+        Some(pb::job_event::Event::Progress(p)) => {
+            assert_eq!((p.stage.as_str(), p.percent), ("resizing", 42));
+        }
+        other => panic!("the live progress: {other:?}"),
+    }
+
+    // The stream goes on after a live event: the cancellation is stored, with the next sequence, and
+    // ends it. The other job's watcher never saw the progress.
+    app.jobs
+        .clone()
+        .cancel_job(as_account(
+            pb::CancelJobRequest {
+                job_id: job.id.clone(),
+            },
+            &t.key,
+            "alice",
+        ))
+        .await
+        .expect("cancel");
+    let mut stored = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+    {
+        if !event.cursor.is_empty() {
+            stored.push(event.sequence);
+        }
+    }
+    assert_eq!(
+        stored.first(),
+        Some(&(last_stored + 1)),
+        "no stored event is lost or repeated around a live one"
+    );
+    let replayed = jobs_b
+        .watch_job(watch(job.id.clone()))
+        .await
+        .expect("watch again")
+        .into_inner();
+    let replayed: Vec<pb::JobEvent> = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::TryStreamExt::try_collect(replayed),
+    )
+    .await
+    .expect("in time")
+    .expect("replay");
+    assert!(
+        replayed.iter().all(|e| !matches!(
+            e.event,
+            Some(pb::job_event::Event::Progress(_) | pb::job_event::Event::Queue(_))
+        )),
+        "live events are never stored: {replayed:?}"
+    );
+    app.jobs
+        .clone()
+        .cancel_job(as_account(
+            pb::CancelJobRequest {
+                job_id: other.id.clone(),
+            },
+            &t.key,
+            "alice",
+        ))
+        .await
+        .expect("cancel");
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), other_stream.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+    {
+        assert!(
+            !matches!(event.event, Some(pb::job_event::Event::Progress(_))),
+            "a live event of one job reached the watcher of another"
+        );
+    }
 }
