@@ -9,7 +9,7 @@ use atelier_proto::v1 as pb;
 use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
 use prost::Message;
 use rand::Rng;
-use sea_orm::{DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
