@@ -619,8 +619,17 @@ mod tests {
             part.line,
             "processor overhead vs bare engine at full load: +10.0 % (goal ≤ 15 %)"
         );
-        assert!(part.table.contains("| A. 12 MP | 40.0 | 36.0 | 0.90× | +10.0 % | 38.0 | 0.95× | +5.0 % |"), "{}", part.table);
-        assert!(part.note.contains("1.10× the bare engine's"), "{}", part.note);
+        assert!(
+            part.table
+                .contains("| A. 12 MP | 40.0 | 36.0 | 0.90× | +10.0 % | 38.0 | 0.95× | +5.0 % |"),
+            "{}",
+            part.table
+        );
+        assert!(
+            part.note.contains("1.10× the bare engine's"),
+            "{}",
+            part.note
+        );
     }
 
     #[test]
@@ -630,6 +639,10 @@ mod tests {
             "cases": { "A": { "bare": side(40.0, 50.0), "url": side(42.0, 50.0), "upload": side(44.0, 50.0) } }
         });
         let part = service_section(&service).expect("a service section");
-        assert!(part.line.ends_with(": -5.0 % (goal ≤ 15 %)"), "{}", part.line);
+        assert!(
+            part.line.ends_with(": -5.0 % (goal ≤ 15 %)"),
+            "{}",
+            part.line
+        );
     }
 }

@@ -30,6 +30,9 @@ pub struct SourceServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Paths added with [`SourceServer::serve_file`]: content type and body.
+type Files = std::collections::HashMap<String, (String, Arc<[u8]>)>;
+
 struct Bodies {
     /// Requests seen per path, for routes that change their answer over time.
     counts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
@@ -44,7 +47,7 @@ struct Bodies {
     /// Requests of `/held/` routes received so far.
     held_requests: std::sync::atomic::AtomicU32,
     /// Bodies added with [`SourceServer::serve_file`], by path: content type and bytes.
-    files: std::sync::RwLock<std::collections::HashMap<String, (String, Arc<[u8]>)>>,
+    files: std::sync::RwLock<Files>,
 }
 
 impl SourceServer {
