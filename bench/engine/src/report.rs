@@ -74,6 +74,8 @@ fn kib(bytes: Option<f64>) -> String {
 }
 
 /// Writes both result files, prints the table, and returns the ratio line (printed last by main).
+/// One argument per input file of the run, as the script passes them.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     ours_paths: &[PathBuf],
     refs_paths: &[PathBuf],
