@@ -9,11 +9,18 @@
 # 3. generates the test images into target/bench-engine/images (deterministic; reused when present);
 # 4. times each case with Atelier (and cases A and D also with the pure-Rust build), then with the
 #    references, on those files, one thread each, then the codec building blocks of A and C alone;
-# 5. writes bench/results/engine-<date>.md and .json, prints the table and, as the very last line,
-#    `engine time ratio vs libvips: X.XX` (case A: Atelier's median over libvips's median).
+# 5. drives the real processor service over gRPC at full load (one client per core, sources from a
+#    local HTTP server and from uploads) against the bare engine at full load (one thread per core),
+#    on cases A and C (SPEC §8: the service adds at most 15 %);
+# 6. writes bench/results/engine-<date>.md and .json, prints the tables, the line
+#    `processor overhead vs bare engine at full load: +X.X % (goal ≤ 15 %)` and, as the very last
+#    line, `engine time ratio vs libvips: X.XX` (case A: Atelier's median over libvips's median).
 #
 # Knobs: BENCH_RUNS (15), BENCH_WARMUP (2), BENCH_BIG_RUNS (5, the 50 MP case), BENCH_BIG_WARMUP (1),
-# PYTHON (python3.11, else python3), BENCH_FEATURES (turbojpeg; empty = bench the pure-Rust build only).
+# PYTHON (python3.11, else python3), BENCH_FEATURES (turbojpeg; empty = bench the pure-Rust build only),
+# BENCH_SERVICE_CASES (A,C), BENCH_SERVICE_IMAGES (30 images per worker per round),
+# BENCH_SERVICE_ROUNDS (3), BENCH_SERVICE_ONLY (1 = build, then only step 5, printing its JSON; no
+# results files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +68,22 @@ log "scaled JPEG decoder of the benchmarked build: ${decoder}"
 if [[ "${FEATURES}" == *turbojpeg* && "${decoder}" != "libjpeg-turbo" ]]; then
     echo "bench-engine: built with ${FEATURES} but libjpeg-turbo was not linked (is libturbojpeg0-dev installed?)" >&2
     exit 1
+fi
+
+SERVICE_CASES="${BENCH_SERVICE_CASES:-A,C}"
+SERVICE_IMAGES="${BENCH_SERVICE_IMAGES:-30}"
+SERVICE_ROUNDS="${BENCH_SERVICE_ROUNDS:-3}"
+service_run() {
+    log "the processor service at full load against the bare engine (cases ${SERVICE_CASES}, ${SERVICE_ROUNDS} rounds of ${SERVICE_IMAGES} images per worker)"
+    "${BIN}" service --dir "${WORK}/images" --objects "${WORK}/service-objects" \
+        --cases "${SERVICE_CASES}" --images "${SERVICE_IMAGES}" --rounds "${SERVICE_ROUNDS}" \
+        --warmup "${WARMUP}" >"${WORK}/service.json"
+}
+if [[ "${BENCH_SERVICE_ONLY:-}" == 1 ]]; then
+    "${BIN}" gen --dir "${WORK}/images" >/dev/null
+    service_run
+    cat "${WORK}/service.json"
+    exit 0
 fi
 
 if [[ -z "${PYTHON:-}" ]]; then
@@ -114,10 +137,11 @@ for group in A:A B:B,B_lossless C:C D:D; do
 done
 log "codec building blocks"
 "${BIN}" micro --dir "${WORK}/images" --runs "${RUNS}" >"${WORK}/micro.json"
+service_run
 
 date="$(date -u +%Y-%m-%d)"
 commit="$(git describe --always --dirty 2>/dev/null || echo unknown)"
-"${BIN}" report "${ours[@]}" "${refs[@]}" "${pure[@]}" --micro "${WORK}/micro.json" \
+"${BIN}" report "${ours[@]}" "${refs[@]}" "${pure[@]}" --micro "${WORK}/micro.json" --service "${WORK}/service.json" \
     --md "bench/results/engine-${date}.md" --json "bench/results/engine-${date}.json" \
     --meta "date=${date}" --meta "commit=${commit}" --meta "rustc=$(rustc -V | cut -d' ' -f2)" \
     --meta "features=${FEATURES:-none}" --meta "scaled_jpeg_decoder=${decoder}" \

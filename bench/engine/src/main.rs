@@ -10,8 +10,11 @@
 //!   script runs one case at a time, each right before the references run the same case.
 //! - `child --dir DIR --case X`: runs case X once and prints its peak RSS (VmHWM); used by `run`.
 //! - `micro --dir DIR [--runs N]`: the codec building blocks of cases A and C timed on their own.
+//! - `service --dir DIR --objects DIR [--cases A,C] [--images N] [--warmup N] [--rounds N]`: the
+//!   processor service at full load (one gRPC client per core, sources over HTTP and from uploads)
+//!   against the bare engine at full load (one thread per core), in images per second (service.rs).
 //! - `decoder`: prints which decoder serves DCT-scaled JPEG decodes in this build.
-//! - `report --ours F... --refs F... [--pure F...] --micro F --md F --json F [--meta key=value]...`:
+//! - `report --ours F... --refs F... [--pure F...] --micro F [--service F] --md F --json F [--meta key=value]...`:
 //!   merges the result files (`--pure`: the default pure-Rust build's runs when the benchmarked build
 //!   has a feature on), writes the Markdown and JSON results, prints the table and, last, the ratio
 //!   line.
@@ -19,6 +22,7 @@
 mod images;
 mod micro;
 mod report;
+mod service;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -377,7 +381,9 @@ fn parse_flags(args: &[String]) -> Result<Flags> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        bail!("usage: atelier-bench-engine gen|run|child|micro|decoder|report [--flag value]...");
+        bail!(
+            "usage: atelier-bench-engine gen|run|child|micro|service|decoder|report [--flag value]..."
+        );
     };
     if command == "decoder" {
         println!("{}", atelier_engine::scaled_jpeg_decoder());
@@ -441,12 +447,26 @@ fn main() -> Result<()> {
                 num("runs", 15)?,
             )?
         }
+        "service" => service::run(&service::Options {
+            dir: PathBuf::from(get("dir")?),
+            objects: PathBuf::from(get("objects")?),
+            cases: flags
+                .get("cases")
+                .map_or("A", String::as_str)
+                .split(',')
+                .map(str::to_string)
+                .collect(),
+            per_worker: num("images", 20)?,
+            warmup: num("warmup", 2)?,
+            rounds: num("rounds", 3)?,
+        })?,
         "report" => {
             let line = report::write(
                 &list("ours"),
                 &list("refs"),
                 &list("pure"),
                 Path::new(&get("micro")?),
+                flags.get("service").map(Path::new),
                 Path::new(&get("md")?),
                 Path::new(&get("json")?),
                 &meta,
@@ -455,7 +475,9 @@ fn main() -> Result<()> {
             println!("{line}");
             return Ok(());
         }
-        other => bail!("unknown command {other:?}; use gen, run, child, micro, decoder or report"),
+        other => bail!(
+            "unknown command {other:?}; use gen, run, child, micro, service, decoder or report"
+        ),
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())

@@ -74,11 +74,14 @@ fn kib(bytes: Option<f64>) -> String {
 }
 
 /// Writes both result files, prints the table, and returns the ratio line (printed last by main).
+/// One argument per input file of the run, as the script passes them.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     ours_paths: &[PathBuf],
     refs_paths: &[PathBuf],
     pure_paths: &[PathBuf],
     micro_path: &Path,
+    service_path: Option<&Path>,
     md_path: &Path,
     json_path: &Path,
     meta: &[String],
@@ -91,6 +94,7 @@ pub fn write(
         load_all(pure_paths)?
     };
     let micro_steps = load(micro_path)?;
+    let service = service_path.map(load).transpose()?;
     let meta: Vec<(String, String)> = meta
         .iter()
         .map(|m| {
@@ -307,6 +311,8 @@ pub fn write(
         );
     }
 
+    let service_part = service.as_ref().map(service_section).transpose()?;
+
     let versions = &refs["versions"];
     let mut md = String::new();
     let _ = writeln!(md, "# Engine benchmark, {date}\n");
@@ -433,6 +439,13 @@ pub fn write(
          - Chroma subsampling and Huffman optimisation follow each encoder's defaults, so output \
          sizes differ somewhat at the same nominal quality.\n"
     );
+    if let Some(part) = &service_part {
+        let _ = writeln!(md, "## The processor service at full load\n");
+        let _ = writeln!(md, "{}\n", part.method);
+        let _ = writeln!(md, "{}", part.table);
+        let _ = writeln!(md, "{}\n", part.note);
+        let _ = writeln!(md, "{}\n", part.line);
+    }
     let _ = writeln!(md, "## Detail\n");
     let _ = writeln!(md, "{detail}");
     let _ = writeln!(md, "## Where Atelier's time goes in case A\n");
@@ -465,6 +478,8 @@ pub fn write(
         "atelier": ours,
         "references": refs,
         "micro": micro_steps,
+        "service": service,
+        "service_line": service_part.as_ref().map(|p| p.line.clone()),
     });
     std::fs::write(json_path, serde_json::to_string_pretty(&combined)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
@@ -472,6 +487,164 @@ pub fn write(
     println!("{table}");
     println!("{target}");
     println!("{load_check}");
+    if let Some(part) = &service_part {
+        println!(
+            "\nThe processor service at full load ({} workers):\n",
+            part.workers
+        );
+        println!("{}", part.table);
+        println!("{}", part.note);
+        println!("{}", part.line);
+    }
     println!("Results: {} and {}", md_path.display(), json_path.display());
     Ok(line)
+}
+
+/// The processor-at-full-load part of the results (`service` of main.rs, service.rs).
+struct ServicePart {
+    workers: u64,
+    method: String,
+    table: String,
+    /// Case A's CPU time per image, processor over bare: a view less exposed to other load.
+    note: String,
+    /// `processor overhead vs bare engine at full load: +X.X % (goal ≤ 15 %)`.
+    line: String,
+}
+
+/// Overhead of the processor over the bare engine, in %: 1 − processor/bare images per second.
+fn overhead_pct(processor: Option<f64>, bare: Option<f64>) -> Option<f64> {
+    ratio(processor, bare).map(|r| (1.0 - r) * 100.0)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:+.1} %"))
+}
+
+fn service_section(service: &Value) -> Result<ServicePart> {
+    let workers = service["workers"].as_u64().unwrap_or(0);
+    let mut table = String::from(
+        "| Case | bare engine img/s | processor, URL source img/s | ratio | overhead | processor, upload img/s | ratio | overhead | CPU ms/image: bare / URL / upload |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let cases = service["cases"]
+        .as_object()
+        .ok_or_else(|| anyhow!("the service results have no cases"))?;
+    for (id, c) in cases {
+        let rate = |side: &str| num(&c[side]["images_per_s"]);
+        let cpu = |side: &str| ms(num(&c[side]["cpu_ms_per_image"]));
+        let _ = writeln!(
+            table,
+            "| {id}. {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+            c["label"].as_str().unwrap_or(id),
+            ms(rate("bare")),
+            ms(rate("url")),
+            fmt_ratio(ratio(rate("url"), rate("bare"))),
+            pct(overhead_pct(rate("url"), rate("bare"))),
+            ms(rate("upload")),
+            fmt_ratio(ratio(rate("upload"), rate("bare"))),
+            pct(overhead_pct(rate("upload"), rate("bare"))),
+            cpu("bare"),
+            cpu("url"),
+            cpu("upload"),
+        );
+    }
+    // The headline is case A, the larger of the two sources' overheads.
+    let a = &service["cases"]["A"];
+    let bare = num(&a["bare"]["images_per_s"]);
+    let worst = ["url", "upload"]
+        .into_iter()
+        .filter_map(|side| overhead_pct(num(&a[side]["images_per_s"]), bare))
+        .max_by(f64::total_cmp)
+        .ok_or_else(|| anyhow!("case A is missing from the service results"))?;
+    let line =
+        format!("processor overhead vs bare engine at full load: {worst:+.1} % (goal ≤ 15 %)");
+    let method = format!(
+        "SPEC §8: the processor service adds at most 15 % over the bare engine at full load. \
+         Both sides do the same transform (the case's recipe) on the same file with {workers} \
+         workers, one per core: the bare engine is {workers} threads each reading the file and \
+         running `atelier_engine::transform` in a loop; the processor is the real service \
+         (`atelier_processor::spawn`, this release build, content cache off so every call runs \
+         the engine) started in the bench's process, with {workers} clients each calling `Process` \
+         over gRPC (HTTP/2, one connection, the service token) in a loop and reading each stream to \
+         its end. Its source comes from a local HTTP server on 127.0.0.1 (one new connection per \
+         download) or from an upload already in its object store (`SourceRef::ObjectKey`). Per \
+         call the processor also hashes (SHA-256) and probes the source, runs the engine on its \
+         blocking pool, hashes the output, writes the output and its 256 px thumbnail to its \
+         object store (a local folder on disk: written aside, flushed to disk, renamed into \
+         place) and streams its events; all of that is its work and inside its times. The HTTP \
+         server and the clients run in the same process on the same cores, so the overhead is an \
+         upper bound of the service's own. No log subscriber is installed, so the processor's \
+         log lines cost nothing here. {} images per worker per round after {} warm-up images; \
+         {} rounds alternating bare, URL and upload; images/s is the median over the rounds \
+         (every round's figure is in the JSON); overhead = 1 − processor ÷ bare; ratio = \
+         processor ÷ bare. The main outputs of both sides have the same size in bytes (checked). \
+         The headline is case A, the larger of its URL and upload overheads.",
+        service["per_worker"], service["warmup"], service["rounds"],
+    );
+    let cpu = |side: &str| num(&a[side]["cpu_ms_per_image"]);
+    let note = format!(
+        "Less load-sensitive view of case A: CPU time per image (the whole process, every thread, \
+         the HTTP server and the clients included) is {} the bare engine's with a URL source and \
+         {} with an upload. Images/s is wall time: other work on the machine moves it, the \
+         rounds are interleaved so that it moves both sides alike.",
+        fmt_ratio(ratio(cpu("url"), cpu("bare"))),
+        fmt_ratio(ratio(cpu("upload"), cpu("bare"))),
+    );
+    Ok(ServicePart {
+        workers,
+        method,
+        table,
+        note,
+        line,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(images_per_s: f64, cpu: f64) -> Value {
+        json!({ "images_per_s": images_per_s, "cpu_ms_per_image": cpu })
+    }
+
+    #[test]
+    fn the_service_headline_is_case_a_and_its_worse_source() {
+        let service = json!({
+            "workers": 2, "per_worker": 30, "warmup": 2, "rounds": 3,
+            "cases": {
+                "A": { "label": "12 MP", "bare": side(40.0, 50.0), "url": side(36.0, 55.0), "upload": side(38.0, 52.0) },
+                "C": { "label": "PNG", "bare": side(100.0, 20.0), "url": side(50.0, 40.0), "upload": side(60.0, 30.0) },
+            }
+        });
+        let part = service_section(&service).expect("a service section");
+        assert_eq!(
+            part.line,
+            "processor overhead vs bare engine at full load: +10.0 % (goal ≤ 15 %)"
+        );
+        assert!(
+            part.table
+                .contains("| A. 12 MP | 40.0 | 36.0 | 0.90× | +10.0 % | 38.0 | 0.95× | +5.0 % |"),
+            "{}",
+            part.table
+        );
+        assert!(
+            part.note.contains("1.10× the bare engine's"),
+            "{}",
+            part.note
+        );
+    }
+
+    #[test]
+    fn a_faster_processor_shows_a_negative_overhead() {
+        let service = json!({
+            "workers": 2,
+            "cases": { "A": { "bare": side(40.0, 50.0), "url": side(42.0, 50.0), "upload": side(44.0, 50.0) } }
+        });
+        let part = service_section(&service).expect("a service section");
+        assert!(
+            part.line.ends_with(": -5.0 % (goal ≤ 15 %)"),
+            "{}",
+            part.line
+        );
+    }
 }

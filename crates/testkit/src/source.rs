@@ -30,6 +30,9 @@ pub struct SourceServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Paths added with [`SourceServer::serve_file`]: content type and body.
+type Files = std::collections::HashMap<String, (String, Arc<[u8]>)>;
+
 struct Bodies {
     /// Requests seen per path, for routes that change their answer over time.
     counts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
@@ -43,6 +46,8 @@ struct Bodies {
     held: tokio::sync::watch::Sender<bool>,
     /// Requests of `/held/` routes received so far.
     held_requests: std::sync::atomic::AtomicU32,
+    /// Bodies added with [`SourceServer::serve_file`], by path: content type and bytes.
+    files: std::sync::RwLock<Files>,
 }
 
 impl SourceServer {
@@ -63,6 +68,7 @@ impl SourceServer {
             huge_header: images::huge_png_header(),
             held: tokio::sync::watch::channel(false).0,
             held_requests: std::sync::atomic::AtomicU32::new(0),
+            files: std::sync::RwLock::new(std::collections::HashMap::new()),
         });
         let serving = Arc::clone(&bodies);
         let task = tokio::spawn(async move {
@@ -88,6 +94,20 @@ impl SourceServer {
     /// Lets every `/held/` request, waiting or still to come, have its JPEG.
     pub fn release_held(&self) {
         self.bodies.held.send_replace(true);
+    }
+
+    /// Serves `body` (as `content_type`) at `path`, e.g. `/files/photo.jpg`, from now on; paths
+    /// added this way take precedence over the built-in routes.
+    pub fn serve_file(&self, path: &str, content_type: &str, body: Vec<u8>) {
+        let mut files = self
+            .bodies
+            .files
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        files.insert(
+            path.to_string(),
+            (content_type.to_string(), Arc::from(body)),
+        );
     }
 
     /// `http://127.0.0.1:port{path}`.
@@ -146,6 +166,16 @@ async fn serve(mut socket: TcpStream, bodies: Arc<Bodies>, seen: mpsc::Unbounded
     };
     let _ = seen.send(Seen::Request(path.clone()));
     let b = &*bodies;
+    let file = b
+        .files
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&path)
+        .cloned();
+    if let Some((content_type, body)) = file {
+        let _ = ok(&mut socket, &content_type, &body).await;
+        return;
+    }
     let _ = match path.as_str() {
         "/image.jpg" => ok(&mut socket, "image/jpeg", &b.jpeg).await,
         "/small.png" => ok(&mut socket, "image/png", &b.png_small).await,

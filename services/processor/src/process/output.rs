@@ -40,8 +40,12 @@ pub async fn upload(
         confidence: m.confidence,
     });
 
-    put(shared, tx, &key, output.data, output.format).await?;
-    put(shared, tx, &thumb_key, thumb.data, thumb.format).await?;
+    // Both writes at once: each waits for its flush to disk, which would otherwise be paid twice
+    // in a row while the task holds its caller.
+    tokio::try_join!(
+        put(shared, tx, &key, output.data, output.format),
+        put(shared, tx, &thumb_key, thumb.data, thumb.format),
+    )?;
 
     Ok(v1::Output {
         name: output.name,
