@@ -5,7 +5,8 @@
 #   1. ensures PostgreSQL runs on 127.0.0.1:5432 and installs graphile-worker from npm;
 #   2. builds the bench in release and runs it: a real processor and orchestrator in-process, N trivial
 #      jobs from C concurrent clients (submit latency, end-to-end throughput), then W WatchJob streams on
-#      an API-only replica process (its memory);
+#      an API-only replica process (its memory), then submit latency, the hot statements and the drain
+#      rate on an empty database and on one with a million finished jobs;
 #   3. runs the same N jobs through graphile-worker (bench/orchestrator/graphile.js);
 #   4. writes bench/results/orchestrator-<date>.md and .json, prints the table, and prints as the last
 #      line `orchestrator throughput ratio vs graphile-worker: X.XX`.
@@ -13,7 +14,8 @@
 # Everything runs on 127.0.0.1 and is bounded in count and time. Knobs (environment):
 #   BENCH_JOBS (1000), BENCH_CLIENTS (16), BENCH_WATCHERS (10000), BENCH_DISPATCH_CONCURRENCY (32),
 #   BENCH_PROCESSOR_CONCURRENCY (16), BENCH_GRAPHILE_CONCURRENCY (= dispatch concurrency),
-#   BENCH_TIMEOUT_SECONDS (900), BENCH_POSTGRES (postgres://postgres@127.0.0.1:5432).
+#   BENCH_TIMEOUT_SECONDS (900), BENCH_POSTGRES (postgres://postgres@127.0.0.1:5432),
+#   BENCH_HISTORY_JOBS (1000000: finished jobs of the history measurement, 0 skips it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ DISPATCH="${BENCH_DISPATCH_CONCURRENCY:-32}"
 PROCESSOR="${BENCH_PROCESSOR_CONCURRENCY:-16}"
 GRAPHILE_CONCURRENCY="${BENCH_GRAPHILE_CONCURRENCY:-${DISPATCH}}"
 TIMEOUT="${BENCH_TIMEOUT_SECONDS:-900}"
+HISTORY="${BENCH_HISTORY_JOBS:-1000000}"
 POSTGRES="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 # 0.18 needs Node 22.18 or later; 0.17.3 runs on the Node that Debian ships.
 GRAPHILE_VERSION="0.17.3"
@@ -64,6 +67,7 @@ trap 'rm -rf "${WORK}"' EXIT
 echo "== Atelier: ${JOBS} jobs from ${CLIENTS} clients, ${WATCHERS} WatchJob streams"
 "${BIN}" run --jobs "${JOBS}" --clients "${CLIENTS}" --watchers "${WATCHERS}" \
     --dispatch-concurrency "${DISPATCH}" --processor-concurrency "${PROCESSOR}" \
+    --history-jobs "${HISTORY}" \
     --timeout-seconds "${TIMEOUT}" --postgres "${POSTGRES}" --out "${WORK}/atelier.json" >/dev/null
 
 echo "== graphile-worker: ${JOBS} jobs from ${CLIENTS} clients, concurrency ${GRAPHILE_CONCURRENCY}"

@@ -11,6 +11,7 @@ mod m0004_provider_usage;
 mod m0005_batches;
 mod m0006_studio;
 mod m0007_studio_jobs;
+mod m0008_hot_indexes;
 mod m0009_event_rows;
 
 /// Runs the `;`-separated statements of `script`, in order (no statement holds a `;` of its own).
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_batches::Migration),
             Box::new(m0006_studio::Migration),
             Box::new(m0007_studio_jobs::Migration),
+            Box::new(m0008_hot_indexes::Migration),
             Box::new(m0009_event_rows::Migration),
         ]
     }

@@ -3,11 +3,14 @@
 //!
 //! - submit latency (p50/p99) and submit throughput from concurrent clients;
 //! - end-to-end completion throughput, first submit to last terminal task;
-//! - memory of many concurrent `WatchJob` streams on one API-only replica (a child process).
+//! - memory of many concurrent `WatchJob` streams on one API-only replica (a child process);
+//! - submit latency, the hot statements and the drain rate on an empty database and on one holding a
+//!   million finished jobs (`history`).
 //!
 //! `report` then puts these next to graphile-worker's numbers (bench/orchestrator/graphile.js), writes
 //! the result files and prints the throughput ratio as its last line.
 
+mod history;
 mod instant;
 mod measure;
 mod pipeline;
@@ -59,6 +62,13 @@ pub struct RunArgs {
     /// Skip the run that queues every job first and then measures how fast one replica drains them.
     #[arg(long)]
     pub skip_drain: bool,
+    /// Finished jobs in the database of the history measurement, which compares submit latency, the
+    /// hot statements and the drain rate with an empty database (0 skips the measurement).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub history_jobs: usize,
+    /// Run only the history measurement.
+    #[arg(long)]
+    pub only_history: bool,
     /// Attempts the orchestrator runs at once.
     #[arg(long, default_value_t = 32)]
     pub dispatch_concurrency: usize,
@@ -94,6 +104,10 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.jobs > 0, "--jobs must be at least 1");
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(
+        !args.only_history || args.history_jobs > 0,
+        "--only-history needs --history-jobs above 0"
+    );
     let mut databases = world::Databases::new(&args.postgres, args.keep_databases);
     let outcome = measure_all(&args, &mut databases).await;
     databases.drop_all().await;
@@ -123,6 +137,21 @@ async fn measure_all(
         "bench: {} jobs from {} clients, dispatch concurrency {}, processor concurrency {}",
         args.jobs, args.clients, args.dispatch_concurrency, args.processor_concurrency
     );
+    if args.only_history {
+        let history =
+            history::measure(args, databases, &objects, &instant.url(), &source_url).await?;
+        processor.stop().await.ok();
+        return Ok(serde_json::json!({
+            "system": "atelier",
+            "config": {
+                "jobs": args.jobs,
+                "clients": args.clients,
+                "dispatch_concurrency": args.dispatch_concurrency,
+                "processor_concurrency": args.processor_concurrency,
+            },
+            "history": history,
+        }));
+    }
     let pipeline =
         pipeline::concurrent(args, databases, &objects, &instant.url(), &source_url, 1).await?;
     eprintln!(
@@ -190,6 +219,15 @@ async fn measure_all(
     } else {
         None
     };
+    let history = if args.history_jobs > 0 {
+        eprintln!(
+            "bench: empty database against {} finished jobs",
+            args.history_jobs
+        );
+        Some(history::measure(args, databases, &objects, &instant.url(), &source_url).await?)
+    } else {
+        None
+    };
     processor.stop().await.ok();
     Ok(serde_json::json!({
         "system": "atelier",
@@ -210,5 +248,6 @@ async fn measure_all(
         "spread": spread,
         "drain": drain,
         "watch": watch,
+        "history": history,
     }))
 }

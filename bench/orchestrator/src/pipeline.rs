@@ -369,7 +369,7 @@ pub fn accounts(prefix: &str, n: usize) -> Vec<String> {
 }
 
 /// A replica of the benchmark on `database_url` running `dispatch` attempts at once.
-async fn start_replica(
+pub async fn start_replica(
     args: &RunArgs,
     database_url: &str,
     objects: &str,

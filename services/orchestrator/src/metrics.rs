@@ -2,7 +2,8 @@
 //!
 //! Counters and histograms are counted where things happen; the gauges of jobs and tasks by state and
 //! of queue depth are read from the database by the observer every few seconds, so they are the same
-//! on every replica.
+//! on every replica. The unfinished states (queued, running, retry_wait) are counted as they are now;
+//! a terminal state counts what reached it in the last minute, so the count never reads the history.
 
 use std::sync::Arc;
 
@@ -53,9 +54,17 @@ impl Metrics {
             jobs_submitted.clone(),
         );
         let jobs = Family::<Labels, Gauge>::default();
-        registry.register("jobs", "Jobs by state", jobs.clone());
+        registry.register(
+            "jobs",
+            "Jobs by state: queued and running now, terminal states reached in the last minute",
+            jobs.clone(),
+        );
         let tasks = Family::<Labels, Gauge>::default();
-        registry.register("tasks", "Tasks by state", tasks.clone());
+        registry.register(
+            "tasks",
+            "Tasks by state: queued, running and retry_wait now, terminal states reached in the last minute",
+            tasks.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",

@@ -51,10 +51,15 @@ pub async fn run(
     }
 }
 
+/// Sets the state gauges: queued, running and retry-wait jobs and tasks as they are now (through the
+/// partial indexes of unfinished rows), and the terminal states reached in the last minute.
 async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> {
-    let by_state = |sql: &'static str| async move {
+    // Terminal states count the jobs and tasks that reached them within this window (ms), read by
+    // finish time, so that a round costs as much as the recent work and not the whole history.
+    const RECENT_MS: i64 = 60_000;
+    let by_state = |sql: &'static str, values: Vec<sea_orm::Value>| async move {
         let rows = db
-            .query_all(statement(db.get_database_backend(), sql, Vec::new()))
+            .query_all(statement(db.get_database_backend(), sql, values))
             .await?;
         let mut counts = HashMap::new();
         for row in rows {
@@ -64,8 +69,32 @@ async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> 
         }
         Ok::<_, DbErr>(counts)
     };
-    let jobs = by_state("SELECT state, COUNT(*) FROM jobs GROUP BY state").await?;
-    let tasks = by_state("SELECT state, COUNT(*) FROM tasks GROUP BY state").await?;
+    let since = crate::domain::now_ms() - RECENT_MS;
+    let mut jobs = by_state(
+        "SELECT state, COUNT(*) FROM jobs WHERE state IN ('queued', 'running') GROUP BY state",
+        Vec::new(),
+    )
+    .await?;
+    jobs.extend(
+        by_state(
+            "SELECT state, COUNT(*) FROM jobs WHERE finished_at >= ? GROUP BY state",
+            vec![since.into()],
+        )
+        .await?,
+    );
+    let mut tasks = by_state(
+        "SELECT state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running', 'retry_wait') \
+         GROUP BY state",
+        Vec::new(),
+    )
+    .await?;
+    tasks.extend(
+        by_state(
+            "SELECT state, COUNT(*) FROM tasks WHERE finished_at >= ? GROUP BY state",
+            vec![since.into()],
+        )
+        .await?,
+    );
     let all = |counts: &HashMap<String, i64>, states: &[&str]| -> Vec<(String, i64)> {
         states
             .iter()

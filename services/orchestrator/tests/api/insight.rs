@@ -451,6 +451,91 @@ async fn metrics_are_served_on_their_own_port(backend: Backend) {
     assert_eq!(missing.status(), 404);
 }
 
+/// Reads `/metrics` until every line of `lines` is in it.
+async fn metrics_with(url: &str, lines: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = reqwest::get(url)
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("body");
+        // The observer refreshes the state gauges every 50 ms here.
+        if lines.iter().all(|line| text.lines().any(|l| l == *line)) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gauges never showed {lines:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn state_gauges_count_the_work_in_flight_and_what_just_ended(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        |c| {
+            c.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
+            c.queue_event_seconds = 0.05;
+            // Nothing runs: the jobs stay queued until they are cancelled.
+            c.dispatch_concurrency = 0;
+        },
+        |_| {},
+    )
+    .await;
+    let tenant = app.tenant("gauges").await;
+    app.member(&tenant, "shop", 20).await;
+    let url = app.sources.url("/small-ok.png");
+    let two = app
+        .submit(&tenant, "shop", transform_job(&[url.clone(), url.clone()]))
+        .await
+        .expect("submit");
+    app.submit(&tenant, "shop", transform_job(std::slice::from_ref(&url)))
+        .await
+        .expect("submit");
+    let addr = app.orchestrator.metrics_addr().expect("metrics port");
+    let metrics = format!("http://{addr}/metrics");
+    metrics_with(
+        &metrics,
+        &[
+            "atelier_jobs{state=\"queued\"} 2",
+            "atelier_jobs{state=\"running\"} 0",
+            "atelier_jobs{state=\"cancelled\"} 0",
+            "atelier_tasks{state=\"queued\"} 3",
+            "atelier_tasks{state=\"running\"} 0",
+            "atelier_tasks{state=\"retry_wait\"} 0",
+            "atelier_tasks{state=\"cancelled\"} 0",
+            "atelier_queue_depth 3",
+        ],
+    )
+    .await;
+    app.jobs
+        .clone()
+        .cancel_job(as_account(
+            pb::CancelJobRequest {
+                job_id: two.id.clone(),
+            },
+            &tenant.key,
+            "shop",
+        ))
+        .await
+        .expect("cancel");
+    metrics_with(
+        &metrics,
+        &[
+            "atelier_jobs{state=\"queued\"} 1",
+            "atelier_jobs{state=\"cancelled\"} 1",
+            "atelier_jobs{state=\"succeeded\"} 0",
+            "atelier_tasks{state=\"queued\"} 1",
+            "atelier_tasks{state=\"cancelled\"} 2",
+            "atelier_queue_depth 1",
+        ],
+    )
+    .await;
+}
+
 async fn job_logs_hold_lines_of_both_services_in_pages(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.retry_base_seconds = 0.05, |_| {}).await;
     let tenant = app.tenant("logs").await;
@@ -548,4 +633,5 @@ on_both_databases!(
     stats_count_states_kinds_rates_and_durations,
     queued_jobs_learn_their_position,
     metrics_are_served_on_their_own_port,
+    state_gauges_count_the_work_in_flight_and_what_just_ended,
 );
