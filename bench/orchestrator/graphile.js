@@ -49,14 +49,27 @@ async function admin(server, sql, params) {
   }
 }
 
-// Transactions committed and rows written so far in the database (pg_stat_database).
+// Transactions committed and rows written so far in the database (pg_stat_database), and rows
+// written in its own tables alone (pg_stat_user_tables: no system catalogs, so no statistics
+// that autovacuum's ANALYZE writes).
 async function activity(server, name) {
   const r = await admin(
     server,
     "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted AS rows FROM pg_stat_database WHERE datname = $1",
     [name],
   );
-  return { commits: Number(r.rows[0].xact_commit), rows: Number(r.rows[0].rows) };
+  const client = new Client({ connectionString: `${server}/${name}` });
+  await client.connect();
+  let tableRows = 0;
+  try {
+    const t = await client.query(
+      "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) AS rows FROM pg_stat_user_tables",
+    );
+    tableRows = Number(t.rows[0].rows);
+  } finally {
+    await client.end();
+  }
+  return { commits: Number(r.rows[0].xact_commit), rows: Number(r.rows[0].rows), tableRows };
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -121,6 +134,8 @@ async function main() {
       if (completed + failed >= o.jobs) done();
     });
 
+    // PostgreSQL 15 publishes an idle connection's counts after up to 10 s: let them settle.
+    await sleep(11000);
     const before = await activity(server, name);
     const addLatencies = [];
     let next = 0;
@@ -144,7 +159,7 @@ async function main() {
     }
     const span = (lastCompletion - t0) / 1000;
     const dispatchSpan = (lastStart - t0) / 1000;
-    await sleep(1500); // PostgreSQL publishes transaction counts with a short delay.
+    await sleep(11000); // every connection has published its counts by then
     const after = await activity(server, name);
     await runner.stop();
     runner = undefined;
@@ -201,6 +216,7 @@ async function main() {
       latency_p99_ms: percentile(latencies, 0.99),
       db_commits_per_job: (after.commits - before.commits) / o.jobs,
       db_rows_written_per_job: (after.rows - before.rows) / o.jobs,
+      db_table_rows_written_per_job: (after.tableRows - before.tableRows) / o.jobs,
       drain: { jobs: drained, span_seconds: drainSpan, jobs_per_second: drained / drainSpan },
       add: {
         wall_seconds: addSeconds,

@@ -72,6 +72,9 @@ pub struct CompletionStats {
     pub db_commits_per_task: f64,
     /// Rows inserted, updated or deleted in the benchmark database per task, same window.
     pub db_rows_written_per_task: f64,
+    /// The same in the database's own tables only (no system catalogs: no statistics written by
+    /// autovacuum's ANALYZE).
+    pub db_table_rows_written_per_task: f64,
 }
 
 /// Both sides.
@@ -426,7 +429,7 @@ pub async fn concurrent(
     );
     wait_idle(&channel, &key, &warmup, timeout).await?;
 
-    let activity_before = databases.activity(&database_url).await?;
+    let activity_before = databases.settled_activity(&database_url).await?;
     let submitted = submit_all(&url, &key, &names, args.jobs, args.clients, source_url).await?;
     eprintln!(
         "bench: {} submits over {} account(s) in {:.2} s ({} errors); waiting for the tasks",
@@ -437,15 +440,14 @@ pub async fn concurrent(
     );
     wait_idle(&channel, &key, &names, timeout).await?;
     let jobs = collect(&channel, &key, &names).await?;
-    // PostgreSQL publishes transaction counts with a short delay.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let activity_after = databases.activity(&database_url).await?;
+    let activity_after = databases.settled_activity(&database_url).await?;
     orchestrator.stop().await.ok();
 
     let mut completion = completion(&jobs, submitted.started);
     (
         completion.db_commits_per_task,
         completion.db_rows_written_per_task,
+        completion.db_table_rows_written_per_task,
     ) = activity_after.per_task_since(activity_before, completion.tasks);
     Ok(Pipeline {
         submit: submitted.stats(args.jobs),
@@ -475,7 +477,7 @@ pub async fn drain(
         "queueing the drain jobs failed: {:?}",
         submitted.first_error
     );
-    let activity_before = databases.activity(&database_url).await?;
+    let activity_before = databases.settled_activity(&database_url).await?;
     let started = SystemTime::now();
     let worker = start_replica(
         args,
@@ -493,14 +495,14 @@ pub async fn drain(
     )
     .await?;
     let jobs = collect(&channel, &key, &names).await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let activity_after = databases.activity(&database_url).await?;
+    let activity_after = databases.settled_activity(&database_url).await?;
     worker.stop().await.ok();
     api.stop().await.ok();
     let mut completion = completion(&jobs, started);
     (
         completion.db_commits_per_task,
         completion.db_rows_written_per_task,
+        completion.db_table_rows_written_per_task,
     ) = activity_after.per_task_since(activity_before, completion.tasks);
     Ok(completion)
 }

@@ -16,23 +16,33 @@ pub const ACCOUNT: &str = "bench";
 /// An account for warm-up jobs, so they stay out of the measured listing.
 pub const WARMUP: &str = "warmup";
 
+/// How long until every connection has published its statistics (PostgreSQL 15: idle connections
+/// after 10 s).
+const STATS_SETTLE: Duration = Duration::from_secs(11);
+
 /// Cumulative counters of one database.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Activity {
     pub commits: u64,
     pub rows_written: u64,
+    /// Rows written in the database's own tables (pg_stat_user_tables): without the system
+    /// catalogs, so without the statistics autovacuum's ANALYZE writes.
+    pub table_rows_written: u64,
 }
 
 impl Activity {
-    /// (commits, rows written) per task since `before`.
-    pub fn per_task_since(self, before: Activity, tasks: usize) -> (f64, f64) {
+    /// (commits, rows written, rows written in the database's own tables) per task since `before`.
+    pub fn per_task_since(self, before: Activity, tasks: usize) -> (f64, f64, f64) {
         if tasks == 0 {
-            return (0.0, 0.0);
+            return (0.0, 0.0, 0.0);
         }
         let n = tasks as f64;
         (
             self.commits.saturating_sub(before.commits) as f64 / n,
             self.rows_written.saturating_sub(before.rows_written) as f64 / n,
+            self.table_rows_written
+                .saturating_sub(before.table_rows_written) as f64
+                / n,
         )
     }
 }
@@ -73,6 +83,14 @@ impl Databases {
             .with_context(|| format!("connecting to {url} (is PostgreSQL running?)"))
     }
 
+    /// [`Self::activity`] once every connection has published its counts: PostgreSQL 15 publishes a
+    /// busy connection's counts at most every second and an idle one's after up to 10 s, so a
+    /// reading taken sooner misses writes of the phase before it (and counts them in the next).
+    pub async fn settled_activity(&self, url: &str) -> anyhow::Result<Activity> {
+        tokio::time::sleep(STATS_SETTLE).await;
+        self.activity(url).await
+    }
+
     /// Transactions committed and rows written (inserted, updated, deleted) so far in the database at
     /// `url` (pg_stat_database).
     pub async fn activity(&self, url: &str) -> anyhow::Result<Activity> {
@@ -87,9 +105,21 @@ impl Databases {
         .await
         .with_context(|| format!("reading statistics of {name}"))?;
         admin.close().await.ok();
+        let mut own = sqlx::PgConnection::connect(url)
+            .await
+            .with_context(|| format!("connecting to {name}"))?;
+        let (table_rows,): (i64,) = sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) AS BIGINT) \
+             FROM pg_stat_user_tables",
+        )
+        .fetch_one(&mut own)
+        .await
+        .with_context(|| format!("reading table statistics of {name}"))?;
+        own.close().await.ok();
         Ok(Activity {
             commits: u64::try_from(commits).unwrap_or(0),
             rows_written: u64::try_from(rows).unwrap_or(0),
+            table_rows_written: u64::try_from(table_rows).unwrap_or(0),
         })
     }
 

@@ -46,11 +46,20 @@ impl Jobs {
     }
 
     pub(crate) async fn render(&self, job: job::Model) -> ApiResult<pb::Job> {
-        let tasks = db::jobs::tasks_of(&self.ctx.db, std::slice::from_ref(&job.id)).await?;
+        self.render_in(&self.ctx.db, job).await
+    }
+
+    /// The job as the API shows it, read through `db` (a transaction that has just written it).
+    async fn render_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        job: job::Model,
+    ) -> ApiResult<pb::Job> {
+        let tasks = db::jobs::tasks_of(db, std::slice::from_ref(&job.id)).await?;
         let mut out = convert::job(&job, &tasks);
         crate::links::job(&self.ctx.links, &mut out).await;
         if job.state == JobState::Queued {
-            let (position, seconds) = db::jobs::queue_position(&self.ctx.db, &job).await?;
+            let (position, seconds) = db::jobs::queue_position(db, &job).await?;
             out.queue_position = position;
             out.estimated_seconds = seconds;
         }
@@ -85,14 +94,20 @@ impl Jobs {
             }
             Err(e) => return Err(e),
         };
-        txn.commit().await?;
-        match inserted {
-            Inserted::New(job) => {
+        // The answer is read in the same transaction: a submit is one transaction in all.
+        let out = match inserted {
+            Inserted::New(job, view) => {
+                txn.commit().await?;
                 self.submitted(&job);
-                self.render(job).await
+                *view
             }
-            Inserted::Replayed(job) => self.render(job).await,
-        }
+            Inserted::Replayed(job) => {
+                let view = self.render_in(&txn, job).await?;
+                txn.commit().await?;
+                view
+            }
+        };
+        Ok(out)
     }
 
     /// The job an earlier SubmitJob with this idempotency key made, if it was the same request.
@@ -177,8 +192,13 @@ impl Jobs {
         let needed = prepared.cost;
         let job = self
             .insert(txn, caller, &account, prepared, None, trace)
-            .await?;
-        let Some(job) = job else {
+            .await?
+            .ok_or_else(|| ApiError::Internal("a job without a batch is charged apart".into()))?;
+        // The answer is read before the charge, so the account's row is locked only from the
+        // charge to the commit.
+        let view = self.render_in(txn, job.clone()).await?;
+        let charged = db::accounts::charge_job(txn, &account.id, needed).await?;
+        if !charged {
             // Membership or balance changed since the read above.
             let now = db::accounts::find(txn, &caller.tenant_id, external).await?;
             return Err(match now {
@@ -193,7 +213,7 @@ impl Jobs {
         if db::accounts::active_units(txn, &account.id).await? > u64::from(max_active) {
             return Err(ApiError::TooManyActiveJobs { limit: max_active });
         }
-        Ok(Inserted::New(job))
+        Ok(Inserted::New(job, Box::new(view)))
     }
 
     /// SubmitBatch: every entry validated and priced first (a malformed entry refuses the whole
@@ -431,10 +451,10 @@ impl Jobs {
             task_id: None,
         };
         // A batch holds the account's lock already and refuses an entry alone when the balance
-        // cannot pay it, so it books each charge before inserting. A single job charges after
-        // inserting, so the account's row is locked from the charge to the commit only.
-        let charge_first = batch_id.is_some();
-        if charge_first && !db::accounts::book(txn, charge).await? {
+        // cannot pay it, so it books each charge before inserting. A single job is charged by
+        // the caller after the insert, its row being the charge's ledger entry (see db::accounts),
+        // so the account's row is locked from the charge to the commit only.
+        if batch_id.is_some() && !db::accounts::book(txn, charge).await? {
             return Ok(None);
         }
         let labels = serde_json::to_string(&submission.labels)
@@ -464,12 +484,7 @@ impl Jobs {
             family: Set(submission.family.map_or("", Family::as_str).to_string()),
             batch_id: Set(batch_id.map(str::to_string)),
         };
-        let job = db::jobs::insert(txn, model, tasks).await?;
-        // The job's row is its charge's ledger entry (see db::accounts).
-        if !charge_first && !db::accounts::charge_job(txn, &account.id, cost).await? {
-            return Ok(None);
-        }
-        Ok(Some(job))
+        Ok(Some(db::jobs::insert(txn, model, tasks).await?))
     }
 
     /// After the commit: count the job and wake watchers and the dispatcher.
@@ -757,8 +772,8 @@ fn decode_token(token: &str) -> ApiResult<(i64, String)> {
 
 /// What [`Jobs::charge_and_insert`] did.
 pub(crate) enum Inserted {
-    /// A new job, charged and inserted.
-    New(job::Model),
+    /// A new job, charged and inserted, with the answer read in its transaction.
+    New(job::Model, Box<pb::Job>),
     /// The job an earlier call with the same idempotency key and request made.
     Replayed(job::Model),
 }

@@ -833,7 +833,7 @@ impl Studio {
                     prompt,
                 });
             }
-            Inserted::New(job) => job,
+            Inserted::New(job, _) => job,
         };
         let tasks = db::jobs::tasks_of(&txn, std::slice::from_ref(&job.id)).await?;
         let mapping: Vec<(String, String)> = tasks

@@ -22,6 +22,9 @@ use crate::health::DatabaseState;
 
 /// Most tasks claimed in one transaction.
 const CLAIM_BATCH: usize = 16;
+/// How long a woken dispatcher waits for more work to arrive before it claims, so a burst of
+/// submits costs one claim instead of one each.
+const GATHER: Duration = Duration::from_millis(2);
 
 /// Timing and retry settings of dispatch.
 #[derive(Clone, Debug)]
@@ -158,8 +161,10 @@ impl Dispatcher {
                     Err(_) => break,
                 }
             }
-            match this.claim(permits.len() as u64).await {
+            let wanted = permits.len();
+            match this.claim(wanted as u64).await {
                 Ok(leases) if !leases.is_empty() => {
+                    let full = leases.len() == wanted;
                     for (lease, permit) in leases.into_iter().zip(permits.drain(..)) {
                         let cancel = this.handle.register(&lease.task.id);
                         let this = this.clone();
@@ -171,8 +176,11 @@ impl Dispatcher {
                             drop(permit);
                         });
                     }
-                    // Unused permits go back with `permits`; look for more work at once.
-                    continue;
+                    // Every slot asked for was filled: more work may wait, look at once. Fewer:
+                    // the queue is empty for now, and the next submit or end wakes this loop.
+                    if full {
+                        continue;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "claiming tasks failed"),
@@ -182,7 +190,10 @@ impl Dispatcher {
             while attempts.try_join_next().is_some() {}
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = this.handle.wake.notified() => {}
+                _ = this.handle.wake.notified() => {
+                    // Let the submits and ends arriving together gather, so one claim takes them.
+                    tokio::time::sleep(GATHER).await;
+                }
                 _ = tokio::time::sleep(this.settings.poll) => {}
             }
         }

@@ -17,6 +17,8 @@ use crate::db::usage;
 
 /// Most ends written in one transaction.
 const MAX_BATCH: usize = 32;
+/// How long the first end of a batch waits for others to join it.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// How an attempt ended, decided before it is written (retry time and shortfall included, so every
 /// try of the write writes the same).
@@ -126,10 +128,12 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
+        // Ends arriving within GATHER of the first share its transaction.
+        let until = tokio::time::Instant::now() + GATHER;
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(more)) => batch.push(more),
+                _ => break,
             }
         }
         batch.sort_by(|a, b| a.0.lease.job.id.cmp(&b.0.lease.job.id));
