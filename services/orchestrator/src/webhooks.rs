@@ -66,7 +66,14 @@ pub struct Webhooks {
     client: reqwest::Client,
     metrics: Metrics,
     links: Links,
+    /// How far this replica's fan-out got, and when it last wrote the cursor row.
+    fanned: std::sync::Mutex<(Option<Cursor>, std::time::Instant)>,
 }
+
+/// How often the fan-out cursor row is written while events keep coming. In between, the replica
+/// remembers how far it got; fanning an event out again (after a restart, or on another replica)
+/// enqueues nothing twice, as deliveries are unique per endpoint and event.
+const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 impl Webhooks {
     /// A sender with its guarded HTTP client.
@@ -91,6 +98,7 @@ impl Webhooks {
             client,
             metrics,
             links,
+            fanned: std::sync::Mutex::new((None, std::time::Instant::now())),
         })
     }
 
@@ -144,10 +152,16 @@ impl Webhooks {
     async fn fan_out(&self) -> Result<(), DbErr> {
         loop {
             let txn = self.db.begin().await?;
-            let Some(cursor) = store::lock_cursor(&txn).await? else {
+            let Some(stored) = store::lock_cursor(&txn).await? else {
                 // Another replica is fanning out.
                 return txn.commit().await;
             };
+            let (remembered, saved_at) = self
+                .fanned
+                .lock()
+                .map(|f| *f)
+                .unwrap_or((None, std::time::Instant::now()));
+            let cursor = remembered.filter(|c| *c > stored).unwrap_or(stored);
             let rows = db::events::rows_since(&txn, None, cursor, FAN_OUT_BATCH).await?;
             let Some(last) = rows.last().map(Cursor::of) else {
                 return txn.commit().await;
@@ -157,10 +171,21 @@ impl Webhooks {
             for row in rows {
                 self.fan_out_event(&txn, row, &mut endpoints).await?;
             }
-            if last != cursor {
+            let due = full || saved_at.elapsed() >= CURSOR_SAVE_EVERY;
+            if last != stored && due {
                 store::save_cursor(&txn, last).await?;
             }
             txn.commit().await?;
+            if let Ok(mut fanned) = self.fanned.lock() {
+                *fanned = (
+                    Some(last),
+                    if due {
+                        std::time::Instant::now()
+                    } else {
+                        saved_at
+                    },
+                );
+            }
             if !full {
                 return Ok(());
             }
