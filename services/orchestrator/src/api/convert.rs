@@ -65,7 +65,7 @@ pub fn task(model: &task::Model) -> pb::Task {
         outputs: model
             .outputs
             .as_deref()
-            .map(crate::db::tasks::stored_outputs)
+            .map(crate::db::stored_outputs)
             .unwrap_or_default(),
         failure,
         from_cache: model.from_cache,

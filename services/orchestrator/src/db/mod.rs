@@ -108,6 +108,19 @@ pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Sta
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// A task's outputs as stored: length-delimited messages (an unreadable tail is left out).
+pub fn stored_outputs(mut blob: &[u8]) -> Vec<atelier_proto::v1::Output> {
+    use prost::Message as _;
+    let mut out = Vec::new();
+    while !blob.is_empty() {
+        match atelier_proto::v1::Output::decode_length_delimited(&mut blob) {
+            Ok(o) => out.push(o),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// Whether an error says the database cannot be reached now (down, restarting, connection lost,
 /// no connection free in time) rather than that the statement was wrong: calls answer 1009, and
 /// work that is done is recorded again once the database is back.

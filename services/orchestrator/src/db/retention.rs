@@ -124,7 +124,7 @@ pub async fn purge_job<C: ConnectionTrait>(
             &task
                 .outputs
                 .as_deref()
-                .map(super::tasks::stored_outputs)
+                .map(super::stored_outputs)
                 .unwrap_or_default(),
         ));
     }

@@ -852,18 +852,6 @@ pub async fn time_out<C: ConnectionTrait>(
     Ok(true)
 }
 
-/// A task's outputs as stored: length-delimited messages (an unreadable tail is left out).
-pub fn stored_outputs(mut blob: &[u8]) -> Vec<pb::Output> {
-    let mut out = Vec::new();
-    while !blob.is_empty() {
-        match pb::Output::decode_length_delimited(&mut blob) {
-            Ok(o) => out.push(o),
-            Err(_) => break,
-        }
-    }
-    out
-}
-
 /// A stored failure in the shape of the wire.
 /// A code's number as the `failure_code` column holds it.
 fn code_number(code: atelier_codes::ErrorCode) -> i32 {
