@@ -278,8 +278,8 @@ const MAX_REPORTED: usize = 500;
 /// What a running attempt reported that is not written yet: the processor's source, log lines and
 /// the orchestrator's own notes, in order, and its latest progress. It is written with the attempt's
 /// next change (its end, usually) or by [`flush`] while the attempt runs long, so a short attempt
-/// costs no write for its reports. Progress is streamed live to watchers as it comes; of it only the
-/// latest is stored, as the task's stage and percent and one event.
+/// costs no write for its reports. Of the progress only the latest is stored, as the task's stage
+/// and percent and one event: at most once a second while the attempt runs, and with its end.
 #[derive(Clone, Debug, Default)]
 pub struct Reported {
     events: Vec<pb::job_event::Event>,
@@ -315,20 +315,6 @@ impl Reported {
     /// The latest progress of the attempt.
     pub fn progress(&mut self, stage: &str, percent: u32) {
         self.progress = Some((stage.to_string(), percent.min(100)));
-    }
-
-    /// The latest progress as a live event of the job, if any came.
-    pub fn live_progress(&self, lease: &Lease) -> Option<pb::JobEvent> {
-        let (stage, percent) = self.progress.clone()?;
-        Some(pb::JobEvent {
-            job_id: lease.job.id.clone(),
-            event: Some(pb::job_event::Event::Progress(pb::TaskProgress {
-                task_id: lease.task.id.clone(),
-                stage,
-                percent,
-            })),
-            ..Default::default()
-        })
     }
 
     /// A log line of the attempt.

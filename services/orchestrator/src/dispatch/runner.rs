@@ -9,7 +9,7 @@ use atelier_proto::v1 as pb;
 use atelier_telemetry::trace::{TraceParent, TRACEPARENT};
 use prost::Message;
 use rand::Rng;
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -280,14 +280,8 @@ impl Dispatcher {
                     attempt.reports.source_fetched(lease, info, &processor_id);
                 }
                 Some(pb::process_event::Event::Progress(p)) => {
+                    // Coalesced: the latest is stored with the next write of the reports.
                     attempt.reports.progress(&p.stage, p.percent);
-                    // With one process (SQLite) every step goes live at once; on PostgreSQL the
-                    // latest goes to every replica's watchers with each write of the reports.
-                    if self.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-                        if let Some(event) = attempt.reports.live_progress(lease) {
-                            self.bus.publish(&lease.job.id, event);
-                        }
-                    }
                 }
                 Some(pb::process_event::Event::Log(l)) => {
                     attempt
@@ -323,15 +317,7 @@ impl Dispatcher {
         if !self.database.is_up() {
             return None;
         }
-        let live = reports.live_progress(lease);
-        let written = in_txn!(self.db, |txn| async {
-            let outcome = tasks::flush(&txn, lease, reports).await?;
-            if let (Outcome::Applied, Some(event)) = (&outcome, &live) {
-                crate::db::events::announce_live(&txn, event).await?;
-            }
-            Ok::<_, DbErr>(outcome)
-        });
-        match written {
+        match in_txn!(self.db, |txn| tasks::flush(&txn, lease, reports)) {
             Ok(Outcome::Applied) => self.bus.notify(&lease.job.id),
             Ok(Outcome::Lost) => return Some(Ended::Lost),
             Err(e) => tracing::warn!(error = %e, "recording processor reports failed"),
