@@ -67,7 +67,15 @@ pub async fn events(
     let stream = state.jobs.clone().watch_job(request).await?.into_inner();
     let events = futures::stream::unfold(Some(stream), |stream| async move {
         let mut stream = stream?;
-        match stream.message().await {
+        let message = loop {
+            match stream.message().await {
+                // Live-only events (queue positions) have no sequence of their own, so they cannot
+                // be an SSE id that only grows: they are left out (the job shows its position).
+                Ok(Some(event)) if event.cursor.is_empty() && is_live_only(&event) => continue,
+                other => break other,
+            }
+        };
+        match message {
             Ok(Some(event)) => Some((Ok(sse_event(&JobEvent::from(&event))), Some(stream))),
             Ok(None) => None,
             // The stream broke after it started: say why in an `error` event, then end.
@@ -86,6 +94,11 @@ pub async fn events(
             .interval(state.limits.keep_alive)
             .text("keep-alive"),
     ))
+}
+
+/// Whether an event of a WatchJob stream is one the orchestrator never stores.
+fn is_live_only(event: &pb::JobEvent) -> bool {
+    matches!(event.event, Some(pb::job_event::Event::Queue(_)))
 }
 
 fn sse_event(event: &JobEvent) -> Event {
