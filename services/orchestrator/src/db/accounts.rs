@@ -175,11 +175,15 @@ pub const CHARGE_KIND: &str = "charge";
 pub const CHARGE_REASON: &str = "job submitted";
 
 /// The charges of jobs whose row is their ledger entry (no `charge:<job>` row in `ledger`), as
-/// ledger rows, for one account.
-const JOB_CHARGES: &str = "SELECT j.id, j.account_id, 'charge' AS kind, -j.cost AS amount, \
-     'job submitted' AS reason, 'charge:' || j.id AS unique_key, j.id AS job_id, \
-     CAST(NULL AS TEXT) AS task_id, j.created_at FROM jobs j WHERE j.account_id = ? \
-     AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.unique_key = 'charge:' || j.id)";
+/// ledger rows, for one account: kind [`CHARGE_KIND`], reason [`CHARGE_REASON`].
+fn job_charges() -> String {
+    format!(
+        "SELECT j.id, j.account_id, '{CHARGE_KIND}' AS kind, -j.cost AS amount, \
+         '{CHARGE_REASON}' AS reason, 'charge:' || j.id AS unique_key, j.id AS job_id, \
+         CAST(NULL AS TEXT) AS task_id, j.created_at FROM jobs j WHERE j.account_id = ? \
+         AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.unique_key = 'charge:' || j.id)"
+    )
+}
 
 /// Writes the charge of a job whose row is its ledger entry into the `ledger` table, before the job's
 /// row is deleted. Nothing changes for a job whose charge is there already.
@@ -315,7 +319,8 @@ pub async fn ledger_page<C: ConnectionTrait>(
     let sql = format!(
         "SELECT * FROM (SELECT id, account_id, kind, amount, reason, unique_key, job_id, task_id, created_at \
          FROM ledger WHERE account_id = ?{booked_before} \
-         UNION ALL {JOB_CHARGES}{charged_before}) entries ORDER BY id DESC LIMIT ?"
+         UNION ALL {charges}{charged_before}) entries ORDER BY id DESC LIMIT ?",
+        charges = job_charges()
     );
     let mut values: Vec<sea_orm::Value> = vec![account_id.into()];
     values.extend(before.map(|b| b.into()));
@@ -332,7 +337,8 @@ pub async fn ledger_page<C: ConnectionTrait>(
 pub async fn ledger_sum<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<i64, DbErr> {
     let sql = format!(
         "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM (SELECT amount FROM ledger WHERE account_id = ? \
-         UNION ALL SELECT amount FROM ({JOB_CHARGES}) charges) entries"
+         UNION ALL SELECT amount FROM ({charges}) charges) entries",
+        charges = job_charges()
     );
     let row = db
         .query_one(statement(

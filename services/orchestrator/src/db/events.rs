@@ -22,6 +22,10 @@ pub struct JobUpdate {
     pub finished_at: Option<i64>,
 }
 
+/// The columns an event row is written with, in the order both writes give them.
+const EVENT_COLUMNS: &str =
+    "(job_id, tenant_id, account_id, sequence, events, payload, created_at)";
+
 /// Appends an event to the job's log and returns its sequence.
 pub async fn append<C: ConnectionTrait>(
     db: &C,
@@ -73,7 +77,7 @@ pub async fn record<C: ConnectionTrait>(
                 backend,
                 &format!(
                     "WITH j AS (UPDATE jobs SET {set} WHERE id = ? RETURNING last_sequence), \
-                     e AS (INSERT INTO job_events (job_id, tenant_id, account_id, sequence, events, payload, created_at) \
+                     e AS (INSERT INTO job_events {EVENT_COLUMNS} \
                      SELECT ?, ?, ?, last_sequence, ?, ?, ? FROM j RETURNING sequence) \
                      SELECT e.sequence FROM e CROSS JOIN LATERAL (SELECT pg_notify(?, ?)) announced"
                 ),
@@ -128,8 +132,7 @@ async fn insert_row<C: ConnectionTrait>(
         payload.into(),
         now.into(),
     ];
-    let insert = "INSERT INTO job_events (job_id, tenant_id, account_id, sequence, events, payload, created_at) \
-                  VALUES (?, ?, ?, ?, ?, ?, ?)";
+    let insert = format!("INSERT INTO job_events {EVENT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?)");
     if backend == sea_orm::DatabaseBackend::Postgres {
         // Delivered at commit to every replica's listener, so watchers anywhere see the event.
         values.extend([EVENTS_CHANNEL.into(), job.id.clone().into()]);
@@ -143,7 +146,7 @@ async fn insert_row<C: ConnectionTrait>(
         ))
         .await?;
     } else {
-        db.execute(statement(backend, insert, values)).await?;
+        db.execute(statement(backend, &insert, values)).await?;
     }
     Ok(())
 }

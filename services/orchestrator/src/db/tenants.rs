@@ -54,15 +54,7 @@ pub async fn create_key<C: ConnectionTrait>(
     Ok((model, secret))
 }
 
-/// The live key with this secret, if any.
-pub async fn find_key<C: ConnectionTrait>(
-    db: &C,
-    secret: &str,
-) -> Result<Option<api_key::Model>, DbErr> {
-    find_key_by_hash(db, &hash_key(secret)).await
-}
-
-/// The active key whose secret hashes to `hash`.
+/// The active key whose secret hashes to `hash` ([`hash_key`]).
 pub async fn find_key_by_hash<C: ConnectionTrait>(
     db: &C,
     hash: &str,
