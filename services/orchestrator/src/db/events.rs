@@ -103,6 +103,81 @@ pub async fn record<C: ConnectionTrait>(
     Ok(last)
 }
 
+/// One job's part of [`record_many`]: its events, as one row, and what they do to the job row.
+pub struct JobChange<'a> {
+    pub job: &'a job::Model,
+    pub events: Vec<pb::job_event::Event>,
+    pub update: JobUpdate,
+}
+
+/// [`record`] for several jobs at once, each job at most once. On PostgreSQL every job row moves and
+/// every event row is inserted and announced in one statement, so a batch of claims or ends costs
+/// one round trip for its events however many jobs it touches; elsewhere each job is recorded in
+/// turn. Returns each job's last sequence, in the order given.
+pub async fn record_many<C: ConnectionTrait>(
+    db: &C,
+    changes: Vec<JobChange<'_>>,
+) -> Result<Vec<i64>, DbErr> {
+    let backend = db.get_database_backend();
+    if backend != sea_orm::DatabaseBackend::Postgres
+        || changes.len() < 2
+        || changes.iter().any(|c| c.events.is_empty())
+    {
+        let mut sequences = Vec::with_capacity(changes.len());
+        for change in changes {
+            sequences.push(record(db, change.job, change.events, change.update).await?);
+        }
+        return Ok(sequences);
+    }
+    let now = now_ms();
+    let ids: Vec<String> = changes.iter().map(|c| c.job.id.clone()).collect();
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * 5 + 3);
+    for change in changes {
+        rows.push("(?::text, ?::integer, ?::text, ?::bigint, ?::bytea)");
+        values.extend([
+            change.job.id.clone().into(),
+            i32::try_from(change.events.len())
+                .unwrap_or(i32::MAX)
+                .into(),
+            change
+                .update
+                .state
+                .map_or(sea_orm::Value::String(None), Into::into),
+            change.update.finished_at.into(),
+            encode(change.events)?.into(),
+        ]);
+    }
+    values.extend([now.into(), now.into(), EVENTS_CHANNEL.into()]);
+    let sql = format!(
+        "WITH v (id, n, state, finished_at, payload) AS (VALUES {}), \
+         j AS (UPDATE jobs SET last_sequence = jobs.last_sequence + v.n, updated_at = ?, \
+         state = COALESCE(v.state, jobs.state), finished_at = COALESCE(v.finished_at, jobs.finished_at) \
+         FROM v WHERE jobs.id = v.id \
+         RETURNING jobs.id, jobs.tenant_id, jobs.account_id, jobs.last_sequence), \
+         e AS (INSERT INTO job_events {EVENT_COLUMNS} \
+         SELECT j.id, j.tenant_id, j.account_id, j.last_sequence, v.n, v.payload, ? \
+         FROM j JOIN v ON v.id = j.id RETURNING job_id, sequence) \
+         SELECT e.job_id, e.sequence FROM e CROSS JOIN LATERAL (SELECT pg_notify(?, e.job_id)) announced",
+        rows.join(", ")
+    );
+    let written = db.query_all(statement(backend, &sql, values)).await?;
+    let mut sequences = std::collections::HashMap::with_capacity(written.len());
+    for row in written {
+        let id: String = row.try_get_by_index(0)?;
+        let sequence: i64 = row.try_get_by_index(1)?;
+        sequences.insert(id, sequence);
+    }
+    ids.iter()
+        .map(|id| {
+            sequences
+                .get(id)
+                .copied()
+                .ok_or_else(|| DbErr::RecordNotFound(format!("job {id}")))
+        })
+        .collect()
+}
+
 /// Stores the first events of a job just inserted with `last_sequence` already counting them.
 pub async fn record_first<C: ConnectionTrait>(
     db: &C,

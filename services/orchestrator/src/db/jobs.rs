@@ -226,18 +226,56 @@ pub async fn final_state<C: ConnectionTrait>(
     if job.state.is_terminal() {
         return Ok(None);
     }
-    let tasks = tasks_of(db, std::slice::from_ref(&job.id)).await?;
-    let states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
-    if !states.iter().all(|s| s.is_terminal()) {
-        return Ok(None);
+    Ok(final_states(db, std::slice::from_ref(&job.id))
+        .await?
+        .remove(&job.id))
+}
+
+/// [`final_state`] of several jobs in one read: the jobs that are not terminal yet but whose tasks
+/// all are, with the state each ends in.
+pub async fn final_states<C: ConnectionTrait>(
+    db: &C,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, JobState>, DbErr> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        job_id: String,
+        job_state: JobState,
+        state: TaskState,
+        failure_code: Option<i32>,
     }
-    let mut state = final_job_state(&states, false);
-    // A task that succeeded with some of its units failed (a pose set missing shots) makes the job
-    // partial: the failed units were refunded and the task carries their failure.
-    if state == JobState::Succeeded && tasks.iter().any(|t| t.failure_code.is_some()) {
-        state = JobState::PartiallySucceeded;
+    let mut ended = std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(ended);
     }
-    Ok(Some(state))
+    let marks = vec!["?"; ids.len()].join(", ");
+    let rows = <Row as sea_orm::FromQueryResult>::find_by_statement(super::statement(
+        db.get_database_backend(),
+        &format!(
+            "SELECT t.job_id, j.state AS job_state, t.state, t.failure_code FROM tasks t \
+             JOIN jobs j ON j.id = t.job_id WHERE t.job_id IN ({marks}) ORDER BY t.job_id, t.idx"
+        ),
+        ids.iter().map(|id| id.clone().into()).collect(),
+    ))
+    .all(db)
+    .await?;
+    for of_job in rows.chunk_by(|a, b| a.job_id == b.job_id) {
+        let Some(first) = of_job.first() else {
+            continue;
+        };
+        let states: Vec<TaskState> = of_job.iter().map(|t| t.state).collect();
+        if first.job_state.is_terminal() || !states.iter().all(|s| s.is_terminal()) {
+            continue;
+        }
+        let mut state = final_job_state(&states, false);
+        // A task that succeeded with some of its units failed (a pose set missing shots) makes the
+        // job partial: the failed units were refunded and the task carries their failure.
+        if state == JobState::Succeeded && of_job.iter().any(|t| t.failure_code.is_some()) {
+            state = JobState::PartiallySucceeded;
+        }
+        ended.insert(first.job_id.clone(), state);
+    }
+    Ok(ended)
 }
 
 /// Moves the job to its terminal state once all its tasks are terminal. Call with the job locked.

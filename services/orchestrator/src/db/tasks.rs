@@ -22,7 +22,7 @@ pub struct Lease {
 }
 
 /// What became of a guarded change.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The change was made.
     Applied,
@@ -102,20 +102,35 @@ pub async fn claim<C: ConnectionTrait>(
         .filter(job::Column::Id.is_in(job_ids))
         .all(db)
         .await?;
-    for job in &mut jobs {
-        let mine: Vec<&task::Model> = claimed.iter().filter(|t| t.job_id == job.id).collect();
-        let mut events = Vec::with_capacity(mine.len() + 1);
-        let mut update = events::JobUpdate::default();
+    // Every job's start is one event row, all written in one statement.
+    let changes = jobs
+        .iter()
+        .map(|job| {
+            let mut events = Vec::new();
+            let mut update = events::JobUpdate::default();
+            if job.state == JobState::Queued {
+                events.push(jobs::state_event(JobState::Running));
+                update.state = Some(JobState::Running);
+            }
+            events.extend(
+                claimed
+                    .iter()
+                    .filter(|t| t.job_id == job.id)
+                    .map(|t| task_event(&t.id, TaskState::Running, t.attempts, None, None)),
+            );
+            events::JobChange {
+                job,
+                events,
+                update,
+            }
+        })
+        .collect();
+    let sequences = events::record_many(db, changes).await?;
+    for (job, sequence) in jobs.iter_mut().zip(sequences) {
         if job.state == JobState::Queued {
-            events.push(jobs::state_event(JobState::Running));
-            update.state = Some(JobState::Running);
             job.state = JobState::Running;
         }
-        events.extend(
-            mine.iter()
-                .map(|t| task_event(&t.id, TaskState::Running, t.attempts, None, None)),
-        );
-        job.last_sequence = events::record(db, job, events, update).await?;
+        job.last_sequence = sequence;
     }
     Ok(claimed
         .into_iter()
@@ -473,12 +488,7 @@ pub async fn succeed<C: ConnectionTrait>(
     from_cache: bool,
     shortfall: Option<Shortfall>,
 ) -> Result<Outcome, DbErr> {
-    let mut blob = Vec::new();
-    for output in &outputs {
-        output
-            .encode_length_delimited(&mut blob)
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-    }
+    let blob = encode_outputs(&outputs)?;
     let now = now_ms();
     let ended = end_attempt(
         db,
@@ -510,27 +520,12 @@ pub async fn succeed<C: ConnectionTrait>(
         outputs.first().map(|o| o.key.as_str()),
     )
     .await?;
-    let outputs_count = outputs.len();
-    events.extend(outputs.into_iter().map(|output| {
-        pb::job_event::Event::Output(pb::OutputReady {
-            task_id: lease.task.id.clone(),
-            output: Some(output),
-        })
-    }));
-    let mut line = format!(
-        "attempt {} succeeded with {} outputs",
-        lease.attempt, outputs_count
-    );
-    if from_cache {
-        line.push_str(", served from the cache and refunded");
-    }
-    if let Some(s) = &shortfall {
-        line.push_str(&format!(
-            "; {} units failed and were refunded ({})",
-            s.failed_units, s.failure.message
-        ));
-    }
-    events.push(orchestrator_line(lease, "info", line));
+    events.extend(success_events(
+        lease,
+        &outputs,
+        from_cache,
+        shortfall.as_ref(),
+    ));
     if from_cache {
         accounts::refund_task(db, &job, &lease.task.id, "served from cache").await?;
     } else if let Some(s) = &shortfall {
@@ -546,6 +541,162 @@ pub async fn succeed<C: ConnectionTrait>(
     ));
     record_with_end(db, &job, events).await?;
     Ok(Outcome::Applied)
+}
+
+/// A task's outputs as stored (see [`super::stored_outputs`]).
+fn encode_outputs(outputs: &[pb::Output]) -> Result<Vec<u8>, DbErr> {
+    let mut blob = Vec::new();
+    for output in outputs {
+        output
+            .encode_length_delimited(&mut blob)
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+    }
+    Ok(blob)
+}
+
+/// The events of a success before the task's own: its outputs, then the orchestrator's line.
+fn success_events(
+    lease: &Lease,
+    outputs: &[pb::Output],
+    from_cache: bool,
+    shortfall: Option<&Shortfall>,
+) -> Vec<pb::job_event::Event> {
+    let mut events: Vec<pb::job_event::Event> = outputs
+        .iter()
+        .map(|output| {
+            pb::job_event::Event::Output(pb::OutputReady {
+                task_id: lease.task.id.clone(),
+                output: Some(output.clone()),
+            })
+        })
+        .collect();
+    let mut line = format!(
+        "attempt {} succeeded with {} outputs",
+        lease.attempt,
+        outputs.len()
+    );
+    if from_cache {
+        line.push_str(", served from the cache and refunded");
+    }
+    if let Some(s) = shortfall {
+        line.push_str(&format!(
+            "; {} units failed and were refunded ({})",
+            s.failed_units, s.failure.message
+        ));
+    }
+    events.push(orchestrator_line(lease, "info", line));
+    events
+}
+
+/// One attempt of [`succeed_all`]: it succeeded with its outputs, none from the cache and no unit
+/// failed, so nothing is refunded.
+pub struct PlainSuccess<'a> {
+    pub lease: &'a Lease,
+    pub reported: &'a Reported,
+    pub outputs: &'a [pb::Output],
+}
+
+/// Ends several attempts with success at once (PostgreSQL), the jobs already locked by the caller:
+/// one guarded `UPDATE … FROM (VALUES …)` for the tasks, one read of their jobs' task states, and
+/// one statement for every job's event row and (when its last task ended) its end. Each attempt is
+/// still guarded by its lease: one no longer ours is `Lost` and writes nothing. Not for studio jobs,
+/// whose success also writes their pair ([`succeed`] does).
+pub async fn succeed_all<C: ConnectionTrait>(
+    db: &C,
+    ends: &[PlainSuccess<'_>],
+) -> Result<Vec<Outcome>, DbErr> {
+    use std::collections::{BTreeMap, HashSet};
+    let backend = db.get_database_backend();
+    let now = now_ms();
+    let mut reports = Vec::with_capacity(ends.len());
+    let mut rows = Vec::with_capacity(ends.len());
+    let mut values: Vec<sea_orm::Value> = vec![TaskState::Succeeded.into(), now.into()];
+    for end in ends {
+        let mut reported = end.reported.clone();
+        let (columns, events) = reported.take(end.lease);
+        let source = columns
+            .into_iter()
+            .find(|(column, _)| *column == "source_info")
+            .map_or(sea_orm::Value::Bytes(None), |(_, value)| value);
+        let blob = encode_outputs(end.outputs)?;
+        rows.push("(?::text, ?::text, ?::integer, ?::bytea, ?::bytea)");
+        values.extend([
+            end.lease.task.id.clone().into(),
+            end.lease.owner.clone().into(),
+            end.lease.attempt.into(),
+            blob.into(),
+            source,
+        ]);
+        reports.push(events);
+    }
+    values.push(TaskState::Running.into());
+    let sql = format!(
+        "UPDATE tasks SET state = ?, outputs = v.outputs, from_cache = FALSE, stage = 'done', \
+         percent = 100, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL, \
+         failure_code = NULL, failure_message = NULL, \
+         source_info = COALESCE(v.source_info, tasks.source_info) \
+         FROM (VALUES {}) v (id, owner, attempts, outputs, source_info) \
+         WHERE tasks.id = v.id AND tasks.state = ? AND tasks.lease_owner = v.owner \
+         AND tasks.attempts = v.attempts RETURNING tasks.id",
+        rows.join(", ")
+    );
+    let applied: HashSet<String> = db
+        .query_all(statement(backend, &sql, values))
+        .await?
+        .into_iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect::<Result<_, _>>()?;
+    // Each job's events, in the order of its ends, then its end once every task is terminal.
+    let mut by_job: BTreeMap<&str, (&job::Model, Vec<pb::job_event::Event>)> = BTreeMap::new();
+    for (end, events) in ends.iter().zip(reports) {
+        if !applied.contains(&end.lease.task.id) {
+            continue;
+        }
+        let lease = end.lease;
+        super::retention::record_refs(db, &lease.job.id, &lease.job.tenant_id, end.outputs).await?;
+        let entry = by_job
+            .entry(lease.job.id.as_str())
+            .or_insert_with(|| (&lease.job, Vec::new()));
+        entry.1.extend(events);
+        entry
+            .1
+            .extend(success_events(lease, end.outputs, false, None));
+        entry.1.push(task_event(
+            &lease.task.id,
+            TaskState::Succeeded,
+            lease.attempt,
+            None,
+            None,
+        ));
+    }
+    let job_ids: Vec<String> = by_job.keys().map(|id| id.to_string()).collect();
+    let ended = jobs::final_states(db, &job_ids).await?;
+    let changes = by_job
+        .into_values()
+        .map(|(job, mut events)| {
+            let mut update = events::JobUpdate::default();
+            if let Some(state) = ended.get(&job.id) {
+                events.push(jobs::state_event(*state));
+                update = jobs::ending(*state);
+            }
+            events::JobChange {
+                job,
+                events,
+                update,
+            }
+        })
+        .collect();
+    events::record_many(db, changes).await?;
+    Ok(ends
+        .iter()
+        .map(|end| {
+            if applied.contains(&end.lease.task.id) {
+                Outcome::Applied
+            } else {
+                Outcome::Lost
+            }
+        })
+        .collect())
 }
 
 /// Records `events` of the job, with its end when all its tasks are terminal now: one job-row write,

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::tasks::{self, Lease, Outcome, Reported, Shortfall};
 use crate::db::usage;
+use crate::domain::Kind;
 
 /// Most ends written in one transaction.
 const MAX_BATCH: usize = 32;
@@ -55,6 +56,23 @@ pub(super) struct Settlement {
 }
 
 impl Settlement {
+    /// The end as a plain success ([`tasks::succeed_all`]): outputs, nothing from the cache, no
+    /// failed unit, not a studio job's task (whose success also writes its pair).
+    fn plain_success(&self) -> Option<tasks::PlainSuccess<'_>> {
+        match &self.end {
+            End::Succeeded {
+                outputs,
+                from_cache: false,
+                shortfall: None,
+            } if self.lease.job.kind != Kind::Edit => Some(tasks::PlainSuccess {
+                lease: &self.lease,
+                reported: &self.reports,
+                outputs,
+            }),
+            _ => None,
+        }
+    }
+
     /// Writes the end and, in the same transaction, what the attempt's provider calls used (the
     /// calls were made, whether the attempt is still ours or not).
     async fn apply<C: ConnectionTrait>(&self, db: &C) -> Result<Outcome, DbErr> {
@@ -166,9 +184,24 @@ async fn together(db: &DatabaseConnection, batch: &[Request]) -> Result<Vec<Outc
     let mut job_ids: Vec<String> = batch.iter().map(|(s, _)| s.lease.job.id.clone()).collect();
     job_ids.dedup();
     crate::db::jobs::lock_all(&txn, &job_ids).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (settlement, _) in batch {
-        outcomes.push(settlement.apply(&txn).await?);
+    let mut outcomes = vec![Outcome::Lost; batch.len()];
+    // Plain successes, the common end, are written together in a few statements (PostgreSQL);
+    // every other end is its own change.
+    let bulk = txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+    let mut plain = Vec::new();
+    for (i, (settlement, _)) in batch.iter().enumerate() {
+        match settlement.plain_success() {
+            Some(success) if bulk => plain.push((i, success)),
+            _ => outcomes[i] = settlement.apply(&txn).await?,
+        }
+    }
+    if !plain.is_empty() {
+        let (at, ends): (Vec<usize>, Vec<_>) = plain.into_iter().unzip();
+        for (i, outcome) in at.into_iter().zip(tasks::succeed_all(&txn, &ends).await?) {
+            let settlement = &batch[i].0;
+            usage::record(&txn, &settlement.lease, &settlement.run, &settlement.usage).await?;
+            outcomes[i] = outcome;
+        }
     }
     txn.commit().await?;
     Ok(outcomes)
