@@ -13,6 +13,8 @@ mod m0006_studio;
 mod m0007_studio_jobs;
 mod m0008_hot_indexes;
 mod m0009_event_rows;
+mod m0010_in_flight_indexes;
+mod m0011_account_submits;
 
 /// Runs the `;`-separated statements of `script`, in order (no statement holds a `;` of its own).
 pub(crate) async fn run_script(m: &SchemaManager<'_>, script: &str) -> Result<(), DbErr> {
@@ -54,6 +56,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_studio_jobs::Migration),
             Box::new(m0008_hot_indexes::Migration),
             Box::new(m0009_event_rows::Migration),
+            Box::new(m0010_in_flight_indexes::Migration),
+            Box::new(m0011_account_submits::Migration),
         ]
     }
 }

@@ -87,9 +87,9 @@ const STATEMENTS: &[(&str, &str)] = &[
     ),
     (
         "tasks past their job's deadline",
-        "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
-         WHERE j.deadline_at IS NOT NULL AND j.deadline_at < $1 \
-         AND t.state IN ('queued', 'running', 'retry_wait') LIMIT 100",
+        "SELECT t.id FROM jobs j JOIN tasks t ON t.job_id = j.id \
+         WHERE j.state IN ('queued', 'running') AND j.deadline_at IS NOT NULL \
+         AND j.deadline_at < $1 AND t.state IN ('queued', 'running', 'retry_wait') LIMIT 100",
     ),
     (
         "active-jobs limit of the account",
@@ -98,8 +98,8 @@ const STATEMENTS: &[(&str, &str)] = &[
     ),
     (
         "queue position of the newest job",
-        "SELECT COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
-         WHERE t.state IN ('queued', 'retry_wait') AND j.created_at < $1",
+        "SELECT COUNT(*) FROM tasks WHERE state IN ('queued', 'retry_wait') \
+         AND (created_at < $1 OR (created_at = $1 AND job_id < ''))",
     ),
     (
         "recent run time of a kind",

@@ -183,6 +183,7 @@ impl Application {
             retention: settings.retention,
             tasks: Tasks::new(),
             keys,
+            run_times: Default::default(),
         };
         let dispatch = DispatchSettings {
             owner,

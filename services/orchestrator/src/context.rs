@@ -84,4 +84,41 @@ pub struct Context {
     pub tasks: atelier_telemetry::service::Tasks,
     /// API keys the authentication layer remembers; emptied when a key is revoked.
     pub keys: crate::auth::KeyCache,
+    /// Recent mean run time of each kind, for queue estimates.
+    pub run_times: RunTimes,
+}
+
+/// The mean run time of each kind's recent tasks ([`crate::db::jobs::mean_task_ms`]), read at most
+/// once per [`RunTimes::FRESH`] per kind: an estimate in seconds does not need a query per answer,
+/// and every submit and every new watcher of a queued job asks for one.
+#[derive(Clone, Default)]
+pub struct RunTimes {
+    known: Arc<std::sync::Mutex<HashMap<Kind, (std::time::Instant, f64)>>>,
+}
+
+impl RunTimes {
+    /// How long a mean is used before it is read again.
+    pub const FRESH: Duration = Duration::from_secs(2);
+
+    /// The mean run time of `kind` in milliseconds (0 when none ran yet).
+    pub async fn mean_ms<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        kind: Kind,
+    ) -> Result<f64, sea_orm::DbErr> {
+        let known = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&kind).copied())
+            .filter(|(at, _)| at.elapsed() < Self::FRESH);
+        if let Some((_, mean)) = known {
+            return Ok(mean);
+        }
+        let mean = crate::db::jobs::mean_task_ms(db, kind).await?;
+        if let Ok(mut k) = self.known.lock() {
+            k.insert(kind, (std::time::Instant::now(), mean));
+        }
+        Ok(mean)
+    }
 }

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::api::convert;
 use crate::callbacks;
-use crate::db::{self, entities::job, entities::job_event, events::Cursor, webhooks as store};
+use crate::db::{self, entities::job, events::Cursor, webhooks as store};
 use crate::domain::{now_ms, JobState, Kind, TaskState};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
@@ -168,8 +168,21 @@ impl Webhooks {
             };
             let full = rows.len() as u64 == FAN_OUT_BATCH;
             let mut endpoints: HashMap<String, Vec<store::Endpoint>> = HashMap::new();
+            let mut decoded = Vec::with_capacity(rows.len());
             for row in rows {
-                self.fan_out_event(&txn, row, &mut endpoints).await?;
+                if !endpoints.contains_key(&row.tenant_id) {
+                    let found = store::endpoints(&txn, &row.tenant_id, None).await?;
+                    endpoints.insert(row.tenant_id.clone(), found);
+                }
+                let (tenant_id, account_id) = (row.tenant_id.clone(), row.account_id.clone());
+                decoded.push((tenant_id, account_id, db::events::decode(row)?));
+            }
+            let jobs = Self::jobs_of(&txn, &decoded, &endpoints).await?;
+            for (tenant_id, account_id, events) in decoded {
+                for event in events {
+                    self.fan_out_one(&txn, &tenant_id, &account_id, event, &endpoints, &jobs)
+                        .await?;
+                }
             }
             let due = full || saved_at.elapsed() >= CURSOR_SAVE_EVERY;
             if last != stored && due {
@@ -192,23 +205,36 @@ impl Webhooks {
         }
     }
 
-    async fn fan_out_event<C: sea_orm::ConnectionTrait>(
-        &self,
+    /// The jobs the fan-out of these events reads, in one query: those of terminal events (their
+    /// callback and snapshot) and those of tenants with endpoints.
+    async fn jobs_of<C: sea_orm::ConnectionTrait>(
         db: &C,
-        row: job_event::Model,
-        endpoints: &mut HashMap<String, Vec<store::Endpoint>>,
-    ) -> Result<(), DbErr> {
-        if !endpoints.contains_key(&row.tenant_id) {
-            let found = store::endpoints(db, &row.tenant_id, None).await?;
-            endpoints.insert(row.tenant_id.clone(), found);
+        decoded: &[(String, String, Vec<pb::JobEvent>)],
+        endpoints: &HashMap<String, Vec<store::Endpoint>>,
+    ) -> Result<HashMap<String, job::Model>, DbErr> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let mut ids: Vec<String> = decoded
+            .iter()
+            .flat_map(|(tenant_id, _, events)| {
+                let any_endpoint = endpoints.get(tenant_id).is_some_and(|e| !e.is_empty());
+                events
+                    .iter()
+                    .filter(move |e| any_endpoint || terminal_state(e).is_some())
+                    .map(|e| e.job_id.clone())
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
         }
-        let tenant_id = row.tenant_id.clone();
-        let account_id = row.account_id.clone();
-        for event in db::events::decode(row)? {
-            self.fan_out_one(db, &tenant_id, &account_id, event, endpoints)
-                .await?;
-        }
-        Ok(())
+        Ok(job::Entity::find()
+            .filter(job::Column::Id.is_in(ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect())
     }
 
     /// Turns one event into the deliveries its tenant's endpoints (and its job's callback) ask for.
@@ -219,6 +245,7 @@ impl Webhooks {
         account_id: &str,
         event: pb::JobEvent,
         endpoints: &HashMap<String, Vec<store::Endpoint>>,
+        jobs: &HashMap<String, job::Model>,
     ) -> Result<(), DbErr> {
         let terminal = terminal_state(&event).is_some();
         let wanted: Vec<&store::Endpoint> = endpoints
@@ -233,16 +260,7 @@ impl Webhooks {
         if wanted.is_empty() && !terminal {
             return Ok(());
         }
-        let job = db::jobs::find(
-            db,
-            &db::jobs::Scope {
-                tenant_id: tenant_id.to_string(),
-                account_id: None,
-            },
-            &event.job_id,
-        )
-        .await?;
-        let Some(job) = job else {
+        let Some(job) = jobs.get(&event.job_id).filter(|j| j.tenant_id == tenant_id) else {
             return Ok(());
         };
         if terminal {

@@ -56,10 +56,21 @@ impl Jobs {
         job: job::Model,
     ) -> ApiResult<pb::Job> {
         let tasks = db::jobs::tasks_of(db, std::slice::from_ref(&job.id)).await?;
-        let mut out = convert::job(&job, &tasks);
+        self.render_with(db, job, &tasks).await
+    }
+
+    /// The job as the API shows it, its tasks already read (or just written).
+    async fn render_with<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        job: job::Model,
+        tasks: &[db::entities::task::Model],
+    ) -> ApiResult<pb::Job> {
+        let mut out = convert::job(&job, tasks);
         crate::links::job(&self.ctx.links, &mut out).await;
         if job.state == JobState::Queued {
-            let (position, seconds) = db::jobs::queue_position(db, &job).await?;
+            let (position, seconds) =
+                db::jobs::queue_position(db, &job, &self.ctx.run_times).await?;
             out.queue_position = position;
             out.estimated_seconds = seconds;
         }
@@ -78,10 +89,10 @@ impl Jobs {
         let submission = Submission::try_from(request)?;
         let key = submission.idempotency_key.clone();
         let txn = self.ctx.db.begin().await?;
-        let prepared = self.prepare_submission(&txn, &caller, submission).await?;
+        let (payer, prepared) = self.prepare_submission(&txn, &caller, submission).await?;
         let fingerprint = prepared.fingerprint.clone();
         let inserted = match self
-            .charge_and_insert(&txn, &caller, &external, prepared, trace.as_ref())
+            .charge_and_insert(&txn, &caller, payer, prepared, trace.as_ref())
             .await
         {
             Ok(inserted) => inserted,
@@ -141,33 +152,47 @@ impl Jobs {
         db: &C,
         caller: &TenantCaller,
         submission: Submission,
-    ) -> ApiResult<Prepared> {
+    ) -> ApiResult<(Payer, Prepared)> {
         let external = caller.require_account()?;
         self.check_offered(&submission).await?;
-        let account = db::accounts::find(db, &caller.tenant_id, external)
-            .await?
-            .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
-        self.prepare(db, caller, &account.id, submission).await
+        let (account, active_units) =
+            db::accounts::find_with_active(db, &caller.tenant_id, external)
+                .await?
+                .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
+        let prepared = self.prepare(db, caller, &account.id, submission).await?;
+        Ok((
+            Payer {
+                account,
+                active_units,
+            },
+            prepared,
+        ))
     }
 
     /// The charge of SubmitJob, in the caller's transaction (which commits it, then calls
     /// [`Self::submitted`] for a new job): an idempotent replay answers the job it made; else
     /// membership and balance are checked, the job is inserted with its tasks, and the account is
-    /// charged last, so its row is locked only from the charge to the commit. Under that lock the
-    /// active-jobs limit is counted again, seeing every submit committed before. A concurrent call
-    /// with the same idempotency key that won shows as the unique index's violation.
+    /// charged last, so its row is locked only from the charge to the commit. The account as
+    /// [`Self::prepare_submission`] read it is enough: the charge checks the balance again in the
+    /// statement that moves it. The active-jobs limit is known exactly once the charge holds the
+    /// lock: the units counted with that read, plus at most the jobs charged since (the account's
+    /// `submits`, see [`db::accounts::charge_job`]); only an account that may be at its limit is
+    /// counted again under the lock, seeing every submit committed before. A concurrent call with
+    /// the same idempotency key that won shows as the unique index's violation.
     pub(crate) async fn charge_and_insert<C: sea_orm::ConnectionTrait>(
         &self,
         txn: &C,
         caller: &TenantCaller,
-        external: &str,
+        payer: Payer,
         prepared: Prepared,
         trace: Option<&TraceParent>,
     ) -> ApiResult<Inserted> {
-        let max_active = self.ctx.policy.max_active_jobs;
-        let account = db::accounts::find(txn, &caller.tenant_id, external)
-            .await?
-            .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
+        let max_active = u64::from(self.ctx.policy.max_active_jobs);
+        let Payer {
+            account,
+            active_units,
+        } = payer;
+        let external = account.external_id.as_str();
         if let Some(key) = &prepared.submission.idempotency_key {
             if let Some(existing) = db::jobs::find_by_idempotency(txn, &account.id, key).await? {
                 return if existing.request_hash.as_deref() == Some(prepared.fingerprint.as_str()) {
@@ -190,15 +215,14 @@ impl Jobs {
             });
         }
         let needed = prepared.cost;
-        let job = self
+        let (job, tasks) = self
             .insert(txn, caller, &account, prepared, None, trace)
             .await?
             .ok_or_else(|| ApiError::Internal("a job without a batch is charged apart".into()))?;
-        // The answer is read before the charge, so the account's row is locked only from the
+        // The answer is made before the charge, so the account's row is locked only from the
         // charge to the commit.
-        let view = self.render_in(txn, job.clone()).await?;
-        let charged = db::accounts::charge_job(txn, &account.id, needed).await?;
-        if !charged {
+        let view = self.render_with(txn, job.clone(), &tasks).await?;
+        let Some(submits) = db::accounts::charge_job(txn, &account.id, needed).await? else {
             // Membership or balance changed since the read above.
             let now = db::accounts::find(txn, &caller.tenant_id, external).await?;
             return Err(match now {
@@ -209,9 +233,15 @@ impl Jobs {
                 _ => ApiError::MembershipRequired(external.to_string()),
             });
         };
-        // This job counts itself.
-        if db::accounts::active_units(txn, &account.id).await? > u64::from(max_active) {
-            return Err(ApiError::TooManyActiveJobs { limit: max_active });
+        // This job counts itself, and every job charged since the units were counted may be
+        // active too; only when that could pass the limit is the account counted again.
+        let added = u64::try_from(submits - account.submits - 1).unwrap_or_default();
+        let at_most = active_units + added + 1;
+        if at_most > max_active && db::accounts::active_units(txn, &account.id).await? > max_active
+        {
+            return Err(ApiError::TooManyActiveJobs {
+                limit: self.ctx.policy.max_active_jobs,
+            });
         }
         Ok(Inserted::New(job, Box::new(view)))
     }
@@ -315,6 +345,7 @@ impl Jobs {
             let job = if pays {
                 self.insert(&txn, &caller, &account, p, Some(&batch_id), trace.as_ref())
                     .await?
+                    .map(|(job, _)| job)
             } else {
                 None
             };
@@ -324,6 +355,8 @@ impl Jobs {
             outcomes.push(job.ok_or(ApiError::QuotaExhausted { needed, balance }));
         }
         let total = outcomes.iter().filter(|o| o.is_ok()).count();
+        // A single submit racing this batch learns from the count that jobs were added.
+        db::accounts::count_submits(&txn, &account.id, total).await?;
         db::batches::insert(
             &txn,
             db::entities::batch::Model {
@@ -432,7 +465,7 @@ impl Jobs {
         prepared: Prepared,
         batch_id: Option<&str>,
         trace: Option<&TraceParent>,
-    ) -> ApiResult<Option<job::Model>> {
+    ) -> ApiResult<Option<(job::Model, Vec<db::entities::task::Model>)>> {
         let Prepared {
             submission,
             tasks,
@@ -776,6 +809,13 @@ pub(crate) enum Inserted {
     New(job::Model, Box<pb::Job>),
     /// The job an earlier call with the same idempotency key and request made.
     Replayed(job::Model),
+}
+
+/// The account a job is charged to, as read before the charge, with its active units counted in
+/// the same read.
+pub(crate) struct Payer {
+    account: db::entities::account::Model,
+    active_units: u64,
 }
 
 /// A job checked, resolved and priced, ready to be charged and inserted.

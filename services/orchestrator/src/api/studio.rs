@@ -797,8 +797,7 @@ impl Studio {
         let submission = Submission::try_from(request)?;
         let jobs = Jobs::new(self.ctx.clone());
         let caller = &acting.caller;
-        let external = caller.require_account()?.to_string();
-        let prepared = jobs
+        let (payer, prepared) = jobs
             .prepare_submission(&self.ctx.db, caller, submission)
             .await?;
         let txn = self.ctx.db.begin().await?;
@@ -815,7 +814,7 @@ impl Studio {
             )));
         }
         let inserted = jobs
-            .charge_and_insert(&txn, caller, &external, prepared, trace.as_ref())
+            .charge_and_insert(&txn, caller, payer, prepared, trace.as_ref())
             .await?;
         let job = match inserted {
             Inserted::Replayed(job) => {

@@ -167,7 +167,7 @@ impl JobWatch {
             // now, and the observer tells it when that changes.
             if std::mem::take(&mut self.opened) && job.state == JobState::Queued {
                 let (position, estimated_seconds) =
-                    db::jobs::queue_position(&self.ctx.db, &job).await?;
+                    db::jobs::queue_position(&self.ctx.db, &job, &self.ctx.run_times).await?;
                 let event = self.live(pb::JobEvent {
                     event: Some(pb::job_event::Event::Queue(pb::QueuePosition {
                         position,

@@ -29,6 +29,39 @@ pub async fn find<C: ConnectionTrait>(
         .await
 }
 
+/// The account of a tenant named by its external id, with its active units as [`active_units`]
+/// counts them, read in the same statement (one snapshot, so `submits` and the count agree; see
+/// [`charge_job`]).
+pub async fn find_with_active<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: &str,
+    external_id: &str,
+) -> Result<Option<(account::Model, u64)>, DbErr> {
+    use sea_orm::FromQueryResult;
+    let row = db
+        .query_one(statement(
+            db.get_database_backend(),
+            &format!(
+                "SELECT a.*, ({}) AS active_units FROM accounts a \
+                 WHERE a.tenant_id = ? AND a.external_id = ?",
+                ACTIVE_UNITS.replace("account_id = ?", "account_id = a.id")
+            ),
+            vec![
+                JobState::Queued.into(),
+                JobState::Running.into(),
+                tenant_id.into(),
+                external_id.into(),
+            ],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let account = account::Model::from_query_result(&row, "")?;
+    let active: i64 = row.try_get("", "active_units")?;
+    Ok(Some((account, u64::try_from(active).unwrap_or_default())))
+}
+
 /// Locks the account row until the transaction ends, so that submits of one account run one after
 /// another (active-job limit, idempotency). SQLite has a single writer, so it needs no lock.
 pub async fn lock<C: ConnectionTrait>(db: &C, account_id: &str) -> Result<(), DbErr> {
@@ -60,6 +93,7 @@ pub async fn upsert<C: ConnectionTrait>(
         member: Set(false),
         membership_expires_at: Set(None),
         created_at: Set(now_ms()),
+        submits: Set(0),
     }
     .insert(db)
     .await;
@@ -153,21 +187,47 @@ pub async fn book<C: ConnectionTrait>(db: &C, entry: Entry<'_>) -> Result<bool, 
 }
 
 /// Charges a job submitted alone: the balance moves in one guarded statement and the job's own row is
-/// the ledger entry (see the module's documentation). False when the balance cannot pay it (nothing
-/// changes). The account's row stays locked until the transaction ends, so call it last.
+/// the ledger entry (see the module's documentation). `None` when the balance cannot pay it (nothing
+/// changes); else the account's `submits` counting this job. The account's row stays locked until
+/// the transaction ends, so call it last.
+///
+/// `submits` tells a submit how many jobs were charged since it read the account: every charge moves
+/// it under the row's lock, and the statement returns the row as the lock left it, so the jobs added
+/// since an earlier read of `submits` (with the active units in the same snapshot,
+/// [`find_with_active`]) are at most the difference, less this job.
 pub async fn charge_job<C: ConnectionTrait>(
     db: &C,
     account_id: &str,
     cost: i64,
-) -> Result<bool, DbErr> {
-    let moved = db
-        .execute(statement(
+) -> Result<Option<i64>, DbErr> {
+    let row = db
+        .query_one(statement(
             db.get_database_backend(),
-            "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance - ? >= 0",
+            "UPDATE accounts SET balance = balance - ?, submits = submits + 1 \
+             WHERE id = ? AND balance - ? >= 0 RETURNING submits",
             vec![cost.into(), account_id.into(), cost.into()],
         ))
         .await?;
-    Ok(moved.rows_affected() > 0)
+    row.map(|r| r.try_get_by_index::<i64>(0)).transpose()
+}
+
+/// Counts `jobs` more jobs charged to the account (a batch's, charged entry by entry through
+/// [`book`]), so a concurrent [`charge_job`] knows they were added.
+pub async fn count_submits<C: ConnectionTrait>(
+    db: &C,
+    account_id: &str,
+    jobs: usize,
+) -> Result<(), DbErr> {
+    db.execute(statement(
+        db.get_database_backend(),
+        "UPDATE accounts SET submits = submits + ? WHERE id = ?",
+        vec![
+            i64::try_from(jobs).unwrap_or(i64::MAX).into(),
+            account_id.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// The kind, reason and key prefix of a job's charge as the ledger shows it.
@@ -288,12 +348,11 @@ pub async fn active_units<C: ConnectionTrait>(db: &C, account_id: &str) -> Resul
     let count = db
         .query_one(statement(
             db.get_database_backend(),
-            "SELECT COUNT(DISTINCT COALESCE(batch_id, id)) FROM jobs \
-             WHERE account_id = ? AND state IN (?, ?)",
+            ACTIVE_UNITS,
             vec![
-                account_id.into(),
                 JobState::Queued.into(),
                 JobState::Running.into(),
+                account_id.into(),
             ],
         ))
         .await?
@@ -302,6 +361,10 @@ pub async fn active_units<C: ConnectionTrait>(db: &C, account_id: &str) -> Resul
         .unwrap_or_default();
     Ok(u64::try_from(count).unwrap_or_default())
 }
+
+/// The count of [`active_units`]: a batch is one unit, every other job one.
+const ACTIVE_UNITS: &str = "SELECT COUNT(DISTINCT COALESCE(batch_id, id)) FROM jobs \
+     WHERE state IN (?, ?) AND account_id = ?";
 
 /// A page of the account's ledger, newest first, after the entry `before` (exclusive).
 pub async fn ledger_page<C: ConnectionTrait>(

@@ -57,6 +57,8 @@ pub mod account {
         pub member: bool,
         pub membership_expires_at: Option<i64>,
         pub created_at: i64,
+        /// Jobs charged to the account so far (migration `m0011_account_submits`).
+        pub submits: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,13 +18,13 @@ pub struct NewTask {
     pub source_ref: Option<Vec<u8>>,
 }
 
-/// Inserts a job, its tasks and its first event. The caller has charged the account in the same
-/// transaction.
+/// Inserts a job, its tasks and its first event; returns the job and its tasks as written. The
+/// caller has charged the account in the same transaction.
 pub async fn insert<C: ConnectionTrait>(
     db: &C,
     mut model: job::ActiveModel,
     tasks: Vec<NewTask>,
-) -> Result<job::Model, DbErr> {
+) -> Result<(job::Model, Vec<task::Model>), DbErr> {
     // The job starts with its first event (QUEUED) already counted.
     model.last_sequence = Set(1);
     let job = model.insert(db).await?;
@@ -55,6 +55,11 @@ pub async fn insert<C: ConnectionTrait>(
             finished_at: Set(None),
         })
         .collect();
+    let written = rows
+        .iter()
+        .cloned()
+        .map(sea_orm::TryIntoModel::try_into_model)
+        .collect::<Result<Vec<task::Model>, DbErr>>()?;
     if !rows.is_empty() {
         // One statement for every task of the job.
         task::Entity::insert_many(rows)
@@ -62,7 +67,7 @@ pub async fn insert<C: ConnectionTrait>(
             .await?;
     }
     events::record_first(db, &job, vec![state_event(JobState::Queued)]).await?;
-    Ok(job)
+    Ok((job, written))
 }
 
 /// The event of the job moving to `state`.
@@ -348,16 +353,22 @@ pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<
 pub async fn queue_position<C: ConnectionTrait>(
     db: &C,
     job: &job::Model,
+    run_times: &crate::context::RunTimes,
 ) -> Result<(u32, u32), DbErr> {
     let backend = db.get_database_backend();
+    // A task has its job's creation time, so the count reads the queue's own index
+    // (`tasks_queue_order`, migration m0010) and no job row. Its states are written into the
+    // statement, as the index's are, so every plan can use it.
     let ahead = db
         .query_one(super::statement(
             backend,
-            "SELECT COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
-             WHERE t.state IN (?, ?) AND (j.created_at < ? OR (j.created_at = ? AND j.id < ?))",
+            &format!(
+                "SELECT COUNT(*) FROM tasks WHERE state IN ('{}', '{}') \
+                 AND (created_at < ? OR (created_at = ? AND job_id < ?))",
+                TaskState::Queued.as_str(),
+                TaskState::RetryWait.as_str()
+            ),
             vec![
-                TaskState::Queued.into(),
-                TaskState::RetryWait.into(),
                 job.created_at.into(),
                 job.created_at.into(),
                 job.id.clone().into(),
@@ -367,7 +378,7 @@ pub async fn queue_position<C: ConnectionTrait>(
         .map(|r| r.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or_default();
-    let mean_ms = mean_task_ms(db, job.kind).await?;
+    let mean_ms = run_times.mean_ms(db, job.kind).await?;
     let position = u32::try_from(ahead).unwrap_or(u32::MAX);
     Ok((position, estimate_seconds(mean_ms, position)))
 }

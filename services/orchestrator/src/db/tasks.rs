@@ -916,12 +916,19 @@ pub async fn past_deadline<C: ConnectionTrait>(
     db: &C,
     limit: u64,
 ) -> Result<Vec<task::Model>, DbErr> {
+    // An unfinished task's job is unfinished too: the jobs come from their in-flight index
+    // (`jobs_deadline`, migration m0010), whose states are written into the statement as the
+    // index's are, so every plan can use it.
     let rows = db
         .query_all(statement(
             db.get_database_backend(),
-            "SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
-             WHERE j.deadline_at IS NOT NULL AND j.deadline_at < ? \
-             AND t.state IN (?, ?, ?) LIMIT ?",
+            &format!(
+                "SELECT t.id FROM jobs j JOIN tasks t ON t.job_id = j.id \
+                 WHERE j.state IN ('{}', '{}') AND j.deadline_at IS NOT NULL AND j.deadline_at < ? \
+                 AND t.state IN (?, ?, ?) LIMIT ?",
+                JobState::Queued.as_str(),
+                JobState::Running.as_str()
+            ),
             vec![
                 now_ms().into(),
                 TaskState::Queued.into(),
