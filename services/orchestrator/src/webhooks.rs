@@ -265,7 +265,7 @@ impl Webhooks {
         };
         if terminal {
             if let Some(batch_id) = &job.batch_id {
-                self.fan_out_batch(db, &job, batch_id).await?;
+                self.fan_out_batch(db, job, batch_id).await?;
             }
         }
         let callback = job.callback_url.clone().filter(|_| terminal);
@@ -274,7 +274,7 @@ impl Webhooks {
         }
         let snapshot = if terminal {
             let tasks = db::jobs::tasks_of(db, std::slice::from_ref(&job.id)).await?;
-            Some(convert::job(&job, &tasks))
+            Some(convert::job(job, &tasks))
         } else {
             None
         };
