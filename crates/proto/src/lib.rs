@@ -2,6 +2,8 @@
 
 #![allow(clippy::all, missing_docs)]
 
+pub mod codec;
+
 /// Package `atelier.v1`.
 pub mod v1 {
     tonic::include_proto!("atelier.v1");

@@ -1,0 +1,192 @@
+//! Claims: a batch of runnable tasks taken in one statement, and a task a worker outside Atelier
+//! takes (ReportTask).
+
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter};
+
+use super::*;
+use crate::db::entities::{job, task};
+use crate::db::{events, jobs, statement};
+use crate::domain::{now_ms, JobState, TaskState};
+
+/// Claims up to `limit` runnable tasks for `owner` in one statement: each becomes RUNNING with a lease,
+/// its attempt counted. On PostgreSQL the candidates and their jobs are locked `FOR UPDATE SKIP
+/// LOCKED`, so replicas never claim the same task and never wait on each other; a task whose job row
+/// is busy is left for the next round rather than waited for, which keeps the lock order (job, then
+/// task) of every other change. Each job then records its tasks' start (and its own) as one event row
+/// in the same write that moves it to RUNNING.
+pub async fn claim<C: ConnectionTrait>(
+    db: &C,
+    owner: &str,
+    lease_ms: i64,
+    limit: u64,
+) -> Result<Vec<Lease>, DbErr> {
+    let backend = db.get_database_backend();
+    let now = now_ms();
+    let lock = if backend == DatabaseBackend::Postgres {
+        " FOR UPDATE OF t, j SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "WITH picked AS (SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
+         WHERE t.state IN (?, ?) AND t.run_after <= ? ORDER BY t.run_after, t.created_at, t.idx LIMIT ?{lock}) \
+         UPDATE tasks SET state = ?, attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
+         started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
+         WHERE id IN (SELECT id FROM picked) RETURNING *"
+    );
+    let mut claimed = task::Entity::find()
+        .from_raw_sql(statement(
+            backend,
+            &sql,
+            vec![
+                TaskState::Queued.into(),
+                TaskState::RetryWait.into(),
+                now.into(),
+                i64::try_from(limit).unwrap_or(1).into(),
+                TaskState::Running.into(),
+                owner.into(),
+                (now + lease_ms).into(),
+                now.into(),
+            ],
+        ))
+        .all(db)
+        .await?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    claimed.sort_by(|a, b| {
+        (a.run_after, a.created_at, a.idx).cmp(&(b.run_after, b.created_at, b.idx))
+    });
+    let mut job_ids: Vec<String> = claimed.iter().map(|t| t.job_id.clone()).collect();
+    job_ids.sort();
+    job_ids.dedup();
+    let mut jobs = job::Entity::find()
+        .filter(job::Column::Id.is_in(job_ids))
+        .all(db)
+        .await?;
+    // Every job's start is one event row, all written in one statement.
+    let changes = jobs
+        .iter()
+        .map(|job| {
+            let mut events = Vec::new();
+            let mut update = events::JobUpdate::default();
+            if job.state == JobState::Queued {
+                events.push(jobs::state_event(JobState::Running));
+                update.state = Some(JobState::Running);
+            }
+            events.extend(
+                claimed
+                    .iter()
+                    .filter(|t| t.job_id == job.id)
+                    .map(|t| task_event(&t.id, TaskState::Running, t.attempts, None, None)),
+            );
+            events::JobChange {
+                job,
+                events,
+                update,
+            }
+        })
+        .collect();
+    let sequences = events::record_many(db, changes).await?;
+    for (job, sequence) in jobs.iter_mut().zip(sequences) {
+        if job.state == JobState::Queued {
+            job.state = JobState::Running;
+        }
+        job.last_sequence = sequence;
+    }
+    Ok(claimed
+        .into_iter()
+        .filter_map(|task| {
+            let job = jobs.iter().find(|j| j.id == task.job_id)?.clone();
+            let attempt = task.attempts;
+            Some(Lease {
+                task,
+                job,
+                owner: owner.to_string(),
+                attempt,
+            })
+        })
+        .collect())
+}
+
+/// The lease owner of a task a worker outside Atelier took (JobService.ReportTask). No replica has
+/// that name, so no processor is dispatched to the task and no replica renews its lease: the lease
+/// runs to the attempt's deadline, and the sweeper times the task out (1007, refunded) when the
+/// worker has not reported its end by then.
+pub const EXTERNAL_OWNER: &str = "external";
+
+/// Whether the task is running under the claim of a worker outside Atelier.
+pub fn is_external(task: &task::Model) -> bool {
+    task.state == TaskState::Running && task.lease_owner.as_deref() == Some(EXTERNAL_OWNER)
+}
+
+/// The lease of a task an outside worker holds, for the guarded changes that end it.
+pub fn external_lease(task: task::Model, job: job::Model) -> Lease {
+    let attempt = task.attempts;
+    Lease {
+        task,
+        job,
+        owner: EXTERNAL_OWNER.to_string(),
+        attempt,
+    }
+}
+
+/// A worker outside Atelier takes a waiting (queued or retry-wait) task: it becomes RUNNING under
+/// [`EXTERNAL_OWNER`] with its attempt counted, its lease ending at the attempt's deadline. `None`
+/// when the task is no longer waiting. The caller holds the job's lock.
+pub async fn claim_external<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    task_id: &str,
+    deadline_ms: i64,
+) -> Result<Option<Lease>, DbErr> {
+    let now = now_ms();
+    let updated = db
+        .execute(statement(
+            db.get_database_backend(),
+            "UPDATE tasks SET state = ?, attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
+             started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
+             WHERE id = ? AND state IN (?, ?)",
+            vec![
+                TaskState::Running.into(),
+                EXTERNAL_OWNER.into(),
+                (now + deadline_ms).into(),
+                now.into(),
+                task_id.into(),
+                TaskState::Queued.into(),
+                TaskState::RetryWait.into(),
+            ],
+        ))
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let Some(task) = task::Entity::find_by_id(task_id.to_string())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let lease = external_lease(task, job.clone());
+    let line = format!(
+        "attempt {} taken by a worker outside Atelier; it has {:.0} s to report the result",
+        lease.attempt,
+        deadline_ms as f64 / 1000.0
+    );
+    let mut events = Vec::with_capacity(3);
+    let mut update = events::JobUpdate::default();
+    if job.state == JobState::Queued {
+        events.push(jobs::state_event(JobState::Running));
+        update.state = Some(JobState::Running);
+    }
+    events.push(task_event(
+        &lease.task.id,
+        TaskState::Running,
+        lease.attempt,
+        None,
+        None,
+    ));
+    events.push(orchestrator_line(&lease, "info", line));
+    events::record(db, job, events, update).await?;
+    Ok(Some(lease))
+}
