@@ -174,8 +174,8 @@ impl Application {
                 family_prices: settings.family_prices,
                 max_active_jobs: config.max_active_jobs,
                 max_upload_bytes: config.max_upload_bytes,
-                attempt_timeout: settings.attempt_timeout,
-                model_attempt_timeout: settings.model_attempt_timeout,
+                attempt_timeout: settings.tasks.attempt_timeout,
+                model_attempt_timeout: settings.tasks.model_attempt_timeout,
             }),
             dispatch: handle.clone(),
             processors: processors.clone(),
@@ -188,14 +188,7 @@ impl Application {
         let dispatch = DispatchSettings {
             owner,
             concurrency: config.dispatch_concurrency,
-            lease: settings.lease,
-            poll: settings.poll,
-            max_attempts: settings.max_attempts,
-            retry_base: settings.retry_base,
-            queue_timeout: settings.queue_timeout,
-            attempt_timeout: settings.attempt_timeout,
-            model_attempt_timeout: settings.model_attempt_timeout,
-            shutdown_grace: settings.shutdown_grace,
+            timing: settings.tasks.clone(),
         };
         let webhooks = Webhooks::new(
             db.clone(),
@@ -206,7 +199,7 @@ impl Application {
                 retry_window: settings.webhook_retry_window,
                 timeout: settings.webhook_timeout,
                 allow_private: config.webhook_allow_private.clone(),
-                poll: settings.poll,
+                poll: settings.tasks.poll,
             },
             metrics.clone(),
             links,
@@ -227,7 +220,7 @@ impl Application {
             webhooks,
             queue_event_every: settings.queue_event_every,
             database_check_every: settings.database_check_every,
-            shutdown_grace: settings.shutdown_grace,
+            shutdown_grace: settings.tasks.shutdown_grace,
         })
     }
 

@@ -282,43 +282,43 @@ impl Config {
                 self.database_acquire_timeout_seconds,
                 ms(100),
             )?,
-            lease: duration("lease-seconds", self.lease_seconds, ms(300))?,
-            poll,
-            max_attempts: match i32::try_from(self.max_attempts) {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    return Err(format!(
+            tasks: TaskTiming {
+                lease: duration("lease-seconds", self.lease_seconds, ms(300))?,
+                poll,
+                max_attempts: match i32::try_from(self.max_attempts) {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(format!(
                         "--max-attempts (ATELIER_MAX_ATTEMPTS) must be between 1 and {}, not {}",
                         i32::MAX,
                         self.max_attempts
-                    ))
-                }
+                    )),
+                },
+                retry_base: duration(
+                    "retry-base-seconds",
+                    self.retry_base_seconds,
+                    Duration::ZERO,
+                )?,
+                queue_timeout: duration(
+                    "queue-timeout-seconds",
+                    self.queue_timeout_seconds,
+                    Duration::ZERO,
+                )?,
+                attempt_timeout: duration(
+                    "attempt-timeout-seconds",
+                    self.attempt_timeout_seconds,
+                    Duration::ZERO,
+                )?,
+                model_attempt_timeout: duration(
+                    "model-attempt-timeout-seconds",
+                    self.model_attempt_timeout_seconds,
+                    Duration::ZERO,
+                )?,
+                shutdown_grace: duration(
+                    "shutdown-grace-seconds",
+                    self.shutdown_grace_seconds,
+                    Duration::ZERO,
+                )?,
             },
-            retry_base: duration(
-                "retry-base-seconds",
-                self.retry_base_seconds,
-                Duration::ZERO,
-            )?,
-            queue_timeout: duration(
-                "queue-timeout-seconds",
-                self.queue_timeout_seconds,
-                Duration::ZERO,
-            )?,
-            attempt_timeout: duration(
-                "attempt-timeout-seconds",
-                self.attempt_timeout_seconds,
-                Duration::ZERO,
-            )?,
-            model_attempt_timeout: duration(
-                "model-attempt-timeout-seconds",
-                self.model_attempt_timeout_seconds,
-                Duration::ZERO,
-            )?,
-            shutdown_grace: duration(
-                "shutdown-grace-seconds",
-                self.shutdown_grace_seconds,
-                Duration::ZERO,
-            )?,
             webhook_retry_base: duration(
                 "webhook-retry-base-seconds",
                 self.webhook_retry_base_seconds,
@@ -422,6 +422,25 @@ pub struct Settings {
     pub family_prices: HashMap<(Family, Kind), i64>,
     /// How long a call waits for a database connection (at least 100 ms).
     pub database_acquire_timeout: Duration,
+    /// How tasks are leased, retried and timed out.
+    pub tasks: TaskTiming,
+    /// First webhook retry delay.
+    pub webhook_retry_base: Duration,
+    /// How long a webhook delivery is retried.
+    pub webhook_retry_window: Duration,
+    /// Timeout of one webhook call (at least 100 ms).
+    pub webhook_timeout: Duration,
+    /// How often queued jobs get a fresh queue position event (at least 50 ms).
+    pub queue_event_every: Duration,
+    /// How often the database is pinged for the health service (at least 50 ms).
+    pub database_check_every: Duration,
+    /// Retention defaults (each at least a day) and the sweeper's pace.
+    pub retention: crate::retention::Settings,
+}
+
+/// How tasks are run, validated once: what dispatch, the sweeper and the API's deadlines read.
+#[derive(Clone, Debug)]
+pub struct TaskTiming {
     /// Lease of a running task (at least 300 ms).
     pub lease: Duration,
     /// How often the queue (and the webhook outbox) is read without a wake-up (at least 50 ms).
@@ -438,18 +457,6 @@ pub struct Settings {
     pub model_attempt_timeout: Duration,
     /// How long shutdown waits for running attempts and background tasks.
     pub shutdown_grace: Duration,
-    /// First webhook retry delay.
-    pub webhook_retry_base: Duration,
-    /// How long a webhook delivery is retried.
-    pub webhook_retry_window: Duration,
-    /// Timeout of one webhook call (at least 100 ms).
-    pub webhook_timeout: Duration,
-    /// How often queued jobs get a fresh queue position event (at least 50 ms).
-    pub queue_event_every: Duration,
-    /// How often the database is pinged for the health service (at least 50 ms).
-    pub database_check_every: Duration,
-    /// Retention defaults (each at least a day) and the sweeper's pace.
-    pub retention: crate::retention::Settings,
 }
 
 /// `--{flag}` in seconds as a duration of at least `min`.
@@ -488,9 +495,9 @@ mod tests {
     fn defaults_are_valid_and_out_of_range_values_are_refused() {
         let config = Config::new("sqlite::memory:", "var/objects", Vec::new());
         let settings = config.settings().expect("the defaults are valid");
-        assert_eq!(settings.lease, Duration::from_secs(30));
-        assert_eq!(settings.max_attempts, 3);
-        assert_eq!(settings.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(settings.tasks.lease, Duration::from_secs(30));
+        assert_eq!(settings.tasks.max_attempts, 3);
+        assert_eq!(settings.tasks.shutdown_grace, Duration::from_secs(20));
         type Spoil = fn(&mut Config);
         let refused: [(&str, Spoil); 9] = [
             (

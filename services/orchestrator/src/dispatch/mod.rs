@@ -26,25 +26,15 @@ const CLAIM_BATCH: usize = 16;
 /// submits costs one claim instead of one each.
 const GATHER: Duration = Duration::from_millis(2);
 
-/// Timing and retry settings of dispatch.
+/// Settings of dispatch: this replica's name and concurrency, and the task timing it shares with the
+/// rest of the replica.
 #[derive(Clone, Debug)]
 pub struct DispatchSettings {
     /// This replica's name in leases.
     pub owner: String,
     /// Attempts run at once by this replica.
     pub concurrency: usize,
-    pub lease: Duration,
-    /// How often the queue is looked at without a wake-up.
-    pub poll: Duration,
-    pub max_attempts: i32,
-    /// First retry delay; doubles per attempt, with jitter.
-    pub retry_base: Duration,
-    pub queue_timeout: Duration,
-    pub attempt_timeout: Duration,
-    /// Deadline of an attempt of a model kind (edit, generate, pose_set).
-    pub model_attempt_timeout: Duration,
-    /// How long shutdown waits for running attempts before handing them back.
-    pub shutdown_grace: Duration,
+    pub timing: crate::config::TaskTiming,
 }
 
 /// What the API needs from dispatch: wake it up and stop attempts of cancelled tasks.
@@ -194,14 +184,14 @@ impl Dispatcher {
                     // Let the submits and ends arriving together gather, so one claim takes them.
                     tokio::time::sleep(GATHER).await;
                 }
-                _ = tokio::time::sleep(this.settings.poll) => {}
+                _ = tokio::time::sleep(this.settings.timing.poll) => {}
             }
         }
         tracing::info!(
             running = attempts.len(),
             "dispatch stopping; waiting for running attempts"
         );
-        let drained = tokio::time::timeout(this.settings.shutdown_grace, async {
+        let drained = tokio::time::timeout(this.settings.timing.shutdown_grace, async {
             while attempts.join_next().await.is_some() {}
         })
         .await;
@@ -226,7 +216,7 @@ impl Dispatcher {
     /// Re-queues tasks whose lease expired and fails tasks that waited too long; every replica runs it,
     /// and each change is guarded, so two sweepers never apply the same one twice.
     async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
-        let every = (self.settings.lease / 2).max(Duration::from_millis(200));
+        let every = (self.settings.timing.lease / 2).max(Duration::from_millis(200));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -263,7 +253,8 @@ impl Dispatcher {
                 continue;
             }
             let txn = self.db.begin().await?;
-            let recovered = db::tasks::recover(&txn, &task, self.settings.max_attempts).await?;
+            let recovered =
+                db::tasks::recover(&txn, &task, self.settings.timing.max_attempts).await?;
             txn.commit().await?;
             if recovered {
                 tracing::warn!(task_id = %task.id, job_id = %task.job_id, "lease expired; task taken back");
@@ -272,12 +263,12 @@ impl Dispatcher {
             }
         }
         let cutoff = crate::domain::now_ms()
-            - i64::try_from(self.settings.queue_timeout.as_millis()).unwrap_or(i64::MAX);
+            - i64::try_from(self.settings.timing.queue_timeout.as_millis()).unwrap_or(i64::MAX);
         for task in db::tasks::stale_queued(&self.db, cutoff, 100).await? {
             let txn = self.db.begin().await?;
             let message = format!(
                 "the task waited in the queue longer than {} s",
-                self.settings.queue_timeout.as_secs()
+                self.settings.timing.queue_timeout.as_secs()
             );
             let timed_out = db::tasks::time_out(&txn, &task, &message).await?;
             txn.commit().await?;
@@ -304,5 +295,5 @@ impl Dispatcher {
 }
 
 fn lease_ms(settings: &DispatchSettings) -> i64 {
-    i64::try_from(settings.lease.as_millis()).unwrap_or(30_000)
+    i64::try_from(settings.timing.lease.as_millis()).unwrap_or(30_000)
 }

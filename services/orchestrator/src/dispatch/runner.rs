@@ -179,7 +179,7 @@ impl Dispatcher {
 
     /// Renews the lease until it is lost; never returns while the attempt is ours.
     async fn keep_lease(&self, lease: &Lease) -> Ended {
-        let every = self.settings.lease / 3;
+        let every = self.settings.timing.lease / 3;
         loop {
             tokio::time::sleep(every).await;
             match tasks::renew(&self.db, lease, lease_ms(&self.settings)).await {
@@ -205,8 +205,8 @@ impl Dispatcher {
     fn attempt_timeout(&self, kind: Kind) -> Duration {
         crate::context::attempt_timeout(
             kind,
-            self.settings.attempt_timeout,
-            self.settings.model_attempt_timeout,
+            self.settings.timing.attempt_timeout,
+            self.settings.timing.model_attempt_timeout,
         )
     }
 
@@ -383,7 +383,7 @@ impl Dispatcher {
                 let retryable = code.always_retryable()
                     || (transient
                         && matches!(code, ErrorCode::DownloadFailed | ErrorCode::ModelCallFailed));
-                let retry_at = (retryable && lease.attempt < self.settings.max_attempts)
+                let retry_at = (retryable && lease.attempt < self.settings.timing.max_attempts)
                     .then(|| now_ms() + self.backoff_ms(lease.attempt));
                 tracing::warn!(code = code.number(), %message, retry = retry_at.is_some(), "attempt failed");
                 End::Failed {
@@ -461,7 +461,7 @@ impl Dispatcher {
 
     /// Exponential backoff with ±25 % jitter, so retries of many tasks spread out.
     fn backoff_ms(&self, attempt: i32) -> i64 {
-        let base = self.settings.retry_base.as_millis() as f64
+        let base = self.settings.timing.retry_base.as_millis() as f64
             * 2f64.powi(attempt.saturating_sub(1).clamp(0, 16));
         let jitter = rand::rng().random_range(0.75..1.25);
         (base * jitter) as i64
