@@ -287,11 +287,13 @@ impl Config {
                 poll,
                 max_attempts: match i32::try_from(self.max_attempts) {
                     Ok(n) if n >= 1 => n,
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "--max-attempts (ATELIER_MAX_ATTEMPTS) must be between 1 and {}, not {}",
                         i32::MAX,
                         self.max_attempts
-                    )),
+                    ))
+                    }
                 },
                 retry_base: duration(
                     "retry-base-seconds",
