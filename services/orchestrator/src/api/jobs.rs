@@ -69,8 +69,8 @@ impl Jobs {
         let mut out = convert::job(&job, tasks);
         crate::links::job(&self.ctx.links, &mut out).await;
         if job.state == JobState::Queued {
-            let (position, seconds) =
-                db::jobs::queue_position(db, &job, &self.ctx.run_times).await?;
+            let mean_ms = self.ctx.run_times.mean_ms(db, job.kind).await?;
+            let (position, seconds) = db::jobs::queue_position(db, &job, mean_ms).await?;
             out.queue_position = position;
             out.estimated_seconds = seconds;
         }

@@ -166,8 +166,9 @@ impl JobWatch {
             // Queue positions are live only: a new watcher of a queued job learns where it stands
             // now, and the observer tells it when that changes.
             if std::mem::take(&mut self.opened) && job.state == JobState::Queued {
+                let mean_ms = self.ctx.run_times.mean_ms(&self.ctx.db, job.kind).await?;
                 let (position, estimated_seconds) =
-                    db::jobs::queue_position(&self.ctx.db, &job, &self.ctx.run_times).await?;
+                    db::jobs::queue_position(&self.ctx.db, &job, mean_ms).await?;
                 let event = self.live(pb::JobEvent {
                     event: Some(pb::job_event::Event::Queue(pb::QueuePosition {
                         position,

@@ -349,11 +349,11 @@ pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<
 }
 
 /// Where a queued job waits: runnable tasks of earlier jobs ahead of it, and a time estimate from
-/// recent task durations of its kind.
+/// `mean_ms`, the recent mean run time of its kind ([`mean_task_ms`], which callers cache).
 pub async fn queue_position<C: ConnectionTrait>(
     db: &C,
     job: &job::Model,
-    run_times: &crate::context::RunTimes,
+    mean_ms: f64,
 ) -> Result<(u32, u32), DbErr> {
     let backend = db.get_database_backend();
     // A task has its job's creation time, so the count reads the queue's own index
@@ -378,7 +378,6 @@ pub async fn queue_position<C: ConnectionTrait>(
         .map(|r| r.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or_default();
-    let mean_ms = run_times.mean_ms(db, job.kind).await?;
     let position = u32::try_from(ahead).unwrap_or(u32::MAX);
     Ok((position, estimate_seconds(mean_ms, position)))
 }
