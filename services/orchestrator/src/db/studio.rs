@@ -23,7 +23,7 @@
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
 
 use super::statement;
-use crate::domain::now_ms;
+use crate::domain::{now_ms, Kind};
 
 pub const PENDING: &str = "pending";
 pub const APPROVED: &str = "approved";
@@ -757,6 +757,12 @@ pub async fn job_pairs<C: ConnectionTrait>(db: &C, job_id: &str) -> Result<Vec<S
     .collect())
 }
 
+/// Whether a job of this kind can be a studio job: the studio submits edit jobs only
+/// (`api/studio.rs`), so another kind's task has no pair, and its success need not look for one.
+pub fn may_be_studio(kind: Kind) -> bool {
+    kind == Kind::Edit
+}
+
 /// Called in the transaction that records a task's success: when the task belongs to a studio job,
 /// its first output becomes its pair's result (with the job and task that made it, not approved),
 /// the pair's earlier result moving into its metadata's `history`, and the workspace settles. A
@@ -765,6 +771,7 @@ pub async fn job_pairs<C: ConnectionTrait>(db: &C, job_id: &str) -> Result<Vec<S
 pub async fn task_succeeded<C: ConnectionTrait>(
     db: &C,
     job_id: &str,
+    job_kind: Kind,
     task_id: &str,
     first_output_key: Option<&str>,
 ) -> Result<bool, DbErr> {
@@ -773,7 +780,7 @@ pub async fn task_succeeded<C: ConnectionTrait>(
         pair_id: String,
         workspace_id: String,
     }
-    let Some(key) = first_output_key.filter(|k| !k.is_empty()) else {
+    let Some(key) = first_output_key.filter(|k| !k.is_empty() && may_be_studio(job_kind)) else {
         return Ok(false);
     };
     let Some(row) = Row::find_by_statement(statement(

@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::tasks::{self, Lease, Outcome, Reported, Shortfall};
 use crate::db::usage;
-use crate::domain::Kind;
 
 /// Most ends written in one transaction.
 const MAX_BATCH: usize = 32;
@@ -64,11 +63,13 @@ impl Settlement {
                 outputs,
                 from_cache: false,
                 shortfall: None,
-            } if self.lease.job.kind != Kind::Edit => Some(tasks::PlainSuccess {
-                lease: &self.lease,
-                reported: &self.reports,
-                outputs,
-            }),
+            } if !crate::db::studio::may_be_studio(self.lease.job.kind) => {
+                Some(tasks::PlainSuccess {
+                    lease: &self.lease,
+                    reported: &self.reports,
+                    outputs,
+                })
+            }
             _ => None,
         }
     }

@@ -74,6 +74,7 @@ pub async fn succeed<C: ConnectionTrait>(
     crate::db::studio::task_succeeded(
         db,
         &job.id,
+        job.kind,
         &lease.task.id,
         outputs.first().map(|o| o.key.as_str()),
     )
@@ -157,8 +158,9 @@ pub struct PlainSuccess<'a> {
 /// Ends several attempts with success at once (PostgreSQL), the jobs already locked by the caller:
 /// one guarded `UPDATE … FROM (VALUES …)` for the tasks, one read of their jobs' task states, and
 /// one statement for every job's event row and (when its last task ended) its end. Each attempt is
-/// still guarded by its lease: one no longer ours is `Lost` and writes nothing. Not for studio jobs,
-/// whose success also writes their pair ([`succeed`] does).
+/// still guarded by its lease: one no longer ours is `Lost` and writes nothing. Not for jobs that
+/// may be studio jobs ([`crate::db::studio::may_be_studio`]), whose success also writes their pair
+/// ([`succeed`] does).
 pub async fn succeed_all<C: ConnectionTrait>(
     db: &C,
     ends: &[PlainSuccess<'_>],
