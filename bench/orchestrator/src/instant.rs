@@ -26,7 +26,9 @@ impl InstantProcessor {
         let service = ProcessorServiceServer::new(Instant { max_concurrency });
         let stopping = stop.clone();
         tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Answers go out at once, as the real services' do (TCP_NODELAY).
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stopping.cancelled_owned())

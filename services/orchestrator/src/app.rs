@@ -12,8 +12,8 @@ use atelier_proto::v1::studio_service_server::{self, StudioServiceServer};
 use atelier_storage::{Links, Storage, StorageError};
 use atelier_telemetry::service::{ServiceHandle, Tasks};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::{accounts::Accounts, jobs::Jobs, studio::Studio};
 use crate::auth::Auth;
@@ -301,6 +301,9 @@ impl Application {
         tasks.spawn(self.webhooks.run(tasks.token().clone()));
         tasks.spawn(self.dispatcher.run(tasks.token().clone()));
         let stopping = tasks.clone();
+        // Each reply and stream message goes out at once: without TCP_NODELAY a small write waits
+        // for the peer's delayed acknowledgement of the last one (tens of milliseconds).
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let serve = crate::layers::server(self.auth, self.limits)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -308,7 +311,7 @@ impl Application {
             .add_service(jobs)
             .add_service(accounts)
             .add_service(studio)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+            .serve_with_incoming_shutdown(incoming, async move {
                 stopping.stopping().await;
                 // The watcher reports NOT_SERVING as it stops.
                 if let Err(e) = health.await {

@@ -10,9 +10,8 @@ use atelier_proto::v1::processor_service_server::{ProcessorServiceServer, SERVIC
 use atelier_storage::{Storage, StorageError};
 use atelier_telemetry::service::{ServiceHandle, Tasks};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -260,8 +259,11 @@ impl Application {
                     .await;
             }
         };
+        // Each stream message goes out at once: without TCP_NODELAY a small write waits for the
+        // caller's delayed acknowledgement of the last one (tens of milliseconds per attempt).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let served = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+            .serve_with_incoming_shutdown(incoming, stopping)
             .await;
         // Also when serving failed on its own: the readiness loop follows `shutdown`.
         shutdown.cancel();
