@@ -44,13 +44,13 @@ use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::{CompatError, ErrorShape};
 use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
@@ -101,37 +101,28 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// An error of these routes, answered with a [`StudioErrorBody`].
+pub type StudioError = CompatError<StudioErrorBody>;
+
 /// An error of these routes: a sentence and the SPEC §5 code.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = StudioError)]
-pub struct StudioError {
+pub struct StudioErrorBody {
     /// What went wrong, for a person.
     pub error: String,
     /// The SPEC §5 code.
     pub code: u32,
-    #[serde(skip)]
-    status: StatusCode,
 }
 
-impl From<ApiError> for StudioError {
-    fn from(err: ApiError) -> Self {
-        Self {
-            error: err.message,
-            code: err.code.number(),
-            status: err.status,
-        }
-    }
-}
-
-impl From<tonic::Status> for StudioError {
-    fn from(status: tonic::Status) -> Self {
-        Self::from(ApiError::from(status))
-    }
-}
-
-impl IntoResponse for StudioError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+impl ErrorShape for StudioErrorBody {
+    fn from_api(err: ApiError) -> StudioError {
+        CompatError::new(
+            err.status,
+            Self {
+                error: err.message,
+                code: err.code.number(),
+            },
+        )
     }
 }
 
@@ -644,7 +635,7 @@ pub struct FolderAnswer {
     params(FoldersQuery, ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The folders", body = Folders),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -698,7 +689,7 @@ pub struct NewFolder {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 201, description = "Created", body = FolderAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -753,7 +744,7 @@ pub struct FolderPairs {
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The pairs", body = FolderPairs),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -893,7 +884,7 @@ async fn add_pairs(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 201, description = "Added", body = Added),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1014,7 +1005,7 @@ pub struct JobAnswer {
     responses(
         (status = 201, description = "Submitted", body = JobAnswer,
          links(("GetStudioJob" = (operation_id = "studioGetJob", parameters(("id" = "$response.body#/job/id")))))),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1076,7 +1067,7 @@ pub struct Jobs {
     params(JobsQuery, ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The jobs", body = Jobs),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1161,7 +1152,7 @@ pub async fn list_jobs(
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The job", body = JobAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1185,7 +1176,7 @@ pub async fn get_job(
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The job", body = JobAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1235,7 +1226,7 @@ pub struct Logs {
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The log", body = Logs),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1325,7 +1316,7 @@ pub struct SettingsChange {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The settings", body = Settings),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1347,7 +1338,7 @@ pub async fn get_settings(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The settings", body = Settings),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1454,7 +1445,7 @@ pub struct ActiveGroup {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The groups", body = PromptGroups),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1485,7 +1476,7 @@ pub async fn list_prompt_groups(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 201, description = "Saved", body = PromptGroupAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1531,7 +1522,7 @@ pub async fn save_prompt_group(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The group", body = PromptGroupAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1635,7 +1626,7 @@ async fn review(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Reviewed", body = Reviewed),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1674,7 +1665,7 @@ pub async fn review_one(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Reviewed", body = ReviewedBatch),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1706,7 +1697,7 @@ pub struct FolderRef {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Archived", body = FolderAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1767,7 +1758,7 @@ async fn move_folder(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Activated", body = FolderAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1823,7 +1814,7 @@ pub struct Deleted {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Body, StudioError, StudioResult};
+use super::{Body, StudioError, StudioErrorBody, StudioResult};
 use crate::call::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
@@ -102,7 +102,7 @@ async fn fetch(state: &AppState, url: &str) -> StudioResult<Response> {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The image", content_type = "image/*", body = Vec<u8>),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -124,7 +124,7 @@ pub async fn proxy_post(
     params(ProxyRequest, ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The image", content_type = "image/*", body = Vec<u8>),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
