@@ -1,8 +1,10 @@
 //! The one error type of the compatibility families: [`CompatError`], an HTTP status and the family's
 //! documented error body. [`ErrorShape`], implemented by each body, says how that family writes an
-//! Atelier failure (the body, the status, any extra headers); the conversions every handler needs
-//! (from an [`ApiError`] and from a gRPC status) and the answer itself are written once here.
+//! Atelier failure (the body, the status, any extra headers). The conversions every handler needs
+//! (from an [`ApiError`], a gRPC status, and the rejections of the extractors [`crate::extract`]
+//! declares, with the 1003 messages of `/v1`) and the answer itself are written once here.
 
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -47,6 +49,24 @@ impl<B: ErrorShape> From<ApiError> for CompatError<B> {
 impl<B: ErrorShape> From<tonic::Status> for CompatError<B> {
     fn from(status: tonic::Status) -> Self {
         Self::from(ApiError::from(status))
+    }
+}
+
+impl<B: ErrorShape> From<JsonRejection> for CompatError<B> {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::from(ApiError::from(rejection))
+    }
+}
+
+impl<B: ErrorShape> From<QueryRejection> for CompatError<B> {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::from(ApiError::from(rejection))
+    }
+}
+
+impl<B: ErrorShape> From<PathRejection> for CompatError<B> {
+    fn from(rejection: PathRejection) -> Self {
+        Self::from(ApiError::from(rejection))
     }
 }
 

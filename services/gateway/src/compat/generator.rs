@@ -50,7 +50,6 @@ use super::error::{CompatError, ErrorShape};
 use super::list_all;
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::routes::meta::orchestrator_health;
 use crate::state::AppState;
@@ -107,6 +106,9 @@ async fn rate_limit(
 
 /// An error of this family, answered with a [`GeneratorErrorBody`].
 pub type GeneratorError = CompatError<GeneratorErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `GeneratorError`.
+crate::extract::extractors!(GeneratorError);
 
 /// An error of this family.
 #[derive(Debug, Serialize, ToSchema)]
@@ -542,7 +544,7 @@ async fn create(
 pub async fn generate(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<GenerateRequest, GeneratorError>,
+    JsonBody(body): JsonBody<GenerateRequest>,
 ) -> Result<(StatusCode, Json<Created>), GeneratorError> {
     let caller = caller?;
     let job = create(&state, &caller, &body).await?;
@@ -599,7 +601,7 @@ async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, G
 pub async fn task(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, GeneratorError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<TaskView>, GeneratorError> {
     let caller = caller?;
     let job = fetch(&state, &caller, &task_id).await?;
@@ -673,7 +675,7 @@ async fn remove(
 pub async fn delete_task(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, GeneratorError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<Deleted>, GeneratorError> {
     Ok(Json(remove(&state, &caller?, &task_id, true).await?))
 }
@@ -697,7 +699,7 @@ pub async fn delete_task(
 pub async fn delete_history(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, GeneratorError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<Deleted>, GeneratorError> {
     Ok(Json(remove(&state, &caller?, &task_id, false).await?))
 }
@@ -781,7 +783,7 @@ async fn page(
 pub async fn tasks(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ListQuery, GeneratorError>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<TaskList>, GeneratorError> {
     let caller = caller?;
     let wanted = query.status;
@@ -811,7 +813,7 @@ pub async fn tasks(
 pub async fn history(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ListQuery, GeneratorError>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<HistoryList>, GeneratorError> {
     let caller = caller?;
     let (items, total, limit, offset) = page(&state, &caller, &query, Status::finished).await?;
@@ -872,7 +874,7 @@ async fn image_link(
 pub async fn image(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(image_id, _): PathParam<String, GeneratorError>,
+    PathParam(image_id): PathParam<String>,
 ) -> Result<Response, GeneratorError> {
     image_link(&state, &caller?, &image_id, false).await
 }
@@ -896,7 +898,7 @@ pub async fn image(
 pub async fn thumbnail(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(image_id, _): PathParam<String, GeneratorError>,
+    PathParam(image_id): PathParam<String>,
 ) -> Result<Response, GeneratorError> {
     image_link(&state, &caller?, &image_id, true).await
 }

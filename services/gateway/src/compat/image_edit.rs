@@ -36,7 +36,6 @@ use super::error::{CompatError, ErrorShape};
 use super::list_all;
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::PathParam;
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, upload_part};
 use crate::state::AppState;
@@ -62,6 +61,9 @@ pub fn router() -> Router<AppState> {
 
 /// An error of this family, answered with an [`ImageEditErrorBody`].
 pub type ImageEditError = CompatError<ImageEditErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `ImageEditError`.
+crate::extract::extractors!(ImageEditError);
 
 /// An error as the old FastAPI service answered it, with the Atelier code beside it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -424,7 +426,7 @@ fn task_view(job: &pb::Job) -> TaskView {
 pub async fn task(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, ImageEditError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<TaskView>, ImageEditError> {
     let caller = caller?;
     let id = uuid::Uuid::parse_str(task_id.trim())

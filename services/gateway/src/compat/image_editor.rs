@@ -62,7 +62,6 @@ use super::form_or_json;
 use super::{list_all, output_bytes, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
 use crate::model::time;
 use crate::routes::meta::orchestrator_health;
 use crate::state::AppState;
@@ -87,6 +86,9 @@ pub fn router() -> Router<AppState> {
 
 /// An error of this API, answered with an [`EditorErrorBody`].
 pub type EditorError = CompatError<EditorErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `EditorError`.
+crate::extract::extractors!(EditorError);
 
 /// An error of this API.
 #[derive(Debug, Serialize, ToSchema)]
@@ -398,7 +400,7 @@ pub struct BatchSubmitResponse {
 pub async fn batch_submit(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<BatchSubmitRequest, EditorError>,
+    JsonBody(body): JsonBody<BatchSubmitRequest>,
 ) -> Result<Json<BatchSubmitResponse>, EditorError> {
     let caller = caller?;
     if body.tasks.is_empty() || body.tasks.len() > MAX_BATCH {
@@ -511,7 +513,7 @@ pub struct BatchResultResponse {
 pub async fn batch_result(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<BatchResultRequest, EditorError>,
+    JsonBody(body): JsonBody<BatchResultRequest>,
 ) -> Result<Json<BatchResultResponse>, EditorError> {
     let caller = caller?;
     let jobs = match (&body.batch_id, &body.task_ids) {

@@ -61,7 +61,6 @@ use super::error::{CompatError, ErrorShape};
 use super::{first_failure, is_active, list_all, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::state::AppState;
 
@@ -104,6 +103,9 @@ pub fn message_for(code: u32) -> &'static str {
 
 /// An error of this API, answered with a [`TaskApiErrorBody`].
 pub type TaskApiError = CompatError<TaskApiErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `TaskApiError`.
+crate::extract::extractors!(TaskApiError);
 
 /// An error of this API.
 #[derive(Debug, Serialize, ToSchema)]
@@ -342,7 +344,7 @@ pub struct CreateTaskResponse {
 pub async fn create(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<CreateTaskRequest, TaskApiError>,
+    JsonBody(body): JsonBody<CreateTaskRequest>,
 ) -> Result<Json<CreateTaskResponse>, TaskApiError> {
     let caller = caller?;
     let task_type = body.task_type;
@@ -487,7 +489,7 @@ fn detail(job: &pb::Job, task_type: TaskType) -> TaskDetail {
 pub async fn get(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, TaskApiError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<GetTaskResponse>, TaskApiError> {
     let caller = caller?;
     let job = state
@@ -572,7 +574,7 @@ pub struct ListTasksResponse {
 pub async fn list(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ListQuery, TaskApiError>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<ListTasksResponse>, TaskApiError> {
     let caller = caller?;
     let limit = query.limit.unwrap_or(10);
@@ -698,8 +700,8 @@ pub async fn update_status(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: axum::http::HeaderMap,
-    PathParam(task_id, _): PathParam<String, TaskApiError>,
-    JsonBody(body, _): JsonBody<UpdateStatusRequest, TaskApiError>,
+    PathParam(task_id): PathParam<String>,
+    JsonBody(body): JsonBody<UpdateStatusRequest>,
 ) -> Result<Json<UpdateStatusResponse>, TaskApiError> {
     let caller = caller?;
     let service_key = headers

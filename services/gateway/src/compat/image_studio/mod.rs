@@ -53,7 +53,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{CompatError, ErrorShape};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, upload_part};
 use crate::state::AppState;
@@ -104,6 +103,9 @@ pub fn router() -> Router<AppState> {
 /// An error of these routes, answered with a [`StudioErrorBody`].
 pub type StudioError = CompatError<StudioErrorBody>;
 
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `StudioError`.
+crate::extract::extractors!(StudioError);
+
 /// An error of these routes: a sentence and the SPEC §5 code.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = StudioError)]
@@ -127,7 +129,6 @@ impl ErrorShape for StudioErrorBody {
 }
 
 type StudioResult<T> = Result<T, StudioError>;
-type Body<T> = JsonBody<T, StudioError>;
 
 // ---------------------------------------------------------------------------------------------
 // Shapes
@@ -642,7 +643,7 @@ pub struct FolderAnswer {
 pub async fn list_folders(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<FoldersQuery, StudioError>,
+    QueryParams(query): QueryParams<FoldersQuery>,
 ) -> StudioResult<Json<Folders>> {
     let caller = caller?;
     let mut folders = Vec::new();
@@ -696,7 +697,7 @@ pub struct NewFolder {
 pub async fn create_folder(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<NewFolder>,
+    JsonBody(body): JsonBody<NewFolder>,
 ) -> StudioResult<(StatusCode, Json<FolderAnswer>)> {
     let caller = caller?;
     let w = state
@@ -751,8 +752,8 @@ pub struct FolderPairs {
 pub async fn list_pairs(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(sku, _): PathParam<String, StudioError>,
-    QueryParams(query, _): QueryParams<PairsQuery, StudioError>,
+    PathParam(sku): PathParam<String>,
+    QueryParams(query): QueryParams<PairsQuery>,
 ) -> StudioResult<Json<FolderPairs>> {
     let caller = caller?;
     let w = workspace_by_sku(&state, &caller, &sku).await?;
@@ -901,7 +902,7 @@ pub async fn upload(
         .unwrap_or_default()
         .to_ascii_lowercase();
     if !content_type.starts_with("multipart/form-data") {
-        let JsonBody(body, _) = Body::<UrlSources>::from_request(request, &state).await?;
+        let JsonBody(body) = JsonBody::<UrlSources>::from_request(request, &state).await?;
         if body.urls.is_empty() || body.urls.len() > MAX_UPLOAD_FILES {
             return Err(ApiError::field(
                 "urls",
@@ -1012,7 +1013,7 @@ pub struct JobAnswer {
 pub async fn submit_job(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<NewJob>,
+    JsonBody(body): JsonBody<NewJob>,
 ) -> StudioResult<(StatusCode, Json<JobAnswer>)> {
     let caller = caller?;
     let w = workspace_by_sku(&state, &caller, &body.sku).await?;
@@ -1074,7 +1075,7 @@ pub struct Jobs {
 pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<JobsQuery, StudioError>,
+    QueryParams(query): QueryParams<JobsQuery>,
 ) -> StudioResult<Json<Jobs>> {
     let caller = caller?;
     let limit = match query.limit {
@@ -1159,7 +1160,7 @@ pub async fn list_jobs(
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(id, _): PathParam<String, StudioError>,
+    PathParam(id): PathParam<String>,
 ) -> StudioResult<Json<JobAnswer>> {
     let caller = caller?;
     let job = studio_job(&state, &caller, &id).await?;
@@ -1183,7 +1184,7 @@ pub async fn get_job(
 pub async fn cancel_job(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(id, _): PathParam<String, StudioError>,
+    PathParam(id): PathParam<String>,
 ) -> StudioResult<Json<JobAnswer>> {
     let caller = caller?;
     // Only a studio job: anything else is not this API's to cancel.
@@ -1233,7 +1234,7 @@ pub struct Logs {
 pub async fn job_logs(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(id, _): PathParam<String, StudioError>,
+    PathParam(id): PathParam<String>,
 ) -> StudioResult<Json<Logs>> {
     let caller = caller?;
     studio_job(&state, &caller, &id).await?;
@@ -1345,7 +1346,7 @@ pub async fn get_settings(
 pub async fn set_settings(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<SettingsChange>,
+    JsonBody(body): JsonBody<SettingsChange>,
 ) -> StudioResult<Json<Settings>> {
     let caller = caller?;
     let current = preferences(&state, &caller).await?;
@@ -1483,7 +1484,7 @@ pub async fn list_prompt_groups(
 pub async fn save_prompt_group(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<SaveGroup>,
+    JsonBody(body): JsonBody<SaveGroup>,
 ) -> StudioResult<(StatusCode, Json<PromptGroupAnswer>)> {
     let caller = caller?;
     let group = state
@@ -1529,7 +1530,7 @@ pub async fn save_prompt_group(
 pub async fn set_active_prompt_group(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ActiveGroup>,
+    JsonBody(body): JsonBody<ActiveGroup>,
 ) -> StudioResult<Json<PromptGroupAnswer>> {
     let caller = caller?;
     let group = state
@@ -1633,7 +1634,7 @@ async fn review(
 pub async fn review_one(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ReviewOne>,
+    JsonBody(body): JsonBody<ReviewOne>,
 ) -> StudioResult<Json<Reviewed>> {
     let caller = caller?;
     let reviewed = review(
@@ -1672,7 +1673,7 @@ pub async fn review_one(
 pub async fn review_batch(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ReviewBatch>,
+    JsonBody(body): JsonBody<ReviewBatch>,
 ) -> StudioResult<Json<ReviewedBatch>> {
     let caller = caller?;
     Ok(Json(
@@ -1704,7 +1705,7 @@ pub struct FolderRef {
 pub async fn archive(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<FolderRef>,
+    JsonBody(body): JsonBody<FolderRef>,
 ) -> StudioResult<Json<FolderAnswer>> {
     Ok(Json(
         move_folder(&state, caller?, &body.sku, Move::Archive).await?,
@@ -1765,7 +1766,7 @@ async fn move_folder(
 pub async fn activate(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<FolderRef>,
+    JsonBody(body): JsonBody<FolderRef>,
 ) -> StudioResult<Json<FolderAnswer>> {
     Ok(Json(
         move_folder(&state, caller?, &body.sku, Move::Activate).await?,
@@ -1821,7 +1822,7 @@ pub struct Deleted {
 pub async fn delete_files(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<DeleteFiles>,
+    JsonBody(body): JsonBody<DeleteFiles>,
 ) -> StudioResult<Json<Deleted>> {
     let caller = caller?;
     let w = workspace_by_sku(&state, &caller, &body.sku).await?;

@@ -17,10 +17,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Body, StudioError, StudioErrorBody, StudioResult};
+use super::{JsonBody, QueryParams, StudioErrorBody, StudioResult};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
 
 /// The address of the image to fetch.
@@ -109,7 +108,7 @@ async fn fetch(state: &AppState, url: &str) -> StudioResult<Response> {
 pub async fn proxy_post(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ProxyRequest>,
+    JsonBody(body): JsonBody<ProxyRequest>,
 ) -> StudioResult<Response> {
     check_caller(&state, caller).await?;
     fetch(&state, &body.url).await
@@ -131,7 +130,7 @@ pub async fn proxy_post(
 pub async fn proxy_get(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ProxyRequest, StudioError>,
+    QueryParams(query): QueryParams<ProxyRequest>,
 ) -> StudioResult<Response> {
     check_caller(&state, caller).await?;
     fetch(&state, &query.url).await
