@@ -46,10 +46,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::{CompatError, ErrorShape};
 use super::list_all;
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::routes::meta::orchestrator_health;
 use crate::state::AppState;
@@ -104,10 +104,16 @@ async fn rate_limit(
     }
 }
 
+/// An error of this family, answered with a [`GeneratorErrorBody`].
+pub type GeneratorError = CompatError<GeneratorErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `GeneratorError`.
+crate::extract::extractors!(GeneratorError);
+
 /// An error of this family.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = GeneratorError)]
-pub struct GeneratorError {
+pub struct GeneratorErrorBody {
     /// `validation_error`, `not_found`, `rate_limit_exceeded`, or the Atelier reason in lower case.
     pub error: String,
     pub message: String,
@@ -119,20 +125,20 @@ pub struct GeneratorError {
     /// For `rate_limit_exceeded`: seconds to wait.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
-    #[serde(skip)]
-    status: StatusCode,
 }
 
 impl GeneratorError {
     fn rate_limited(message: &str, retry_after: u64) -> Self {
-        Self {
-            error: "rate_limit_exceeded".into(),
-            message: message.into(),
-            code: ErrorCode::TooManyActiveJobs.number(),
-            details: None,
-            retry_after: Some(retry_after),
-            status: StatusCode::TOO_MANY_REQUESTS,
-        }
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            GeneratorErrorBody {
+                error: "rate_limit_exceeded".into(),
+                message: message.into(),
+                code: ErrorCode::TooManyActiveJobs.number(),
+                details: None,
+                retry_after: Some(retry_after),
+            },
+        )
     }
 
     fn not_found() -> Self {
@@ -140,57 +146,49 @@ impl GeneratorError {
     }
 }
 
-impl From<ApiError> for GeneratorError {
-    fn from(err: ApiError) -> Self {
+impl ErrorShape for GeneratorErrorBody {
+    fn from_api(err: ApiError) -> GeneratorError {
         match err.code {
             ErrorCode::TooManyActiveJobs => {
-                Self::rate_limited("超出并发任务限制", BUSY_RETRY_AFTER)
+                GeneratorError::rate_limited("超出并发任务限制", BUSY_RETRY_AFTER)
             }
-            ErrorCode::InvalidArgument | ErrorCode::IdempotencyConflict => Self {
-                error: "validation_error".into(),
-                message: err.message,
-                code: err.code.number(),
-                details: Some(
-                    err.details
-                        .into_iter()
-                        .map(|d| (d.field, d.description))
-                        .collect(),
-                ),
-                retry_after: None,
-                status: StatusCode::BAD_REQUEST,
-            },
-            code => Self {
-                error: if code == ErrorCode::NotFound {
-                    "not_found".into()
-                } else {
-                    code.reason().to_ascii_lowercase()
+            ErrorCode::InvalidArgument | ErrorCode::IdempotencyConflict => CompatError::new(
+                StatusCode::BAD_REQUEST,
+                Self {
+                    error: "validation_error".into(),
+                    message: err.message,
+                    code: err.code.number(),
+                    details: Some(
+                        err.details
+                            .into_iter()
+                            .map(|d| (d.field, d.description))
+                            .collect(),
+                    ),
+                    retry_after: None,
                 },
-                message: err.message,
-                code: code.number(),
-                details: None,
-                retry_after: None,
-                status: err.status,
-            },
+            ),
+            code => CompatError::new(
+                err.status,
+                Self {
+                    error: if code == ErrorCode::NotFound {
+                        "not_found".into()
+                    } else {
+                        code.reason().to_ascii_lowercase()
+                    },
+                    message: err.message,
+                    code: code.number(),
+                    details: None,
+                    retry_after: None,
+                },
+            ),
         }
     }
-}
 
-impl From<tonic::Status> for GeneratorError {
-    fn from(status: tonic::Status) -> Self {
-        Self::from(ApiError::from(status))
-    }
-}
-
-impl IntoResponse for GeneratorError {
-    fn into_response(self) -> Response {
-        let retry_after = self.retry_after;
-        let mut response = (self.status, Json(self)).into_response();
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    /// `Retry-After` beside a `retry_after`.
+    fn headers(&self, headers: &mut HeaderMap) {
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        response
     }
 }
 
@@ -537,16 +535,16 @@ async fn create(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 201, description = "Created", body = Created),
-        (status = 429, description = "Too many requests or active tasks", body = GeneratorError,
+        (status = 429, description = "Too many requests or active tasks", body = GeneratorErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn generate(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<GenerateRequest, GeneratorError>,
+    JsonBody(body): JsonBody<GenerateRequest>,
 ) -> Result<(StatusCode, Json<Created>), GeneratorError> {
     let caller = caller?;
     let job = create(&state, &caller, &body).await?;
@@ -596,14 +594,14 @@ async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, G
     ),
     responses(
         (status = 200, description = "The task", body = TaskView),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn task(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, GeneratorError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<TaskView>, GeneratorError> {
     let caller = caller?;
     let job = fetch(&state, &caller, &task_id).await?;
@@ -670,14 +668,14 @@ async fn remove(
     ),
     responses(
         (status = 200, description = "Cancelled or deleted", body = Deleted),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn delete_task(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, GeneratorError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<Deleted>, GeneratorError> {
     Ok(Json(remove(&state, &caller?, &task_id, true).await?))
 }
@@ -694,14 +692,14 @@ pub async fn delete_task(
     ),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn delete_history(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, GeneratorError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<Deleted>, GeneratorError> {
     Ok(Json(remove(&state, &caller?, &task_id, false).await?))
 }
@@ -778,14 +776,14 @@ async fn page(
     params(ListQuery, ("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "A page of tasks", body = TaskList),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn tasks(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ListQuery, GeneratorError>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<TaskList>, GeneratorError> {
     let caller = caller?;
     let wanted = query.status;
@@ -808,14 +806,14 @@ pub async fn tasks(
     params(ListQuery, ("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "A page of finished tasks", body = HistoryList),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn history(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ListQuery, GeneratorError>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<HistoryList>, GeneratorError> {
     let caller = caller?;
     let (items, total, limit, offset) = page(&state, &caller, &query, Status::finished).await?;
@@ -869,14 +867,14 @@ async fn image_link(
     ),
     responses(
         (status = 307, description = "The image's link"),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn image(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(image_id, _): PathParam<String, GeneratorError>,
+    PathParam(image_id): PathParam<String>,
 ) -> Result<Response, GeneratorError> {
     image_link(&state, &caller?, &image_id, false).await
 }
@@ -893,14 +891,14 @@ pub async fn image(
     ),
     responses(
         (status = 307, description = "The thumbnail's link"),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn thumbnail(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(image_id, _): PathParam<String, GeneratorError>,
+    PathParam(image_id): PathParam<String>,
 ) -> Result<Response, GeneratorError> {
     image_link(&state, &caller?, &image_id, true).await
 }
@@ -930,7 +928,7 @@ pub struct ModelsView {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "The models", body = ModelsView),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -982,7 +980,7 @@ pub struct SystemInfo {
     tag = "compat-generator",
     responses(
         (status = 200, description = "The service", body = SystemInfo),
-        (status = "default", description = "An error", body = GeneratorError),
+        (status = "default", description = "An error", body = GeneratorErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1089,8 +1087,8 @@ async fn send(socket: &mut WebSocket, message: &StreamMessage) -> bool {
 
 async fn refuse(socket: &mut WebSocket, err: GeneratorError) {
     let message = StreamMessage::Error {
-        error: err.error,
-        message: err.message,
+        error: err.body.error,
+        message: err.body.message,
     };
     send(socket, &message).await;
     let _ = socket.send(Message::Close(None)).await;

@@ -27,17 +27,15 @@ use atelier_codes::family::Family;
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::error::{CompatError, ErrorShape};
 use super::list_all;
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::PathParam;
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, upload_part};
 use crate::state::AppState;
@@ -61,37 +59,31 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/image-edit/statistics", get(statistics))
 }
 
+/// An error of this family, answered with an [`ImageEditErrorBody`].
+pub type ImageEditError = CompatError<ImageEditErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `ImageEditError`.
+crate::extract::extractors!(ImageEditError);
+
 /// An error as the old FastAPI service answered it, with the Atelier code beside it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = ImageEditError)]
-pub struct ImageEditError {
+pub struct ImageEditErrorBody {
     /// What went wrong.
     pub detail: String,
     /// The SPEC §5 code.
     pub code: u32,
-    #[serde(skip)]
-    status: StatusCode,
 }
 
-impl From<ApiError> for ImageEditError {
-    fn from(err: ApiError) -> Self {
-        Self {
-            detail: err.message,
-            code: err.code.number(),
-            status: err.status,
-        }
-    }
-}
-
-impl From<tonic::Status> for ImageEditError {
-    fn from(status: tonic::Status) -> Self {
-        Self::from(ApiError::from(status))
-    }
-}
-
-impl IntoResponse for ImageEditError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+impl ErrorShape for ImageEditErrorBody {
+    fn from_api(err: ApiError) -> ImageEditError {
+        CompatError::new(
+            err.status,
+            Self {
+                detail: err.message,
+                code: err.code.number(),
+            },
+        )
     }
 }
 
@@ -252,7 +244,7 @@ fn clip(text: &str, max: usize) -> String {
     request_body(content = inline(SubmitForm), content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "Queued", body = Submitted),
-        (status = "default", description = "An error", body = ImageEditError),
+        (status = "default", description = "An error", body = ImageEditErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -427,14 +419,14 @@ fn task_view(job: &pb::Job) -> TaskView {
     ),
     responses(
         (status = 200, description = "The task", body = TaskView),
-        (status = "default", description = "An error", body = ImageEditError),
+        (status = "default", description = "An error", body = ImageEditErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn task(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, ImageEditError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<TaskView>, ImageEditError> {
     let caller = caller?;
     let id = uuid::Uuid::parse_str(task_id.trim())
@@ -496,7 +488,7 @@ fn statistics_of(jobs: &[pb::Job]) -> Statistics {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "The counts", body = Statistics),
-        (status = "default", description = "An error", body = ImageEditError),
+        (status = "default", description = "An error", body = ImageEditErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -51,18 +51,17 @@ use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::error::{CompatError, ErrorShape};
 use super::form_or_json;
 use super::{list_all, output_bytes, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
 use crate::model::time;
 use crate::routes::meta::orchestrator_health;
 use crate::state::AppState;
@@ -85,35 +84,29 @@ pub fn router() -> Router<AppState> {
         .route("/status/", get(status))
 }
 
+/// An error of this API, answered with an [`EditorErrorBody`].
+pub type EditorError = CompatError<EditorErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `EditorError`.
+crate::extract::extractors!(EditorError);
+
 /// An error of this API.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = EditorError)]
-pub struct EditorError {
+pub struct EditorErrorBody {
     pub code: u32,
     pub message: String,
-    #[serde(skip)]
-    status: StatusCode,
 }
 
-impl From<ApiError> for EditorError {
-    fn from(err: ApiError) -> Self {
-        Self {
-            code: code_for(err.code),
-            message: err.message,
-            status: err.status,
-        }
-    }
-}
-
-impl From<tonic::Status> for EditorError {
-    fn from(status: tonic::Status) -> Self {
-        Self::from(ApiError::from(status))
-    }
-}
-
-impl IntoResponse for EditorError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+impl ErrorShape for EditorErrorBody {
+    fn from_api(err: ApiError) -> EditorError {
+        CompatError::new(
+            err.status,
+            Self {
+                code: code_for(err.code),
+                message: err.message,
+            },
+        )
     }
 }
 
@@ -214,7 +207,7 @@ fn submitted(job: &pb::Job) -> SubmitResponse {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "Queued", body = SubmitResponse),
-        (status = "default", description = "An error", body = EditorError),
+        (status = "default", description = "An error", body = EditorErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -328,7 +321,7 @@ async fn fetch(state: &AppState, caller: &Caller, id: &str) -> Result<pb::Job, A
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "The task", body = TaskResult),
-        (status = "default", description = "An error", body = EditorError),
+        (status = "default", description = "An error", body = EditorErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -400,14 +393,14 @@ pub struct BatchSubmitResponse {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "The batch", body = BatchSubmitResponse),
-        (status = "default", description = "An error", body = EditorError),
+        (status = "default", description = "An error", body = EditorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn batch_submit(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<BatchSubmitRequest, EditorError>,
+    JsonBody(body): JsonBody<BatchSubmitRequest>,
 ) -> Result<Json<BatchSubmitResponse>, EditorError> {
     let caller = caller?;
     if body.tasks.is_empty() || body.tasks.len() > MAX_BATCH {
@@ -513,14 +506,14 @@ pub struct BatchResultResponse {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The end user")),
     responses(
         (status = 200, description = "The batch's tasks", body = BatchResultResponse),
-        (status = "default", description = "An error", body = EditorError),
+        (status = "default", description = "An error", body = EditorErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn batch_result(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<BatchResultRequest, EditorError>,
+    JsonBody(body): JsonBody<BatchResultRequest>,
 ) -> Result<Json<BatchResultResponse>, EditorError> {
     let caller = caller?;
     let jobs = match (&body.batch_id, &body.task_ids) {

@@ -6,6 +6,7 @@
 //! `X-Atelier-Account` naming the end user when the key is tenant-wide; and, when the operator
 //! configures it, with the bearer JWTs the old systems issued (see [`jwt`]).
 
+pub mod error;
 pub mod generator;
 pub mod image_edit;
 pub mod image_editor;

@@ -50,7 +50,6 @@ use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -58,10 +57,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use atelier_codes::family::image_editor::image_url_of;
 
+use super::error::{CompatError, ErrorShape};
 use super::{first_failure, is_active, list_all, output_urls};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::state::AppState;
 
@@ -102,10 +101,16 @@ pub fn message_for(code: u32) -> &'static str {
     }
 }
 
+/// An error of this API, answered with a [`TaskApiErrorBody`].
+pub type TaskApiError = CompatError<TaskApiErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `TaskApiError`.
+crate::extract::extractors!(TaskApiError);
+
 /// An error of this API.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = TaskApiError)]
-pub struct TaskApiError {
+pub struct TaskApiErrorBody {
     /// Always false.
     pub success: bool,
     pub code: u32,
@@ -113,45 +118,30 @@ pub struct TaskApiError {
     pub message: String,
     /// What exactly went wrong (Atelier's message).
     pub detail: String,
-    #[serde(skip)]
-    status: StatusCode,
 }
 
-impl From<ApiError> for TaskApiError {
-    fn from(err: ApiError) -> Self {
-        let code = code_for(err.code);
+impl TaskApiErrorBody {
+    /// The body for one of this API's codes.
+    fn new(code: u32, detail: String) -> Self {
         Self {
             success: false,
             code,
             message: message_for(code).to_string(),
-            detail: err.message,
-            status: err.status,
+            detail,
         }
+    }
+}
+
+impl ErrorShape for TaskApiErrorBody {
+    fn from_api(err: ApiError) -> TaskApiError {
+        CompatError::new(err.status, Self::new(code_for(err.code), err.message))
     }
 }
 
 impl TaskApiError {
     /// 1004 用户不存在: the account the caller acts as does not exist.
     fn unknown_user(detail: String) -> Self {
-        Self {
-            success: false,
-            code: 1004,
-            message: message_for(1004).to_string(),
-            detail,
-            status: StatusCode::NOT_FOUND,
-        }
-    }
-}
-
-impl From<tonic::Status> for TaskApiError {
-    fn from(status: tonic::Status) -> Self {
-        Self::from(ApiError::from(status))
-    }
-}
-
-impl IntoResponse for TaskApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+        Self::new(StatusCode::NOT_FOUND, TaskApiErrorBody::new(1004, detail))
     }
 }
 
@@ -347,14 +337,14 @@ pub struct CreateTaskResponse {
     responses(
         (status = 200, description = "Created", body = CreateTaskResponse,
          links(("GetTask" = (operation_id = "taskGet", parameters(("task_id" = "$response.body#/data/taskId")))))),
-        (status = "default", description = "An error", body = TaskApiError),
+        (status = "default", description = "An error", body = TaskApiErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn create(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): JsonBody<CreateTaskRequest, TaskApiError>,
+    JsonBody(body): JsonBody<CreateTaskRequest>,
 ) -> Result<Json<CreateTaskResponse>, TaskApiError> {
     let caller = caller?;
     let task_type = body.task_type;
@@ -492,14 +482,14 @@ fn detail(job: &pb::Job, task_type: TaskType) -> TaskDetail {
     ),
     responses(
         (status = 200, description = "The task", body = GetTaskResponse),
-        (status = "default", description = "An error", body = TaskApiError),
+        (status = "default", description = "An error", body = TaskApiErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn get(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(task_id, _): PathParam<String, TaskApiError>,
+    PathParam(task_id): PathParam<String>,
 ) -> Result<Json<GetTaskResponse>, TaskApiError> {
     let caller = caller?;
     let job = state
@@ -577,14 +567,14 @@ pub struct ListTasksResponse {
     ),
     responses(
         (status = 200, description = "A page of tasks", body = ListTasksResponse),
-        (status = "default", description = "An error", body = TaskApiError),
+        (status = "default", description = "An error", body = TaskApiErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ListQuery, TaskApiError>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<ListTasksResponse>, TaskApiError> {
     let caller = caller?;
     let limit = query.limit.unwrap_or(10);
@@ -702,7 +692,7 @@ impl TaskStatus {
     ),
     responses(
         (status = 200, description = "Updated", body = UpdateStatusResponse),
-        (status = "default", description = "An error", body = TaskApiError),
+        (status = "default", description = "An error", body = TaskApiErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -710,8 +700,8 @@ pub async fn update_status(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: axum::http::HeaderMap,
-    PathParam(task_id, _): PathParam<String, TaskApiError>,
-    JsonBody(body, _): JsonBody<UpdateStatusRequest, TaskApiError>,
+    PathParam(task_id): PathParam<String>,
+    JsonBody(body): JsonBody<UpdateStatusRequest>,
 ) -> Result<Json<UpdateStatusResponse>, TaskApiError> {
     let caller = caller?;
     let service_key = headers

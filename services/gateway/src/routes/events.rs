@@ -48,8 +48,8 @@ pub struct EventsQuery {
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(id, _): PathParam<String>,
-    QueryParams(query, _): QueryParams<EventsQuery>,
+    PathParam(id): PathParam<String>,
+    QueryParams(query): QueryParams<EventsQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let after = match headers.get("last-event-id") {

@@ -59,7 +59,7 @@ pub struct FileServer {
 )]
 pub async fn get_file(
     State(LocalFiles(files)): State<LocalFiles>,
-    PathParam(token, _): PathParam<String>,
+    PathParam(token): PathParam<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -40,7 +40,7 @@ use crate::state::AppState;
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body, _): JsonBody<SubmitJob>,
+    JsonBody(body): JsonBody<SubmitJob>,
 ) -> ApiResult<Json<Job>> {
     let request = body.into_pb(caller.idempotency_key.clone())?;
     let job = state
@@ -71,7 +71,7 @@ pub async fn submit(
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(id, _): PathParam<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<Job>> {
     let job = state
         .jobs
@@ -148,7 +148,7 @@ impl ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(query, _): QueryParams<ListQuery>,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<JobList>> {
     let request = query.into_pb()?;
     let page = state
@@ -179,7 +179,7 @@ pub async fn list(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(id, _): PathParam<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<Job>> {
     let job = state
         .jobs
@@ -222,7 +222,7 @@ pub struct DeletedJob {
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(id, _): PathParam<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<DeletedJob>> {
     let deleted = state
         .jobs
@@ -265,8 +265,8 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(id, _): PathParam<String>,
-    QueryParams(query, _): QueryParams<LogsQuery>,
+    PathParam(id): PathParam<String>,
+    QueryParams(query): QueryParams<LogsQuery>,
 ) -> ApiResult<Json<LogPage>> {
     let page = state
         .jobs

@@ -96,7 +96,7 @@ pub struct StatsQuery {
 pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(query, _): QueryParams<StatsQuery>,
+    QueryParams(query): QueryParams<StatsQuery>,
 ) -> ApiResult<Json<Stats>> {
     let start = query
         .created_gte
@@ -185,7 +185,7 @@ pub struct LedgerQuery {
 pub async fn ledger(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(query, _): QueryParams<LedgerQuery>,
+    QueryParams(query): QueryParams<LedgerQuery>,
 ) -> ApiResult<Json<Ledger>> {
     let page = state
         .accounts

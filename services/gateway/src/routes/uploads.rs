@@ -79,7 +79,7 @@ pub struct UploadForm {
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(query, _): QueryParams<UploadQuery>,
+    QueryParams(query): QueryParams<UploadQuery>,
     request: Request,
 ) -> ApiResult<Json<Upload>> {
     let cap = state.limits.max_upload_bytes;
@@ -315,7 +315,7 @@ pub struct DeletedUpload {
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    crate::extract::PathParam(id, _): crate::extract::PathParam<String>,
+    crate::extract::PathParam(id): crate::extract::PathParam<String>,
 ) -> ApiResult<Json<DeletedUpload>> {
     let deleted = state
         .jobs

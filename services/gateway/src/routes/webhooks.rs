@@ -36,7 +36,7 @@ use crate::state::AppState;
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body, _): JsonBody<CreateWebhookEndpoint>,
+    JsonBody(body): JsonBody<CreateWebhookEndpoint>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
     let request = body.into_pb(caller.account());
     let endpoint = state
@@ -94,7 +94,7 @@ pub async fn list(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(id, _): PathParam<String>,
+    PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<WebhookEndpoint>> {
     let endpoint = state
         .accounts
@@ -167,8 +167,8 @@ async fn deliveries(
 pub async fn endpoint_deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    PathParam(id, _): PathParam<String>,
-    QueryParams(query, _): QueryParams<DeliveriesQuery>,
+    PathParam(id): PathParam<String>,
+    QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> ApiResult<Json<WebhookDeliveryList>> {
     deliveries(&state, &caller, Some(id), query).await
 }
@@ -193,8 +193,8 @@ pub async fn endpoint_deliveries(
 pub async fn all_deliveries(
     State(state): State<AppState>,
     caller: Caller,
-    QueryParams(filter, _): QueryParams<EndpointFilter>,
-    QueryParams(query, _): QueryParams<DeliveriesQuery>,
+    QueryParams(filter): QueryParams<EndpointFilter>,
+    QueryParams(query): QueryParams<DeliveriesQuery>,
 ) -> ApiResult<Json<WebhookDeliveryList>> {
     deliveries(&state, &caller, filter.endpoint_id, query).await
 }

@@ -44,16 +44,15 @@ use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::{CompatError, ErrorShape};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::model::time;
 use crate::routes::uploads::{multipart_error, upload_part};
 use crate::state::AppState;
@@ -101,42 +100,35 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// An error of these routes, answered with a [`StudioErrorBody`].
+pub type StudioError = CompatError<StudioErrorBody>;
+
+// `JsonBody`, `QueryParams` and `PathParam` whose rejections answer as a `StudioError`.
+crate::extract::extractors!(StudioError);
+
 /// An error of these routes: a sentence and the SPEC §5 code.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = StudioError)]
-pub struct StudioError {
+pub struct StudioErrorBody {
     /// What went wrong, for a person.
     pub error: String,
     /// The SPEC §5 code.
     pub code: u32,
-    #[serde(skip)]
-    status: StatusCode,
 }
 
-impl From<ApiError> for StudioError {
-    fn from(err: ApiError) -> Self {
-        Self {
-            error: err.message,
-            code: err.code.number(),
-            status: err.status,
-        }
-    }
-}
-
-impl From<tonic::Status> for StudioError {
-    fn from(status: tonic::Status) -> Self {
-        Self::from(ApiError::from(status))
-    }
-}
-
-impl IntoResponse for StudioError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+impl ErrorShape for StudioErrorBody {
+    fn from_api(err: ApiError) -> StudioError {
+        CompatError::new(
+            err.status,
+            Self {
+                error: err.message,
+                code: err.code.number(),
+            },
+        )
     }
 }
 
 type StudioResult<T> = Result<T, StudioError>;
-type Body<T> = JsonBody<T, StudioError>;
 
 // ---------------------------------------------------------------------------------------------
 // Shapes
@@ -644,14 +636,14 @@ pub struct FolderAnswer {
     params(FoldersQuery, ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The folders", body = Folders),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_folders(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<FoldersQuery, StudioError>,
+    QueryParams(query): QueryParams<FoldersQuery>,
 ) -> StudioResult<Json<Folders>> {
     let caller = caller?;
     let mut folders = Vec::new();
@@ -698,14 +690,14 @@ pub struct NewFolder {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 201, description = "Created", body = FolderAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn create_folder(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<NewFolder>,
+    JsonBody(body): JsonBody<NewFolder>,
 ) -> StudioResult<(StatusCode, Json<FolderAnswer>)> {
     let caller = caller?;
     let w = state
@@ -753,15 +745,15 @@ pub struct FolderPairs {
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The pairs", body = FolderPairs),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_pairs(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(sku, _): PathParam<String, StudioError>,
-    QueryParams(query, _): QueryParams<PairsQuery, StudioError>,
+    PathParam(sku): PathParam<String>,
+    QueryParams(query): QueryParams<PairsQuery>,
 ) -> StudioResult<Json<FolderPairs>> {
     let caller = caller?;
     let w = workspace_by_sku(&state, &caller, &sku).await?;
@@ -893,7 +885,7 @@ async fn add_pairs(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 201, description = "Added", body = Added),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -910,7 +902,7 @@ pub async fn upload(
         .unwrap_or_default()
         .to_ascii_lowercase();
     if !content_type.starts_with("multipart/form-data") {
-        let JsonBody(body, _) = Body::<UrlSources>::from_request(request, &state).await?;
+        let JsonBody(body) = JsonBody::<UrlSources>::from_request(request, &state).await?;
         if body.urls.is_empty() || body.urls.len() > MAX_UPLOAD_FILES {
             return Err(ApiError::field(
                 "urls",
@@ -1014,14 +1006,14 @@ pub struct JobAnswer {
     responses(
         (status = 201, description = "Submitted", body = JobAnswer,
          links(("GetStudioJob" = (operation_id = "studioGetJob", parameters(("id" = "$response.body#/job/id")))))),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn submit_job(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<NewJob>,
+    JsonBody(body): JsonBody<NewJob>,
 ) -> StudioResult<(StatusCode, Json<JobAnswer>)> {
     let caller = caller?;
     let w = workspace_by_sku(&state, &caller, &body.sku).await?;
@@ -1076,14 +1068,14 @@ pub struct Jobs {
     params(JobsQuery, ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The jobs", body = Jobs),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<JobsQuery, StudioError>,
+    QueryParams(query): QueryParams<JobsQuery>,
 ) -> StudioResult<Json<Jobs>> {
     let caller = caller?;
     let limit = match query.limit {
@@ -1161,14 +1153,14 @@ pub async fn list_jobs(
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The job", body = JobAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(id, _): PathParam<String, StudioError>,
+    PathParam(id): PathParam<String>,
 ) -> StudioResult<Json<JobAnswer>> {
     let caller = caller?;
     let job = studio_job(&state, &caller, &id).await?;
@@ -1185,14 +1177,14 @@ pub async fn get_job(
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The job", body = JobAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn cancel_job(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(id, _): PathParam<String, StudioError>,
+    PathParam(id): PathParam<String>,
 ) -> StudioResult<Json<JobAnswer>> {
     let caller = caller?;
     // Only a studio job: anything else is not this API's to cancel.
@@ -1235,14 +1227,14 @@ pub struct Logs {
            ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The log", body = Logs),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn job_logs(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    PathParam(id, _): PathParam<String, StudioError>,
+    PathParam(id): PathParam<String>,
 ) -> StudioResult<Json<Logs>> {
     let caller = caller?;
     studio_job(&state, &caller, &id).await?;
@@ -1325,7 +1317,7 @@ pub struct SettingsChange {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The settings", body = Settings),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1347,14 +1339,14 @@ pub async fn get_settings(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The settings", body = Settings),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn set_settings(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<SettingsChange>,
+    JsonBody(body): JsonBody<SettingsChange>,
 ) -> StudioResult<Json<Settings>> {
     let caller = caller?;
     let current = preferences(&state, &caller).await?;
@@ -1454,7 +1446,7 @@ pub struct ActiveGroup {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The groups", body = PromptGroups),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -1485,14 +1477,14 @@ pub async fn list_prompt_groups(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 201, description = "Saved", body = PromptGroupAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn save_prompt_group(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<SaveGroup>,
+    JsonBody(body): JsonBody<SaveGroup>,
 ) -> StudioResult<(StatusCode, Json<PromptGroupAnswer>)> {
     let caller = caller?;
     let group = state
@@ -1531,14 +1523,14 @@ pub async fn save_prompt_group(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The group", body = PromptGroupAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn set_active_prompt_group(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ActiveGroup>,
+    JsonBody(body): JsonBody<ActiveGroup>,
 ) -> StudioResult<Json<PromptGroupAnswer>> {
     let caller = caller?;
     let group = state
@@ -1635,14 +1627,14 @@ async fn review(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Reviewed", body = Reviewed),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn review_one(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ReviewOne>,
+    JsonBody(body): JsonBody<ReviewOne>,
 ) -> StudioResult<Json<Reviewed>> {
     let caller = caller?;
     let reviewed = review(
@@ -1674,14 +1666,14 @@ pub async fn review_one(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Reviewed", body = ReviewedBatch),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn review_batch(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ReviewBatch>,
+    JsonBody(body): JsonBody<ReviewBatch>,
 ) -> StudioResult<Json<ReviewedBatch>> {
     let caller = caller?;
     Ok(Json(
@@ -1706,14 +1698,14 @@ pub struct FolderRef {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Archived", body = FolderAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn archive(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<FolderRef>,
+    JsonBody(body): JsonBody<FolderRef>,
 ) -> StudioResult<Json<FolderAnswer>> {
     Ok(Json(
         move_folder(&state, caller?, &body.sku, Move::Archive).await?,
@@ -1767,14 +1759,14 @@ async fn move_folder(
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Activated", body = FolderAnswer),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn activate(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<FolderRef>,
+    JsonBody(body): JsonBody<FolderRef>,
 ) -> StudioResult<Json<FolderAnswer>> {
     Ok(Json(
         move_folder(&state, caller?, &body.sku, Move::Activate).await?,
@@ -1823,14 +1815,14 @@ pub struct Deleted {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn delete_files(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<DeleteFiles>,
+    JsonBody(body): JsonBody<DeleteFiles>,
 ) -> StudioResult<Json<Deleted>> {
     let caller = caller?;
     let w = workspace_by_sku(&state, &caller, &body.sku).await?;

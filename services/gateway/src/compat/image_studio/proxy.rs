@@ -17,10 +17,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Body, StudioError, StudioResult};
+use super::{JsonBody, QueryParams, StudioErrorBody, StudioResult};
 use crate::call::Caller;
 use crate::error::ApiError;
-use crate::extract::{JsonBody, QueryParams};
 use crate::state::AppState;
 
 /// The address of the image to fetch.
@@ -102,14 +101,14 @@ async fn fetch(state: &AppState, url: &str) -> StudioResult<Response> {
     params(("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The image", content_type = "image/*", body = Vec<u8>),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn proxy_post(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    JsonBody(body, _): Body<ProxyRequest>,
+    JsonBody(body): JsonBody<ProxyRequest>,
 ) -> StudioResult<Response> {
     check_caller(&state, caller).await?;
     fetch(&state, &body.url).await
@@ -124,14 +123,14 @@ pub async fn proxy_post(
     params(ProxyRequest, ("X-Atelier-Account" = Option<String>, Header, description = "The user")),
     responses(
         (status = 200, description = "The image", content_type = "image/*", body = Vec<u8>),
-        (status = "default", description = "An error", body = StudioError),
+        (status = "default", description = "An error", body = StudioErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn proxy_get(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
-    QueryParams(query, _): QueryParams<ProxyRequest, StudioError>,
+    QueryParams(query): QueryParams<ProxyRequest>,
 ) -> StudioResult<Response> {
     check_caller(&state, caller).await?;
     fetch(&state, &query.url).await
