@@ -57,9 +57,9 @@ async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> 
     // Terminal states count the jobs and tasks that reached them within this window (ms), read by
     // finish time, so that a round costs as much as the recent work and not the whole history.
     const RECENT_MS: i64 = 60_000;
-    let by_state = |sql: &'static str, values: Vec<sea_orm::Value>| async move {
+    let by_state = |sql: String, values: Vec<sea_orm::Value>| async move {
         let rows = db
-            .query_all(statement(db.get_database_backend(), sql, values))
+            .query_all(statement(db.get_database_backend(), &sql, values))
             .await?;
         let mut counts = HashMap::new();
         for row in rows {
@@ -70,27 +70,34 @@ async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> 
         Ok::<_, DbErr>(counts)
     };
     let since = crate::domain::now_ms() - RECENT_MS;
+    // The unfinished states are written into the statements, as the partial indexes on them are,
+    // so the counts read those indexes and never the finished history.
     let mut jobs = by_state(
-        "SELECT state, COUNT(*) FROM jobs WHERE state IN ('queued', 'running') GROUP BY state",
+        format!(
+            "SELECT state, COUNT(*) FROM jobs WHERE state IN ({}) GROUP BY state",
+            db::state_words(&JobState::ACTIVE.map(JobState::as_str))
+        ),
         Vec::new(),
     )
     .await?;
     jobs.extend(
         by_state(
-            "SELECT state, COUNT(*) FROM jobs WHERE finished_at >= ? GROUP BY state",
+            "SELECT state, COUNT(*) FROM jobs WHERE finished_at >= ? GROUP BY state".into(),
             vec![since.into()],
         )
         .await?,
     );
     let mut tasks = by_state(
-        "SELECT state, COUNT(*) FROM tasks WHERE state IN ('queued', 'running', 'retry_wait') \
-         GROUP BY state",
+        format!(
+            "SELECT state, COUNT(*) FROM tasks WHERE state IN ({}) GROUP BY state",
+            db::state_words(&TaskState::ACTIVE.map(TaskState::as_str))
+        ),
         Vec::new(),
     )
     .await?;
     tasks.extend(
         by_state(
-            "SELECT state, COUNT(*) FROM tasks WHERE finished_at >= ? GROUP BY state",
+            "SELECT state, COUNT(*) FROM tasks WHERE finished_at >= ? GROUP BY state".into(),
             vec![since.into()],
         )
         .await?,
@@ -101,26 +108,10 @@ async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> 
             .map(|s| ((*s).to_string(), counts.get(*s).copied().unwrap_or(0)))
             .collect()
     };
-    let job_states = [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::PartiallySucceeded,
-        JobState::Failed,
-        JobState::Cancelled,
-    ]
-    .map(JobState::as_str);
-    let task_states = [
-        TaskState::Queued,
-        TaskState::Running,
-        TaskState::RetryWait,
-        TaskState::Succeeded,
-        TaskState::Failed,
-        TaskState::Cancelled,
-    ]
-    .map(TaskState::as_str);
-    let depth =
-        tasks.get("queued").copied().unwrap_or(0) + tasks.get("retry_wait").copied().unwrap_or(0);
+    let job_states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+    let task_states: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+    let count = |state: TaskState| tasks.get(state.as_str()).copied().unwrap_or(0);
+    let depth = count(TaskState::Queued) + count(TaskState::RetryWait);
     metrics.set_counts(&all(&jobs, &job_states), &all(&tasks, &task_states), depth);
     Ok(())
 }
@@ -152,9 +143,12 @@ async fn announce_positions(
     let rows = txn
         .query_all(statement(
             backend,
-            "SELECT j.id, j.state, COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
-             WHERE t.state IN ('queued', 'retry_wait') GROUP BY j.id, j.state, j.created_at \
-             ORDER BY j.created_at, j.id LIMIT ?",
+            &format!(
+                "SELECT j.id, j.state, COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
+                 WHERE t.state IN ({}) GROUP BY j.id, j.state, j.created_at \
+                 ORDER BY j.created_at, j.id LIMIT ?",
+                db::state_words(&[TaskState::Queued.as_str(), TaskState::RetryWait.as_str()])
+            ),
             vec![QUEUE_WINDOW.into()],
         ))
         .await?;

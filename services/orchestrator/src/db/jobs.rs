@@ -363,10 +363,9 @@ pub async fn queue_position<C: ConnectionTrait>(
         .query_one(super::statement(
             backend,
             &format!(
-                "SELECT COUNT(*) FROM tasks WHERE state IN ('{}', '{}') \
+                "SELECT COUNT(*) FROM tasks WHERE state IN ({}) \
                  AND (created_at < ? OR (created_at = ? AND job_id < ?))",
-                TaskState::Queued.as_str(),
-                TaskState::RetryWait.as_str()
+                super::state_words(&[TaskState::Queued.as_str(), TaskState::RetryWait.as_str()])
             ),
             vec![
                 job.created_at.into(),

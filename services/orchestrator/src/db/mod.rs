@@ -86,6 +86,17 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// State words as a SQL list (`'queued', 'running'`), for statements that name the states a
+/// partial index is built on: written into the text, as the index's are, every plan can use the
+/// index. The words come from the state enums, never from outside.
+pub fn state_words(states: &[&str]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A statement written with `?` placeholders, renumbered to `$n` for PostgreSQL.
 pub fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {

@@ -173,11 +173,10 @@ pub async fn succeed_all<C: ConnectionTrait>(
     let mut values: Vec<sea_orm::Value> = vec![TaskState::Succeeded.into(), now.into()];
     for end in ends {
         let mut reported = end.reported.clone();
-        let (columns, events) = reported.take(end.lease);
-        let source = columns
-            .into_iter()
-            .find(|(column, _)| *column == "source_info")
-            .map_or(sea_orm::Value::Bytes(None), |(_, value)| value);
+        // The success sets the stage and percent itself; of the reported columns only the source
+        // is written.
+        let source = reported.take_source();
+        let (_, events) = reported.take(end.lease);
         let blob = encode_outputs(end.outputs)?;
         rows.push("(?::text, ?::text, ?::integer, ?::bytea, ?::bytea)");
         values.extend([
@@ -185,7 +184,7 @@ pub async fn succeed_all<C: ConnectionTrait>(
             end.lease.owner.clone().into(),
             end.lease.attempt.into(),
             blob.into(),
-            source,
+            source.into(),
         ]);
         reports.push(events);
     }

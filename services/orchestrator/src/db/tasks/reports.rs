@@ -77,6 +77,11 @@ impl Reported {
         }
     }
 
+    /// The source the processor read, encoded as the task stores it, leaving none pending.
+    pub(super) fn take_source(&mut self) -> Option<Vec<u8>> {
+        self.source.take().map(|info| info.encode_to_vec())
+    }
+
     /// The task columns and events to write, leaving nothing pending.
     pub(super) fn take(
         &mut self,
@@ -86,8 +91,8 @@ impl Reported {
         Vec<pb::job_event::Event>,
     ) {
         let mut columns: Vec<(&'static str, sea_orm::Value)> = Vec::new();
-        if let Some(info) = self.source.take() {
-            columns.push(("source_info", info.encode_to_vec().into()));
+        if let Some(source) = self.take_source() {
+            columns.push(("source_info", source.into()));
         }
         let mut events = std::mem::take(&mut self.events);
         if let Some((stage, percent)) = self.progress.take() {

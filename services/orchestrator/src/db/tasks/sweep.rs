@@ -120,10 +120,9 @@ pub async fn past_deadline<C: ConnectionTrait>(
             db.get_database_backend(),
             &format!(
                 "SELECT t.id FROM jobs j JOIN tasks t ON t.job_id = j.id \
-                 WHERE j.state IN ('{}', '{}') AND j.deadline_at IS NOT NULL AND j.deadline_at < ? \
+                 WHERE j.state IN ({}) AND j.deadline_at IS NOT NULL AND j.deadline_at < ? \
                  AND t.state IN (?, ?, ?) LIMIT ?",
-                JobState::Queued.as_str(),
-                JobState::Running.as_str()
+                crate::db::state_words(&JobState::ACTIVE.map(JobState::as_str))
             ),
             vec![
                 now_ms().into(),
