@@ -3,7 +3,7 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter};
 
-use super::*;
+use super::{orchestrator_line, task_event, Lease};
 use crate::db::entities::{job, task};
 use crate::db::{events, jobs, statement};
 use crate::domain::{now_ms, JobState, TaskState};

@@ -6,7 +6,7 @@ use prost::Message;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::reports::with_columns;
-use super::*;
+use super::{guarded_update, orchestrator_line, task_event, Lease, Outcome, Reported};
 use crate::db::entities::job;
 use crate::db::{accounts, events, jobs, statement};
 use crate::domain::{now_ms, TaskState};

@@ -5,7 +5,7 @@ use atelier_proto::v1 as pb;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::*;
+use super::{guarded_update, orchestrator_line, Lease, Outcome};
 use crate::db::events;
 
 /// Most events an attempt keeps in memory between two writes; past it, log lines are counted and one

@@ -5,7 +5,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::*;
+use super::{code_number, failure, task_event};
 use crate::db::entities::task;
 use crate::db::{accounts, events, jobs, statement};
 use crate::domain::{now_ms, JobState, TaskState};
