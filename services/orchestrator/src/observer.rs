@@ -75,7 +75,7 @@ async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> 
     let mut jobs = by_state(
         format!(
             "SELECT state, COUNT(*) FROM jobs WHERE state IN ({}) GROUP BY state",
-            db::state_words(&JobState::ACTIVE.map(JobState::as_str))
+            db::state_words(&JobState::ACTIVE)
         ),
         Vec::new(),
     )
@@ -90,7 +90,7 @@ async fn count(db: &DatabaseConnection, metrics: &Metrics) -> Result<(), DbErr> 
     let mut tasks = by_state(
         format!(
             "SELECT state, COUNT(*) FROM tasks WHERE state IN ({}) GROUP BY state",
-            db::state_words(&TaskState::ACTIVE.map(TaskState::as_str))
+            db::state_words(&TaskState::ACTIVE)
         ),
         Vec::new(),
     )
@@ -147,7 +147,7 @@ async fn announce_positions(
                 "SELECT j.id, j.state, COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
                  WHERE t.state IN ({}) GROUP BY j.id, j.state, j.created_at \
                  ORDER BY j.created_at, j.id LIMIT ?",
-                db::state_words(&[TaskState::Queued.as_str(), TaskState::RetryWait.as_str()])
+                db::state_words(&[TaskState::Queued, TaskState::RetryWait])
             ),
             vec![QUEUE_WINDOW.into()],
         ))

@@ -89,10 +89,10 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// State words as a SQL list (`'queued', 'running'`), for statements that name the states a
 /// partial index is built on: written into the text, as the index's are, every plan can use the
 /// index. The words come from the state enums, never from outside.
-pub fn state_words(states: &[&str]) -> String {
+pub fn state_words<S: atelier_types::Word>(states: &[S]) -> String {
     states
         .iter()
-        .map(|s| format!("'{s}'"))
+        .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
 }

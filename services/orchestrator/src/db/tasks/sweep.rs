@@ -122,7 +122,7 @@ pub async fn past_deadline<C: ConnectionTrait>(
                 "SELECT t.id FROM jobs j JOIN tasks t ON t.job_id = j.id \
                  WHERE j.state IN ({}) AND j.deadline_at IS NOT NULL AND j.deadline_at < ? \
                  AND t.state IN (?, ?, ?) LIMIT ?",
-                crate::db::state_words(&JobState::ACTIVE.map(JobState::as_str))
+                crate::db::state_words(&JobState::ACTIVE)
             ),
             vec![
                 now_ms().into(),
