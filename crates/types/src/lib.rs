@@ -316,6 +316,9 @@ impl TaskState {
 
     /// The states that still need work.
     pub const ACTIVE: [Self; 3] = [Self::Queued, Self::Running, Self::RetryWait];
+
+    /// The states of a task waiting for an attempt: a claim takes it from either.
+    pub const WAITING: [Self; 2] = [Self::Queued, Self::RetryWait];
 }
 
 #[cfg(test)]
@@ -366,6 +369,9 @@ mod tests {
         let terminal: Vec<_> = JobState::ALL.iter().filter(|s| s.is_terminal()).collect();
         assert_eq!(terminal.len(), 4);
         assert!(TaskState::ACTIVE.iter().all(|s| !s.is_terminal()));
+        assert!(TaskState::WAITING
+            .iter()
+            .all(|s| TaskState::ACTIVE.contains(s) && *s != TaskState::Running));
         assert!(JobState::ACTIVE.iter().all(|s| !s.is_terminal()));
         assert!(TaskState::Cancelled.is_terminal());
     }

@@ -147,7 +147,7 @@ async fn announce_positions(
                 "SELECT j.id, j.state, COUNT(*) FROM tasks t JOIN jobs j ON j.id = t.job_id \
                  WHERE t.state IN ({}) GROUP BY j.id, j.state, j.created_at \
                  ORDER BY j.created_at, j.id LIMIT ?",
-                db::state_words(&[TaskState::Queued, TaskState::RetryWait])
+                db::state_words(&TaskState::WAITING)
             ),
             vec![QUEUE_WINDOW.into()],
         ))

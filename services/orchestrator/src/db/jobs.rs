@@ -365,7 +365,7 @@ pub async fn queue_position<C: ConnectionTrait>(
             &format!(
                 "SELECT COUNT(*) FROM tasks WHERE state IN ({}) \
                  AND (created_at < ? OR (created_at = ? AND job_id < ?))",
-                super::state_words(&[TaskState::Queued, TaskState::RetryWait])
+                super::state_words(&TaskState::WAITING)
             ),
             vec![
                 job.created_at.into(),

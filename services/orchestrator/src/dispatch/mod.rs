@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +83,24 @@ impl DispatchHandle {
     }
 }
 
+/// An attempt's place in this replica's concurrency. It is held while a processor works on the
+/// attempt, then traded for a place among the ends waiting to be written: the next task starts while
+/// this one's end is written (with other ends, in one transaction), and at most `concurrency` ends
+/// wait at once, so a slow database holds new attempts back instead of piling ends up in memory.
+pub(crate) struct Slot {
+    running: OwnedSemaphorePermit,
+    settling: Arc<Semaphore>,
+}
+
+impl Slot {
+    /// Frees the running place once a place among the waiting ends is had.
+    async fn settle(self) -> Option<OwnedSemaphorePermit> {
+        let settling = self.settling.acquire_owned().await.ok();
+        drop(self.running);
+        settling
+    }
+}
+
 /// The dispatch loop of one replica.
 pub struct Dispatcher {
     db: DatabaseConnection,
@@ -135,6 +153,7 @@ impl Dispatcher {
             return;
         }
         let slots = Arc::new(Semaphore::new(this.settings.concurrency));
+        let settling = Arc::new(Semaphore::new(this.settings.concurrency));
         let hard_stop = CancellationToken::new();
         let mut attempts = JoinSet::new();
         let sweeper = tokio::spawn(this.clone().sweep(shutdown.clone()));
@@ -159,11 +178,16 @@ impl Dispatcher {
                         let cancel = this.handle.register(&lease.task.id);
                         let this = this.clone();
                         let hard_stop = hard_stop.clone();
+                        let slot = Slot {
+                            running: permit,
+                            settling: settling.clone(),
+                        };
                         attempts.spawn(async move {
                             let task_id = lease.task.id.clone();
-                            this.clone().run_attempt(lease, cancel, hard_stop).await;
+                            this.clone()
+                                .run_attempt(lease, slot, cancel, hard_stop)
+                                .await;
                             this.handle.unregister(&task_id);
-                            drop(permit);
                         });
                     }
                     // Every slot asked for was filled: more work may wait, look at once. Fewer:

@@ -73,6 +73,7 @@ impl Dispatcher {
     pub(super) async fn run_attempt(
         self: Arc<Self>,
         lease: Lease,
+        slot: super::Slot,
         cancel: CancellationToken,
         hard_stop: CancellationToken,
     ) {
@@ -111,6 +112,7 @@ impl Dispatcher {
                 // itself off): the catalogue learns it now, so the next submit answers 3006 at once.
                 self.processors.refresh().await;
             }
+            let _settling = slot.settle().await;
             // The lease is kept while the end waits to be written (it may share a transaction with
             // other ends, behind their jobs' locks), so no sweeper takes back a task that is done.
             let settle = self.settle_until_recorded(&lease, ended, &reported, &hard_stop);

@@ -1,7 +1,10 @@
 //! Claims: a batch of runnable tasks taken in one statement, and a task a worker outside Atelier
 //! takes (ReportTask).
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult, IdenStatic,
+    Iterable, QueryFilter,
+};
 
 use super::{orchestrator_line, task_event, Lease};
 use crate::db::entities::{job, task};
@@ -27,43 +30,69 @@ pub async fn claim<C: ConnectionTrait>(
     } else {
         ""
     };
-    let sql = format!(
-        "WITH picked AS (SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
-         WHERE t.state IN (?, ?) AND t.run_after <= ? ORDER BY t.run_after, t.created_at, t.idx LIMIT ?{lock}) \
-         UPDATE tasks SET state = ?, attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
-         started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
-         WHERE id IN (SELECT id FROM picked) RETURNING *"
+    let picked = format!(
+        "picked AS (SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id \
+         WHERE t.state IN (?, ?) AND t.run_after <= ? ORDER BY t.run_after, t.created_at, t.idx LIMIT ?{lock})"
     );
-    let mut claimed = task::Entity::find()
-        .from_raw_sql(statement(
-            backend,
-            &sql,
-            vec![
-                TaskState::Queued.into(),
-                TaskState::RetryWait.into(),
-                now.into(),
-                i64::try_from(limit).unwrap_or(1).into(),
-                TaskState::Running.into(),
-                owner.into(),
-                (now + lease_ms).into(),
-                now.into(),
-            ],
-        ))
-        .all(db)
-        .await?;
+    let update = "UPDATE tasks SET state = ?, attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, \
+         started_at = COALESCE(started_at, ?), stage = '', percent = 0 \
+         WHERE id IN (SELECT id FROM picked) RETURNING *";
+    let values = vec![
+        TaskState::Queued.into(),
+        TaskState::RetryWait.into(),
+        now.into(),
+        i64::try_from(limit).unwrap_or(1).into(),
+        TaskState::Running.into(),
+        owner.into(),
+        (now + lease_ms).into(),
+        now.into(),
+    ];
+    let (mut claimed, mut jobs) = if backend == DatabaseBackend::Postgres {
+        // The claimed tasks come back with their jobs (locked above), in the one round trip.
+        let job_columns = job::Column::iter()
+            .map(|c| format!("j.{0} AS j_{0}", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "WITH {picked}, claimed AS ({update}) SELECT claimed.*, {job_columns} \
+             FROM claimed JOIN jobs j ON j.id = claimed.job_id"
+        );
+        let rows = db.query_all(statement(backend, &sql, values)).await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut jobs: Vec<job::Model> = Vec::new();
+        for row in rows {
+            let task = task::Model::from_query_result(&row, "")?;
+            if !jobs.iter().any(|j| j.id == task.job_id) {
+                jobs.push(job::Model::from_query_result(&row, "j_")?);
+            }
+            claimed.push(task);
+        }
+        (claimed, jobs)
+    } else {
+        let claimed = task::Entity::find()
+            .from_raw_sql(statement(
+                backend,
+                &format!("WITH {picked} {update}"),
+                values,
+            ))
+            .all(db)
+            .await?;
+        let mut job_ids: Vec<String> = claimed.iter().map(|t| t.job_id.clone()).collect();
+        job_ids.sort();
+        job_ids.dedup();
+        let jobs = job::Entity::find()
+            .filter(job::Column::Id.is_in(job_ids))
+            .all(db)
+            .await?;
+        (claimed, jobs)
+    };
     if claimed.is_empty() {
         return Ok(Vec::new());
     }
     claimed.sort_by(|a, b| {
         (a.run_after, a.created_at, a.idx).cmp(&(b.run_after, b.created_at, b.idx))
     });
-    let mut job_ids: Vec<String> = claimed.iter().map(|t| t.job_id.clone()).collect();
-    job_ids.sort();
-    job_ids.dedup();
-    let mut jobs = job::Entity::find()
-        .filter(job::Column::Id.is_in(job_ids))
-        .all(db)
-        .await?;
+    jobs.sort_by(|a, b| a.id.cmp(&b.id));
     // Every job's start is one event row, all written in one statement.
     let changes = jobs
         .iter()
