@@ -183,7 +183,7 @@ impl Application {
             retention: settings.retention,
             tasks: Tasks::new(),
             keys,
-            run_times: Default::default(),
+            run_times: crate::context::RunTimes::new(db.clone()),
         };
         let dispatch = DispatchSettings {
             owner,

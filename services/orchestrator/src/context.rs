@@ -90,35 +90,89 @@ pub struct Context {
 
 /// The mean run time of each kind's recent tasks ([`crate::db::jobs::mean_task_ms`]), read at most
 /// once per [`RunTimes::FRESH`] per kind: an estimate in seconds does not need a query per answer,
-/// and every submit and every new watcher of a queued job asks for one.
-#[derive(Clone, Default)]
+/// and every submit and every new watcher of a queued job asks for one. A mean past its freshness is
+/// still answered while one read in the background replaces it, so no answer waits for the read and
+/// a burst of submits does not read it once each.
+#[derive(Clone)]
 pub struct RunTimes {
-    known: Arc<std::sync::Mutex<HashMap<Kind, (std::time::Instant, f64)>>>,
+    known: Arc<std::sync::Mutex<HashMap<Kind, KnownMean>>>,
+    /// Where the background reads go.
+    db: DatabaseConnection,
+}
+
+#[derive(Clone, Copy)]
+struct KnownMean {
+    read_at: std::time::Instant,
+    mean: f64,
+    /// A read that will replace it is under way.
+    reading: bool,
 }
 
 impl RunTimes {
     /// How long a mean is used before it is read again.
     pub const FRESH: Duration = Duration::from_secs(2);
 
-    /// The mean run time of `kind` in milliseconds (0 when none ran yet).
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            known: Arc::default(),
+            db,
+        }
+    }
+
+    /// The mean run time of `kind` in milliseconds (0 when none ran yet). The first read of a kind
+    /// goes through `db` (the caller's transaction, on SQLite the only connection).
     pub async fn mean_ms<C: sea_orm::ConnectionTrait>(
         &self,
         db: &C,
         kind: Kind,
     ) -> Result<f64, sea_orm::DbErr> {
-        let known = self
-            .known
-            .lock()
-            .ok()
-            .and_then(|k| k.get(&kind).copied())
-            .filter(|(at, _)| at.elapsed() < Self::FRESH);
-        if let Some((_, mean)) = known {
-            return Ok(mean);
+        let known = match self.known.lock() {
+            Ok(mut known) => known.get_mut(&kind).map(|k| {
+                let read = k.read_at.elapsed() >= Self::FRESH && !k.reading;
+                k.reading |= read;
+                (k.mean, read)
+            }),
+            Err(_) => None,
+        };
+        match known {
+            Some((mean, read)) => {
+                if read {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let mean = crate::db::jobs::mean_task_ms(&this.db, kind).await;
+                        if let Err(e) = &mean {
+                            tracing::debug!(error = %e, "reading a kind's mean run time failed");
+                        }
+                        this.store(kind, mean.ok());
+                    });
+                }
+                Ok(mean)
+            }
+            None => {
+                let mean = crate::db::jobs::mean_task_ms(db, kind).await?;
+                self.store(kind, Some(mean));
+                Ok(mean)
+            }
         }
-        let mean = crate::db::jobs::mean_task_ms(db, kind).await?;
-        if let Ok(mut k) = self.known.lock() {
-            k.insert(kind, (std::time::Instant::now(), mean));
+    }
+
+    /// Keeps a mean just read; `None` (the read failed) keeps the old one, to be read again.
+    fn store(&self, kind: Kind, mean: Option<f64>) {
+        if let Ok(mut known) = self.known.lock() {
+            match (mean, known.get_mut(&kind)) {
+                (Some(mean), _) => {
+                    known.insert(
+                        kind,
+                        KnownMean {
+                            read_at: std::time::Instant::now(),
+                            mean,
+                            reading: false,
+                        },
+                    );
+                }
+                (None, Some(old)) => old.reading = false,
+                (None, None) => {}
+            }
         }
-        Ok(mean)
     }
 }

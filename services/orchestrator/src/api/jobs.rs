@@ -5,7 +5,7 @@ use atelier_proto::v1 as pb;
 use atelier_proto::v1::job_service_server::JobService;
 use base64::Engine as _;
 use prost::Message;
-use sea_orm::{ActiveValue::Set, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::submit::{BatchRequest, SourceSpec, Submission};
@@ -66,13 +66,27 @@ impl Jobs {
         job: job::Model,
         tasks: &[db::entities::task::Model],
     ) -> ApiResult<pb::Job> {
+        let ahead = if job.state == JobState::Queued {
+            Some(db::jobs::queue_ahead(db, &job).await?)
+        } else {
+            None
+        };
+        self.view(db, job, tasks, ahead).await
+    }
+
+    /// The job as the API shows it, with the waiting tasks ahead of it when it is queued.
+    async fn view<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        job: job::Model,
+        tasks: &[db::entities::task::Model],
+        ahead: Option<i64>,
+    ) -> ApiResult<pb::Job> {
         let mut out = convert::job(&job, tasks);
         crate::links::job(&self.ctx.links, &mut out).await;
-        if job.state == JobState::Queued {
+        if let Some(ahead) = ahead {
             let mean_ms = self.ctx.run_times.mean_ms(db, job.kind).await?;
-            let (position, seconds) = db::jobs::queue_position(db, &job, mean_ms).await?;
-            out.queue_position = position;
-            out.estimated_seconds = seconds;
+            (out.queue_position, out.estimated_seconds) = db::jobs::position_of(ahead, mean_ms);
         }
         Ok(out)
     }
@@ -88,8 +102,16 @@ impl Jobs {
         let external = caller.require_account()?.to_string();
         let submission = Submission::try_from(request)?;
         let key = submission.idempotency_key.clone();
+        let (payer, prepared) = self
+            .prepare_submission(&self.ctx.db, &caller, submission)
+            .await?;
+        if let Some(job) = self
+            .submit_at_once(&caller, &payer, &prepared, trace.as_ref())
+            .await?
+        {
+            return Ok(job);
+        }
         let txn = self.ctx.db.begin().await?;
-        let (payer, prepared) = self.prepare_submission(&txn, &caller, submission).await?;
         let fingerprint = prepared.fingerprint.clone();
         let inserted = match self
             .charge_and_insert(&txn, &caller, payer, prepared, trace.as_ref())
@@ -119,6 +141,70 @@ impl Jobs {
             }
         };
         Ok(out)
+    }
+
+    /// SubmitJob in one statement on PostgreSQL ([`db::jobs::insert_charged`]): with the account
+    /// as `payer` read it, the charge and every insert are one statement, so the account's row is
+    /// never locked across a round trip and the submits of one busy account follow each other at
+    /// the pace of the database's commits. `None`, with nothing written, when the job goes the
+    /// careful way of [`Self::charge_and_insert`] instead: on SQLite, for a key already used (a
+    /// replay or a conflict), for an account that may be at its active-jobs limit or whose
+    /// membership or balance refuses the job (which that way tells exactly), and when the balance
+    /// or the number of jobs charged moved since the read so that the charge's guard failed.
+    async fn submit_at_once(
+        &self,
+        caller: &TenantCaller,
+        payer: &Payer,
+        prepared: &Prepared,
+        trace: Option<&TraceParent>,
+    ) -> ApiResult<Option<pb::Job>> {
+        let db = &self.ctx.db;
+        if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            return Ok(None);
+        }
+        let account = &payer.account;
+        let key = prepared.submission.idempotency_key.as_deref();
+        if let Some(key) = key {
+            if db::jobs::find_by_idempotency(db, &account.id, key)
+                .await?
+                .is_some()
+            {
+                return Ok(None);
+            }
+        }
+        // Jobs charged since the read may all be active still: the charge is made only while the
+        // account's `submits` shows no more of them than the limit has room for.
+        let room = i64::from(self.ctx.policy.max_active_jobs)
+            - i64::try_from(payer.active_units).unwrap_or(i64::MAX)
+            - 1;
+        if room < 0
+            || !db::accounts::is_member(account, now_ms())
+            || account.balance < prepared.cost
+        {
+            return Ok(None);
+        }
+        let job = Self::new_job(caller, account, prepared, None, trace)?;
+        let inserted = db::jobs::insert_charged(
+            db,
+            job,
+            prepared.tasks.clone(),
+            prepared.cost,
+            account.submits.saturating_add(room),
+        )
+        .await;
+        match inserted {
+            Ok(Some((job, tasks, ahead))) => {
+                self.submitted(&job);
+                Ok(Some(self.view(db, job, &tasks, Some(ahead)).await?))
+            }
+            Ok(None) => Ok(None),
+            // The same key submitted at the same moment: the other call's job is committed now.
+            Err(e) if key.is_some() && db::is_unique_violation(&e) => self
+                .replay(caller, &account.external_id, key, &prepared.fingerprint)
+                .await
+                .map(Some),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The job an earlier SubmitJob with this idempotency key made, if it was the same request.
@@ -466,58 +552,64 @@ impl Jobs {
         batch_id: Option<&str>,
         trace: Option<&TraceParent>,
     ) -> ApiResult<Option<(job::Model, Vec<db::entities::task::Model>)>> {
-        let Prepared {
-            submission,
-            tasks,
-            unit_price,
-            cost,
-            fingerprint,
-        } = prepared;
-        let job_id = uuid::Uuid::now_v7().to_string();
-        let charge = db::accounts::Entry {
-            account_id: &account.id,
-            kind: db::accounts::CHARGE_KIND,
-            amount: -cost,
-            reason: db::accounts::CHARGE_REASON,
-            unique_key: format!("charge:{job_id}"),
-            job_id: Some(&job_id),
-            task_id: None,
-        };
+        let job = Self::new_job(caller, account, &prepared, batch_id, trace)?;
         // A batch holds the account's lock already and refuses an entry alone when the balance
         // cannot pay it, so it books each charge before inserting. A single job is charged by
         // the caller after the insert, its row being the charge's ledger entry (see db::accounts),
         // so the account's row is locked from the charge to the commit only.
-        if batch_id.is_some() && !db::accounts::book(txn, charge).await? {
-            return Ok(None);
+        if batch_id.is_some() {
+            let charge = db::accounts::Entry {
+                account_id: &account.id,
+                kind: db::accounts::CHARGE_KIND,
+                amount: -prepared.cost,
+                reason: db::accounts::CHARGE_REASON,
+                unique_key: format!("charge:{}", job.id),
+                job_id: Some(&job.id),
+                task_id: None,
+            };
+            if !db::accounts::book(txn, charge).await? {
+                return Ok(None);
+            }
         }
+        Ok(Some(db::jobs::insert(txn, job, prepared.tasks).await?))
+    }
+
+    /// The row of a new job, queued, before it is written.
+    fn new_job(
+        caller: &TenantCaller,
+        account: &db::entities::account::Model,
+        prepared: &Prepared,
+        batch_id: Option<&str>,
+        trace: Option<&TraceParent>,
+    ) -> ApiResult<job::Model> {
+        let submission = &prepared.submission;
         let labels = serde_json::to_string(&submission.labels)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let now = now_ms();
-        let model = job::ActiveModel {
-            id: Set(job_id),
-            tenant_id: Set(caller.tenant_id.clone()),
-            account_id: Set(account.id.clone()),
-            account: Set(account.external_id.clone()),
-            kind: Set(submission.kind),
-            state: Set(JobState::Queued),
-            params: Set(submission.params.encode_to_vec()),
-            labels: Set(labels),
-            idempotency_key: Set(submission.idempotency_key.clone()),
-            request_hash: Set(Some(fingerprint)),
-            callback_url: Set(submission.callback_url.clone()),
-            unit_price: Set(unit_price),
-            cost: Set(cost),
-            refunded: Set(0),
-            last_sequence: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-            finished_at: Set(None),
-            deadline_at: Set(submission.deadline_ms),
-            trace_parent: Set(trace.map(ToString::to_string)),
-            family: Set(submission.family.map_or("", Family::as_str).to_string()),
-            batch_id: Set(batch_id.map(str::to_string)),
-        };
-        Ok(Some(db::jobs::insert(txn, model, tasks).await?))
+        Ok(job::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: caller.tenant_id.clone(),
+            account_id: account.id.clone(),
+            account: account.external_id.clone(),
+            kind: submission.kind,
+            state: JobState::Queued,
+            params: submission.params.encode_to_vec(),
+            labels,
+            idempotency_key: submission.idempotency_key.clone(),
+            request_hash: Some(prepared.fingerprint.clone()),
+            callback_url: submission.callback_url.clone(),
+            unit_price: prepared.unit_price,
+            cost: prepared.cost,
+            refunded: 0,
+            last_sequence: 0,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            deadline_at: submission.deadline_ms,
+            trace_parent: trace.map(ToString::to_string),
+            family: submission.family.map_or("", Family::as_str).to_string(),
+            batch_id: batch_id.map(str::to_string),
+        })
     }
 
     /// After the commit: count the job and wake watchers and the dispatcher.

@@ -187,6 +187,27 @@ pub async fn record_first<C: ConnectionTrait>(
     insert_row(db, job, job.last_sequence, events, job.created_at).await
 }
 
+/// The columns and values of a just-made job's first event row, for a statement that inserts the
+/// job too ([`super::jobs::insert_charged`]); `job.last_sequence` already counts `events`.
+pub(super) fn first_row(
+    job: &job::Model,
+    events: Vec<pb::job_event::Event>,
+) -> Result<(&'static str, Vec<sea_orm::Value>), DbErr> {
+    let count = i32::try_from(events.len()).unwrap_or(i32::MAX);
+    Ok((
+        EVENT_COLUMNS,
+        vec![
+            job.id.clone().into(),
+            job.tenant_id.clone().into(),
+            job.account_id.clone().into(),
+            job.last_sequence.into(),
+            count.into(),
+            encode(events)?.into(),
+            job.created_at.into(),
+        ],
+    ))
+}
+
 /// Inserts one row holding `events`, the last of which has sequence `last`, and announces it.
 async fn insert_row<C: ConnectionTrait>(
     db: &C,

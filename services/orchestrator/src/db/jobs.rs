@@ -3,7 +3,7 @@
 use atelier_proto::v1 as pb;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    IdenStatic, Iterable, ModelTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use super::entities::{job, task};
@@ -11,6 +11,7 @@ use super::{accounts, events};
 use crate::domain::{final_job_state, now_ms, JobState, Kind, TaskState};
 
 /// A task to create with its job.
+#[derive(Clone, Debug)]
 pub struct NewTask {
     /// Encoded `pb::Source` as the caller gave it.
     pub source: Option<Vec<u8>>,
@@ -22,52 +23,135 @@ pub struct NewTask {
 /// caller has charged the account in the same transaction.
 pub async fn insert<C: ConnectionTrait>(
     db: &C,
-    mut model: job::ActiveModel,
+    job: job::Model,
     tasks: Vec<NewTask>,
 ) -> Result<(job::Model, Vec<task::Model>), DbErr> {
-    // The job starts with its first event (QUEUED) already counted.
-    model.last_sequence = Set(1);
-    let job = model.insert(db).await?;
-    let now = job.created_at;
-    let rows: Vec<task::ActiveModel> = tasks
-        .into_iter()
-        .enumerate()
-        .map(|(idx, t)| task::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            job_id: Set(job.id.clone()),
-            idx: Set(i32::try_from(idx).unwrap_or(i32::MAX)),
-            source: Set(t.source),
-            source_ref: Set(t.source_ref),
-            state: Set(TaskState::Queued),
-            attempts: Set(0),
-            stage: Set(String::new()),
-            percent: Set(0),
-            outputs: Set(None),
-            source_info: Set(None),
-            failure_code: Set(None),
-            failure_message: Set(None),
-            from_cache: Set(false),
-            lease_owner: Set(None),
-            lease_expires_at: Set(None),
-            run_after: Set(now),
-            created_at: Set(now),
-            started_at: Set(None),
-            finished_at: Set(None),
-        })
-        .collect();
-    let written = rows
-        .iter()
-        .cloned()
-        .map(sea_orm::TryIntoModel::try_into_model)
-        .collect::<Result<Vec<task::Model>, DbErr>>()?;
-    if !rows.is_empty() {
+    let (job, written) = new_job(job, tasks);
+    job::ActiveModel::from(job.clone()).insert(db).await?;
+    if !written.is_empty() {
         // One statement for every task of the job.
-        task::Entity::insert_many(rows)
+        task::Entity::insert_many(written.iter().cloned().map(task::ActiveModel::from))
             .exec_without_returning(db)
             .await?;
     }
     events::record_first(db, &job, vec![state_event(JobState::Queued)]).await?;
     Ok((job, written))
+}
+
+/// A new job as it is written, its first event (QUEUED) already counted, and its tasks.
+fn new_job(mut job: job::Model, tasks: Vec<NewTask>) -> (job::Model, Vec<task::Model>) {
+    job.last_sequence = 1;
+    let now = job.created_at;
+    let tasks = tasks
+        .into_iter()
+        .enumerate()
+        .map(|(idx, t)| task::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            job_id: job.id.clone(),
+            idx: i32::try_from(idx).unwrap_or(i32::MAX),
+            source: t.source,
+            source_ref: t.source_ref,
+            state: TaskState::Queued,
+            attempts: 0,
+            stage: String::new(),
+            percent: 0,
+            outputs: None,
+            source_info: None,
+            failure_code: None,
+            failure_message: None,
+            from_cache: false,
+            lease_owner: None,
+            lease_expires_at: None,
+            run_after: now,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        })
+        .collect();
+    (job, tasks)
+}
+
+/// A new job charged to its account and inserted with its tasks and first event, in one statement
+/// (PostgreSQL): no round trip to the caller happens while the account's row is locked, so the
+/// submits of one account follow each other as fast as the database commits. The charge is
+/// guarded: the balance pays `cost`, and the account's `submits` counter is at most
+/// `submits_at_most`, which the caller derives from its read of the account so that the
+/// active-jobs limit cannot be passed. When a guard does not hold nothing is written and `None`
+/// comes back, for the caller to submit the job the careful way. Returns the job, its tasks and the
+/// number of waiting tasks ahead of it.
+pub async fn insert_charged<C: ConnectionTrait>(
+    db: &C,
+    job: job::Model,
+    tasks: Vec<NewTask>,
+    cost: i64,
+    submits_at_most: i64,
+) -> Result<Option<(job::Model, Vec<task::Model>, i64)>, DbErr> {
+    let (job, tasks) = new_job(job, tasks);
+    let backend = db.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = vec![
+        cost.into(),
+        job.account_id.clone().into(),
+        cost.into(),
+        submits_at_most.into(),
+    ];
+    let (job_columns, job_values) = row(&job);
+    values.extend(job_values);
+    let mut task_rows = Vec::with_capacity(tasks.len());
+    let mut task_columns = String::new();
+    for t in &tasks {
+        let (columns, row_values) = row(t);
+        task_columns = columns;
+        task_rows.push(format!("SELECT {} FROM j", placeholders(row_values.len())));
+        values.extend(row_values);
+    }
+    let (event_columns, event_values) =
+        events::first_row(&job, vec![state_event(JobState::Queued)])?;
+    let event_placeholders = placeholders(event_values.len());
+    values.extend(event_values);
+    values.extend(count_ahead_values(&job));
+    values.push(events::EVENTS_CHANNEL.into());
+    let tasks_cte = if task_rows.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "t AS (INSERT INTO tasks ({task_columns}) {}), ",
+            task_rows.join(" UNION ALL ")
+        )
+    };
+    let sql = format!(
+        "WITH charge AS (UPDATE accounts SET balance = balance - ?, submits = submits + 1 \
+         WHERE id = ? AND balance - ? >= 0 AND submits <= ? RETURNING submits), \
+         j AS (INSERT INTO jobs ({job_columns}) SELECT {} FROM charge RETURNING id), \
+         {tasks_cte}\
+         e AS (INSERT INTO job_events {event_columns} SELECT {event_placeholders} FROM j RETURNING job_id) \
+         SELECT ({}), (SELECT COUNT(pg_notify(?, e.job_id)) FROM e) FROM charge",
+        placeholders(job_columns.split(", ").count()),
+        count_ahead(),
+    );
+    let Some(answer) = db
+        .query_one(super::statement(backend, &sql, values))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let ahead: i64 = answer.try_get_by_index(0)?;
+    Ok(Some((job, tasks, ahead)))
+}
+
+/// A model's columns, comma-separated, and its values in their order.
+fn row<M: ModelTrait>(model: &M) -> (String, Vec<sea_orm::Value>) {
+    let columns = <M::Entity as EntityTrait>::Column::iter();
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for column in columns {
+        names.push(column.as_str().to_string());
+        values.push(model.get(column));
+    }
+    (names.join(", "), values)
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 /// The event of the job moving to `state`.
@@ -355,30 +439,47 @@ pub async fn queue_position<C: ConnectionTrait>(
     job: &job::Model,
     mean_ms: f64,
 ) -> Result<(u32, u32), DbErr> {
-    let backend = db.get_database_backend();
-    // A task has its job's creation time, so the count reads the queue's own index
-    // (`tasks_queue_order`, migration m0010) and no job row. Its states are written into the
-    // statement, as the index's are, so every plan can use it.
-    let ahead = db
+    Ok(position_of(queue_ahead(db, job).await?, mean_ms))
+}
+
+/// The waiting tasks of earlier jobs: those ahead of a queued job.
+pub async fn queue_ahead<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<i64, DbErr> {
+    Ok(db
         .query_one(super::statement(
-            backend,
-            &format!(
-                "SELECT COUNT(*) FROM tasks WHERE state IN ({}) \
-                 AND (created_at < ? OR (created_at = ? AND job_id < ?))",
-                super::state_words(&TaskState::WAITING)
-            ),
-            vec![
-                job.created_at.into(),
-                job.created_at.into(),
-                job.id.clone().into(),
-            ],
+            db.get_database_backend(),
+            &count_ahead(),
+            count_ahead_values(job).to_vec(),
         ))
         .await?
         .map(|r| r.try_get_by_index::<i64>(0))
         .transpose()?
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+/// The count of [`queue_ahead`], with [`count_ahead_values`] for its parameters. A task has its
+/// job's creation time, so the count reads the queue's own index (`tasks_queue_order`, migration
+/// m0010) and no job row. Its states are written into the statement, as the index's are, so every
+/// plan can use it.
+fn count_ahead() -> String {
+    format!(
+        "SELECT COUNT(*) FROM tasks WHERE state IN ({}) \
+         AND (created_at < ? OR (created_at = ? AND job_id < ?))",
+        super::state_words(&TaskState::WAITING)
+    )
+}
+
+fn count_ahead_values(job: &job::Model) -> [sea_orm::Value; 3] {
+    [
+        job.created_at.into(),
+        job.created_at.into(),
+        job.id.clone().into(),
+    ]
+}
+
+/// A queue position from the number of waiting tasks ahead, with its time estimate.
+pub fn position_of(ahead: i64, mean_ms: f64) -> (u32, u32) {
     let position = u32::try_from(ahead).unwrap_or(u32::MAX);
-    Ok((position, estimate_seconds(mean_ms, position)))
+    (position, estimate_seconds(mean_ms, position))
 }
 
 /// Mean run time of the last 50 succeeded tasks of a kind (0 when none ran yet).
@@ -386,11 +487,15 @@ pub async fn mean_task_ms<C: ConnectionTrait>(db: &C, kind: Kind) -> Result<f64,
     Ok(db
         .query_one(super::statement(
             db.get_database_backend(),
-            "SELECT AVG(CAST(t.finished_at - t.started_at AS DOUBLE PRECISION)) FROM \
-             (SELECT t.finished_at, t.started_at FROM tasks t JOIN jobs j ON j.id = t.job_id \
-              WHERE j.kind = ? AND t.state = ? AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL \
-              ORDER BY t.finished_at DESC LIMIT 50) t",
-            vec![kind.into(), TaskState::Succeeded.into()],
+            // The newest finished tasks come from their index (`tasks_finished`), each job's kind
+            // by its key: a join here let a planner without statistics yet (a young table) pair
+            // every task with every job.
+            "SELECT AVG(CAST(r.finished_at - r.started_at AS DOUBLE PRECISION)) FROM \
+             (SELECT t.finished_at, t.started_at FROM tasks t \
+              WHERE t.finished_at IS NOT NULL AND t.state = ? AND t.started_at IS NOT NULL \
+              AND (SELECT j.kind FROM jobs j WHERE j.id = t.job_id) = ? \
+              ORDER BY t.finished_at DESC LIMIT 50) r",
+            vec![TaskState::Succeeded.into(), kind.into()],
         ))
         .await?
         .and_then(|r| r.try_get_by_index::<Option<f64>>(0).ok().flatten())

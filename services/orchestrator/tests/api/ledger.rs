@@ -5,7 +5,7 @@
 use atelier_orchestrator::db::{self, entities::job};
 use atelier_orchestrator::domain::{now_ms, JobState, Kind, TaskState};
 use proptest::prelude::*;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -44,29 +44,29 @@ async fn submit(db: &DatabaseConnection, account_id: &str, tasks: usize) -> Opti
         return None;
     }
     let now = now_ms();
-    let model = job::ActiveModel {
-        id: Set(id.clone()),
-        tenant_id: Set("t".into()),
-        account_id: Set(account_id.into()),
-        account: Set("a".into()),
-        kind: Set(Kind::Transform),
-        state: Set(JobState::Queued),
-        params: Set(Vec::new()),
-        labels: Set("{}".into()),
-        idempotency_key: Set(None),
-        request_hash: Set(None),
-        callback_url: Set(None),
-        unit_price: Set(1),
-        cost: Set(cost),
-        refunded: Set(0),
-        last_sequence: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-        finished_at: Set(None),
-        deadline_at: Set(None),
-        trace_parent: Set(None),
-        family: Set(String::new()),
-        batch_id: Set(None),
+    let model = job::Model {
+        id: id.clone(),
+        tenant_id: "t".into(),
+        account_id: account_id.into(),
+        account: "a".into(),
+        kind: Kind::Transform,
+        state: JobState::Queued,
+        params: Vec::new(),
+        labels: "{}".into(),
+        idempotency_key: None,
+        request_hash: None,
+        callback_url: None,
+        unit_price: 1,
+        cost,
+        refunded: 0,
+        last_sequence: 0,
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+        deadline_at: None,
+        trace_parent: None,
+        family: String::new(),
+        batch_id: None,
     };
     let tasks = (0..tasks)
         .map(|_| db::jobs::NewTask {
