@@ -301,10 +301,7 @@ impl Jobs {
             });
         }
         let needed = prepared.cost;
-        let (job, tasks) = self
-            .insert(txn, caller, &account, prepared, None, trace)
-            .await?
-            .ok_or_else(|| ApiError::Internal("a job without a batch is charged apart".into()))?;
+        let (job, tasks) = self.insert(txn, caller, &account, prepared, trace).await?;
         // The answer is made before the charge, so the account's row is locked only from the
         // charge to the commit.
         let view = self.render_with(txn, job.clone(), &tasks).await?;
@@ -429,9 +426,8 @@ impl Jobs {
         for (p, pays) in prepared.into_iter().zip(paid) {
             let needed = p.cost;
             let job = if pays {
-                self.insert(&txn, &caller, &account, p, Some(&batch_id), trace.as_ref())
+                self.insert_in_batch(&txn, &caller, &account, p, &batch_id, trace.as_ref())
                     .await?
-                    .map(|(job, _)| job)
             } else {
                 None
             };
@@ -541,37 +537,48 @@ impl Jobs {
         Ok(account)
     }
 
-    /// Charges the job and inserts it with its tasks, in the caller's transaction with the account
-    /// locked and its membership checked. `None` when the balance cannot pay it (nothing changed).
+    /// Inserts a single job with its tasks in the caller's transaction. The caller charges it
+    /// after the insert, its row being the charge's ledger entry (see db::accounts), so the
+    /// account's row is locked from the charge to the commit only.
     async fn insert<C: sea_orm::ConnectionTrait>(
         &self,
         txn: &C,
         caller: &TenantCaller,
         account: &db::entities::account::Model,
         prepared: Prepared,
-        batch_id: Option<&str>,
         trace: Option<&TraceParent>,
-    ) -> ApiResult<Option<(job::Model, Vec<db::entities::task::Model>)>> {
-        let job = Self::new_job(caller, account, &prepared, batch_id, trace)?;
-        // A batch holds the account's lock already and refuses an entry alone when the balance
-        // cannot pay it, so it books each charge before inserting. A single job is charged by
-        // the caller after the insert, its row being the charge's ledger entry (see db::accounts),
-        // so the account's row is locked from the charge to the commit only.
-        if batch_id.is_some() {
-            let charge = db::accounts::Entry {
-                account_id: &account.id,
-                kind: db::accounts::CHARGE_KIND,
-                amount: -prepared.cost,
-                reason: db::accounts::CHARGE_REASON,
-                unique_key: format!("charge:{}", job.id),
-                job_id: Some(&job.id),
-                task_id: None,
-            };
-            if !db::accounts::book(txn, charge).await? {
-                return Ok(None);
-            }
+    ) -> ApiResult<(job::Model, Vec<db::entities::task::Model>)> {
+        let job = Self::new_job(caller, account, &prepared, None, trace)?;
+        Ok(db::jobs::insert(txn, job, prepared.tasks).await?)
+    }
+
+    /// Books the charge of one entry of a batch and inserts its job. The batch holds the account's
+    /// lock already and refuses an entry alone when the balance cannot pay it: `None` then, with
+    /// nothing changed.
+    async fn insert_in_batch<C: sea_orm::ConnectionTrait>(
+        &self,
+        txn: &C,
+        caller: &TenantCaller,
+        account: &db::entities::account::Model,
+        prepared: Prepared,
+        batch_id: &str,
+        trace: Option<&TraceParent>,
+    ) -> ApiResult<Option<job::Model>> {
+        let job = Self::new_job(caller, account, &prepared, Some(batch_id), trace)?;
+        let charge = db::accounts::Entry {
+            account_id: &account.id,
+            kind: db::accounts::CHARGE_KIND,
+            amount: -prepared.cost,
+            reason: db::accounts::CHARGE_REASON,
+            unique_key: format!("charge:{}", job.id),
+            job_id: Some(&job.id),
+            task_id: None,
+        };
+        if !db::accounts::book(txn, charge).await? {
+            return Ok(None);
         }
-        Ok(Some(db::jobs::insert(txn, job, prepared.tasks).await?))
+        let (job, _) = db::jobs::insert(txn, job, prepared.tasks).await?;
+        Ok(Some(job))
     }
 
     /// The row of a new job, queued, before it is written.
