@@ -147,10 +147,11 @@ impl Jobs {
     /// as `payer` read it, the charge and every insert are one statement, so the account's row is
     /// never locked across a round trip and the submits of one busy account follow each other at
     /// the pace of the database's commits. `None`, with nothing written, when the job goes the
-    /// careful way of [`Self::charge_and_insert`] instead: on SQLite, for a key already used (a
-    /// replay or a conflict), for an account that may be at its active-jobs limit or whose
-    /// membership or balance refuses the job (which that way tells exactly), and when the balance
-    /// or the number of jobs charged moved since the read so that the charge's guard failed.
+    /// careful way of [`Self::charge_and_insert`] instead: on SQLite, for an account that may be at
+    /// its active-jobs limit or whose membership or balance refuses the job (which that way tells
+    /// exactly), and when the balance or the number of jobs charged moved since the read so that
+    /// the charge's guard failed. A key used before makes the statement fail on the unique index,
+    /// writing nothing; the earlier job then answers.
     async fn submit_at_once(
         &self,
         caller: &TenantCaller,
@@ -164,14 +165,6 @@ impl Jobs {
         }
         let account = &payer.account;
         let key = prepared.submission.idempotency_key.as_deref();
-        if let Some(key) = key {
-            if db::jobs::find_by_idempotency(db, &account.id, key)
-                .await?
-                .is_some()
-            {
-                return Ok(None);
-            }
-        }
         // Jobs charged since the read may all be active still: the charge is made only while the
         // account's `submits` shows no more of them than the limit has room for.
         let room = i64::from(self.ctx.policy.max_active_jobs)
@@ -198,7 +191,8 @@ impl Jobs {
                 Ok(Some(self.view(db, job, &tasks, Some(ahead)).await?))
             }
             Ok(None) => Ok(None),
-            // The same key submitted at the same moment: the other call's job is committed now.
+            // The key was used before (or at the same moment): the statement wrote nothing, and
+            // the job it made answers a replay of the same request or refuses another one.
             Err(e) if key.is_some() && db::is_unique_violation(&e) => self
                 .replay(caller, &account.external_id, key, &prepared.fingerprint)
                 .await

@@ -94,13 +94,12 @@ pub async fn insert_charged<C: ConnectionTrait>(
         cost.into(),
         submits_at_most.into(),
     ];
-    let (job_columns, job_values) = row(&job);
+    let job_values = values_of(&job);
+    let job_placeholders = placeholders(job_values.len());
     values.extend(job_values);
     let mut task_rows = Vec::with_capacity(tasks.len());
-    let mut task_columns = String::new();
     for t in &tasks {
-        let (columns, row_values) = row(t);
-        task_columns = columns;
+        let row_values = values_of(t);
         task_rows.push(format!("SELECT {} FROM j", placeholders(row_values.len())));
         values.extend(row_values);
     }
@@ -114,18 +113,19 @@ pub async fn insert_charged<C: ConnectionTrait>(
         String::new()
     } else {
         format!(
-            "t AS (INSERT INTO tasks ({task_columns}) {}), ",
+            "t AS (INSERT INTO tasks ({}) {}), ",
+            columns_of::<task::Entity>(),
             task_rows.join(" UNION ALL ")
         )
     };
     let sql = format!(
         "WITH charge AS (UPDATE accounts SET balance = balance - ?, submits = submits + 1 \
          WHERE id = ? AND balance - ? >= 0 AND submits <= ? RETURNING submits), \
-         j AS (INSERT INTO jobs ({job_columns}) SELECT {} FROM charge RETURNING id), \
+         j AS (INSERT INTO jobs ({}) SELECT {job_placeholders} FROM charge RETURNING id), \
          {tasks_cte}\
          e AS (INSERT INTO job_events {event_columns} SELECT {event_placeholders} FROM j RETURNING job_id) \
          SELECT ({}), (SELECT COUNT(pg_notify(?, e.job_id)) FROM e) FROM charge",
-        placeholders(job_columns.split(", ").count()),
+        columns_of::<job::Entity>(),
         count_ahead(),
     );
     let Some(answer) = db
@@ -138,16 +138,19 @@ pub async fn insert_charged<C: ConnectionTrait>(
     Ok(Some((job, tasks, ahead)))
 }
 
-/// A model's columns, comma-separated, and its values in their order.
-fn row<M: ModelTrait>(model: &M) -> (String, Vec<sea_orm::Value>) {
-    let columns = <M::Entity as EntityTrait>::Column::iter();
-    let mut names = Vec::new();
-    let mut values = Vec::new();
-    for column in columns {
-        names.push(column.as_str().to_string());
-        values.push(model.get(column));
-    }
-    (names.join(", "), values)
+/// An entity's columns, comma-separated, in the order [`values_of`] gives its values.
+fn columns_of<E: EntityTrait>() -> String {
+    E::Column::iter()
+        .map(|c| c.as_str().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A model's values in the order of its entity's columns.
+fn values_of<M: ModelTrait>(model: &M) -> Vec<sea_orm::Value> {
+    <M::Entity as EntityTrait>::Column::iter()
+        .map(|c| model.get(c))
+        .collect()
 }
 
 fn placeholders(n: usize) -> String {
