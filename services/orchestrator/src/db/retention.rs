@@ -251,6 +251,14 @@ pub struct Defaults {
     pub event_days: u32,
 }
 
+/// The newest time anything can be due under the retention setting `column`: `now` (the first
+/// parameter) less the shortest retention any tenant keeps, the default (the second) for those that
+/// set none. Bounding a sweep's scan of the time index by it keeps the sweep as cheap as what is
+/// due: without it the scan cannot stop before the end, and every sweep reads the whole history.
+fn newest_due(column: &str) -> String {
+    format!("(SELECT ? - MIN(COALESCE(b.{column}, ?)) * {DAY_MS} FROM tenants b)")
+}
+
 /// Up to `limit` terminal jobs (tenant id, job id) that finished longer ago than their tenant's
 /// output retention.
 pub async fn due_jobs<C: ConnectionTrait>(
@@ -265,11 +273,14 @@ pub async fn due_jobs<C: ConnectionTrait>(
             db.get_database_backend(),
             &format!(
                 "SELECT j.tenant_id, j.id FROM jobs j JOIN tenants t ON t.id = j.tenant_id \
-                 WHERE j.state IN {terminal} AND j.finished_at IS NOT NULL \
+                 WHERE j.state IN {terminal} AND j.finished_at < {} \
                  AND j.finished_at < ? - COALESCE(t.retention_output_days, ?) * {DAY_MS} \
-                 ORDER BY j.finished_at, j.id LIMIT ?"
+                 ORDER BY j.finished_at, j.id LIMIT ?",
+                newest_due("retention_output_days")
             ),
             vec![
+                now.into(),
+                i64::from(defaults.output_days).into(),
                 now.into(),
                 i64::from(defaults.output_days).into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
@@ -329,11 +340,14 @@ pub async fn expire_events<C: ConnectionTrait>(
             &format!(
                 "DELETE FROM job_events WHERE id IN (SELECT e.id FROM job_events e \
                  JOIN jobs j ON j.id = e.job_id JOIN tenants t ON t.id = j.tenant_id \
-                 WHERE j.state IN {terminal} \
+                 WHERE j.state IN {terminal} AND e.created_at < {} \
                  AND e.created_at < ? - COALESCE(t.retention_event_days, ?) * {DAY_MS} \
-                 ORDER BY e.id LIMIT ?)"
+                 ORDER BY e.created_at, e.id LIMIT ?)",
+                newest_due("retention_event_days")
             ),
             vec![
+                now.into(),
+                i64::from(defaults.event_days).into(),
                 now.into(),
                 i64::from(defaults.event_days).into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
