@@ -106,7 +106,14 @@ async fn connect_postgres(
                 Ok(sqlx::Connection::ping(conn).await.is_ok())
             })
         })
-        .connect_with(options.disable_statement_logging())
+        // Every statement here is short, so compiling one (JIT) only ever adds time: a plan the
+        // planner overestimates (a scan that a LIMIT ends early, on a large history) would pass
+        // `jit_above_cost` and spend tens of milliseconds compiling a statement that runs in one.
+        .connect_with(
+            options
+                .options([("jit", "off")])
+                .disable_statement_logging(),
+        )
         .await
         .map_err(conn_err)?;
     Ok(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(
