@@ -186,9 +186,12 @@ impl Jobs {
         )
         .await;
         match inserted {
-            Ok(Some((job, tasks, ahead))) => {
+            Ok(Some((job, tasks))) => {
                 self.submitted(&job);
-                Ok(Some(self.view(db, job, &tasks, Some(ahead)).await?))
+                Ok(Some(
+                    self.view(db, job, &tasks, Some(payer.waiting_tasks))
+                        .await?,
+                ))
             }
             Ok(None) => Ok(None),
             // The key was used before (or at the same moment): the statement wrote nothing, and
@@ -235,18 +238,13 @@ impl Jobs {
     ) -> ApiResult<(Payer, Prepared)> {
         let external = caller.require_account()?;
         self.check_offered(&submission).await?;
-        let (account, active_units) =
-            db::accounts::find_with_active(db, &caller.tenant_id, external)
-                .await?
-                .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
-        let prepared = self.prepare(db, caller, &account.id, submission).await?;
-        Ok((
-            Payer {
-                account,
-                active_units,
-            },
-            prepared,
-        ))
+        let payer = db::accounts::find_with_active(db, &caller.tenant_id, external)
+            .await?
+            .ok_or_else(|| ApiError::MembershipRequired(external.to_string()))?;
+        let prepared = self
+            .prepare(db, caller, &payer.account.id, submission)
+            .await?;
+        Ok((payer, prepared))
     }
 
     /// The charge of SubmitJob, in the caller's transaction (which commits it, then calls
@@ -271,6 +269,7 @@ impl Jobs {
         let Payer {
             account,
             active_units,
+            waiting_tasks,
         } = payer;
         let external = account.external_id.as_str();
         if let Some(key) = &prepared.submission.idempotency_key {
@@ -298,7 +297,9 @@ impl Jobs {
         let (job, tasks) = self.insert(txn, caller, &account, prepared, trace).await?;
         // The answer is made before the charge, so the account's row is locked only from the
         // charge to the commit.
-        let view = self.render_with(txn, job.clone(), &tasks).await?;
+        let view = self
+            .view(txn, job.clone(), &tasks, Some(waiting_tasks))
+            .await?;
         let Some(submits) = db::accounts::charge_job(txn, &account.id, needed).await? else {
             // Membership or balance changed since the read above.
             let now = db::accounts::find(txn, &caller.tenant_id, external).await?;
@@ -904,12 +905,8 @@ pub(crate) enum Inserted {
     Replayed(job::Model),
 }
 
-/// The account a job is charged to, as read before the charge, with its active units counted in
-/// the same read.
-pub(crate) struct Payer {
-    account: db::entities::account::Model,
-    active_units: u64,
-}
+/// The account a job is charged to, as read before the charge.
+type Payer = db::accounts::Standing;
 
 /// A job checked, resolved and priced, ready to be charged and inserted.
 pub(crate) struct Prepared {

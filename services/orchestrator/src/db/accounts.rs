@@ -29,22 +29,34 @@ pub async fn find<C: ConnectionTrait>(
         .await
 }
 
+/// An account as a submit reads it before the charge.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    pub account: account::Model,
+    /// Units of the active-jobs limit in use, as [`active_units`] counts them.
+    pub active_units: u64,
+    /// Tasks waiting in the queue: those ahead of a job submitted now.
+    pub waiting_tasks: i64,
+}
+
 /// The account of a tenant named by its external id, with its active units as [`active_units`]
-/// counts them, read in the same statement (one snapshot, so `submits` and the count agree; see
-/// [`charge_job`]).
+/// counts them and the tasks waiting in the queue, read in the same statement (one snapshot, so
+/// `submits` and the count agree; see [`charge_job`]). The queue is counted here rather than with
+/// the charge, so that the count never runs while the account's row is locked.
 pub async fn find_with_active<C: ConnectionTrait>(
     db: &C,
     tenant_id: &str,
     external_id: &str,
-) -> Result<Option<(account::Model, u64)>, DbErr> {
+) -> Result<Option<Standing>, DbErr> {
     use sea_orm::FromQueryResult;
     let row = db
         .query_one(statement(
             db.get_database_backend(),
             &format!(
-                "SELECT a.*, ({}) AS active_units FROM accounts a \
+                "SELECT a.*, ({}) AS active_units, ({}) AS waiting_tasks FROM accounts a \
                  WHERE a.tenant_id = ? AND a.external_id = ?",
-                ACTIVE_UNITS.replace("account_id = ?", "account_id = a.id")
+                ACTIVE_UNITS.replace("account_id = ?", "account_id = a.id"),
+                super::jobs::count_waiting(),
             ),
             vec![
                 JobState::Queued.into(),
@@ -57,9 +69,12 @@ pub async fn find_with_active<C: ConnectionTrait>(
     let Some(row) = row else {
         return Ok(None);
     };
-    let account = account::Model::from_query_result(&row, "")?;
     let active: i64 = row.try_get("", "active_units")?;
-    Ok(Some((account, u64::try_from(active).unwrap_or_default())))
+    Ok(Some(Standing {
+        account: account::Model::from_query_result(&row, "")?,
+        active_units: u64::try_from(active).unwrap_or_default(),
+        waiting_tasks: row.try_get("", "waiting_tasks")?,
+    }))
 }
 
 /// Locks the account row until the transaction ends, so that submits of one account run one after

@@ -77,15 +77,14 @@ fn new_job(mut job: job::Model, tasks: Vec<NewTask>) -> (job::Model, Vec<task::M
 /// guarded: the balance pays `cost`, and the account's `submits` counter is at most
 /// `submits_at_most`, which the caller derives from its read of the account so that the
 /// active-jobs limit cannot be passed. When a guard does not hold nothing is written and `None`
-/// comes back, for the caller to submit the job the careful way. Returns the job, its tasks and the
-/// number of waiting tasks ahead of it.
+/// comes back, for the caller to submit the job the careful way. Returns the job and its tasks.
 pub async fn insert_charged<C: ConnectionTrait>(
     db: &C,
     job: job::Model,
     tasks: Vec<NewTask>,
     cost: i64,
     submits_at_most: i64,
-) -> Result<Option<(job::Model, Vec<task::Model>, i64)>, DbErr> {
+) -> Result<Option<(job::Model, Vec<task::Model>)>, DbErr> {
     let (job, tasks) = new_job(job, tasks);
     let backend = db.get_database_backend();
     let mut values: Vec<sea_orm::Value> = vec![
@@ -107,7 +106,6 @@ pub async fn insert_charged<C: ConnectionTrait>(
         events::first_row(&job, vec![state_event(JobState::Queued)])?;
     let event_placeholders = placeholders(event_values.len());
     values.extend(event_values);
-    values.extend(count_ahead_values(&job));
     values.push(events::EVENTS_CHANNEL.into());
     let tasks_cte = if task_rows.is_empty() {
         String::new()
@@ -124,18 +122,13 @@ pub async fn insert_charged<C: ConnectionTrait>(
          j AS (INSERT INTO jobs ({}) SELECT {job_placeholders} FROM charge RETURNING id), \
          {tasks_cte}\
          e AS (INSERT INTO job_events {event_columns} SELECT {event_placeholders} FROM j RETURNING job_id) \
-         SELECT ({}), (SELECT COUNT(pg_notify(?, e.job_id)) FROM e) FROM charge",
+         SELECT (SELECT COUNT(pg_notify(?, e.job_id)) FROM e) FROM charge",
         columns_of::<job::Entity>(),
-        count_ahead(),
     );
-    let Some(answer) = db
+    let charged = db
         .query_one(super::statement(backend, &sql, values))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let ahead: i64 = answer.try_get_by_index(0)?;
-    Ok(Some((job, tasks, ahead)))
+        .await?;
+    Ok(charged.map(|_| (job, tasks)))
 }
 
 /// An entity's columns, comma-separated, in the order [`values_of`] gives its values.
@@ -457,6 +450,15 @@ pub async fn queue_ahead<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result
         .map(|r| r.try_get_by_index::<i64>(0))
         .transpose()?
         .unwrap_or_default())
+}
+
+/// The count of every waiting task (the queue ahead of a job not inserted yet), with no parameter.
+/// Its states are written into the statement, as the queue index's are.
+pub fn count_waiting() -> String {
+    format!(
+        "SELECT COUNT(*) FROM tasks WHERE state IN ({})",
+        super::state_words(&TaskState::WAITING)
+    )
 }
 
 /// The count of [`queue_ahead`], with [`count_ahead_values`] for its parameters. A task has its
