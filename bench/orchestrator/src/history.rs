@@ -4,8 +4,10 @@
 //! Each side gets a fresh database, migrated by an orchestrator replica that onboards the benchmark
 //! account and stops. The history side is then filled with set-based SQL: finished jobs (succeeded,
 //! failed, cancelled) spread over the benchmark account and 2,000 accounts of 50 other tenants, each
-//! with its task, three events and its ledger charge, followed by `VACUUM ANALYZE`. Then, on both sides
-//! alike:
+//! with its task, three events and its ledger charge, followed by `VACUUM ANALYZE`. Its rows are named
+//! as the orchestrator names them (UUIDv7 ids in creation order, charges keyed `charge:<job>`), so new
+//! rows land in the indexes where they would land after a month of real use. Then, on both sides
+//! alike, after a `CHECKPOINT`:
 //!
 //! - submit latency: clients submit `--jobs` jobs as the benchmark account through an API-only
 //!   replica (dispatch concurrency 0), so the jobs stay queued;
@@ -214,6 +216,12 @@ async fn side(
             "bench: filled {finished} finished jobs in {fill_seconds:.1} s (ANALYZE {analyze_seconds:.1} s)"
         );
     }
+    // Both sides start measuring with nothing left for the checkpointer to write: a database that
+    // has held its history for a while is not writing a bulk load out in the background.
+    sqlx::raw_sql("CHECKPOINT")
+        .execute(&pool)
+        .await
+        .context("CHECKPOINT")?;
 
     let api = pipeline::start_replica(args, &database_url, objects, processor_url, 0).await?;
     let url = api.url();
@@ -283,44 +291,66 @@ async fn fill(pool: &PgPool, tenant_id: &str, account_id: &str, n: usize) -> any
     let start = now_ms() - span - 60_000;
     let step = (span / n).max(1);
     // `$1`..`$2`: the jobs; `$3`, `$4`: the benchmark tenant and account; `$5` + i × `$6`: creation.
-    let common = "WITH h AS (SELECT i, \
-         md5('history-job-' || i)::uuid::text AS job_id, \
+    let job_id = uuid_v7("$5::bigint + i * $6::bigint", "history-job-");
+    let common = format!(
+        "WITH h AS (SELECT i, \
+         {job_id} AS job_id, \
          CASE WHEN i % 10 = 0 THEN $3 ELSE md5('history-tenant-' || (i % 50))::uuid::text END AS tenant_id, \
          CASE WHEN i % 10 = 0 THEN $4 ELSE md5('history-account-' || (i % 2000))::uuid::text END AS account_id, \
          CASE WHEN i % 10 = 0 THEN 'bench' ELSE 'history-' || (i % 2000) END AS account, \
          CASE (i / 10) % 20 WHEN 0 THEN 'failed' WHEN 1 THEN 'cancelled' ELSE 'succeeded' END AS state, \
          $5::bigint + i * $6::bigint AS created_at \
-         FROM generate_series($1::bigint, $2::bigint) AS i) ";
+         FROM generate_series($1::bigint, $2::bigint) AS i) "
+    );
+    let (task_id, charge_id) = (
+        uuid_v7("created_at", "history-task-"),
+        uuid_v7("created_at", "history-charge-"),
+    );
     let statements = [
-        "INSERT INTO jobs (id, tenant_id, account_id, account, kind, state, params, labels, \
+        String::from("INSERT INTO jobs (id, tenant_id, account_id, account, kind, state, params, labels, \
          unit_price, cost, refunded, last_sequence, created_at, updated_at, finished_at, deadline_at, \
          family, batch_id) \
          SELECT job_id, tenant_id, account_id, account, 'transform', state, \
          decode(md5('p' || i) || md5('q' || i), 'hex'), '{}', 1, 1, \
          CASE WHEN state = 'succeeded' THEN 0 ELSE 1 END, 3, created_at, created_at + 2000, \
          created_at + 2000, CASE WHEN i % 25 = 0 THEN created_at + 60000 END, '', \
-         CASE WHEN i % 100 = 7 THEN 'history-batch-' || (i / 1000) END FROM h",
-        "INSERT INTO tasks (id, job_id, idx, source, state, attempts, stage, percent, outputs, \
+         CASE WHEN i % 100 = 7 THEN 'history-batch-' || (i / 1000) END FROM h"),
+        format!("INSERT INTO tasks (id, job_id, idx, source, state, attempts, stage, percent, outputs, \
          failure_code, failure_message, from_cache, run_after, created_at, started_at, finished_at) \
-         SELECT md5('history-task-' || i)::uuid::text, job_id, 0, \
+         SELECT {task_id}, job_id, 0, \
          decode(repeat(md5('s' || i), 3), 'hex'), state, \
          CASE WHEN state = 'cancelled' THEN 0 ELSE 1 END, 'done', 100, \
          CASE WHEN state = 'succeeded' THEN decode(repeat(md5('o' || i), 4), 'hex') END, \
          CASE WHEN state = 'failed' THEN 3002 END, \
          CASE WHEN state = 'failed' THEN 'the source could not be downloaded' END, false, \
          created_at, created_at, CASE WHEN state = 'cancelled' THEN NULL ELSE created_at + 500 END, \
-         created_at + 2000 FROM h",
-        "INSERT INTO job_events (job_id, tenant_id, account_id, sequence, payload, created_at) \
+         created_at + 2000 FROM h"),
+        String::from("INSERT INTO job_events (job_id, tenant_id, account_id, sequence, payload, created_at) \
          SELECT job_id, tenant_id, account_id, s, decode(md5('e' || i || '-' || s), 'hex'), \
-         created_at + s * 600 FROM h CROSS JOIN generate_series(1, 3) AS s",
-        "INSERT INTO ledger (id, account_id, kind, amount, reason, unique_key, job_id, task_id, created_at) \
-         SELECT md5('history-charge-' || i)::uuid::text, account_id, 'charge', -1, 'job', \
-         'history-charge-' || i, job_id, NULL, created_at FROM h",
+         created_at + s * 600 FROM h CROSS JOIN generate_series(1, 3) AS s"),
+        format!("INSERT INTO ledger (id, account_id, kind, amount, reason, unique_key, job_id, task_id, created_at) \
+         SELECT {charge_id}, account_id, 'charge', -1, 'job', \
+         'charge:' || job_id, job_id, NULL, created_at FROM h"),
     ];
+    // The other tenants and their accounts exist, as every job's do.
+    for sql in [
+        "INSERT INTO tenants (id, name, created_at) \
+         SELECT md5('history-tenant-' || k)::uuid::text, 'history-' || k, $1 \
+         FROM generate_series(0, 49) AS k",
+        "INSERT INTO accounts (id, tenant_id, external_id, balance, member, created_at, submits) \
+         SELECT md5('history-account-' || a)::uuid::text, md5('history-tenant-' || (a % 50))::uuid::text, \
+         'history-' || a, 0, false, $1, 0 FROM generate_series(0, 1999) AS a",
+    ] {
+        sqlx::query(sql)
+            .bind(start)
+            .execute(pool)
+            .await
+            .context("adding the history's tenants and accounts")?;
+    }
     let mut lo = 0;
     while lo < n {
         let hi = (lo + CHUNK).min(n) - 1;
-        for sql in statements {
+        for sql in &statements {
             sqlx::query(&format!("{common}{sql}"))
                 .bind(lo)
                 .bind(hi)
@@ -343,6 +373,16 @@ async fn fill(pool: &PgPool, tenant_id: &str, account_id: &str, n: usize) -> any
     .await
     .context("moving the webhook cursor past the history")?;
     Ok(())
+}
+
+/// A UUIDv7 as SQL, as the orchestrator names its rows: the milliseconds of `created_at` (an SQL
+/// expression) first, so ids sort by creation, then bits derived from `seed || i`.
+fn uuid_v7(created_at: &str, seed: &str) -> String {
+    let random = format!("md5('{seed}' || i)");
+    format!(
+        "((lpad(to_hex({created_at}), 12, '0') || '7' || substr({random}, 1, 3) || '8' \
+         || substr({random}, 4, 15))::uuid)::text"
+    )
 }
 
 /// Runs `sql` `SAMPLES` times, each in a transaction that is rolled back.
