@@ -56,7 +56,7 @@ pub async fn find_with_active<C: ConnectionTrait>(
                 "SELECT a.*, ({}) AS active_units, ({}) AS waiting_tasks FROM accounts a \
                  WHERE a.tenant_id = ? AND a.external_id = ?",
                 ACTIVE_UNITS.replace("account_id = ?", "account_id = a.id"),
-                super::jobs::count_waiting(),
+                super::count_waiting(),
             ),
             vec![
                 JobState::Queued.into(),

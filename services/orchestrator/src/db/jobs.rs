@@ -452,15 +452,6 @@ pub async fn queue_ahead<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result
         .unwrap_or_default())
 }
 
-/// The count of every waiting task (the queue ahead of a job not inserted yet), with no parameter.
-/// Its states are written into the statement, as the queue index's are.
-pub fn count_waiting() -> String {
-    format!(
-        "SELECT COUNT(*) FROM tasks WHERE state IN ({})",
-        super::state_words(&TaskState::WAITING)
-    )
-}
-
 /// The count of [`queue_ahead`], with [`count_ahead_values`] for its parameters. A task has its
 /// job's creation time, so the count reads the queue's own index (`tasks_queue_order`, migration
 /// m0010) and no job row. Its states are written into the statement, as the index's are, so every

@@ -17,6 +17,7 @@ pub mod webhooks;
 use std::time::Duration;
 
 use atelier_migrations::{Migrator, MigratorTrait};
+use atelier_types::TaskState;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
     Statement, Value,
@@ -124,6 +125,15 @@ async fn connect_postgres(
 /// Brings the schema up to date.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+/// The count of every waiting task (the queue ahead of a job not inserted yet), with no parameter.
+/// Its states are written into the statement, as the queue index's are.
+pub fn count_waiting() -> String {
+    format!(
+        "SELECT COUNT(*) FROM tasks WHERE state IN ({})",
+        state_words(&TaskState::WAITING)
+    )
 }
 
 /// State words as a SQL list (`'queued', 'running'`), for statements that name the states a
