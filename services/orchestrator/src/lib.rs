@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod jobs;
 pub mod layers;
 pub mod links;
 pub mod listener;

@@ -5,7 +5,6 @@ pub mod convert;
 pub mod jobs;
 mod report;
 pub mod studio;
-pub mod submit;
 mod upload;
 mod watch;
 mod webhooks;

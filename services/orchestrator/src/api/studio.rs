@@ -37,7 +37,7 @@
 //!   provider's default); one image per source;
 //! - the job is an ordinary `edit` job over the pairs' sources (an upload by its id, a URL as is),
 //!   labelled `studio_workspace` and `studio_mode`, submitted through SubmitJob's own path
-//!   ([`Jobs::prepare_submission`], [`Jobs::charge_and_insert`]: offered models, quota, the
+//!   ([`Submitter::prepare_submission`], [`Submitter::charge_and_insert`]: offered models, quota, the
 //!   active-jobs limit, idempotency, events, cache and webhooks as for any job). The same
 //!   transaction records task → pair (`studio_job_tasks`), so a task cannot finish before its pair
 //!   is known;
@@ -56,14 +56,15 @@ use prost::Message;
 use sea_orm::TransactionTrait;
 use tonic::{Request, Response, Status};
 
-use super::jobs::{Inserted, Jobs};
+use super::jobs::Jobs;
 use super::page_size;
-use super::submit::{check_url, Submission, MAX_SOURCES};
 use crate::auth::TenantCaller;
 use crate::context::Context;
 use crate::db::{self, entities::account, studio};
 use crate::domain::timestamp;
 use crate::error::{ApiError, ApiResult};
+use crate::jobs::submission::{check_url, Submission, MAX_SOURCES};
+use crate::jobs::{Submitted, Submitter};
 use crate::layers::CallContext;
 
 /// What joins the parts of a studio job's prompt.
@@ -674,8 +675,8 @@ impl Studio {
     }
 
     /// SubmitStudioJob: the pairs chosen and the prompt assembled (see the module doc), then the
-    /// job goes through SubmitJob's own path ([`Jobs::prepare_submission`] and
-    /// [`Jobs::charge_and_insert`]), recording task → pair in the same transaction.
+    /// job goes through SubmitJob's own path ([`Submitter::prepare_submission`] and
+    /// [`Submitter::charge_and_insert`]), recording task → pair in the same transaction.
     async fn submit_job(
         &self,
         acting: Acting,
@@ -795,7 +796,7 @@ impl Studio {
             ..Default::default()
         };
         let submission = Submission::try_from(request)?;
-        let jobs = Jobs::new(self.ctx.clone());
+        let jobs = Submitter::new(self.ctx.clone());
         let caller = &acting.caller;
         let (payer, prepared) = jobs
             .prepare_submission(&self.ctx.db, caller, submission)
@@ -817,7 +818,7 @@ impl Studio {
             .charge_and_insert(&txn, caller, payer, prepared, trace.as_ref())
             .await?;
         let job = match inserted {
-            Inserted::Replayed(job) => {
+            Submitted::Replayed(job) => {
                 txn.commit().await?;
                 let pair_ids = studio::job_pairs(&self.ctx.db, &job.id).await?;
                 let prompt = match pb::JobParams::decode(job.params.as_slice()) {
@@ -827,12 +828,12 @@ impl Studio {
                     _ => String::new(),
                 };
                 return Ok(pb::SubmitStudioJobResponse {
-                    job: Some(jobs.render(job).await?),
+                    job: Some(Jobs::new(self.ctx.clone()).render(job).await?),
                     pair_ids,
                     prompt,
                 });
             }
-            Inserted::New(job, _) => job,
+            Submitted::New { job, .. } => job,
         };
         let tasks = db::jobs::tasks_of(&txn, std::slice::from_ref(&job.id)).await?;
         let mapping: Vec<(String, String)> = tasks
@@ -844,7 +845,7 @@ impl Studio {
         txn.commit().await?;
         jobs.submitted(&job);
         Ok(pb::SubmitStudioJobResponse {
-            job: Some(jobs.render(job).await?),
+            job: Some(Jobs::new(self.ctx.clone()).render(job).await?),
             pair_ids: pairs.into_iter().map(|p| p.id).collect(),
             prompt,
         })
