@@ -162,12 +162,7 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
                 format!("at most {MAX_KEY_LEN} bytes, no control characters"),
             ));
         }
-        let callback_url = non_empty(req.callback_url);
-        if let Some(url) = &callback_url {
-            if let Err(why) = check_url(url) {
-                bad.push(FieldViolation::new("callback_url", why));
-            }
-        }
+        let callback_url = checked_callback(req.callback_url, &mut bad);
         let deadline_ms = req.deadline.as_ref().map(from_timestamp);
         if deadline_ms.is_some_and(|d| d <= crate::domain::now_ms()) {
             bad.push(FieldViolation::new("deadline", "must be in the future"));
@@ -235,12 +230,7 @@ impl TryFrom<pb::SubmitBatchRequest> for BatchRequest {
                 format!("up to {MAX_BATCH_ID_LEN} letters, digits, '-', '_', '.' or ':'"),
             ));
         }
-        let callback_url = non_empty(req.callback_url);
-        if let Some(url) = &callback_url {
-            if let Err(why) = check_url(url) {
-                bad.push(FieldViolation::new("callback_url", why));
-            }
-        }
+        let callback_url = checked_callback(req.callback_url, &mut bad);
         let family = match req.family.trim() {
             "" => None,
             name => {
@@ -266,6 +256,15 @@ impl TryFrom<pb::SubmitBatchRequest> for BatchRequest {
 fn family_violation() -> FieldViolation {
     let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
     FieldViolation::new("family", format!("one of {}, or empty", names.join(", ")))
+}
+
+/// The callback URL asked for, if any; a malformed one is a violation.
+fn checked_callback(url: String, bad: &mut Vec<FieldViolation>) -> Option<String> {
+    let url = non_empty(url)?;
+    if let Err(why) = check_url(&url) {
+        bad.push(FieldViolation::new("callback_url", why));
+    }
+    Some(url)
 }
 
 fn non_empty(s: String) -> Option<String> {
