@@ -167,16 +167,7 @@ impl TryFrom<pb::SubmitJobRequest> for Submission {
         if deadline_ms.is_some_and(|d| d <= crate::domain::now_ms()) {
             bad.push(FieldViolation::new("deadline", "must be in the future"));
         }
-        let family = match req.family.trim() {
-            "" => None,
-            name => {
-                let family = Family::parse(name);
-                if family.is_none() {
-                    bad.push(family_violation());
-                }
-                family
-            }
-        };
+        let family = checked_family(&req.family, &mut bad);
         match kind {
             Some(kind) if bad.is_empty() => Ok(Self {
                 kind,
@@ -231,16 +222,7 @@ impl TryFrom<pb::SubmitBatchRequest> for BatchRequest {
             ));
         }
         let callback_url = checked_callback(req.callback_url, &mut bad);
-        let family = match req.family.trim() {
-            "" => None,
-            name => {
-                let family = Family::parse(name);
-                if family.is_none() {
-                    bad.push(family_violation());
-                }
-                family
-            }
-        };
+        let family = checked_family(&req.family, &mut bad);
         if !bad.is_empty() {
             return Err(ApiError::BadRequest(bad));
         }
@@ -253,9 +235,21 @@ impl TryFrom<pb::SubmitBatchRequest> for BatchRequest {
     }
 }
 
-fn family_violation() -> FieldViolation {
-    let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
-    FieldViolation::new("family", format!("one of {}, or empty", names.join(", ")))
+/// The client family named, if any; an unknown name is a violation.
+fn checked_family(name: &str, bad: &mut Vec<FieldViolation>) -> Option<Family> {
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    let family = Family::parse(name);
+    if family.is_none() {
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
+        bad.push(FieldViolation::new(
+            "family",
+            format!("one of {}, or empty", names.join(", ")),
+        ));
+    }
+    family
 }
 
 /// The callback URL asked for, if any; a malformed one is a violation.
