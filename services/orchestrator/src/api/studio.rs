@@ -817,7 +817,8 @@ impl Studio {
         let inserted = jobs
             .charge_and_insert(&txn, caller, payer, prepared, trace.as_ref())
             .await?;
-        let job = match inserted {
+        // A new job's tasks as just written, in their order (one per pair).
+        let (job, tasks, ahead) = match inserted {
             Submitted::Replayed(job) => {
                 txn.commit().await?;
                 let pair_ids = studio::job_pairs(&self.ctx.db, &job.id).await?;
@@ -833,9 +834,8 @@ impl Studio {
                     prompt,
                 });
             }
-            Submitted::New { job, .. } => job,
+            Submitted::New { job, tasks, ahead } => (job, tasks, ahead),
         };
-        let tasks = db::jobs::tasks_of(&txn, std::slice::from_ref(&job.id)).await?;
         let mapping: Vec<(String, String)> = tasks
             .iter()
             .zip(&pairs)
@@ -844,8 +844,11 @@ impl Studio {
         studio::record_job_tasks(&txn, &job.id, &mapping).await?;
         txn.commit().await?;
         jobs.submitted(&job);
+        let shown = Jobs::new(self.ctx.clone())
+            .show(Submitted::New { job, tasks, ahead })
+            .await?;
         Ok(pb::SubmitStudioJobResponse {
-            job: Some(Jobs::new(self.ctx.clone()).render(job).await?),
+            job: Some(shown),
             pair_ids: pairs.into_iter().map(|p| p.id).collect(),
             prompt,
         })

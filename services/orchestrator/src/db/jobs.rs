@@ -458,9 +458,8 @@ pub async fn queue_ahead<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result
 /// plan can use it.
 fn count_ahead() -> String {
     format!(
-        "SELECT COUNT(*) FROM tasks WHERE state IN ({}) \
-         AND (created_at < ? OR (created_at = ? AND job_id < ?))",
-        super::state_words(&TaskState::WAITING)
+        "{} AND (created_at < ? OR (created_at = ? AND job_id < ?))",
+        super::count_waiting()
     )
 }
 
