@@ -152,7 +152,7 @@ impl Jobs {
         let job = db::jobs::lock(&txn, job_id)
             .await?
             .ok_or(ApiError::NotFound("job"))?;
-        let running = db::jobs::cancel(&txn, &job).await?;
+        let running = crate::jobs::lifecycle::cancel(&txn, &job).await?;
         txn.commit().await?;
         self.ctx.dispatch.cancel(&running);
         self.ctx.bus.notify(job_id);

@@ -29,6 +29,7 @@ use crate::context::Context;
 use crate::db::{self, entities::task, tasks::Lease};
 use crate::domain::TaskState;
 use crate::error::{ApiError, ApiResult};
+use crate::jobs::lifecycle;
 
 /// Most result URLs one report carries.
 pub const MAX_RESULT_URLS: usize = 12;
@@ -242,7 +243,7 @@ async fn apply(
     let changed = match plan(report.state, &task)? {
         Plan::Unchanged => false,
         Plan::Take => {
-            db::tasks::claim_external(&txn, &job, &task.id, deadline_ms)
+            lifecycle::claim_external(&txn, &job, &task.id, deadline_ms)
                 .await?
                 .ok_or_else(taken_meanwhile)?;
             true
@@ -252,10 +253,10 @@ async fn apply(
             let lease = take(&txn, job, task, deadline_ms)
                 .await?
                 .ok_or_else(taken_meanwhile)?;
-            let outcome = db::tasks::succeed(
+            let outcome = lifecycle::succeed(
                 &txn,
                 &lease,
-                &db::tasks::Reported::default(),
+                &lifecycle::Reported::default(),
                 outputs,
                 false,
                 None,
@@ -272,12 +273,12 @@ async fn apply(
             } else {
                 report.error_message.clone()
             };
-            let failure = db::tasks::failure(ErrorCode::ModelCallFailed, &message);
+            let failure = lifecycle::failure(ErrorCode::ModelCallFailed, &message);
             let lease = take(&txn, job, task, deadline_ms)
                 .await?
                 .ok_or_else(taken_meanwhile)?;
             let outcome =
-                db::tasks::fail(&txn, &lease, &db::tasks::Reported::default(), failure, None)
+                lifecycle::fail(&txn, &lease, &lifecycle::Reported::default(), failure, None)
                     .await?;
             if outcome != db::tasks::Outcome::Applied {
                 return Err(taken_meanwhile());
@@ -299,7 +300,7 @@ async fn take<C: sea_orm::ConnectionTrait>(
     if db::tasks::is_external(&task) {
         return Ok(Some(db::tasks::external_lease(task, job)));
     }
-    Ok(db::tasks::claim_external(txn, &job, &task.id, deadline_ms).await?)
+    Ok(lifecycle::claim_external(txn, &job, &task.id, deadline_ms).await?)
 }
 
 /// Has a processor fetch, check and store the results; its refusal is the report's.

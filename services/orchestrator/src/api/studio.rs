@@ -41,7 +41,7 @@
 //!   active-jobs limit, idempotency, events, cache and webhooks as for any job). The same
 //!   transaction records task → pair (`studio_job_tasks`), so a task cannot finish before its pair
 //!   is known;
-//! - results: as a task succeeds, inside `db::tasks::succeed` (the processor's results and
+//! - results: as a task succeeds, inside `jobs::lifecycle::succeed` (the processor's results and
 //!   ReportTask both end there), its first output becomes its pair's result (key, job, task, not
 //!   approved) and the workspace settles ([`studio::task_succeeded`]); a pair that had a result keeps
 //!   it in its metadata's `history` array (key or URL, job, task, approved, when replaced). A failed

@@ -1,13 +1,13 @@
-//! Jobs: insert with their tasks, lookup within a tenant, listing, and the move to a terminal state.
+//! Jobs: insert with their tasks, lookup within a tenant, listing, and the state their tasks end them in.
 
 use atelier_proto::v1 as pb;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    IdenStatic, Iterable, ModelTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    IdenStatic, Iterable, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entities::{job, task};
-use super::{accounts, events};
+use super::events;
 use crate::domain::{final_job_state, now_ms, JobState, Kind, TaskState};
 
 /// A task to create with its job.
@@ -361,71 +361,6 @@ pub async fn final_states<C: ConnectionTrait>(
         ended.insert(first.job_id.clone(), state);
     }
     Ok(ended)
-}
-
-/// Moves the job to its terminal state once all its tasks are terminal. Call with the job locked.
-pub async fn finish_if_done<C: ConnectionTrait>(
-    db: &C,
-    job: &job::Model,
-) -> Result<Option<JobState>, DbErr> {
-    let state = final_state(db, job).await?;
-    if let Some(state) = state {
-        set_terminal(db, job, state).await?;
-    }
-    Ok(state)
-}
-
-async fn set_terminal<C: ConnectionTrait>(
-    db: &C,
-    job: &job::Model,
-    state: JobState,
-) -> Result<(), DbErr> {
-    events::record(db, job, vec![state_event(state)], ending(state)).await?;
-    Ok(())
-}
-
-/// Cancels every task not yet terminal, refunding each once, and ends the job CANCELLED. Returns the
-/// ids of tasks that were running, whose work must be stopped. A terminal job is left as it is.
-pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<String>, DbErr> {
-    if job.state.is_terminal() {
-        return Ok(Vec::new());
-    }
-    let tasks = tasks_of(db, std::slice::from_ref(&job.id)).await?;
-    let mut running = Vec::new();
-    let now = now_ms();
-    for t in tasks {
-        let state = t.state;
-        if state.is_terminal() {
-            continue;
-        }
-        if state == TaskState::Running {
-            running.push(t.id.clone());
-        }
-        let task_id = t.id.clone();
-        let attempts = t.attempts;
-        let mut model: task::ActiveModel = t.into();
-        model.state = Set(TaskState::Cancelled);
-        model.lease_owner = Set(None);
-        model.lease_expires_at = Set(None);
-        model.finished_at = Set(Some(now));
-        model.update(db).await?;
-        accounts::refund_task(db, job, &task_id, "task cancelled").await?;
-        events::append(
-            db,
-            job,
-            pb::job_event::Event::TaskState(pb::TaskStateChanged {
-                task_id,
-                state: pb::TaskState::Cancelled as i32,
-                attempts: u32::try_from(attempts).unwrap_or_default(),
-                failure: None,
-                retry_at: None,
-            }),
-        )
-        .await?;
-    }
-    set_terminal(db, job, JobState::Cancelled).await?;
-    events::announce_cancel(db, &running).await?;
-    Ok(running)
 }
 
 /// Where a queued job waits: runnable tasks of earlier jobs ahead of it, and a time estimate from

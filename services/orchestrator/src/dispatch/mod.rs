@@ -228,8 +228,13 @@ impl Dispatcher {
 
     async fn claim(&self, limit: u64) -> Result<Vec<db::tasks::Lease>, sea_orm::DbErr> {
         let txn = self.db.begin().await?;
-        let leases =
-            db::tasks::claim(&txn, &self.settings.owner, lease_ms(&self.settings), limit).await?;
+        let leases = crate::jobs::lifecycle::claim(
+            &txn,
+            &self.settings.owner,
+            lease_ms(&self.settings),
+            limit,
+        )
+        .await?;
         txn.commit().await?;
         for lease in &leases {
             self.bus.notify(&lease.job.id);
@@ -263,7 +268,7 @@ impl Dispatcher {
                 // A worker outside Atelier held it to the attempt's deadline without reporting its
                 // end: the attempt timed out, as one on a processor would have.
                 let txn = self.db.begin().await?;
-                let timed_out = db::tasks::time_out(
+                let timed_out = crate::jobs::lifecycle::time_out(
                     &txn,
                     &task,
                     "the worker outside Atelier that took the task did not report its result before the attempt's deadline",
@@ -278,7 +283,8 @@ impl Dispatcher {
             }
             let txn = self.db.begin().await?;
             let recovered =
-                db::tasks::recover(&txn, &task, self.settings.timing.max_attempts).await?;
+                crate::jobs::lifecycle::recover(&txn, &task, self.settings.timing.max_attempts)
+                    .await?;
             txn.commit().await?;
             if recovered {
                 tracing::warn!(task_id = %task.id, job_id = %task.job_id, "lease expired; task taken back");
@@ -294,7 +300,7 @@ impl Dispatcher {
                 "the task waited in the queue longer than {} s",
                 self.settings.timing.queue_timeout.as_secs()
             );
-            let timed_out = db::tasks::time_out(&txn, &task, &message).await?;
+            let timed_out = crate::jobs::lifecycle::time_out(&txn, &task, &message).await?;
             txn.commit().await?;
             if timed_out {
                 self.bus.notify(&task.job_id);
@@ -302,7 +308,7 @@ impl Dispatcher {
         }
         for task in db::tasks::past_deadline(&self.db, 100).await? {
             let txn = self.db.begin().await?;
-            let timed_out = db::tasks::time_out(
+            let timed_out = crate::jobs::lifecycle::time_out(
                 &txn,
                 &task,
                 "the job's deadline passed before the task finished",

@@ -12,8 +12,9 @@ use atelier_proto::v1 as pb;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::tasks::{self, Lease, Outcome, Reported, Shortfall};
+use crate::db::tasks::{Lease, Outcome};
 use crate::db::usage;
+use crate::jobs::lifecycle::{self, Reported, Shortfall};
 
 /// Most ends written in one transaction.
 const MAX_BATCH: usize = 32;
@@ -55,16 +56,16 @@ pub(super) struct Settlement {
 }
 
 impl Settlement {
-    /// The end as a plain success ([`tasks::succeed_all`]): outputs, nothing from the cache, no
+    /// The end as a plain success ([`lifecycle::succeed_all`]): outputs, nothing from the cache, no
     /// failed unit, not a studio job's task (whose success also writes its pair).
-    fn plain_success(&self) -> Option<tasks::PlainSuccess<'_>> {
+    fn plain_success(&self) -> Option<lifecycle::PlainSuccess<'_>> {
         match &self.end {
             End::Succeeded {
                 outputs,
                 from_cache: false,
                 shortfall: None,
             } if !crate::db::studio::may_be_studio(self.lease.job.kind) => {
-                Some(tasks::PlainSuccess {
+                Some(lifecycle::PlainSuccess {
                     lease: &self.lease,
                     reported: &self.reports,
                     outputs,
@@ -85,7 +86,7 @@ impl Settlement {
                 from_cache,
                 shortfall,
             } => {
-                tasks::succeed(
+                lifecycle::succeed(
                     db,
                     lease,
                     reports,
@@ -96,13 +97,13 @@ impl Settlement {
                 .await?
             }
             End::Failed { failure, retry_at } => {
-                tasks::fail(db, lease, reports, failure.clone(), *retry_at).await?
+                lifecycle::fail(db, lease, reports, failure.clone(), *retry_at).await?
             }
             End::HandBack {
                 run_after,
                 with_usage,
             } => {
-                let outcome = tasks::hand_back(db, lease, reports, *run_after).await?;
+                let outcome = lifecycle::hand_back(db, lease, reports, *run_after).await?;
                 if !with_usage {
                     return Ok(outcome);
                 }
@@ -198,7 +199,10 @@ async fn together(db: &DatabaseConnection, batch: &[Request]) -> Result<Vec<Outc
     }
     if !plain.is_empty() {
         let (at, ends): (Vec<usize>, Vec<_>) = plain.into_iter().unzip();
-        for (i, outcome) in at.into_iter().zip(tasks::succeed_all(&txn, &ends).await?) {
+        for (i, outcome) in at
+            .into_iter()
+            .zip(lifecycle::succeed_all(&txn, &ends).await?)
+        {
             let settlement = &batch[i].0;
             usage::record(&txn, &settlement.lease, &settlement.run, &settlement.usage).await?;
             outcomes[i] = outcome;

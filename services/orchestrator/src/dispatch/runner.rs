@@ -30,6 +30,7 @@ macro_rules! in_txn {
 }
 use crate::db::tasks::{self, Lease, Outcome};
 use crate::domain::{model_of, now_ms, units_per_task, Kind};
+use crate::jobs::lifecycle;
 
 /// First and largest pause between two tries of recording the end of an attempt.
 const SETTLE_PAUSE: Duration = Duration::from_millis(200);
@@ -44,7 +45,7 @@ struct Attempt {
     /// Chosen once per run: recording its usage again changes nothing.
     run: String,
     usage: Vec<pb::ProviderUsage>,
-    reports: tasks::Reported,
+    reports: lifecycle::Reported,
 }
 
 /// How an attempt ended before it is settled in the database.
@@ -92,7 +93,7 @@ impl Dispatcher {
             let mut reported = Attempt {
                 run: uuid::Uuid::new_v4().to_string(),
                 usage: Vec::new(),
-                reports: tasks::Reported::default(),
+                reports: lifecycle::Reported::default(),
             };
             let ended = tokio::select! {
                 ended = tokio::time::timeout(limit, self.call_processor(&lease, trace, &mut reported)) => {
@@ -315,11 +316,15 @@ impl Dispatcher {
     /// Writes what a long attempt reported so far; `Some(Ended::Lost)` when the attempt is no longer
     /// this replica's. While the database is away the reports wait in memory (bounded) and the work
     /// goes on; the attempt's end records them.
-    async fn write_reports(&self, lease: &Lease, reports: &mut tasks::Reported) -> Option<Ended> {
+    async fn write_reports(
+        &self,
+        lease: &Lease,
+        reports: &mut lifecycle::Reported,
+    ) -> Option<Ended> {
         if !self.database.is_up() {
             return None;
         }
-        match in_txn!(self.db, |txn| tasks::flush(&txn, lease, reports)) {
+        match in_txn!(self.db, |txn| lifecycle::flush(&txn, lease, reports)) {
             Ok(Outcome::Applied) => self.bus.notify(&lease.job.id),
             Ok(Outcome::Lost) => return Some(Ended::Lost),
             Err(e) => tracing::warn!(error = %e, "recording processor reports failed"),
@@ -389,7 +394,7 @@ impl Dispatcher {
                     .then(|| now_ms() + self.backoff_ms(lease.attempt));
                 tracing::warn!(code = code.number(), %message, retry = retry_at.is_some(), "attempt failed");
                 End::Failed {
-                    failure: tasks::failure(code, &message),
+                    failure: lifecycle::failure(code, &message),
                     retry_at,
                 }
             }
@@ -438,14 +443,14 @@ impl Dispatcher {
         lease: &Lease,
         failed_units: u32,
         unit_failure: Option<pb::Failure>,
-    ) -> tasks::Shortfall {
+    ) -> lifecycle::Shortfall {
         let units = pb::JobParams::decode(lease.job.params.as_slice())
             .map(|p| units_per_task(&p))
             .unwrap_or(1)
             .max(1);
         let failed = i64::from(failed_units).min(units);
         let failure = unit_failure.unwrap_or_else(|| {
-            tasks::failure(ErrorCode::ModelCallFailed, "some units of the task failed")
+            lifecycle::failure(ErrorCode::ModelCallFailed, "some units of the task failed")
         });
         let failure = pb::Failure {
             message: format!(
@@ -454,7 +459,7 @@ impl Dispatcher {
             ),
             ..failure
         };
-        tasks::Shortfall {
+        lifecycle::Shortfall {
             failed_units,
             failure,
             refund: lease.job.unit_price.saturating_mul(failed) / units,

@@ -106,7 +106,9 @@ async fn run(ops: Vec<Op>) {
                 if let Some(id) = jobs.get(j) {
                     let txn = db.begin().await.expect("txn");
                     let job = db::jobs::lock(&txn, id).await.expect("lock").expect("job");
-                    db::jobs::cancel(&txn, &job).await.expect("cancel");
+                    atelier_orchestrator::jobs::lifecycle::cancel(&txn, &job)
+                        .await
+                        .expect("cancel");
                     txn.commit().await.expect("commit");
                 }
             }
@@ -119,7 +121,7 @@ async fn run(ops: Vec<Op>) {
                     .expect("tasks");
                 if let Some(task) = tasks.get(t) {
                     let txn = db.begin().await.expect("txn");
-                    db::tasks::time_out(&txn, task, "too slow")
+                    atelier_orchestrator::jobs::lifecycle::time_out(&txn, task, "too slow")
                         .await
                         .expect("time out");
                     txn.commit().await.expect("commit");

@@ -6,23 +6,30 @@ use sea_orm::{
     Iterable, QueryFilter,
 };
 
-use super::{orchestrator_line, task_event, Lease};
+use super::Lease;
 use crate::db::entities::{job, task};
-use crate::db::{events, jobs, statement};
-use crate::domain::{now_ms, JobState, TaskState};
+use crate::db::statement;
+use crate::domain::{now_ms, TaskState};
+
+/// Tasks claimed in one statement, in the order they were waiting, and their jobs (by id) as they
+/// were read with them.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub tasks: Vec<task::Model>,
+    pub jobs: Vec<job::Model>,
+}
 
 /// Claims up to `limit` runnable tasks for `owner` in one statement: each becomes RUNNING with a lease,
 /// its attempt counted. On PostgreSQL the candidates and their jobs are locked `FOR UPDATE SKIP
 /// LOCKED`, so replicas never claim the same task and never wait on each other; a task whose job row
 /// is busy is left for the next round rather than waited for, which keeps the lock order (job, then
-/// task) of every other change. Each job then records its tasks' start (and its own) as one event row
-/// in the same write that moves it to RUNNING.
+/// task) of every other change.
 pub async fn claim<C: ConnectionTrait>(
     db: &C,
     owner: &str,
     lease_ms: i64,
     limit: u64,
-) -> Result<Vec<Lease>, DbErr> {
+) -> Result<Claimed, DbErr> {
     let backend = db.get_database_backend();
     let now = now_ms();
     let lock = if backend == DatabaseBackend::Postgres {
@@ -86,56 +93,14 @@ pub async fn claim<C: ConnectionTrait>(
             .await?;
         (claimed, jobs)
     };
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
     claimed.sort_by(|a, b| {
         (a.run_after, a.created_at, a.idx).cmp(&(b.run_after, b.created_at, b.idx))
     });
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
-    // Every job's start is one event row, all written in one statement.
-    let changes = jobs
-        .iter()
-        .map(|job| {
-            let mut events = Vec::new();
-            let mut update = events::JobUpdate::default();
-            if job.state == JobState::Queued {
-                events.push(jobs::state_event(JobState::Running));
-                update.state = Some(JobState::Running);
-            }
-            events.extend(
-                claimed
-                    .iter()
-                    .filter(|t| t.job_id == job.id)
-                    .map(|t| task_event(&t.id, TaskState::Running, t.attempts, None, None)),
-            );
-            events::JobChange {
-                job,
-                events,
-                update,
-            }
-        })
-        .collect();
-    let sequences = events::record_many(db, changes).await?;
-    for (job, sequence) in jobs.iter_mut().zip(sequences) {
-        if job.state == JobState::Queued {
-            job.state = JobState::Running;
-        }
-        job.last_sequence = sequence;
-    }
-    Ok(claimed
-        .into_iter()
-        .filter_map(|task| {
-            let job = jobs.iter().find(|j| j.id == task.job_id)?.clone();
-            let attempt = task.attempts;
-            Some(Lease {
-                task,
-                job,
-                owner: owner.to_string(),
-                attempt,
-            })
-        })
-        .collect())
+    Ok(Claimed {
+        tasks: claimed,
+        jobs,
+    })
 }
 
 /// The lease owner of a task a worker outside Atelier took (JobService.ReportTask). No replica has
@@ -196,26 +161,5 @@ pub async fn claim_external<C: ConnectionTrait>(
     else {
         return Ok(None);
     };
-    let lease = external_lease(task, job.clone());
-    let line = format!(
-        "attempt {} taken by a worker outside Atelier; it has {:.0} s to report the result",
-        lease.attempt,
-        deadline_ms as f64 / 1000.0
-    );
-    let mut events = Vec::with_capacity(3);
-    let mut update = events::JobUpdate::default();
-    if job.state == JobState::Queued {
-        events.push(jobs::state_event(JobState::Running));
-        update.state = Some(JobState::Running);
-    }
-    events.push(task_event(
-        &lease.task.id,
-        TaskState::Running,
-        lease.attempt,
-        None,
-        None,
-    ));
-    events.push(orchestrator_line(&lease, "info", line));
-    events::record(db, job, events, update).await?;
-    Ok(Some(lease))
+    Ok(Some(external_lease(task, job.clone())))
 }

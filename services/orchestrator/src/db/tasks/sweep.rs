@@ -1,13 +1,15 @@
-//! What the sweepers find and change: expired leases, tasks that waited too long in the queue or
-//! whose job's deadline passed.
+//! What the sweepers find and change (expired leases, tasks that waited too long in the queue or
+//! whose job's deadline passed), and a job's cancelled tasks.
 
+use atelier_proto::v1 as pb;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
-use super::{code_number, failure, task_event};
-use crate::db::entities::task;
-use crate::db::{accounts, events, jobs, statement};
+use super::code_number;
+use crate::db::entities::{job, task};
+use crate::db::{jobs, statement};
 use crate::domain::{now_ms, JobState, TaskState};
 
 /// Running tasks whose lease has expired (their orchestrator or processor died).
@@ -35,23 +37,33 @@ pub async fn stale_queued<C: ConnectionTrait>(
         .await
 }
 
-/// Takes over an expired lease: the task goes back to the queue, or fails once its attempts are spent.
+/// What taking over an expired lease did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// The task went back to the queue.
+    Requeued,
+    /// Its attempts were spent: it failed with `failure`.
+    Failed,
+    /// The lease was renewed or the task changed since it was read: nothing was written.
+    Unchanged,
+}
+
+/// Takes over an expired lease: the task goes back to the queue, or fails with `failure` once its
+/// attempts are spent. The caller holds the job's lock.
 pub async fn recover<C: ConnectionTrait>(
     db: &C,
     task: &task::Model,
     max_attempts: i32,
-) -> Result<bool, DbErr> {
-    let Some(job) = jobs::lock(db, &task.job_id).await? else {
-        return Ok(false);
-    };
-    let backend = db.get_database_backend();
+    failure: &pb::Failure,
+) -> Result<Recovered, DbErr> {
     let exhausted = task.attempts >= max_attempts;
     let (set, mut values): (&str, Vec<sea_orm::Value>) = if exhausted {
         (
-            "state = ?, failure_code = ?, failure_message = 'the task lost its processor or orchestrator too many times', finished_at = ?, lease_owner = NULL, lease_expires_at = NULL",
+            "state = ?, failure_code = ?, failure_message = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL",
             vec![
                 TaskState::Failed.into(),
-                code_number(atelier_codes::ErrorCode::Unavailable).into(),
+                code_number(failure.code).into(),
+                failure.message.clone().into(),
                 now_ms().into(),
             ],
         )
@@ -69,42 +81,16 @@ pub async fn recover<C: ConnectionTrait>(
     ]);
     let r = db
         .execute(statement(
-            backend,
+            db.get_database_backend(),
             &format!("UPDATE tasks SET {set} WHERE id = ? AND state = ? AND attempts = ? AND lease_expires_at < ?"),
             values,
         ))
         .await?;
-    if r.rows_affected() == 0 {
-        return Ok(false);
-    }
-    if exhausted {
-        let failure = failure(
-            atelier_codes::ErrorCode::Unavailable,
-            "the task lost its processor or orchestrator too many times",
-        );
-        events::append(
-            db,
-            &job,
-            task_event(
-                &task.id,
-                TaskState::Failed,
-                task.attempts,
-                Some(failure),
-                None,
-            ),
-        )
-        .await?;
-        accounts::refund_task(db, &job, &task.id, "task failed").await?;
-        jobs::finish_if_done(db, &job).await?;
-    } else {
-        events::append(
-            db,
-            &job,
-            task_event(&task.id, TaskState::Queued, task.attempts, None, None),
-        )
-        .await?;
-    }
-    Ok(true)
+    Ok(match (r.rows_affected(), exhausted) {
+        (0, _) => Recovered::Unchanged,
+        (_, true) => Recovered::Failed,
+        (_, false) => Recovered::Requeued,
+    })
 }
 
 /// Unfinished tasks of jobs whose client deadline has passed.
@@ -143,16 +129,13 @@ pub async fn past_deadline<C: ConnectionTrait>(
         .await
 }
 
-/// Fails an unfinished task that ran out of time (1007: queue timeout or the job's deadline) and
-/// refunds it. A running attempt loses its lease, and its replica is told to stop it.
-pub async fn time_out<C: ConnectionTrait>(
+/// Fails an unfinished (queued, running or retry-wait) task with `failure`; `false` when it had
+/// ended already. The caller holds the job's lock.
+pub async fn fail_unfinished<C: ConnectionTrait>(
     db: &C,
     task: &task::Model,
-    message: &str,
+    failure: &pb::Failure,
 ) -> Result<bool, DbErr> {
-    let Some(job) = jobs::lock(db, &task.job_id).await? else {
-        return Ok(false);
-    };
     let r = db
         .execute(statement(
             db.get_database_backend(),
@@ -161,8 +144,8 @@ pub async fn time_out<C: ConnectionTrait>(
              WHERE id = ? AND state IN (?, ?, ?)",
             vec![
                 TaskState::Failed.into(),
-                code_number(atelier_codes::ErrorCode::TimedOut).into(),
-                message.into(),
+                code_number(failure.code).into(),
+                failure.message.clone().into(),
                 now_ms().into(),
                 task.id.clone().into(),
                 TaskState::Queued.into(),
@@ -171,22 +154,28 @@ pub async fn time_out<C: ConnectionTrait>(
             ],
         ))
         .await?;
-    if r.rows_affected() == 0 {
-        return Ok(false);
+    Ok(r.rows_affected() > 0)
+}
+
+/// Cancels every task of the job not yet terminal and returns them as they were. The caller holds
+/// the job's lock.
+pub async fn cancel<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+) -> Result<Vec<task::Model>, DbErr> {
+    let now = now_ms();
+    let mut cancelled = Vec::new();
+    for t in jobs::tasks_of(db, std::slice::from_ref(&job.id)).await? {
+        if t.state.is_terminal() {
+            continue;
+        }
+        let mut model: task::ActiveModel = t.clone().into();
+        model.state = Set(TaskState::Cancelled);
+        model.lease_owner = Set(None);
+        model.lease_expires_at = Set(None);
+        model.finished_at = Set(Some(now));
+        model.update(db).await?;
+        cancelled.push(t);
     }
-    let failure = failure(atelier_codes::ErrorCode::TimedOut, message);
-    let event = task_event(
-        &task.id,
-        TaskState::Failed,
-        task.attempts,
-        Some(failure),
-        None,
-    );
-    events::append(db, &job, event).await?;
-    accounts::refund_task(db, &job, &task.id, "task timed out").await?;
-    if task.state == TaskState::Running {
-        events::announce_cancel(db, std::slice::from_ref(&task.id)).await?;
-    }
-    jobs::finish_if_done(db, &job).await?;
-    Ok(true)
+    Ok(cancelled)
 }

@@ -2,11 +2,11 @@
 //! the attempt's end or while it runs long.
 
 use atelier_proto::v1 as pb;
-use prost::Message;
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::{guarded_update, orchestrator_line, Lease, Outcome};
+use super::orchestrator_line;
 use crate::db::events;
+use crate::db::tasks::{self, Lease, Outcome, ReportedColumns};
 
 /// Most events an attempt keeps in memory between two writes; past it, log lines are counted and one
 /// line says how many were dropped.
@@ -77,23 +77,17 @@ impl Reported {
         }
     }
 
-    /// The source the processor read, encoded as the task stores it, leaving none pending.
-    pub(super) fn take_source(&mut self) -> Option<Vec<u8>> {
-        self.source.take().map(|info| info.encode_to_vec())
+    /// The source the processor read, leaving none pending.
+    pub(super) fn take_source(&mut self) -> Option<pb::SourceInfo> {
+        self.source.take()
     }
 
     /// The task columns and events to write, leaving nothing pending.
-    pub(super) fn take(
-        &mut self,
-        lease: &Lease,
-    ) -> (
-        Vec<(&'static str, sea_orm::Value)>,
-        Vec<pb::job_event::Event>,
-    ) {
-        let mut columns: Vec<(&'static str, sea_orm::Value)> = Vec::new();
-        if let Some(source) = self.take_source() {
-            columns.push(("source_info", source.into()));
-        }
+    pub(super) fn take(&mut self, lease: &Lease) -> (ReportedColumns, Vec<pb::job_event::Event>) {
+        let mut columns = ReportedColumns {
+            source: self.take_source(),
+            progress: None,
+        };
         let mut events = std::mem::take(&mut self.events);
         if let Some((stage, percent)) = self.progress.take() {
             // The latest progress is stored too, once, so a replay shows how far the attempt got.
@@ -102,8 +96,7 @@ impl Reported {
                 stage: stage.clone(),
                 percent,
             }));
-            columns.push(("stage", stage.into()));
-            columns.push(("percent", i32::try_from(percent).unwrap_or(100).into()));
+            columns.progress = Some((stage, percent));
         }
         if self.dropped > 0 {
             let line = format!(
@@ -117,32 +110,6 @@ impl Reported {
     }
 }
 
-/// `column = ?, …` of `columns`, after `set` (which wins where both name a column), and their values
-/// after `values`.
-pub(super) fn with_columns(
-    set: &str,
-    mut values: Vec<sea_orm::Value>,
-    columns: Vec<(&'static str, sea_orm::Value)>,
-) -> (String, Vec<sea_orm::Value>) {
-    let named: Vec<&str> = set
-        .split(',')
-        .filter_map(|part| part.split('=').next())
-        .map(str::trim)
-        .collect();
-    let mut parts: Vec<String> = if set.is_empty() {
-        Vec::new()
-    } else {
-        vec![set.to_string()]
-    };
-    for (column, value) in columns {
-        if !named.contains(&column) {
-            parts.push(format!("{column} = ?"));
-            values.push(value);
-        }
-    }
-    (parts.join(", "), values)
-}
-
 /// Writes what the attempt reported so far (a long attempt, every few seconds); `Lost` when the
 /// attempt is no longer this replica's.
 pub async fn flush<C: ConnectionTrait>(
@@ -154,14 +121,7 @@ pub async fn flush<C: ConnectionTrait>(
         return Ok(Outcome::Applied);
     }
     let (columns, events) = reported.take(lease);
-    let (set, values) = with_columns("", Vec::new(), columns);
-    // Log lines alone still go through the guard, so a lost attempt writes nothing.
-    let set = if set.is_empty() {
-        "lease_owner = lease_owner".to_string()
-    } else {
-        set
-    };
-    let Some(job) = guarded_update(db, lease, &set, values).await? else {
+    let Some(job) = tasks::write_reports(db, lease, &columns).await? else {
         return Ok(Outcome::Lost);
     };
     if !events.is_empty() {

@@ -1,0 +1,120 @@
+//! The life of a task after its submit: each change is a guarded transition of the task's row
+//! (`db::tasks`), then what follows from it in the same transaction: its events with the
+//! orchestrator's log lines, its refund, and the job's end once its last task has ended.
+//!
+//! Every function here runs inside the caller's transaction and takes the job's lock before the
+//! task's, as every change of a job does.
+
+use atelier_codes::ErrorCode;
+use atelier_proto::v1 as pb;
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::db::entities::job;
+use crate::db::tasks::Lease;
+use crate::db::{accounts, events, jobs, tasks};
+use crate::domain::{JobState, TaskState};
+
+mod claim;
+mod end;
+mod reports;
+mod sweep;
+
+pub use claim::{claim, claim_external};
+pub use end::{fail, hand_back, succeed, succeed_all, PlainSuccess, Shortfall};
+pub use reports::{flush, Reported};
+pub use sweep::{recover, time_out};
+
+/// A stored failure in the shape of the wire.
+pub fn failure(code: ErrorCode, message: &str) -> pb::Failure {
+    pb::Failure {
+        code: code.number(),
+        reason: code.reason().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// The event of a task moving to `state`.
+fn task_event(
+    task_id: &str,
+    state: TaskState,
+    attempts: i32,
+    failure: Option<pb::Failure>,
+    retry_at: Option<i64>,
+) -> pb::job_event::Event {
+    pb::job_event::Event::TaskState(pb::TaskStateChanged {
+        task_id: task_id.to_string(),
+        state: state.to_proto() as i32,
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+        failure,
+        retry_at: retry_at.map(crate::domain::timestamp),
+    })
+}
+
+/// A log line of the orchestrator about the attempt.
+fn orchestrator_line(lease: &Lease, level: &str, message: String) -> pb::job_event::Event {
+    pb::job_event::Event::Log(pb::LogLine {
+        task_id: lease.task.id.clone(),
+        level: level.to_string(),
+        message,
+        origin: "orchestrator".to_string(),
+    })
+}
+
+/// Records `events` of the job, with its end when all its tasks are terminal now: one job-row write,
+/// one event row. Call with the job locked.
+async fn record_with_end<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    mut events: Vec<pb::job_event::Event>,
+) -> Result<(), DbErr> {
+    let mut update = events::JobUpdate::default();
+    if let Some(state) = jobs::final_state(db, job).await? {
+        events.push(jobs::state_event(state));
+        update = jobs::ending(state);
+    }
+    events::record(db, job, events, update).await?;
+    Ok(())
+}
+
+/// Ends the job once all its tasks are terminal. Call with the job locked.
+async fn finish_if_done<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<(), DbErr> {
+    if let Some(state) = jobs::final_state(db, job).await? {
+        end_job(db, job, state).await?;
+    }
+    Ok(())
+}
+
+/// Moves the job to its terminal `state` with its event.
+async fn end_job<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    state: JobState,
+) -> Result<(), DbErr> {
+    events::record(db, job, vec![jobs::state_event(state)], jobs::ending(state)).await?;
+    Ok(())
+}
+
+/// Cancels every task of the job not yet terminal, refunding each once, and ends the job CANCELLED.
+/// Returns the ids of tasks that were running, whose work must be stopped. A terminal job is left as
+/// it is. Call with the job locked.
+pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<String>, DbErr> {
+    if job.state.is_terminal() {
+        return Ok(Vec::new());
+    }
+    let mut running = Vec::new();
+    for task in tasks::cancel(db, job).await? {
+        if task.state == TaskState::Running {
+            running.push(task.id.clone());
+        }
+        accounts::refund_task(db, job, &task.id, "task cancelled").await?;
+        events::append(
+            db,
+            job,
+            task_event(&task.id, TaskState::Cancelled, task.attempts, None, None),
+        )
+        .await?;
+    }
+    end_job(db, job, JobState::Cancelled).await?;
+    events::announce_cancel(db, &running).await?;
+    Ok(running)
+}
