@@ -4,21 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atelier_orchestrator::RunningOrchestrator;
-use atelier_processor::RunningProcessor;
 use atelier_testkit::provider::{self, ProviderServer};
+use atelier_testkit::stack::{Backend, Stack, ADMIN};
 use atelier_testkit::WebhookReceiver;
 use serde_json::Value;
 
-const ADMIN: &str = "cli-test-admin-token";
-const SERVICE: &str = "cli-test-service-token";
-
-/// A running processor and orchestrator and the folder they keep their data in.
-struct Pair {
-    orchestrator: RunningOrchestrator,
-    processor: RunningProcessor,
-    root: tempfile::TempDir,
-}
+/// A running processor and orchestrator (SQLite in a temp folder) and the folder they keep their
+/// data in.
+type Pair = Stack;
 
 async fn spawn_pair() -> Pair {
     spawn_pair_with(Vec::new()).await
@@ -34,30 +27,11 @@ async fn spawn_pair_configured(
     providers: Vec<atelier_processor::ProviderConfig>,
     orchestrator: impl FnOnce(&mut atelier_orchestrator::Config),
 ) -> Pair {
-    let root = tempfile::tempdir().expect("temp dir");
-    let objects = root.path().join("objects").display().to_string();
-    let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
-    pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
-    pconfig.providers = providers;
-    let processor = atelier_processor::spawn(pconfig)
+    Stack::builder(Backend::Sqlite)
+        .processor(move |p| p.providers = providers)
+        .orchestrator(orchestrator)
+        .start()
         .await
-        .expect("processor starts");
-    let database_url = format!("sqlite://{}/atelier.db", root.path().display());
-    let mut config =
-        atelier_orchestrator::Config::new(database_url, objects, vec![processor.url()]);
-    config.admin_token = ADMIN.into();
-    config.service_token = SERVICE.into();
-    config.poll_seconds = 0.05;
-    config.retry_base_seconds = 0.05;
-    orchestrator(&mut config);
-    let orchestrator = atelier_orchestrator::spawn(config)
-        .await
-        .expect("orchestrator starts");
-    Pair {
-        orchestrator,
-        processor,
-        root,
-    }
 }
 
 /// How one run of the binary ended.
@@ -610,10 +584,7 @@ async fn a_shopper_generates_images_from_a_prompt_and_watches_them_arrive() {
     assert_eq!(job["kind"], "generate", "{job:#}");
     assert_eq!(job["state"], "SUCCEEDED", "{job:#}");
     assert_eq!(job["cost"], 2, "{job:#}");
-    assert_eq!(
-        job["params"]["generate"]["prompt"],
-        "a red sneaker on white"
-    );
+    assert_eq!(job["params"]["generate"]["prompt"], "a red sneaker on white");
     assert_eq!(job["params"]["generate"]["model"], MODEL);
     assert_eq!(job["params"]["generate"]["seed"], 7);
     assert_eq!(job["tasks"][0]["source"], Value::Null, "{job:#}");
@@ -996,24 +967,12 @@ async fn models_lists_what_the_processors_have_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_print_as_links_download_checked_and_deleted_jobs_are_gone() {
-    const SECRET: &str = "cli-test-link-secret-0123456789";
-    // The gateway's port is known first, so the orchestrator can mint links to it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let files = format!("http://{}/v1/files/", listener.local_addr().expect("addr"));
-    let base = files.trim_end_matches("/v1/files/").to_string();
-    let pair = spawn_pair_configured(Vec::new(), |c| {
-        c.link_secret = Some(SECRET.into());
-        c.files_base_url = Some(base);
-    })
-    .await;
-    let mut gconfig = atelier_gateway::Config::new(pair.orchestrator.url());
-    gconfig.storage = Some(pair.root.path().join("objects").display().to_string());
-    gconfig.link_secret = Some(SECRET.into());
-    let _gateway = atelier_gateway::spawn_on(gconfig, listener)
-        .await
-        .expect("gateway");
+    // The orchestrator mints links to the gateway's `/v1/files/`.
+    let pair = Stack::builder(Backend::Sqlite)
+        .gateway(|_| {})
+        .start()
+        .await;
+    let files = format!("{}/v1/files/", pair.gateway().url());
     let endpoint = pair.orchestrator.url();
     let (tenant, key) = tenant_with_account(&endpoint, "shopper", true, 3).await;
     let run = atelier(

@@ -2,7 +2,7 @@
 //! HTTP/1.1 source server on 127.0.0.1 that can misbehave on purpose, a fake model provider
 //! speaking the OpenAI Images API, fake remote matting services (remove.bg, rembg), a webhook
 //! receiver that records what it was sent, a private PostgreSQL server a test may stop and start,
-//! and tiny ONNX models with a known answer.
+//! tiny ONNX models with a known answer, and (feature `stack`) the whole product started for a test.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,6 +13,8 @@ pub mod onnx;
 pub mod postgres;
 pub mod provider;
 pub mod source;
+#[cfg(feature = "stack")]
+pub mod stack;
 pub mod webhook;
 
 pub use foreign::{ForeignServer, Speaks};

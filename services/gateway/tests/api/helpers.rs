@@ -12,24 +12,14 @@ use atelier_processor::{ModelConfig, ModelKind, ProviderConfig};
 use atelier_proto::v1 as pb;
 use atelier_proto::v1::account_service_client::AccountServiceClient;
 use atelier_testkit::provider::ProviderServer;
+use atelier_testkit::stack::Stack;
 use atelier_testkit::SourceServer;
-use sea_orm::ConnectionTrait;
 use serde_json::Value;
 use tonic::transport::Channel;
 
 pub use atelier_testkit::images;
 
-pub const ADMIN: &str = "test-admin-token";
-pub const SERVICE: &str = "test-service-token";
-/// The secret orchestrator and gateway sign and check result links with.
-pub const LINK_SECRET: &str = "test-link-secret-0123456789";
-
-/// Which database a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use atelier_testkit::stack::{Backend, ADMIN, LINK_SECRET, SERVICE};
 
 /// Runs one async test body on both databases.
 #[macro_export]
@@ -68,24 +58,6 @@ pub struct TestApp {
 pub struct Tenant {
     pub id: String,
     pub key: String,
-}
-
-async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}/atelier.db", dir.display()),
-        Backend::Postgres => {
-            let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
-                .await
-                .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/install-test-deps.sh)");
-            let name = format!("atelier_test_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-            admin.close().await.ok();
-            format!("postgres://postgres@127.0.0.1:5432/{name}")
-        }
-    }
 }
 
 /// Starts the stack with the default gateway configuration.
@@ -153,56 +125,27 @@ pub async fn spawn_stack_with(
     orchestrator: impl FnOnce(&mut atelier_orchestrator::Config),
     gateway: impl FnOnce(&mut atelier_gateway::Config),
 ) -> TestApp {
-    let root = tempfile::tempdir().expect("temp dir");
-    let objects_dir = root.path().join("objects");
-    let objects = objects_dir.display().to_string();
-    let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
-    pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
-    pconfig.download_timeout = Duration::from_secs(5);
-    processor(&mut pconfig);
-    let processor = atelier_processor::spawn(pconfig)
-        .await
-        .expect("processor starts");
-    let database_url = fresh_database(backend, root.path()).await;
-    // Bound first, so the orchestrator can mint links to the gateway's `/v1/files/`.
-    let gateway_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the gateway");
-    let gateway_addr = gateway_listener.local_addr().expect("gateway address");
-    let mut config =
-        atelier_orchestrator::Config::new(database_url, objects.clone(), vec![processor.url()]);
-    config.link_secret = Some(LINK_SECRET.into());
-    config.files_base_url = Some(format!("http://{gateway_addr}"));
-    config.admin_token = ADMIN.into();
-    config.service_token = SERVICE.into();
-    config.poll_seconds = 0.05;
-    config.retry_base_seconds = 0.05;
-    config.lease_seconds = 5.0;
-    orchestrator(&mut config);
-    let orchestrator = atelier_orchestrator::spawn(config)
-        .await
-        .expect("orchestrator starts");
-    let mut gconfig = atelier_gateway::Config::new(orchestrator.url());
-    gconfig.storage = Some(objects);
-    gconfig.link_secret = Some(LINK_SECRET.into());
-    gateway(&mut gconfig);
-    let gateway = atelier_gateway::spawn_on(gconfig, gateway_listener)
-        .await
-        .expect("gateway starts");
-    let channel = Channel::from_shared(orchestrator.url())
+    let stack = Stack::builder(backend)
+        .processor(processor)
+        .orchestrator(orchestrator)
+        .gateway(gateway)
+        .start()
+        .await;
+    let channel = Channel::from_shared(stack.orchestrator.url())
         .expect("url")
         .connect()
         .await
         .expect("connect");
+    let gateway = stack.gateway.expect("the stack has a gateway");
     TestApp {
         gateway,
-        orchestrator,
-        processor,
+        orchestrator: stack.orchestrator,
+        processor: stack.processor,
         accounts: AccountServiceClient::new(channel),
         sources: SourceServer::start().await,
         http: reqwest::Client::new(),
-        objects: objects_dir,
-        _root: root,
+        objects: stack.objects,
+        _root: stack.root,
     }
 }
 

@@ -10,6 +10,7 @@ use atelier_proto::v1::account_service_client::AccountServiceClient;
 use atelier_proto::v1::job_service_client::JobServiceClient;
 use atelier_proto::v1::studio_service_client::StudioServiceClient;
 use atelier_storage::{S3Options, Storage};
+use atelier_testkit::stack::Stack;
 use atelier_testkit::SourceServer;
 use sea_orm::ConnectionTrait;
 use tonic::transport::Channel;
@@ -17,15 +18,7 @@ use tonic::Request;
 
 pub use atelier_testkit::images;
 
-pub const ADMIN: &str = "test-admin-token";
-pub const SERVICE: &str = "test-service-token";
-
-/// Which database a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use atelier_testkit::stack::{fresh_database, Backend, ADMIN, SERVICE};
 
 /// Runs one async test body on both databases.
 #[macro_export]
@@ -69,25 +62,6 @@ pub struct Tenant {
     pub key: String,
 }
 
-/// A fresh database URL: a SQLite file in `dir`, or a new PostgreSQL database.
-pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}/atelier.db", dir.display()),
-        Backend::Postgres => {
-            let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
-                .await
-                .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/install-test-deps.sh)");
-            let name = format!("atelier_test_{}", uuid::Uuid::new_v4().simple());
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
-            admin.close().await.ok();
-            format!("postgres://postgres@127.0.0.1:5432/{name}")
-        }
-    }
-}
-
 /// Starts a processor and an orchestrator on a fresh database and a temp storage folder.
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}, |_| {}).await
@@ -99,9 +73,12 @@ pub async fn spawn_app_with(
     orchestrator: impl FnOnce(&mut Config),
     processor: impl FnOnce(&mut atelier_processor::Config),
 ) -> TestApp {
-    let root = tempfile::tempdir().expect("temp dir");
-    let database_url = fresh_database(backend, root.path()).await;
-    spawn_app_at(root, database_url, orchestrator, processor).await
+    started(
+        Stack::builder(backend)
+            .orchestrator(orchestrator)
+            .processor(processor),
+    )
+    .await
 }
 
 /// Like [`spawn_app_with`], on a database the test brings (`root` is kept as long as the app).
@@ -111,44 +88,40 @@ pub async fn spawn_app_at(
     orchestrator: impl FnOnce(&mut Config),
     processor: impl FnOnce(&mut atelier_processor::Config),
 ) -> TestApp {
-    let objects = root.path().join("objects").display().to_string();
-    let mut pconfig = atelier_processor::Config::new(SERVICE, objects.clone());
-    pconfig.allow_private_sources = vec!["127.0.0.1/32".parse().expect("cidr")];
-    pconfig.download_timeout = std::time::Duration::from_secs(5);
-    processor(&mut pconfig);
-    let processor = atelier_processor::spawn(pconfig)
-        .await
-        .expect("processor starts");
-    let mut config = Config::new(database_url.clone(), objects.clone(), vec![processor.url()]);
-    config.admin_token = ADMIN.into();
-    config.service_token = SERVICE.into();
-    config.poll_seconds = 0.05;
-    config.retry_base_seconds = 0.05;
-    config.lease_seconds = 5.0;
-    orchestrator(&mut config);
-    let orchestrator = atelier_orchestrator::spawn(config)
-        .await
-        .expect("orchestrator starts");
-    let channel = Channel::from_shared(orchestrator.url())
+    // The backend is the URL's; the builder only uses it to make a database.
+    started(
+        Stack::builder(Backend::Sqlite)
+            .on_database(root, database_url)
+            .orchestrator(orchestrator)
+            .processor(processor),
+    )
+    .await
+}
+
+/// Starts the stack (no gateway) with clients around it.
+async fn started(builder: atelier_testkit::stack::Builder<'_>) -> TestApp {
+    let stack = builder.start().await;
+    let channel = Channel::from_shared(stack.orchestrator.url())
         .expect("url")
         .connect()
         .await
         .expect("connect");
+    let objects = stack.objects.display().to_string();
     let storage = Storage::open(&objects, &S3Options::default())
         .await
         .expect("storage");
     TestApp {
-        orchestrator,
-        processor,
+        orchestrator: stack.orchestrator,
+        processor: stack.processor,
         jobs: JobServiceClient::new(channel.clone()),
         accounts: AccountServiceClient::new(channel.clone()),
         studio: StudioServiceClient::new(channel.clone()),
         channel,
         storage,
         sources: SourceServer::start().await,
-        database_url,
+        database_url: stack.database_url,
         objects,
-        _root: root,
+        _root: stack.root,
     }
 }
 
