@@ -45,7 +45,8 @@ pub struct Global {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
-    /// Machine output: one JSON object per result, one per line.
+    /// Machine output: one JSON object per result, one per line. A job, its tasks and events are the
+    /// REST API's JSON (`GET /v1/jobs/{id}`), the same a webhook delivers.
     #[arg(long, global = true, env = "ATELIER_JSON")]
     pub json: bool,
 }

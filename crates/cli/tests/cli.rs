@@ -257,7 +257,7 @@ async fn a_shopper_uploads_cleans_transforms_and_runs_out_of_quota() {
         .await
         .ok()
         .json();
-    assert_eq!(job["state"], "SUCCEEDED", "{job:#}");
+    assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["kind"], "basic_clean");
     let output = &job["tasks"][0]["outputs"][0];
     assert_eq!(output["name"], "white-bg.jpg", "{job:#}");
@@ -309,7 +309,7 @@ async fn a_shopper_uploads_cleans_transforms_and_runs_out_of_quota() {
         "{run:#?}"
     );
     let done = &lines[lines.len() - 1];
-    assert_eq!(done["state"], "SUCCEEDED", "{done:#}");
+    assert_eq!(done["state"], "succeeded", "{done:#}");
     assert_eq!(done["labels"]["run"], "cli");
     assert_eq!(
         done["tasks"][0]["outputs"][0]["content_type"], "image/png",
@@ -582,11 +582,11 @@ async fn a_shopper_generates_images_from_a_prompt_and_watches_them_arrive() {
         .ok()
         .json();
     assert_eq!(job["kind"], "generate", "{job:#}");
-    assert_eq!(job["state"], "SUCCEEDED", "{job:#}");
+    assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["cost"], 2, "{job:#}");
-    assert_eq!(job["params"]["generate"]["prompt"], "a red sneaker on white");
-    assert_eq!(job["params"]["generate"]["model"], MODEL);
-    assert_eq!(job["params"]["generate"]["seed"], 7);
+    assert_eq!(job["params"]["prompt"], "a red sneaker on white");
+    assert_eq!(job["params"]["model"], MODEL);
+    assert_eq!(job["params"]["seed"], 7);
     assert_eq!(job["tasks"][0]["source"], Value::Null, "{job:#}");
     let outputs = job["tasks"][0]["outputs"].as_array().expect("outputs");
     assert_eq!(outputs.len(), 2, "{job:#}");

@@ -103,6 +103,13 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
     StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// A job the orchestrator answered with a word the views do not know (a newer orchestrator): 1006.
+impl From<atelier_views::Unknown> for ApiError {
+    fn from(unknown: atelier_views::Unknown) -> Self {
+        Self::internal(unknown.to_string())
+    }
+}
+
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         let has_info = status.get_details_error_info().is_some();

@@ -27,7 +27,7 @@ use tracing::Instrument;
 use crate::api::convert;
 use crate::callbacks;
 use crate::db::{self, entities::job, events::Cursor, webhooks as store};
-use crate::domain::{now_ms, JobState, Kind, TaskState};
+use crate::domain::{now_ms, JobState, TaskState};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use atelier_codes::family::Family;
@@ -595,16 +595,18 @@ fn body(event_id: &str, event: &pb::JobEvent, account: &str, job: Option<&pb::Jo
             "job.queue".to_string(),
             json!({ "position": q.position, "estimated_seconds": q.estimated_seconds }),
         ),
-        (Some(Event::SourceFetched(f)), _) => (
-            "task.source_fetched".to_string(),
-            json!({
-                "task_id": f.task_id,
-                "sha256": f.source.as_ref().map(|s| s.sha256.clone()),
-                "width": f.source.as_ref().map(|s| s.width),
-                "height": f.source.as_ref().map(|s| s.height),
-                "bytes": f.source.as_ref().map(|s| s.bytes),
-            }),
-        ),
+        (Some(Event::SourceFetched(f)), _) => ("task.source_fetched".to_string(), {
+            // The task and what was read (the view of the source's info), side by side.
+            let mut data = json!({ "task_id": f.task_id });
+            let info = f
+                .source
+                .as_ref()
+                .map(|s| atelier_views::json(&atelier_views::SourceInfo::from_pb(s)));
+            if let (Some(data), Some(Value::Object(info))) = (data.as_object_mut(), info) {
+                data.extend(info);
+            }
+            data
+        }),
         (None, _) => ("unknown".to_string(), Value::Null),
     };
     let created_at = event
@@ -625,46 +627,23 @@ fn body(event_id: &str, event: &pb::JobEvent, account: &str, job: Option<&pb::Jo
 }
 
 fn failure_json(f: &pb::Failure) -> Value {
-    json!({ "code": f.code, "reason": f.reason, "message": f.message })
+    atelier_views::json(&atelier_views::Failure::from_pb(f))
 }
 
 fn output_json(o: &pb::Output) -> Value {
-    json!({
-        "name": o.name,
-        "url": o.url,
-        "key": o.key,
-        "content_type": o.content_type,
-        "width": o.width,
-        "height": o.height,
-        "bytes": o.bytes,
-        "sha256": o.sha256,
-        "from_cache": o.from_cache,
-        "thumbnail": o.thumbnail.as_ref().map(|t| json!({
-            "url": t.url, "key": t.key, "content_type": t.content_type,
-            "width": t.width, "height": t.height, "bytes": t.bytes,
-        })),
-    })
+    atelier_views::json(&atelier_views::Output::from_pb(o))
 }
 
+/// The job as the REST API shows it; a job whose kind or state this replica has no word for (an
+/// older replica delivering a newer one's job) shows as null.
 fn job_json(job: &pb::Job) -> Value {
-    json!({
-        "id": job.id,
-        "account": job.account,
-        "kind": word::<Kind>(job.kind),
-        "state": word::<JobState>(job.state),
-        "labels": job.labels,
-        "cost": job.cost,
-        "refunded": job.refunded,
-        "tasks": job.tasks.iter().map(|t| json!({
-            "id": t.id,
-            "index": t.index,
-            "state": word::<TaskState>(t.state),
-            "attempts": t.attempts,
-            "from_cache": t.from_cache,
-            "failure": t.failure.as_ref().map(failure_json),
-            "outputs": t.outputs.iter().map(output_json).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+    match atelier_views::Job::try_from(job) {
+        Ok(job) => atelier_views::json(&job),
+        Err(unknown) => {
+            tracing::warn!(job_id = %job.id, "webhook body without its job: {unknown}");
+            Value::Null
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,227 +1,30 @@
-//! JSON for `--json`, built by hand from the protobuf messages (prost types have no serde). Field names
-//! are the proto's; enums are their names without the prefix (`SUCCEEDED`, `basic_clean`, `pose_set`,
-//! `webp`); times are RFC 3339 strings or null.
+//! JSON for `--json`. A job, its tasks, outputs and events are the views the REST API answers and
+//! webhooks deliver (`atelier_views`): enums are lower-case words (`succeeded`, `basic_clean`,
+//! `webp`), times RFC 3339 text, and what is unset is null. The rest (accounts, keys, webhooks) is
+//! built here from the protobuf messages with the proto's field names.
 
 use atelier_proto::v1 as pb;
-use serde_json::{json, Map, Value};
-
-use super::names;
+use serde_json::{json, Value};
 
 /// A time as RFC 3339, or null.
 pub fn time(t: Option<&prost_types::Timestamp>) -> Value {
     t.map_or(Value::Null, |t| Value::String(t.to_string()))
 }
 
-/// A job with its tasks and outputs.
+/// A job with its tasks and outputs, as the REST API shows it.
 pub fn job(j: &pb::Job) -> Value {
-    json!({
-        "id": j.id,
-        "account": j.account,
-        "kind": names::kind(j.kind),
-        "state": names::job_state(j.state),
-        "params": j.params.as_ref().map_or(Value::Null, params),
-        "tasks": j.tasks.iter().map(task).collect::<Vec<_>>(),
-        "labels": labels(&j.labels),
-        "idempotency_key": j.idempotency_key,
-        "callback_url": j.callback_url,
-        "cost": j.cost,
-        "refunded": j.refunded,
-        "created_at": time(j.created_at.as_ref()),
-        "updated_at": time(j.updated_at.as_ref()),
-        "finished_at": time(j.finished_at.as_ref()),
-        "deadline": time(j.deadline.as_ref()),
-        "queue_position": j.queue_position,
-        "estimated_seconds": j.estimated_seconds,
-        "last_sequence": j.last_sequence,
-    })
-}
-
-fn labels(map: &std::collections::HashMap<String, String>) -> Value {
-    let mut sorted: Vec<_> = map.iter().collect();
-    sorted.sort();
-    Value::Object(
-        sorted
-            .into_iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect::<Map<_, _>>(),
-    )
-}
-
-/// A task of a job.
-pub fn task(t: &pb::Task) -> Value {
-    json!({
-        "id": t.id,
-        "index": t.index,
-        "source": t.source.as_ref().map_or(Value::Null, source),
-        "state": names::task_state(t.state),
-        "attempts": t.attempts,
-        "stage": t.stage,
-        "percent": t.percent,
-        "outputs": t.outputs.iter().map(output).collect::<Vec<_>>(),
-        "failure": failure(t.failure.as_ref()),
-        "from_cache": t.from_cache,
-        "started_at": time(t.started_at.as_ref()),
-        "finished_at": time(t.finished_at.as_ref()),
-        "source_info": t.source_info.as_ref().map_or(Value::Null, source_info),
-    })
-}
-
-/// A job source: `{"url": …}` or `{"upload_id": …}`.
-pub fn source(s: &pb::Source) -> Value {
-    match &s.source {
-        Some(pb::source::Source::Url(url)) => json!({ "url": url }),
-        Some(pb::source::Source::UploadId(id)) => json!({ "upload_id": id }),
-        None => Value::Null,
+    match atelier_views::Job::try_from(j) {
+        Ok(job) => atelier_views::json(&job),
+        // A newer orchestrator's kind or state: the job's id and what the CLI could not read.
+        Err(unknown) => json!({ "id": j.id, "error": unknown.to_string() }),
     }
 }
 
-/// What the processor read from a source.
-pub fn source_info(s: &pb::SourceInfo) -> Value {
-    json!({
-        "sha256": s.sha256,
-        "format": names::format(s.format),
-        "width": s.width,
-        "height": s.height,
-        "bytes": s.bytes,
-    })
-}
-
-/// One output image.
-pub fn output(o: &pb::Output) -> Value {
-    json!({
-        "name": o.name,
-        "url": o.url,
-        "key": o.key,
-        "content_type": o.content_type,
-        "width": o.width,
-        "height": o.height,
-        "bytes": o.bytes,
-        "sha256": o.sha256,
-        "thumbnail": o.thumbnail.as_ref().map_or(Value::Null, |t| json!({
-            "url": t.url,
-            "key": t.key,
-            "content_type": t.content_type,
-            "width": t.width,
-            "height": t.height,
-            "bytes": t.bytes,
-        })),
-        "from_cache": o.from_cache,
-        "matting": o.matting.as_ref().map_or(Value::Null, |m| json!({
-            "method": m.method,
-            "model": m.model,
-            "confidence": m.confidence,
-        })),
-    })
-}
-
-/// A failure, or null.
-pub fn failure(f: Option<&pb::Failure>) -> Value {
-    f.map_or(
-        Value::Null,
-        |f| json!({ "code": f.code, "reason": f.reason, "message": f.message }),
-    )
-}
-
-/// Job parameters, with the kind they belong to.
-pub fn params(p: &pb::JobParams) -> Value {
-    use pb::job_params::Params;
-    match &p.params {
-        Some(Params::Transform(t)) => json!({
-            "transform": {
-                "resize": t.resize.as_ref().map_or(Value::Null, |r| json!({
-                    "width": r.width, "height": r.height, "fit": names::fit(r.fit),
-                })),
-                "crop": t.crop.as_ref().map_or(Value::Null, |c| json!({
-                    "x": c.x, "y": c.y, "width": c.width, "height": c.height,
-                })),
-                "rotate": t.rotate,
-                "flip_horizontal": t.flip_horizontal,
-                "flip_vertical": t.flip_vertical,
-                "auto_orient": t.auto_orient,
-                "format": names::format(t.format),
-                "quality": t.quality,
-                "lossless": t.lossless,
-                "strip_metadata": t.strip_metadata,
-            }
-        }),
-        Some(Params::BasicClean(c)) => json!({
-            "basic_clean": {
-                "template": names::template(c.template), "model": c.model,
-                "method": names::matting_method(c.method), "min_confidence": c.min_confidence,
-            }
-        }),
-        Some(Params::Edit(e)) => json!({
-            "edit": {
-                "prompt": e.prompt, "negative_prompt": e.negative_prompt, "model": e.model,
-                "seed": e.seed, "size": e.size, "num_images": e.num_images,
-            }
-        }),
-        Some(Params::Generate(g)) => json!({
-            "generate": {
-                "prompt": g.prompt, "negative_prompt": g.negative_prompt, "model": g.model,
-                "width": g.width, "height": g.height, "num_images": g.num_images, "steps": g.steps,
-                "guidance_scale": g.guidance_scale, "seed": g.seed,
-            }
-        }),
-        Some(Params::PoseSet(p)) => json!({
-            "pose_set": {
-                "scene": names::scene(p.scene), "category": p.category,
-                "description": p.description, "model": p.model,
-            }
-        }),
-        None => Value::Null,
-    }
-}
-
-/// One job event: common fields, `type`, and the event's own fields under its type name.
+/// One job event as the REST API's event stream shows it, with its `WatchEvents` cursor.
 pub fn event(e: &pb::JobEvent) -> Value {
-    use pb::job_event::Event;
-    let (kind, body) = match &e.event {
-        Some(Event::JobState(s)) => (
-            "job_state",
-            json!({ "state": names::job_state(s.state), "failure": failure(s.failure.as_ref()) }),
-        ),
-        Some(Event::TaskState(s)) => (
-            "task_state",
-            json!({
-                "task_id": s.task_id,
-                "state": names::task_state(s.state),
-                "attempts": s.attempts,
-                "failure": failure(s.failure.as_ref()),
-                "retry_at": time(s.retry_at.as_ref()),
-            }),
-        ),
-        Some(Event::Progress(p)) => (
-            "progress",
-            json!({ "task_id": p.task_id, "stage": p.stage, "percent": p.percent }),
-        ),
-        Some(Event::Log(l)) => (
-            "log",
-            json!({ "task_id": l.task_id, "level": l.level, "message": l.message, "origin": l.origin }),
-        ),
-        Some(Event::Output(o)) => (
-            "output",
-            json!({ "task_id": o.task_id, "output": o.output.as_ref().map_or(Value::Null, output) }),
-        ),
-        Some(Event::Queue(q)) => (
-            "queue",
-            json!({ "position": q.position, "estimated_seconds": q.estimated_seconds }),
-        ),
-        Some(Event::SourceFetched(s)) => (
-            "source_fetched",
-            json!({ "task_id": s.task_id, "source": s.source.as_ref().map_or(Value::Null, source_info) }),
-        ),
-        None => ("unknown", Value::Null),
-    };
-    let mut value = json!({
-        "job_id": e.job_id,
-        "sequence": e.sequence,
-        "time": time(e.time.as_ref()),
-        "cursor": e.cursor,
-        "type": kind,
-    });
+    let mut value = atelier_views::json(&atelier_views::JobEvent::from(e));
     if let Value::Object(map) = &mut value {
-        map.insert(kind.to_string(), body);
+        map.insert("cursor".to_string(), Value::String(e.cursor.clone()));
     }
     value
 }
@@ -393,13 +196,13 @@ mod tests {
             ..Default::default()
         };
         let v = job(&j);
-        assert_eq!(v["state"], "SUCCEEDED");
+        assert_eq!(v["state"], "succeeded");
         assert_eq!(v["kind"], "basic_clean");
-        assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["finished_at"], Value::Null);
-        assert_eq!(v["tasks"][0]["state"], "FAILED");
+        assert_eq!(v["tasks"][0]["state"], "failed");
         assert_eq!(v["tasks"][0]["failure"]["code"], 3004);
-        assert_eq!(v["params"]["basic_clean"]["template"], "white_bg");
+        assert_eq!(v["params"]["template"], "white_bg");
         assert_eq!(v["labels"]["a"], "b");
     }
 
@@ -407,6 +210,7 @@ mod tests {
     fn model_jobs_carry_their_params() {
         let generate = pb::Job {
             kind: pb::JobKind::Generate as i32,
+            state: pb::JobState::Queued as i32,
             params: Some(pb::JobParams {
                 params: Some(pb::job_params::Params::Generate(pb::GenerateParams {
                     prompt: "a hat".into(),
@@ -421,11 +225,12 @@ mod tests {
         };
         let v = job(&generate);
         assert_eq!(v["kind"], "generate");
-        assert_eq!(v["params"]["generate"]["prompt"], "a hat");
-        assert_eq!(v["params"]["generate"]["num_images"], 2);
-        assert_eq!(v["params"]["generate"]["seed"], 7);
+        assert_eq!(v["params"]["prompt"], "a hat");
+        assert_eq!(v["params"]["num_images"], 2);
+        assert_eq!(v["params"]["seed"], 7);
         let edit = pb::Job {
             kind: pb::JobKind::Edit as i32,
+            state: pb::JobState::Queued as i32,
             params: Some(pb::JobParams {
                 params: Some(pb::job_params::Params::Edit(pb::EditParams {
                     prompt: "brighter".into(),
@@ -437,10 +242,11 @@ mod tests {
         };
         let v = job(&edit);
         assert_eq!(v["kind"], "edit");
-        assert_eq!(v["params"]["edit"]["size"], "1024x1024");
-        assert_eq!(v["params"]["edit"]["seed"], Value::Null);
+        assert_eq!(v["params"]["size"], "1024x1024");
+        assert_eq!(v["params"]["seed"], Value::Null);
         let pose = pb::Job {
             kind: pb::JobKind::PoseSet as i32,
+            state: pb::JobState::Queued as i32,
             params: Some(pb::JobParams {
                 params: Some(pb::job_params::Params::PoseSet(pb::PoseSetParams {
                     scene: pb::Scene::Street as i32,
@@ -452,8 +258,8 @@ mod tests {
         };
         let v = job(&pose);
         assert_eq!(v["kind"], "pose_set");
-        assert_eq!(v["params"]["pose_set"]["scene"], "street");
-        assert_eq!(v["params"]["pose_set"]["category"], "shoes");
+        assert_eq!(v["params"]["scene"], "street");
+        assert_eq!(v["params"]["category"], "shoes");
     }
 
     #[test]
@@ -471,6 +277,6 @@ mod tests {
         let v = event(&e);
         assert_eq!(v["type"], "progress");
         assert_eq!(v["sequence"], 4);
-        assert_eq!(v["progress"]["percent"], 50);
+        assert_eq!(v["percent"], 50);
     }
 }

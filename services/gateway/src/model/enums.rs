@@ -1,29 +1,8 @@
-//! The wire enums as lower-case snake_case words (the shared vocabulary of `atelier_types`), and
-//! their protobuf numbers as the orchestrator sends them.
+//! The wire enums as lower-case snake_case words (the shared vocabulary of `atelier_types`).
 
 pub use atelier_types::{
     CleanTemplate, Fit, ImageFormat, JobState, Kind as JobKind, MattingMethod, Scene, TaskState,
 };
-
-use crate::error::ApiError;
-
-/// The kind of a job from the orchestrator; it always sets one.
-pub fn job_kind(value: i32) -> Result<JobKind, ApiError> {
-    JobKind::from_number(value)
-        .ok_or_else(|| ApiError::internal(format!("the orchestrator sent job kind {value}")))
-}
-
-/// The state of a job from the orchestrator; it always sets one.
-pub fn job_state(value: i32) -> Result<JobState, ApiError> {
-    JobState::from_number(value)
-        .ok_or_else(|| ApiError::internal(format!("the orchestrator sent job state {value}")))
-}
-
-/// The state of a task from the orchestrator; it always sets one.
-pub fn task_state(value: i32) -> Result<TaskState, ApiError> {
-    TaskState::from_number(value)
-        .ok_or_else(|| ApiError::internal(format!("the orchestrator sent task state {value}")))
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,10 @@
 //! Timestamps as RFC 3339 text (UTC, milliseconds) on the wire and protobuf `Timestamp` inside.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::DateTime;
+
+pub use atelier_views::time::to_text;
 
 use crate::error::ApiError;
-
-/// RFC 3339 text of a protobuf timestamp; `None` when unset or out of range.
-pub fn to_text(ts: Option<&prost_types::Timestamp>) -> Option<String> {
-    let ts = ts?;
-    let nanos = u32::try_from(ts.nanos).ok()?;
-    DateTime::<Utc>::from_timestamp(ts.seconds, nanos)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-}
 
 /// The protobuf timestamp of RFC 3339 text in `field`; bad text is a 1003 naming the field.
 pub fn parse(field: &str, text: &str) -> Result<prost_types::Timestamp, ApiError> {

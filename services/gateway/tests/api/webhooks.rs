@@ -240,3 +240,57 @@ async fn endpoints_are_created_listed_delivered_to_and_deleted(backend: Backend)
 }
 
 on_both_databases!(endpoints_are_created_listed_delivered_to_and_deleted);
+
+/// `value` with every `url` field emptied: result links are minted, and signed, as each is read.
+fn without_links(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if key == "url" {
+                    *field = Value::Null;
+                } else {
+                    without_links(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_links),
+        _ => {}
+    }
+}
+
+/// A finished job's webhook carries the job exactly as `GET /v1/jobs/{id}` shows it (one view of a
+/// job, `atelier_views`), links aside.
+async fn a_finished_jobs_webhook_carries_the_job_as_the_api_shows_it(backend: Backend) {
+    let app = spawn_stack_with(backend, |_| {}, allow_loopback_webhooks, |_| {}).await;
+    let tenant = app.shop().await;
+    let receiver = WebhookReceiver::start().await;
+    let (status, endpoint) = app
+        .post_json(
+            &tenant,
+            "/v1/webhooks",
+            json!({"url": receiver.url("/hooks"), "events": ["terminal"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{endpoint}");
+    let job = app
+        .submit_transform(&tenant, &[app.sources.url("/image.jpg")])
+        .await;
+    let job_id = job["id"].as_str().expect("job id").to_string();
+    let mut shown = app.finish(&tenant, &job_id).await;
+    let is_ours = |d: &atelier_testkit::webhook::Delivery| {
+        d.status == 200 && d.json["job_id"] == job_id.as_str()
+    };
+    let log = receiver
+        .wait_until("the job's delivery", Duration::from_secs(30), |log| {
+            log.iter().any(is_ours)
+        })
+        .await;
+    let delivered = log.iter().find(|d| is_ours(d)).expect("delivered");
+    assert_eq!(delivered.json["type"], "job.succeeded");
+    let mut sent = delivered.json["data"].clone();
+    without_links(&mut sent);
+    without_links(&mut shown);
+    assert_eq!(sent, shown);
+}
+
+on_both_databases!(a_finished_jobs_webhook_carries_the_job_as_the_api_shows_it);
