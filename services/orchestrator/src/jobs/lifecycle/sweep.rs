@@ -4,7 +4,7 @@ use atelier_codes::ErrorCode;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::{failure, finish_if_done, task_event};
-use crate::db::entities::task;
+use crate::db::entities::{job, task};
 use crate::db::tasks::{self, Recovered};
 use crate::db::{accounts, events, jobs};
 use crate::domain::TaskState;
@@ -32,15 +32,7 @@ pub async fn recover<C: ConnectionTrait>(
             Ok(true)
         }
         Recovered::Failed => {
-            let event = task_event(
-                &task.id,
-                TaskState::Failed,
-                task.attempts,
-                Some(failure),
-                None,
-            );
-            events::append(db, &job, event).await?;
-            accounts::refund_task(db, &job, &task.id, "task failed").await?;
+            failed(db, &job, task, failure, "task failed").await?;
             finish_if_done(db, &job).await?;
             Ok(true)
         }
@@ -61,6 +53,22 @@ pub async fn time_out<C: ConnectionTrait>(
     if !tasks::fail_unfinished(db, task, &failure).await? {
         return Ok(false);
     }
+    failed(db, &job, task, failure, "task timed out").await?;
+    if task.state == TaskState::Running {
+        events::announce_cancel(db, std::slice::from_ref(&task.id)).await?;
+    }
+    finish_if_done(db, &job).await?;
+    Ok(true)
+}
+
+/// What follows a task the sweeper failed: its event, and its refund for `reason`.
+async fn failed<C: ConnectionTrait>(
+    db: &C,
+    job: &job::Model,
+    task: &task::Model,
+    failure: atelier_proto::v1::Failure,
+    reason: &str,
+) -> Result<(), DbErr> {
     let event = task_event(
         &task.id,
         TaskState::Failed,
@@ -68,11 +76,7 @@ pub async fn time_out<C: ConnectionTrait>(
         Some(failure),
         None,
     );
-    events::append(db, &job, event).await?;
-    accounts::refund_task(db, &job, &task.id, "task timed out").await?;
-    if task.state == TaskState::Running {
-        events::announce_cancel(db, std::slice::from_ref(&task.id)).await?;
-    }
-    finish_if_done(db, &job).await?;
-    Ok(true)
+    events::append(db, job, event).await?;
+    accounts::refund_task(db, job, &task.id, reason).await?;
+    Ok(())
 }
