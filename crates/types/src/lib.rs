@@ -306,6 +306,14 @@ impl JobState {
 
     /// The states that still change.
     pub const ACTIVE: [Self; 2] = [Self::Queued, Self::Running];
+
+    /// The states that never change again.
+    pub const TERMINAL: [Self; 4] = [
+        Self::Succeeded,
+        Self::PartiallySucceeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
 }
 
 impl TaskState {
@@ -374,6 +382,14 @@ mod tests {
             .all(|s| TaskState::ACTIVE.contains(s) && *s != TaskState::Running));
         assert!(JobState::ACTIVE.iter().all(|s| !s.is_terminal()));
         assert!(TaskState::Cancelled.is_terminal());
+    }
+
+    #[test]
+    fn a_job_state_is_terminal_or_active() {
+        for &state in JobState::ALL {
+            assert_eq!(JobState::TERMINAL.contains(&state), state.is_terminal());
+            assert_eq!(JobState::ACTIVE.contains(&state), !state.is_terminal());
+        }
     }
 
     #[cfg(feature = "serde")]

@@ -9,17 +9,9 @@ use crate::domain::{now_ms, JobState};
 
 /// Job states after which nothing changes any more, as an SQL list of their stored words.
 fn terminal_states() -> String {
-    let words: Vec<String> = [
-        JobState::Succeeded,
-        JobState::PartiallySucceeded,
-        JobState::Failed,
-        JobState::Cancelled,
-    ]
-    .iter()
-    .map(|s| format!("'{}'", s.as_str()))
-    .collect();
-    format!("({})", words.join(", "))
+    format!("({})", super::state_words(&JobState::TERMINAL))
 }
+
 const DAY_MS: i64 = 86_400_000;
 
 /// The job whose attempt wrote an object: its key is `t/<tenant>/jobs/<job>/…` (outputs, thumbnails
