@@ -2,8 +2,9 @@
 //! (`db::tasks`), then what follows from it in the same transaction: its events with the
 //! orchestrator's log lines, its refund, and the job's end once its last task has ended.
 //!
-//! Every function here runs inside the caller's transaction and takes the job's lock before the
-//! task's, as every change of a job does.
+//! Every function here runs inside the caller's transaction. The job's row is locked before the
+//! task's changes, as in every change of a job: by the function itself, or by the caller where its
+//! documentation says so.
 
 use atelier_codes::ErrorCode;
 use atelier_proto::v1 as pb;
