@@ -19,7 +19,7 @@ pub async fn show(api: &Api, as_json: bool, args: &StatsArgs) -> anyhow::Result<
     if as_json {
         print_json(&json!({
             "by_state": stats.by_state.iter().map(|s| json!({
-                "state": names::job_state(s.state),
+                "state": names::job_state_word(s.state),
                 "jobs": s.jobs,
             })).collect::<Vec<_>>(),
             "by_kind": stats.by_kind.iter().map(|k| json!({

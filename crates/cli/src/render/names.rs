@@ -1,8 +1,7 @@
-//! Short names of the wire enums, for people and for JSON; unknown numbers stay visible.
+//! Short names of the wire enums for people (and the words of the few JSON fields the views do not
+//! cover); unknown numbers stay visible.
 
-use atelier_types::{
-    CleanTemplate, Fit, ImageFormat, JobState, Kind, MattingMethod, Scene, TaskState, Word,
-};
+use atelier_types::{ImageFormat, JobState, Kind, TaskState, Word};
 
 /// The word of a number, `unspecified` for 0 and `unknown(n)` for a number the CLI does not know.
 fn name<W: Word>(value: i32) -> String {
@@ -38,24 +37,9 @@ pub fn format(value: i32) -> String {
     name::<ImageFormat>(value)
 }
 
-/// `contain`, `cover`, `fill`, `inside`, `unspecified`.
-pub fn fit(value: i32) -> String {
-    name::<Fit>(value)
-}
-
-/// `all`, `matting`, `white_bg`, `enhanced`, `unspecified`.
-pub fn template(value: i32) -> String {
-    name::<CleanTemplate>(value)
-}
-
-/// `auto`, `model`, `classical`, `unspecified`.
-pub fn matting_method(value: i32) -> String {
-    name::<MattingMethod>(value)
-}
-
-/// `street`, `studio`, `indoor`, `unspecified`.
-pub fn scene(value: i32) -> String {
-    name::<Scene>(value)
+/// `succeeded`, `running`, …: a job's state as JSON spells it (the REST API's word).
+pub fn job_state_word(value: i32) -> String {
+    name::<JobState>(value)
 }
 
 /// Whether a job in this state will not change again.
@@ -83,8 +67,11 @@ mod tests {
         assert_eq!(task_state(pb::TaskState::RetryWait as i32), "RETRY_WAIT");
         assert_eq!(kind(pb::JobKind::PoseSet as i32), "pose_set");
         assert_eq!(format(pb::ImageFormat::Webp as i32), "webp");
-        assert_eq!(template(pb::CleanTemplate::WhiteBg as i32), "white_bg");
         assert_eq!(job_state(42), "UNKNOWN(42)");
+        assert_eq!(
+            job_state_word(pb::JobState::PartiallySucceeded as i32),
+            "partially_succeeded"
+        );
         assert!(job_is_terminal(pb::JobState::Cancelled as i32));
         assert!(!job_is_terminal(pb::JobState::Running as i32));
     }
