@@ -48,14 +48,22 @@ impl Jobs {
 
     /// The job as the API shows it, its tasks read and, when it is queued, its queue position.
     pub(crate) async fn render(&self, job: job::Model) -> ApiResult<pb::Job> {
-        let db = &self.ctx.db;
-        let tasks = db::jobs::tasks_of(db, std::slice::from_ref(&job.id)).await?;
+        let tasks = db::jobs::tasks_of(&self.ctx.db, std::slice::from_ref(&job.id)).await?;
+        self.render_with(job, &tasks).await
+    }
+
+    /// [`Self::render`] of a job whose tasks are at hand (a batch's new jobs).
+    async fn render_with(
+        &self,
+        job: job::Model,
+        tasks: &[db::entities::task::Model],
+    ) -> ApiResult<pb::Job> {
         let ahead = if job.state == JobState::Queued {
-            Some(db::jobs::queue_ahead(db, &job).await?)
+            Some(db::jobs::queue_ahead(&self.ctx.db, &job).await?)
         } else {
             None
         };
-        self.view(job, &tasks, ahead).await
+        self.view(job, tasks, ahead).await
     }
 
     /// What a submit made, as the API shows it.
@@ -475,7 +483,9 @@ impl JobService for Jobs {
         let mut entries = Vec::with_capacity(submitted.entries.len());
         for entry in submitted.entries {
             let result = match entry {
-                Ok(job) => pb::batch_entry::Result::Job(self.render(job).await?),
+                Ok((job, tasks)) => {
+                    pb::batch_entry::Result::Job(self.render_with(job, &tasks).await?)
+                }
                 Err(refused) => pb::batch_entry::Result::Failure(refused.failure()),
             };
             entries.push(pb::BatchEntry {

@@ -28,10 +28,10 @@ pub enum Submitted {
     Replayed(job::Model),
 }
 
-/// What a batch made: its id, and each entry's job or why it was refused, in order.
+/// What a batch made: its id, and each entry's job with its tasks, or why it was refused, in order.
 pub struct BatchSubmitted {
     pub batch_id: String,
-    pub entries: Vec<ApiResult<job::Model>>,
+    pub entries: Vec<ApiResult<(job::Model, Vec<task::Model>)>>,
 }
 
 /// The account a job is charged to, as read before the charge.
@@ -405,7 +405,7 @@ impl Submitter {
         .await?;
         txn.commit().await?;
         tracing::info!(%batch_id, jobs = total, "batch submitted");
-        for job in outcomes.iter().flatten() {
+        for (job, _) in outcomes.iter().flatten() {
             self.submitted(job);
         }
         Ok(BatchSubmitted {
@@ -507,7 +507,7 @@ impl Submitter {
         prepared: Prepared,
         batch_id: &str,
         trace: Option<&TraceParent>,
-    ) -> ApiResult<Option<job::Model>> {
+    ) -> ApiResult<Option<(job::Model, Vec<task::Model>)>> {
         let job = Self::new_job(caller, account, &prepared, Some(batch_id), trace)?;
         let charge = db::accounts::Entry {
             account_id: &account.id,
@@ -521,8 +521,7 @@ impl Submitter {
         if !db::accounts::book(txn, charge).await? {
             return Ok(None);
         }
-        let (job, _) = db::jobs::insert(txn, job, prepared.tasks).await?;
-        Ok(Some(job))
+        Ok(Some(db::jobs::insert(txn, job, prepared.tasks).await?))
     }
 
     /// The row of a new job, queued, before it is written.
