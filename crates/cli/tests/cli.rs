@@ -776,16 +776,26 @@ async fn webhooks_are_registered_delivered_listed_and_deleted_from_the_command_l
     .json();
     let job_id = job["id"].as_str().expect("job id").to_string();
     atelier(&endpoint, shopper, &["watch", &job_id]).await.ok();
+    // Deliveries are sent side by side, not in order: a progress event may land after the
+    // terminal one, so the wait is for both terminal deliveries and the progress.
     let log = receiver
-        .wait_until("both terminal deliveries", Duration::from_secs(30), |log| {
-            ["/hooks", "/shopper"].iter().all(|path| {
-                log.iter().any(|d| {
-                    d.path == *path
-                        && d.json["type"] == "job.succeeded"
-                        && d.json["job_id"] == job_id.as_str()
-                })
-            })
-        })
+        .wait_until(
+            "both terminal deliveries and the progress",
+            Duration::from_secs(30),
+            |log| {
+                let progress = log
+                    .iter()
+                    .any(|d| d.path == "/hooks" && d.json["type"] == "task.progress");
+                progress
+                    && ["/hooks", "/shopper"].iter().all(|path| {
+                        log.iter().any(|d| {
+                            d.path == *path
+                                && d.json["type"] == "job.succeeded"
+                                && d.json["job_id"] == job_id.as_str()
+                        })
+                    })
+            },
+        )
         .await;
     for d in &log {
         let secret = if d.path == "/hooks" {
