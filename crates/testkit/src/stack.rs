@@ -33,6 +33,27 @@ pub enum Backend {
     Postgres,
 }
 
+/// Runs each named async test body (`async fn name(backend: Backend)`) on both databases, as
+/// `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::stack::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::stack::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
+
 /// A fresh database URL: a SQLite file in `dir`, or a new database on the PostgreSQL server at
 /// 127.0.0.1:5432.
 pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
@@ -68,10 +89,17 @@ pub struct Stack {
 
 type Adjust<'a, C> = Box<dyn FnOnce(&mut C) + 'a>;
 
+/// Where a stack's database comes from.
+enum Database {
+    /// A fresh one of this backend, in a new folder.
+    Fresh(Backend),
+    /// One the test made, in its folder.
+    Given(tempfile::TempDir, String),
+}
+
 /// How to start a [`Stack`]: each service's configuration adjusted after the test defaults.
 pub struct Builder<'a> {
-    backend: Backend,
-    database: Option<(tempfile::TempDir, String)>,
+    database: Database,
     processor: Adjust<'a, atelier_processor::Config>,
     orchestrator: Adjust<'a, atelier_orchestrator::Config>,
     gateway: Option<Adjust<'a, atelier_gateway::Config>>,
@@ -80,13 +108,12 @@ pub struct Builder<'a> {
 impl Stack {
     /// A stack on a fresh database of `backend`.
     pub fn builder<'a>(backend: Backend) -> Builder<'a> {
-        Builder {
-            backend,
-            database: None,
-            processor: Box::new(|_| {}),
-            orchestrator: Box::new(|_| {}),
-            gateway: None,
-        }
+        Builder::new(Database::Fresh(backend))
+    }
+
+    /// A stack on the database at `url` the test made, in `root` (kept as long as the stack).
+    pub fn builder_on<'a>(root: tempfile::TempDir, url: String) -> Builder<'a> {
+        Builder::new(Database::Given(root, url))
     }
 
     /// The gateway, for a stack started with one.
@@ -98,10 +125,13 @@ impl Stack {
 }
 
 impl<'a> Builder<'a> {
-    /// Runs on the database at `url` the test made, in `root` (kept as long as the stack).
-    pub fn on_database(mut self, root: tempfile::TempDir, url: String) -> Self {
-        self.database = Some((root, url));
-        self
+    fn new(database: Database) -> Self {
+        Self {
+            database,
+            processor: Box::new(|_| {}),
+            orchestrator: Box::new(|_| {}),
+            gateway: None,
+        }
     }
 
     /// Adjusts the processor's configuration.
@@ -129,10 +159,10 @@ impl<'a> Builder<'a> {
     /// Starts the processor, the orchestrator and the gateway (when asked), in that order.
     pub async fn start(self) -> Stack {
         let (root, database_url) = match self.database {
-            Some(database) => database,
-            None => {
+            Database::Given(root, url) => (root, url),
+            Database::Fresh(backend) => {
                 let root = tempfile::tempdir().expect("temp dir");
-                let url = fresh_database(self.backend, root.path()).await;
+                let url = fresh_database(backend, root.path()).await;
                 (root, url)
             }
         };

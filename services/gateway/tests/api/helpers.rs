@@ -21,26 +21,6 @@ pub use atelier_testkit::images;
 
 pub use atelier_testkit::stack::{Backend, ADMIN, LINK_SECRET, SERVICE};
 
-/// Runs one async test body on both databases.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::helpers::Backend::Postgres).await
-                }
-            }
-        )+
-    };
-}
-
 /// The running stack.
 pub struct TestApp {
     pub gateway: RunningGateway,

@@ -1,5 +1,8 @@
 //! The gateway's integration tests: a real gateway in front of a real orchestrator and processor.
 
+/// Each test body on SQLite and on PostgreSQL.
+pub(crate) use atelier_testkit::on_both_databases;
+
 mod compat_generator;
 mod compat_image_edit;
 mod compat_image_editor;

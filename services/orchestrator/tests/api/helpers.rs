@@ -20,26 +20,6 @@ pub use atelier_testkit::images;
 
 pub use atelier_testkit::stack::{fresh_database, Backend, ADMIN, SERVICE};
 
-/// Runs one async test body on both databases.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::helpers::Backend::Postgres).await
-                }
-            }
-        )+
-    };
-}
-
 /// A running pair and what tests need around it.
 pub struct TestApp {
     pub orchestrator: RunningOrchestrator,
@@ -88,10 +68,8 @@ pub async fn spawn_app_at(
     orchestrator: impl FnOnce(&mut Config),
     processor: impl FnOnce(&mut atelier_processor::Config),
 ) -> TestApp {
-    // The backend is the URL's; the builder only uses it to make a database.
     started(
-        Stack::builder(Backend::Sqlite)
-            .on_database(root, database_url)
+        Stack::builder_on(root, database_url)
             .orchestrator(orchestrator)
             .processor(processor),
     )

@@ -2,6 +2,9 @@
 //! sources, on SQLite and on PostgreSQL (a fresh database per test; the fault tests bring their own
 //! PostgreSQL and S3-compatible servers).
 
+/// Each test body on SQLite and on PostgreSQL.
+pub(crate) use atelier_testkit::on_both_databases;
+
 mod helpers;
 
 mod accounts;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use atelier_proto::v1 as pb;
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::{orchestrator_line, record_with_end, task_event, Reported};
+use super::{end_in, orchestrator_line, record_with_end, task_event, Reported};
 use crate::db::entities::job;
 use crate::db::tasks::{self, Failed, Lease, Outcome};
 use crate::db::{accounts, events, jobs};
@@ -169,11 +169,7 @@ pub async fn succeed_all<C: ConnectionTrait>(
     let changes = by_job
         .into_values()
         .map(|(job, mut events)| {
-            let mut update = events::JobUpdate::default();
-            if let Some(state) = ended.get(&job.id) {
-                events.push(jobs::state_event(*state));
-                update = jobs::ending(*state);
-            }
+            let update = end_in(ended.get(&job.id).copied(), &mut events);
             events::JobChange {
                 job,
                 events,

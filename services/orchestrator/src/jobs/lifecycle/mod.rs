@@ -61,37 +61,29 @@ fn orchestrator_line(lease: &Lease, level: &str, message: String) -> pb::job_eve
     })
 }
 
+/// The job's end in `state`, when it has one: its event appended to `events`, and the job-row
+/// change that goes with it.
+fn end_in(state: Option<JobState>, events: &mut Vec<pb::job_event::Event>) -> events::JobUpdate {
+    match state {
+        Some(state) => {
+            events.push(jobs::state_event(state));
+            jobs::ending(state)
+        }
+        None => events::JobUpdate::default(),
+    }
+}
+
 /// Records `events` of the job, with its end when all its tasks are terminal now: one job-row write,
-/// one event row. Call with the job locked.
+/// one event row, and none when there is nothing to record. Call with the job locked.
 async fn record_with_end<C: ConnectionTrait>(
     db: &C,
     job: &job::Model,
     mut events: Vec<pb::job_event::Event>,
 ) -> Result<(), DbErr> {
-    let mut update = events::JobUpdate::default();
-    if let Some(state) = jobs::final_state(db, job).await? {
-        events.push(jobs::state_event(state));
-        update = jobs::ending(state);
+    let update = end_in(jobs::final_state(db, job).await?, &mut events);
+    if !events.is_empty() {
+        events::record(db, job, events, update).await?;
     }
-    events::record(db, job, events, update).await?;
-    Ok(())
-}
-
-/// Ends the job once all its tasks are terminal. Call with the job locked.
-async fn finish_if_done<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<(), DbErr> {
-    if let Some(state) = jobs::final_state(db, job).await? {
-        end_job(db, job, state).await?;
-    }
-    Ok(())
-}
-
-/// Moves the job to its terminal `state` with its event.
-async fn end_job<C: ConnectionTrait>(
-    db: &C,
-    job: &job::Model,
-    state: JobState,
-) -> Result<(), DbErr> {
-    events::record(db, job, vec![jobs::state_event(state)], jobs::ending(state)).await?;
     Ok(())
 }
 
@@ -115,7 +107,9 @@ pub async fn cancel<C: ConnectionTrait>(db: &C, job: &job::Model) -> Result<Vec<
         )
         .await?;
     }
-    end_job(db, job, JobState::Cancelled).await?;
+    let mut events = Vec::with_capacity(1);
+    let update = end_in(Some(JobState::Cancelled), &mut events);
+    events::record(db, job, events, update).await?;
     events::announce_cancel(db, &running).await?;
     Ok(running)
 }

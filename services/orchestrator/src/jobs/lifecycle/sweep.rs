@@ -3,7 +3,7 @@
 use atelier_codes::ErrorCode;
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::{failure, finish_if_done, task_event};
+use super::{failure, record_with_end, task_event};
 use crate::db::entities::{job, task};
 use crate::db::tasks::{self, Recovered};
 use crate::db::{accounts, events, jobs};
@@ -33,7 +33,7 @@ pub async fn recover<C: ConnectionTrait>(
         }
         Recovered::Failed => {
             failed(db, &job, task, failure, "task failed").await?;
-            finish_if_done(db, &job).await?;
+            record_with_end(db, &job, Vec::new()).await?;
             Ok(true)
         }
     }
@@ -57,7 +57,7 @@ pub async fn time_out<C: ConnectionTrait>(
     if task.state == TaskState::Running {
         events::announce_cancel(db, std::slice::from_ref(&task.id)).await?;
     }
-    finish_if_done(db, &job).await?;
+    record_with_end(db, &job, Vec::new()).await?;
     Ok(true)
 }
 
